@@ -1,0 +1,96 @@
+"""The FastAPI application: `create_app(settings)`.
+
+The connection pool opens in the lifespan without waiting for the database, so
+the API starts (and `/health` says 503) while PostgreSQL is still coming up or
+away; requests then get 503 problems until it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+from psycopg_pool import ConnectionPool
+
+from api.errors import ConfigurationError, install_problem_handlers
+from api.routes import anomalies, health, series, status
+from citylab.settings import Settings
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("citylab.api")
+
+DESCRIPTION = """\
+The citylab reality-lab API: sensor series, raw readings, aggregates and anomaly
+flags from every provider in one open, documented form.
+
+* Times are ISO 8601 **with a timezone** (`2025-03-01T12:00:00Z`); naive times are
+  refused. Ranges are half-open, `[start, end)`, and default to the last hour.
+  Responses give times in UTC.
+* Errors are RFC 9457 problem details (`application/problem+json`).
+"""
+
+TAGS = [
+    {"name": "health", "description": "Liveness of the API and reachability of its database."},
+    {"name": "series", "description": "Series (device, quantity), their raw readings and aggregates."},
+    {"name": "anomalies", "description": "Readings flagged by the stream detectors."},
+    {"name": "status", "description": "Ingest counters and freshness of the lab."},
+]
+
+
+def _version() -> str:
+    try:
+        return version("citylab")
+    except PackageNotFoundError:  # pragma: no cover - running from a bare checkout
+        return "0.0.0"
+
+
+def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0, pool_max_size: int = 10) -> FastAPI:
+    """Build the app. `settings.database_url` is required (the embedded default
+    resolves it before calling this)."""
+    settings = settings or Settings()
+    if not settings.database_url:
+        raise ConfigurationError(
+            "the API needs a database: set CITYLAB_DATABASE_URL "
+            "(e.g. postgresql://citylab:citylab@localhost:5432/citylab), or start the embedded lab with `citylab up`"
+        )
+    pool = ConnectionPool(
+        settings.database_url,
+        min_size=1,
+        max_size=pool_max_size,
+        timeout=pool_timeout_s,
+        open=False,
+        name="citylab-api",
+        check=ConnectionPool.check_connection,
+        kwargs={"autocommit": True, "application_name": "citylab-api", "connect_timeout": 10},
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool.open(wait=False)
+        logger.info("API pool opened (max %d connections)", pool_max_size)
+        try:
+            yield
+        finally:
+            pool.close()
+
+    app = FastAPI(
+        title="citylab",
+        summary="Open access to the reality lab's sensor data.",
+        description=DESCRIPTION,
+        version=_version(),
+        lifespan=lifespan,
+        openapi_tags=TAGS,
+    )
+    app.state.settings = settings
+    app.state.pool = pool
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(series.router, prefix="/v1")
+    app.include_router(anomalies.router, prefix="/v1")
+    app.include_router(status.router, prefix="/v1")
+    return app
+

@@ -1,0 +1,212 @@
+"""The `citylab` command line.
+
+    citylab up [--demo]        the whole lab on the embedded default (or the configured servers)
+    citylab status [--json]    counts read from the running lab
+    citylab db migrate | info  schema migrations; engine and table sizes
+    citylab ingest             one ingest worker (docker-compose, or a child of `up`)
+    citylab api                the HTTP API (docker-compose, or a child of `up`)
+    citylab simulate           the demo district and its edge gateways against configured servers
+    citylab broker-config      render the Mosquitto configuration template
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from citylab.settings import Settings
+
+__all__ = ["main"]
+
+logger = logging.getLogger("citylab")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        stream=sys.stderr)
+
+
+def _resolve_urls(settings: Settings) -> tuple[str, str | None]:
+    """The database and broker of the running lab: from the settings, else from `citylab up`'s state."""
+    from citylab.lab import LabError, read_state
+
+    if settings.database_url:
+        return settings.database_url, settings.mqtt_url
+    state = read_state(settings.home.resolve())
+    if state is None:
+        raise LabError(
+            f"no running lab found under {settings.home.resolve()} and CITYLAB_DATABASE_URL is not set; "
+            "start one with `citylab up`"
+        )
+    return state.database_url, state.mqtt_url
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from citylab.lab import run_lab
+
+    return run_lab(_settings(), demo=args.demo, serial=args.serial, gateways=args.gateways, lora=args.lora,
+                   period_s=args.period)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from citylab.lab import run_simulation
+
+    return run_simulation(_settings(), serial=args.serial, gateways=args.gateways, lora=args.lora,
+                          period_s=args.period)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from datetime import datetime, timezone
+
+    from storage import connect
+    from storage.queries import lab_status
+
+    database_url, _ = _resolve_urls(_settings())
+    with connect(database_url) as conn:
+        status = lab_status(conn)
+    lag = None
+    if status.newest_reading is not None:
+        lag = round((datetime.now(timezone.utc) - status.newest_reading).total_seconds(), 3)
+    report = {
+        "packs_received": status.packs_received,
+        "packs_stored": status.packs_stored,
+        "packs_duplicate": status.packs_duplicate,
+        "dead_letters": status.packs_dead_lettered,
+        "readings_stored": status.readings_stored,
+        "devices": status.devices,
+        "series": status.series,
+        "lag_seconds": lag,
+        "newest_reading": status.newest_reading.isoformat() if status.newest_reading else None,
+    }
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:16} {value}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from storage import capabilities, connect, migrate
+    from storage.queries import table_sizes
+
+    database_url, _ = _resolve_urls(_settings())
+    with connect(database_url) as conn:
+        if args.db_command == "migrate":
+            applied = migrate(conn)
+            print("applied: " + (", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing (up to date)"))
+            return 0
+        caps = capabilities(conn)
+        print(f"engine: {caps.engine}")
+        for name, size in table_sizes(conn):
+            print(f"  {name:24} {size}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from ingest import IngestOptions, IngestService
+
+    settings = _settings()
+    if not settings.database_url or not settings.mqtt_url:
+        raise SystemExit("citylab ingest: CITYLAB_DATABASE_URL and CITYLAB_MQTT_URL must be set")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    service = IngestService(IngestOptions(
+        database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=settings.ingest_client_id,
+        batch_max_age_ms=settings.ingest_batch_max_age_ms, queue_max=settings.ingest_queue_max_messages,
+        widths_s=settings.window_widths_s,
+    ))
+    service.run(stop)
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    if not settings.database_url:
+        raise SystemExit("citylab api: CITYLAB_DATABASE_URL must be set")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
+    return 0
+
+
+def cmd_broker_config(args: argparse.Namespace) -> int:
+    from citylab.embedded import render_mosquitto_conf
+
+    text = render_mosquitto_conf(port=args.port, bind_address=args.bind, persistence_dir=args.persistence_dir,
+                                 log_dest="stdout")
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _district_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--serial", type=int, default=20, help="serial sensors (default 20)")
+    parser.add_argument("--gateways", type=int, default=2, help="edge gateways for the serial sensors (default 2)")
+    parser.add_argument("--lora", type=int, default=10, help="LoRa nodes behind one LoRa gateway (default 10)")
+    parser.add_argument("--period", type=float, default=1.0, help="seconds between readings of a sensor")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citylab", description="IoT sensor ingestion platform and smart-city testbed")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the whole lab (embedded PostgreSQL and Mosquitto unless configured)")
+    up.add_argument("--demo", action="store_true", help="add a simulated district with edge gateways")
+    _district_options(up)
+    up.set_defaults(func=cmd_up)
+
+    sim = sub.add_parser("simulate", help="the demo district against CITYLAB_DATABASE_URL and CITYLAB_MQTT_URL")
+    _district_options(sim)
+    sim.set_defaults(func=cmd_simulate)
+
+    status = sub.add_parser("status", help="counts from the running lab")
+    status.add_argument("--json", action="store_true", help="one JSON object")
+    status.set_defaults(func=cmd_status)
+
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("db_command", choices=["migrate", "info"])
+    db.set_defaults(func=cmd_db)
+
+    sub.add_parser("ingest", help="run one ingest worker").set_defaults(func=cmd_ingest)
+    sub.add_parser("api", help="run the HTTP API").set_defaults(func=cmd_api)
+
+    broker = sub.add_parser("broker-config", help="write the Mosquitto configuration")
+    broker.add_argument("--out", default="-", help="file to write, - for stdout")
+    broker.add_argument("--port", type=int, default=1883)
+    broker.add_argument("--bind", default="0.0.0.0")
+    broker.add_argument("--persistence-dir", default="/mosquitto/data")
+    broker.set_defaults(func=cmd_broker_config)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(_settings().log_level if args.command not in ("status",) else "WARNING")
+    from citylab.lab import LabError
+    from storage.errors import StorageError
+
+    try:
+        return args.func(args) or 0
+    except (LabError, StorageError) as exc:
+        print(f"citylab {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,322 @@
+"""The embedded default: a private PostgreSQL cluster and a private Mosquitto.
+
+Both run from the system binaries (Debian's `postgresql` and `mosquitto`), on free
+loopback ports, with their files under one directory (`./.citylab/` for
+`citylab up`, a temporary directory for the tests). Every child gets a
+parent-death signal, so that no server outlives the process that started it.
+
+PostgreSQL refuses to run as root; when we are root, the servers run as their
+Debian service users (`postgres`, `mosquitto`) and their directories are handed
+to those users.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import logging
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+__all__ = [
+    "EmbeddedError",
+    "MosquittoServer",
+    "PostgresServer",
+    "free_port",
+    "render_mosquitto_conf",
+    "start_mosquitto",
+    "start_postgres",
+]
+
+logger = logging.getLogger("citylab.embedded")
+
+_PR_SET_PDEATHSIG = 1
+DATABASE = "citylab"
+DB_USER = "citylab"
+
+
+class EmbeddedError(RuntimeError):
+    """An embedded server could not be found, prepared or started."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on `host` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _service_user(name: str) -> pwd.struct_passwd | None:
+    """The account a server runs as when we are root; None when we are not root."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise EmbeddedError(
+            f"running as root, and there is no '{name}' user to run the server as; "
+            f"install the Debian package that creates it or run citylab as a normal user"
+        ) from None
+
+
+def _child_setup(user: pwd.struct_passwd | None, death_signal: int):
+    """preexec_fn: drop to the service user, then ask for `death_signal` when we die.
+
+    The order matters: Linux clears the parent-death signal when credentials change.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def setup() -> None:
+        os.setpgid(0, 0)
+        if user is not None:
+            os.setgid(user.pw_gid)
+            os.setgroups([user.pw_gid])
+            os.setuid(user.pw_uid)
+        libc.prctl(_PR_SET_PDEATHSIG, death_signal)
+
+    return setup
+
+
+def _hand_over(path: Path, user: pwd.struct_passwd | None) -> None:
+    if user is None:
+        return
+    for root, dirs, files in os.walk(path):
+        os.chown(root, user.pw_uid, user.pw_gid)
+        for name in files:
+            os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen, log: Path, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"{what} exited with code {proc.returncode}; its log ends:\n{_tail(log)}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise EmbeddedError(f"{what} did not listen on {host}:{port} within {timeout:.0f} s; log:\n{_tail(log)}")
+
+
+def _stop(proc: subprocess.Popen, sig: int, timeout: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+def _postgres_bindir() -> Path:
+    pg_config = shutil.which("pg_config")
+    candidates: list[Path] = []
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        if out.returncode == 0:
+            candidates.append(Path(out.stdout.strip()))
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for found in (shutil.which("postgres"), shutil.which("initdb")):
+        if found:
+            candidates.append(Path(found).resolve().parent)
+    for bindir in candidates:
+        if (bindir / "postgres").exists() and (bindir / "initdb").exists():
+            return bindir
+    raise EmbeddedError(
+        "PostgreSQL server binaries (initdb, postgres) not found; "
+        "install them with `apt-get install postgresql` (make setup does this)"
+    )
+
+
+@dataclass
+class PostgresServer:
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{DATABASE}"
+
+    def url_for(self, database: str) -> str:
+        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{database}"
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Fast shutdown (SIGINT): active transactions roll back, data is kept."""
+        if self.process is not None:
+            _stop(self.process, signal.SIGINT, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+def start_postgres(
+    root: Path, *, port: int | None = None, host: str = "127.0.0.1", durable: bool = True, timeout: float = 60.0
+) -> PostgresServer:
+    """Start (initialising on first use) a private cluster in `root/postgres`.
+
+    `durable=False` turns fsync off: for throw-away test clusters only.
+    """
+    bindir = _postgres_bindir()
+    user = _service_user("postgres")
+    root = root.resolve()
+    data_dir = root / "postgres" / "data"
+    run_dir = root / "postgres" / "run"
+    log = root / "postgres" / "server.log"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _hand_over(root / "postgres", user)
+
+    if not (data_dir / "PG_VERSION").exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        _hand_over(data_dir, user)
+        logger.info("initialising PostgreSQL cluster in %s", data_dir)
+        init = subprocess.run(
+            [str(bindir / "initdb"), "-D", str(data_dir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
+             "--locale=C.UTF-8", "--no-instructions"],
+            capture_output=True, text=True, preexec_fn=_child_setup(user, signal.SIGKILL),
+        )
+        if init.returncode != 0:
+            raise EmbeddedError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
+
+    port = port or free_port(host)
+    settings = {
+        "listen_addresses": host,
+        "unix_socket_directories": str(run_dir),
+        "max_connections": "100",
+        "shared_buffers": "256MB",
+        "fsync": "on" if durable else "off",
+        "synchronous_commit": "on" if durable else "off",
+        "full_page_writes": "on" if durable else "off",
+        "max_wal_size": "2GB",
+        "log_min_messages": "warning",
+    }
+    args = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
+    for key, value in settings.items():
+        args += ["-c", f"{key}={value}"]
+    with open(log, "ab") as log_file:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            preexec_fn=_child_setup(user, signal.SIGINT),
+        )
+    server = PostgresServer(data_dir=data_dir, port=port, host=host, process=proc)
+    _wait_for_port(host, port, proc, log, "PostgreSQL", timeout)
+    _wait_until_accepting(server, proc, log, timeout)
+    return server
+
+
+def _wait_until_accepting(server: PostgresServer, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise EmbeddedError(f"PostgreSQL exited with code {proc.returncode}; log:\n{_tail(log)}")
+        try:
+            with psycopg.connect(server.url_for("postgres"), autocommit=True, connect_timeout=2) as conn:
+                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)).fetchone()
+                if not exists:
+                    conn.execute(f'CREATE DATABASE "{DATABASE}"')
+                return
+        except psycopg.OperationalError as exc:  # starting up, or recovering
+            last = exc
+            time.sleep(0.1)
+    raise EmbeddedError(f"PostgreSQL did not accept connections within {timeout:.0f} s: {last}")
+
+
+# --------------------------------------------------------------------------- Mosquitto
+
+
+def render_mosquitto_conf(
+    *, port: int, persistence_dir: str, bind_address: str = "127.0.0.1", log_dest: str = "stderr",
+    allow_anonymous: bool = True, extra: str = "",
+) -> str:
+    template = resources.files("citylab").joinpath("templates/mosquitto.conf").read_text()
+    return template.format(
+        port=port, bind_address=bind_address, persistence_dir=persistence_dir.rstrip("/"),
+        log_dest=log_dest, allow_anonymous="true" if allow_anonymous else "false", extra=extra,
+    )
+
+
+@dataclass
+class MosquittoServer:
+    root: Path
+    port: int
+    host: str = "127.0.0.1"
+    process: subprocess.Popen | None = field(default=None, repr=False)
+    _user: pwd.struct_passwd | None = field(default=None, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        if self.process is not None:
+            _stop(self.process, signal.SIGTERM, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: messages not yet in the persistence snapshot are gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def start(self, *, timeout: float = 15.0) -> None:
+        """(Re)start on the same port and persistence directory."""
+        if self.process is not None and self.process.poll() is None:
+            return
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise EmbeddedError("mosquitto not found; install it with `apt-get install mosquitto` (make setup does this)")
+        conf = self.root / "mosquitto.conf"
+        log = self.root / "mosquitto.log"
+        with open(log, "ab") as log_file:
+            self.process = subprocess.Popen(
+                [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup(self._user, signal.SIGTERM),
+            )
+        _wait_for_port(self.host, self.port, self.process, log, "Mosquitto", timeout)
+
+
+def start_mosquitto(root: Path, *, port: int | None = None, host: str = "127.0.0.1") -> MosquittoServer:
+    """Start a private Mosquitto with persistence in `root/mosquitto`."""
+    user = _service_user("mosquitto")
+    broker_dir = (root / "mosquitto").resolve()
+    data_dir = broker_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    (broker_dir / "mosquitto.conf").write_text(
+        render_mosquitto_conf(port=port, bind_address=host, persistence_dir=str(data_dir))
+    )
+    _hand_over(broker_dir, user)
+    server = MosquittoServer(root=broker_dir, port=port, host=host, _user=user)
+    server.start()
+    return server

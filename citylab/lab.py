@@ -1,0 +1,238 @@
+"""`citylab up`: the whole lab on one machine, and the state file that finds it again.
+
+Order of start: database (embedded or `CITYLAB_DATABASE_URL`), broker (embedded or
+`CITYLAB_MQTT_URL`), migrations, ingest, API, and with `--demo` the simulated
+district and its edge gateways. Order of stop: the reverse.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from citylab.settings import Settings
+from citylab.supervisor import Supervisor
+
+__all__ = ["LabError", "LabState", "read_state", "run_lab", "run_simulation"]
+
+logger = logging.getLogger("citylab.lab")
+
+STATE_FILE = "lab.json"
+
+
+class LabError(RuntimeError):
+    """The lab cannot start, or no running lab was found."""
+
+
+@dataclass(frozen=True, slots=True)
+class LabState:
+    database_url: str
+    mqtt_url: str
+    api_url: str
+    pid: int
+    started_at: float
+    demo: bool
+
+
+def read_state(home: Path) -> LabState | None:
+    path = home / STATE_FILE
+    try:
+        data = json.loads(path.read_text())
+        state = LabState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+    try:
+        os.kill(state.pid, 0)
+    except ProcessLookupError:
+        return None  # left behind by a lab that did not stop cleanly
+    except PermissionError:
+        pass
+    return state
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum, frame) -> None:
+        if stop.is_set():
+            return
+        logger.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handle)
+    signal.signal(signal.SIGTERM, handle)
+    return stop
+
+
+def _migrate(url: str, timeout: float = 60.0) -> None:
+    from storage import DatabaseUnavailable, capabilities, connect, migrate
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with connect(url) as conn:
+                applied = migrate(conn)
+                caps = capabilities(conn)
+            break
+        except DatabaseUnavailable as exc:
+            if time.monotonic() > deadline:
+                raise LabError(f"database at {url} unavailable: {exc}") from exc
+            time.sleep(1)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none (up to date)"
+    logger.info("schema migrations applied: %s; engine: %s", names, caps.engine)
+
+
+def _register_demo(url: str, org: str, *, serial: int, gateways: int, lora: int) -> int:
+    from citylab.demo import demo_devices
+    from storage import connect
+    from storage.registry import register_device
+
+    devices = demo_devices(serial=serial, gateways=gateways, lora=lora)
+    with connect(url) as conn:
+        # gateways first: sensors reference them
+        for dev in sorted(devices, key=lambda d: d.gateway is not None):
+            register_device(conn, org=org, device=dev.device, gateway=dev.gateway, kind=dev.kind)
+        conn.commit()
+    return len(devices)
+
+
+def _child_env(database_url: str, mqtt_url: str) -> dict[str, str]:
+    return {"CITYLAB_DATABASE_URL": database_url, "CITYLAB_MQTT_URL": mqtt_url}
+
+
+def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database_url: str, mqtt_url: str,
+                *, serial: int, gateways: int, lora: int, period_s: float) -> None:
+    from citylab.demo import demo_commands
+
+    count = _register_demo(database_url, settings.org, serial=serial, gateways=gateways, lora=lora)
+    commands = demo_commands(home=home, org=settings.org, mqtt_url=mqtt_url, serial=serial, gateways=gateways,
+                             lora=lora, period_s=period_s)
+    for i, argv in enumerate(commands):
+        supervisor.start("simulator" if i == 0 else f"edge-{i}", argv)
+    print(f"demo district: {serial} serial sensors behind {gateways} gateways, {lora} LoRa nodes behind gw-lora "
+          f"({count} devices registered in org {settings.org!r})", flush=True)
+
+
+def _watch_first_readings(database_url: str, started: float, stop: threading.Event) -> None:
+    """Say when the first readings are stored (progress for people watching the terminal)."""
+    from storage import StorageError, connect
+    from storage.queries import lab_status
+
+    while not stop.wait(1.0):
+        try:
+            with connect(database_url) as conn:
+                status = lab_status(conn)
+        except StorageError:
+            continue
+        if status.readings_stored:
+            print(f"first readings stored {time.monotonic() - started:.1f} s after start "
+                  f"({status.readings_stored} so far); `citylab status` shows the counts", flush=True)
+            return
+        if time.monotonic() - started > 60:
+            print("no readings stored after 60 s: see the logs under .citylab/logs/", flush=True)
+            return
+
+
+def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int = 2, lora: int = 10,
+            period_s: float = 1.0) -> int:
+    from citylab.embedded import start_mosquitto, start_postgres
+
+    started = time.monotonic()
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o755)
+    lock = open(home / "lab.lock", "w")  # noqa: SIM115 - held for the life of the lab
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise LabError(f"a lab is already running from {home} (see `citylab status`)") from None
+    stop = _stop_event()
+    log_dir = home / "logs"
+    log_dir.mkdir(exist_ok=True)
+    supervisor = Supervisor(log_dir=log_dir)
+    with ExitStack() as stack:
+        if settings.database_url:
+            database_url = settings.database_url
+        else:
+            print("starting the embedded PostgreSQL ...", flush=True)
+            pg = start_postgres(home)
+            stack.callback(pg.stop)
+            database_url = pg.url
+        if settings.mqtt_url:
+            mqtt_url = settings.mqtt_url
+        else:
+            mq = start_mosquitto(home)
+            stack.callback(mq.stop)
+            mqtt_url = mq.url
+        _migrate(database_url)
+
+        port = settings.api_port
+        if port == 0 or not _port_free(settings.api_host, port):
+            from citylab.embedded import free_port
+
+            if port:
+                print(f"port {port} is taken; the API takes a free one instead", flush=True)
+            port = free_port(settings.api_host)
+        api_url = f"http://{settings.api_host}:{port}"
+        env = _child_env(database_url, mqtt_url)
+        stack.callback(supervisor.stop)
+        me = [sys.executable, "-m", "citylab"]
+        supervisor.start("ingest", [*me, "ingest"], env=env)
+        supervisor.start("api", [*me, "api"], env={**env, "CITYLAB_API_PORT": str(port),
+                                                   "CITYLAB_API_HOST": settings.api_host})
+        if demo:
+            _start_demo(supervisor, settings, home, database_url, mqtt_url, serial=serial, gateways=gateways,
+                        lora=lora, period_s=period_s)
+        state = LabState(database_url=database_url, mqtt_url=mqtt_url, api_url=api_url, pid=os.getpid(),
+                         started_at=time.time(), demo=demo)
+        state_path = home / STATE_FILE
+        state_path.write_text(json.dumps(asdict(state), indent=2))
+        stack.callback(state_path.unlink, missing_ok=True)
+        print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json)\n"
+              f"  database  {database_url}\n  broker    {mqtt_url}\n  logs      {log_dir}\n"
+              "Ctrl-C stops everything.", flush=True)
+        threading.Thread(target=_watch_first_readings, args=(database_url, started, stop), daemon=True).start()
+        while not stop.wait(0.5):
+            supervisor.poll()
+        print("stopping ...", flush=True)
+    print("stopped.", flush=True)
+    return 0
+
+
+def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int, period_s: float) -> int:
+    """The demo district alone, against the database and broker of the settings (docker-compose profile)."""
+    if not settings.database_url or not settings.mqtt_url:
+        raise LabError("`citylab simulate` needs CITYLAB_DATABASE_URL and CITYLAB_MQTT_URL")
+    home = settings.home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    stop = _stop_event()
+    _migrate(settings.database_url)
+    supervisor = Supervisor(log_dir=None)
+    try:
+        _start_demo(supervisor, settings, home, settings.database_url, settings.mqtt_url, serial=serial,
+                    gateways=gateways, lora=lora, period_s=period_s)
+        while not stop.wait(0.5):
+            supervisor.poll()
+    finally:
+        supervisor.stop()
+    return 0

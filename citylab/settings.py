@@ -1,0 +1,45 @@
+"""The one settings class of the platform processes (`CITYLAB_` environment prefix).
+
+No other module reads the environment: processes build a `Settings` once and pass
+the values they need down. The edge agent is configured by its own TOML file
+instead, so that a gateway needs none of the server dependencies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYLAB_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".citylab"),
+        description="Where the embedded default keeps its database cluster, broker and state.",
+    )
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset means the embedded cluster under `home`."
+    )
+    mqtt_url: str | None = Field(
+        default=None, description="MQTT broker URL (mqtt://host:port); unset means the embedded broker."
+    )
+    org: str = Field(default="lab", description="Organisation of the demo district.")
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8080, ge=0, le=65535, description="0 picks a free port.")
+    ingest_client_id: str = Field(
+        default="citylab-ingest", description="MQTT client id of ingest; its persistent session is keyed by it."
+    )
+    ingest_batch_max_readings: int = Field(default=50_000, ge=1)
+    ingest_batch_max_age_ms: int = Field(default=250, ge=1)
+    ingest_queue_max_messages: int = Field(
+        default=20_000, ge=100, description="Bound of the queue between the MQTT thread and the writer."
+    )
+    window_widths_s: tuple[int, ...] = Field(
+        default=(60,), description="Tumbling aggregate window widths in seconds."
+    )
+    log_level: str = "INFO"

@@ -1,0 +1,1 @@
+"""Grafana dashboards as code (filled by a later issue)."""

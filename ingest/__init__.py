@@ -1,0 +1,32 @@
+"""ingest: the platform's MQTT entry.
+
+It takes packs from the broker (persistent QoS 1 session), authorises each against
+the device registry, decodes it into columnar numpy batches, runs the batches
+through the stream processor, stores everything in one transaction, and only then
+acknowledges the messages and publishes each device's committed watermark.
+Packs that cannot be decoded or are not authorised become dead letters with
+their reason: received = stored + dead-lettered.
+"""
+
+from __future__ import annotations
+
+from ingest.decode import DecodedPack, decode_message
+from ingest.errors import BrokerError, IngestError
+from ingest.message import Message
+from ingest.mqtt import IngestClient, parse_mqtt_url
+from ingest.pipeline import CommitResult, Pipeline
+from ingest.service import IngestOptions, IngestService
+
+__all__ = [
+    "BrokerError",
+    "CommitResult",
+    "DecodedPack",
+    "IngestClient",
+    "IngestError",
+    "IngestOptions",
+    "IngestService",
+    "Message",
+    "Pipeline",
+    "decode_message",
+    "parse_mqtt_url",
+]

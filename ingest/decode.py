@@ -1,0 +1,81 @@
+"""From a received MQTT message to a columnar pack, or to a dead letter with its reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ingest.message import Message
+from protocol.errors import ProtocolError
+from protocol.lpp import decode_lpp
+from protocol.senml import decode_pack
+from protocol.topics import parse_topic
+from storage.packs import DeadLetter
+
+__all__ = ["DecodedPack", "decode_message"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedPack:
+    """One pack as columns. `names` are "{device}/{quantity}", one per reading."""
+
+    message: Message
+    org: str
+    device: str                 # the publisher: the device of the topic
+    boot_id: str | None         # None for raw LPP uplinks, which carry no sequence
+    seq: int | None
+    names: list[str]
+    units: list[str | None]
+    time_us: np.ndarray         # int64
+    value: np.ndarray           # float64
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+
+def dead_letter(message: Message, reason: str, detail: str, device: str | None = None) -> DeadLetter:
+    return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload)
+
+
+def decode_message(message: Message) -> DecodedPack | DeadLetter:
+    try:
+        topic = parse_topic(message.topic)
+    except ProtocolError as exc:
+        return dead_letter(message, exc.reason, str(exc))
+    try:
+        if topic.kind == "up":
+            return _senml(message, topic.org, topic.device, topic.content_type or message.content_type)
+        if topic.kind == "lpp":
+            return _lpp(message, topic.org, topic.device)
+    except ProtocolError as exc:
+        return dead_letter(message, exc.reason, str(exc), topic.device)
+    return dead_letter(message, "bad_topic", f"ingest takes up and lpp topics, not {topic.kind!r}", topic.device)
+
+
+def _senml(message: Message, org: str, device: str, content_type: str | None) -> DecodedPack | DeadLetter:
+    pack = decode_pack(message.payload, content_type=content_type)
+    if (pack.boot_id is None) != (pack.seq is None):
+        return dead_letter(message, "bad_header", "a pack carries both 'bid' and 'seq' or neither", device)
+    records = pack.records
+    times = np.fromiter((r.time for r in records), dtype=np.float64, count=len(records))
+    return DecodedPack(
+        message=message, org=org, device=device, boot_id=pack.boot_id, seq=pack.seq,
+        names=[r.name for r in records], units=[r.unit for r in records],
+        time_us=np.rint(times * 1e6).astype(np.int64),
+        value=np.fromiter((r.value for r in records), dtype=np.float64, count=len(records)),
+    )
+
+
+def _lpp(message: Message, org: str, device: str) -> DecodedPack:
+    """A raw Cayenne LPP uplink: one reading per value, stamped when received.
+
+    Without a channel map in the registry, the quantity is "{kind}_{channel}".
+    """
+    values = decode_lpp(message.payload)
+    return DecodedPack(
+        message=message, org=org, device=device, boot_id=None, seq=None,
+        names=[f"{device}/{v.kind}_{v.channel}" for v in values], units=[v.unit for v in values],
+        time_us=np.full(len(values), message.received_us, dtype=np.int64),
+        value=np.array([v.value for v in values], dtype=np.float64),
+    )

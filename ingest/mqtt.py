@@ -1,0 +1,150 @@
+"""The platform's MQTT entry: a persistent QoS 1 session that acknowledges after commit.
+
+Why paho-mqtt here and not aiomqtt: the delivery guarantee needs the PUBACK of a
+message to wait until the database transaction holding its rows has committed.
+paho-mqtt 2.x supports exactly that (`manual_ack=True` and `Client.ack()`);
+aiomqtt (2.5) acknowledges as soon as a message is handed over and offers no
+public way to defer it. So ingest keeps paho's network thread and bridges it to
+the writer with a bounded queue.
+
+The callbacks only hand work on. `on_message` puts the message into a bounded
+queue; when the queue is full it waits: the broker then holds the rest of the
+session's messages (backpressure), nothing is dropped, and the waits are counted.
+Every message is tagged with the connection it arrived on: a message id is only
+meaningful on its own connection, so messages from an earlier connection are
+stored (the broker redelivers them, and the pack claims de-duplicate) but never
+acknowledged on a later one.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ingest.errors import BrokerError
+from ingest.message import Message
+from protocol.topics import INGEST_FILTERS, Watermark, committed_topic, encode_watermark
+
+__all__ = ["BrokerAddress", "IngestClient", "parse_mqtt_url"]
+
+logger = logging.getLogger("citylab.ingest.mqtt")
+
+SESSION_EXPIRY_S = 7 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+
+
+def parse_mqtt_url(url: str) -> BrokerAddress:
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise BrokerError(f"MQTT URL {url!r}: scheme must be mqtt:// or mqtts://")
+    if not parts.hostname:
+        raise BrokerError(f"MQTT URL {url!r} names no host")
+    tls = parts.scheme in ("mqtts", "ssl")
+    return BrokerAddress(parts.hostname, parts.port or (8883 if tls else 1883), tls, parts.username, parts.password)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A received message and the connection it came on."""
+
+    message: Message
+    connection: int
+
+
+class IngestClient:
+    def __init__(self, url: str, *, client_id: str, queue_max: int,
+                 filters: tuple[str, ...] = INGEST_FILTERS) -> None:
+        self.address = parse_mqtt_url(url)
+        self.filters = filters
+        self.queue: queue.Queue[Delivery] = queue.Queue(maxsize=queue_max)
+        self.connection = 0          # bumped on every successful connect
+        self.connected = threading.Event()
+        self.queue_full_waits = 0
+        client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+            protocol=paho.MQTTv5, manual_ack=True,
+        )
+        if self.address.username:
+            client.username_pw_set(self.address.username, self.address.password)
+        if self.address.tls:
+            client.tls_set()
+        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        self._client = client
+
+    # -- paho's network thread ---------------------------------------------------------
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            logger.error("broker refused the connection: %s", reason_code)
+            return
+        self.connection += 1
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
+        logger.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
+                    flags.session_present)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        logger.warning("disconnected from the broker: %s", reason_code)
+
+    def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        delivery = Delivery(
+            Message(
+                topic=msg.topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos,
+                content_type=getattr(props, "ContentType", None), received_us=time.time_ns() // 1000,
+            ),
+            self.connection,
+        )
+        try:
+            self.queue.put_nowait(delivery)
+        except queue.Full:
+            self.queue_full_waits += 1
+            self.queue.put(delivery)  # backpressure: see the module docstring
+
+    # -- the writer's side -------------------------------------------------------------
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.ReceiveMaximum = 65535
+        self._client.connect_async(
+            self.address.host, self.address.port, keepalive=30, clean_start=False, properties=props
+        )
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def ack(self, deliveries: list[Delivery]) -> int:
+        """PUBACK, in arrival order, the deliveries of the current connection; returns how many."""
+        current = self.connection
+        acked = 0
+        for delivery in deliveries:
+            if delivery.connection == current and delivery.message.qos > 0:
+                self._client.ack(delivery.message.mid, delivery.message.qos)
+                acked += 1
+        return acked
+
+    def publish_watermark(self, org: str, device: str, watermark: Watermark) -> None:
+        self._client.publish(committed_topic(org, device), encode_watermark(watermark), qos=1, retain=True)

@@ -1,0 +1,158 @@
+"""One batch of messages through decode → registry → stream → storage, in one transaction.
+
+The batch is the unit of commitment: its readings, aggregate partials, anomalies,
+dead letters, pack claims, watermarks and counters commit together or not at
+all. Only after `commit()` returns may the caller acknowledge the messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ingest.decode import DecodedPack, decode_message
+from ingest.message import Message
+from ingest.registry import SeriesResolver
+from protocol.quantities import QUANTITIES
+from protocol.topics import Watermark
+from storage.db import connect
+from storage.errors import map_errors
+from storage.packs import DeadLetter, PackKey, add_counters, claim_packs, insert_dead_letters, raise_watermarks
+from storage.registry import series_quantities
+from storage.timeseries import insert_anomalies, merge_aggregates, write_readings
+from stream import ANOMALY_KINDS, BatchResult, StreamProcessor
+
+__all__ = ["CommitResult", "Pipeline"]
+
+logger = logging.getLogger("citylab.ingest")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    packs_received: int
+    packs_stored: int
+    packs_duplicate: int
+    packs_dead_lettered: int
+    readings_stored: int
+    anomalies: int
+    # (org, device) -> the device's committed watermark after this commit
+    watermarks: dict[tuple[str, str], Watermark] = field(default_factory=dict)
+    dead_letters: tuple[DeadLetter, ...] = ()
+
+
+class Pipeline:
+    def __init__(self, database_url: str, *, widths_s: Sequence[int] = (60,)) -> None:
+        self._url = database_url
+        self._conn = connect(database_url, application_name="citylab-ingest")
+        self._meta = connect(database_url, autocommit=True, application_name="citylab-ingest-registry")
+        self.processor = StreamProcessor(widths_s=tuple(widths_s))
+        self.resolver = SeriesResolver(self._meta, on_new_series=self._set_bounds)
+        rows = series_quantities(self._meta)
+        self._set_bounds([r[0] for r in rows], [r[1] for r in rows])
+        # The stream result of a batch whose transaction failed, reused when it is retried,
+        # so that a retry does not feed the same readings to the detectors twice.
+        self._retry: tuple[int, bytes, BatchResult] | None = None
+
+    def close(self) -> None:
+        for conn in (self._conn, self._meta):
+            if not conn.closed:
+                conn.close()
+
+    def reconnect(self) -> None:
+        """New connections after the database went away (raises DatabaseUnavailable while it is away)."""
+        self.close()
+        self._conn = connect(self._url, application_name="citylab-ingest")
+        self._meta = connect(self._url, autocommit=True, application_name="citylab-ingest-registry")
+        self.resolver.rebind(self._meta)
+
+    def _set_bounds(self, ids: list[int], quantities: list[str]) -> None:
+        if not ids:
+            return
+        known = [QUANTITIES.get(q) for q in quantities]
+        low = np.array([k.low if k else -np.inf for k in known], dtype=np.float64)
+        high = np.array([k.high if k else np.inf for k in known], dtype=np.float64)
+        self.processor.set_bounds(np.array(ids, dtype=np.int32), low, high)
+
+    def commit(self, messages: Sequence[Message]) -> CommitResult:
+        """Store the batch; raises StorageError (DatabaseUnavailable: retry later) and stores nothing then."""
+        with map_errors("commit batch"):
+            return self._commit(messages)
+
+    def _commit(self, messages: Sequence[Message]) -> CommitResult:
+        dead: list[DeadLetter] = []
+        packs: list[tuple[DecodedPack, np.ndarray]] = []
+        for message in messages:
+            decoded = decode_message(message)
+            if isinstance(decoded, DeadLetter):
+                dead.append(decoded)
+                continue
+            ids = self.resolver.resolve(decoded)
+            if isinstance(ids, DeadLetter):
+                dead.append(ids)
+            else:
+                packs.append((decoded, ids))
+
+        conn = self._conn
+        with conn.transaction():
+            sequenced = [i for i, (p, _) in enumerate(packs) if p.seq is not None]
+            claimed = claim_packs(conn, [
+                PackKey(packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq, len(packs[i][0]))
+                for i in sequenced
+            ])
+            fresh = np.ones(len(packs), dtype=bool)
+            fresh[sequenced] = claimed
+            stored = [packs[i] for i in np.flatnonzero(fresh)]
+            series_id, time_us, value = _columns(stored)
+            result = self._process(id(messages), fresh, series_id, time_us, value)
+            readings = write_readings(conn, series_id, time_us, value)
+            merge_aggregates(conn, result.aggregates)
+            anomalies = result.anomalies
+            insert_anomalies(
+                conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
+                [ANOMALY_KINDS[k] for k in anomalies.kind.tolist()],
+            )
+            insert_dead_letters(conn, dead)
+            marks: dict[tuple[str, str], int] = {}
+            orgs: dict[str, str] = {}
+            for pack, _ in stored:
+                if pack.seq is not None:
+                    key = (pack.device, pack.boot_id)
+                    marks[key] = max(marks.get(key, -1), pack.seq)
+                    orgs[pack.device] = pack.org
+            committed = raise_watermarks(conn, marks)
+            duplicates = len(packs) - len(stored)
+            add_counters(conn, {
+                "packs_received": len(messages) - duplicates,
+                "packs_stored": len(stored),
+                "packs_dead_lettered": len(dead),
+                "packs_duplicate": duplicates,
+                "readings_stored": readings,
+            })
+        self._retry = None
+        return CommitResult(
+            packs_received=len(messages), packs_stored=len(stored), packs_duplicate=duplicates,
+            packs_dead_lettered=len(dead), readings_stored=readings, anomalies=len(anomalies),
+            watermarks={(orgs[d], d): Watermark(boot_id=b, seq=s) for (d, b), s in committed.items()},
+            dead_letters=tuple(dead),
+        )
+
+    def _process(self, batch: int, fresh: np.ndarray, series_id, time_us, value) -> BatchResult:
+        key = fresh.tobytes()
+        if self._retry is not None and self._retry[0] == batch and self._retry[1] == key:
+            return self._retry[2]
+        result = self.processor.process(series_id, time_us, value)
+        self._retry = (batch, key, result)
+        return result
+
+
+def _columns(packs: list[tuple[DecodedPack, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not packs:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    return (
+        np.concatenate([ids for _, ids in packs]),
+        np.concatenate([p.time_us for p, _ in packs]),
+        np.concatenate([p.value for p, _ in packs]),
+    )

@@ -1,0 +1,114 @@
+"""Authorising packs against the device registry and naming their series.
+
+A pack published on `lab/{org}/{device}/up` may carry readings of `device` itself
+and of the devices registered behind it as their gateway, nothing else. The
+first time a (publisher, series, unit) combination is seen it is checked against
+the registry and its series id is created; after that the check is one dict
+lookup per reading. The registry is re-read when an unknown device shows up,
+at most once per `reload_interval_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import numpy as np
+import psycopg
+
+from ingest.decode import DecodedPack, dead_letter
+from storage.packs import DeadLetter
+from storage.registry import Device, ensure_series, load_devices, series_units
+
+__all__ = ["SeriesResolver"]
+
+logger = logging.getLogger("citylab.ingest.registry")
+
+NewSeries = Callable[[list[int], list[str]], None]
+
+
+class SeriesResolver:
+    def __init__(self, conn: psycopg.Connection, *, on_new_series: NewSeries, reload_interval_s: float = 1.0) -> None:
+        self._conn = conn  # autocommit connection: series creation is idempotent and outlives a failed batch
+        self._on_new_series = on_new_series
+        self.reload_interval_s = reload_interval_s
+        self._devices: dict[str, Device] = {}
+        self._loaded_at = float("-inf")
+        # publisher -> {(name, unit): series id}, only for combinations already authorised
+        self._known: dict[str, dict[tuple[str, str | None], int]] = {}
+
+    def resolve(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
+        """Series ids of the pack's readings (int32), or the reason it is refused."""
+        known = self._known.get(pack.device)
+        if known is not None:
+            ids = [known.get(key, -1) for key in zip(pack.names, pack.units)]
+            if -1 not in ids:
+                return np.array(ids, dtype=np.int32)
+        return self._authorise(pack)
+
+    def rebind(self, conn: psycopg.Connection) -> None:
+        self._conn = conn
+
+    def forget(self) -> None:
+        """Drop every cached decision (after registry changes such as a disabled device)."""
+        self._known.clear()
+        self._loaded_at = float("-inf")
+
+    def _device(self, device: str) -> Device | None:
+        found = self._devices.get(device)
+        if found is None and time.monotonic() - self._loaded_at >= self.reload_interval_s:
+            self._devices = load_devices(self._conn)
+            self._loaded_at = time.monotonic()
+            found = self._devices.get(device)
+        return found
+
+    def _authorise(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
+        publisher = self._device(pack.device)
+        if publisher is None:
+            return dead_letter(pack.message, "unknown_device", f"device {pack.device!r} is not registered", pack.device)
+        if publisher.org != pack.org:
+            return dead_letter(
+                pack.message, "wrong_org", f"device {pack.device!r} is not registered under org {pack.org!r}",
+                pack.device,
+            )
+        if not publisher.enabled:
+            return dead_letter(pack.message, "device_disabled", f"device {pack.device!r} is disabled", pack.device)
+
+        wanted: dict[tuple[str, str | None], tuple[str, str]] = {}
+        for name, unit in zip(pack.names, pack.units):
+            if (name, unit) in wanted:
+                continue
+            device, _, quantity = name.partition("/")
+            if device != pack.device:
+                member = self._device(device)
+                if member is None:
+                    return dead_letter(
+                        pack.message, "unknown_device", f"reading {name!r} names unregistered device {device!r}",
+                        pack.device,
+                    )
+                if member.gateway != pack.device:
+                    return dead_letter(
+                        pack.message, "not_behind_gateway",
+                        f"device {device!r} is not registered behind gateway {pack.device!r}", pack.device,
+                    )
+            wanted[(name, unit)] = (device, quantity)
+
+        ids = ensure_series(self._conn, [(d, q, u) for (_, u), (d, q) in wanted.items()])
+        units = series_units(self._conn, [ids[key] for key in wanted.values()])
+        known = self._known.setdefault(pack.device, {})
+        new_ids, new_quantities = [], []
+        for (name, unit), key in wanted.items():
+            sid = ids[key]
+            if units[sid] != unit:
+                return dead_letter(
+                    pack.message, "unit_mismatch",
+                    f"series {name!r} is registered in {units[sid]!r}, the pack says {unit!r}", pack.device,
+                )
+            if (name, unit) not in known:
+                new_ids.append(sid)
+                new_quantities.append(key[1])
+            known[(name, unit)] = sid
+        if new_ids:
+            self._on_new_series(new_ids, new_quantities)
+        return np.array([known[key] for key in zip(pack.names, pack.units)], dtype=np.int32)

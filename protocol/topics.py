@@ -1,0 +1,176 @@
+"""citylab MQTT topics and the committed watermark payload.
+
+::
+
+    lab/{org}/{device}/up            SenML pack, content type from MQTT 5 property or sniffed
+    lab/{org}/{device}/up/json       SenML JSON pack
+    lab/{org}/{device}/up/cbor       SenML CBOR pack
+    lab/{org}/{device}/lpp/{port}    raw Cayenne LPP frame, port 1..223
+    lab/{org}/{device}/status        retained JSON status, also the MQTT will
+    lab/{org}/{device}/committed     retained JSON watermark (see :class:`Watermark`)
+    lab/{org}/{device}/down          commands to the device
+
+``org`` and ``device`` are one topic level each of ``[A-Za-z0-9_.:-]+``: no
+MQTT wildcard (``+``, ``#``), no ``/``, no ``$`` prefix.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from protocol.errors import TopicError
+from protocol.senml import SENML_CBOR, SENML_JSON
+
+__all__ = [
+    "INGEST_FILTERS",
+    "ingest_filters",
+    "Topic",
+    "Watermark",
+    "committed_topic",
+    "decode_watermark",
+    "down_topic",
+    "encode_watermark",
+    "lpp_topic",
+    "parse_topic",
+    "status_topic",
+    "up_topic",
+]
+
+ROOT = "lab"
+
+# What ingest subscribes to. MQTT 3.1.1 section 4.7.1.2 and MQTT 5.0 section
+# 4.7.1.2: "#" also matches the parent level, so "sport/tennis/#" matches
+# "sport/tennis" too. Hence "lab/+/+/up/#" covers "lab/o/d/up" as well as
+# "lab/o/d/up/json" and "lab/o/d/up/cbor" (checked in tests/protocol/test_topics.py).
+INGEST_FILTERS: tuple[str, ...] = ("lab/+/+/up/#", "lab/+/+/lpp/+")
+
+_SEGMENT = re.compile(r"[A-Za-z0-9_.:-]+")
+_SUFFIXES = {"json": SENML_JSON, "cbor": SENML_CBOR}
+_PLAIN_KINDS = frozenset({"status", "committed", "down"})
+LPP_PORTS = range(1, 224)  # LoRaWAN application ports
+
+
+def ingest_filters(org: str | None = None) -> tuple[str, ...]:
+    """INGEST_FILTERS, or the same narrowed to one organisation (a shard of the lab)."""
+    if org is None:
+        return INGEST_FILTERS
+    if not _SEGMENT.fullmatch(org):
+        raise TopicError("bad_topic", f"organisation {org!r} is not a valid topic segment")
+    return tuple(f.replace("lab/+/", f"{ROOT}/{org}/", 1) for f in INGEST_FILTERS)
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed citylab topic; ``content_type`` only for ``up/json|cbor``, ``port`` only for lpp."""
+
+    org: str
+    device: str
+    kind: str  # "up" | "lpp" | "status" | "committed" | "down"
+    content_type: str | None = None
+    port: int | None = None
+
+
+def _prefix(org: str, device: str) -> str:
+    for label, value in (("org", org), ("device", device)):
+        if not isinstance(value, str) or _SEGMENT.fullmatch(value) is None:
+            raise TopicError(
+                "bad_topic", f"{label} {value!r} is not one topic level of [A-Za-z0-9_.:-]+"
+            )
+    return f"{ROOT}/{org}/{device}"
+
+
+def up_topic(org: str, device: str, *, suffix: str | None = None) -> str:
+    """``lab/{org}/{device}/up``, or ``.../up/json`` / ``.../up/cbor`` with ``suffix``."""
+    topic = f"{_prefix(org, device)}/up"
+    if suffix is None:
+        return topic
+    if suffix not in _SUFFIXES:
+        raise TopicError("bad_topic", f"up suffix {suffix!r} is not 'json' or 'cbor'")
+    return f"{topic}/{suffix}"
+
+
+def lpp_topic(org: str, device: str, port: int) -> str:
+    """``lab/{org}/{device}/lpp/{port}`` with ``port`` 1..223."""
+    if type(port) is not int or port not in LPP_PORTS:
+        raise TopicError("bad_topic", f"LPP port {port!r} is not 1..223")
+    return f"{_prefix(org, device)}/lpp/{port}"
+
+
+def status_topic(org: str, device: str) -> str:
+    return f"{_prefix(org, device)}/status"
+
+
+def committed_topic(org: str, device: str) -> str:
+    return f"{_prefix(org, device)}/committed"
+
+
+def down_topic(org: str, device: str) -> str:
+    return f"{_prefix(org, device)}/down"
+
+
+def parse_topic(topic: str) -> Topic:
+    """Parse a citylab topic; raise :class:`TopicError` (``bad_topic``) for anything else."""
+    parts = topic.split("/")
+    n = len(parts)
+    if n < 4 or parts[0] != ROOT:
+        raise TopicError("bad_topic", f"topic {topic!r} is not lab/<org>/<device>/<kind>[/...]")
+    _, org, device, kind = parts[:4]
+    if _SEGMENT.fullmatch(org) is None or _SEGMENT.fullmatch(device) is None:
+        raise TopicError(
+            "bad_topic", f"topic {topic!r}: org and device must be [A-Za-z0-9_.:-]+"
+        )
+    if kind == "up":
+        if n == 4:
+            return Topic(org, device, "up")
+        if n == 5 and parts[4] in _SUFFIXES:
+            return Topic(org, device, "up", _SUFFIXES[parts[4]])
+        raise TopicError("bad_topic", f"topic {topic!r}: 'up' may only be followed by json or cbor")
+    if kind == "lpp":
+        if n == 5:
+            port_text = parts[4]
+            # Canonical decimal only: "07" or "+7" would make two topics for one port.
+            if port_text.isdigit() and port_text.isascii() and str(int(port_text)) == port_text:
+                port = int(port_text)
+                if port in LPP_PORTS:
+                    return Topic(org, device, "lpp", port=port)
+        raise TopicError("bad_topic", f"topic {topic!r}: expected lpp/<port 1..223>")
+    if kind in _PLAIN_KINDS and n == 4:
+        return Topic(org, device, kind)
+    raise TopicError(
+        "bad_topic",
+        f"topic {topic!r}: kind must be up, lpp/<port>, status, committed or down",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """Every pack of the device with this ``boot_id`` and a seq <= ``seq`` is committed."""
+
+    boot_id: str
+    seq: int
+
+
+def encode_watermark(w: Watermark) -> bytes:
+    """Compact JSON: ``{"boot_id":"...","seq":N}``."""
+    if not isinstance(w.boot_id, str) or type(w.seq) is not int or w.seq < 0:
+        raise TopicError("bad_watermark", f"invalid watermark {w!r}")
+    return json.dumps({"boot_id": w.boot_id, "seq": w.seq}, separators=(",", ":")).encode()
+
+
+def decode_watermark(payload: bytes) -> Watermark:
+    """Decode a committed watermark; raise :class:`TopicError` (``bad_watermark``)."""
+    try:
+        data = json.loads(payload)
+    except (ValueError, RecursionError) as exc:
+        raise TopicError("bad_watermark", f"watermark is not JSON: {exc}") from None
+    if type(data) is not dict:
+        raise TopicError("bad_watermark", "watermark must be a JSON object")
+    boot_id = data.get("boot_id")
+    seq = data.get("seq")
+    if type(boot_id) is not str:
+        raise TopicError("bad_watermark", f"watermark boot_id {boot_id!r} is not text")
+    if type(seq) is not int or seq < 0:
+        raise TopicError("bad_watermark", f"watermark seq {seq!r} is not a non-negative int")
+    return Watermark(boot_id, seq)

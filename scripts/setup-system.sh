@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# System packages the lab runs on: PostgreSQL and Mosquitto (Debian packages), and
+# docker-compose, which the tests use to validate docker-compose.yml statically.
+# Installs them with apt-get when they are missing; says clearly what to do when
+# it cannot. Safe to run again and again: it does nothing when all is present.
+set -euo pipefail
+
+missing=()
+pg_ok=false
+for dir in /usr/lib/postgresql/*/bin; do
+    if [ -x "$dir/initdb" ] && [ -x "$dir/postgres" ]; then pg_ok=true; fi
+done
+$pg_ok || missing+=(postgresql)
+{ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
+# the tests validate docker-compose.yml with `docker-compose config` (no Docker engine needed)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "setup: installing system packages: ${missing[*]}"
+if ! command -v apt-get >/dev/null 2>&1; then
+    echo "setup: apt-get not found. Install ${missing[*]} with your system's package manager, then run make again." >&2
+    exit 1
+fi
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=""
+elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+    SUDO="sudo -n"
+else
+    echo "setup: installing ${missing[*]} needs root. Run: sudo apt-get install -y ${missing[*]}   then run make again." >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

@@ -1,0 +1,302 @@
+"""The read queries the API serves: series, raw readings, re-bucketed aggregates,
+anomalies, the lab's status and the dead letters.
+
+Every function takes an open `psycopg.Connection` and typed parameters; the SQL
+is fixed text with bound parameters (never assembled from user strings) and each
+statement is served by an index:
+
+    list_series / get_series     series primary key
+    read_readings                readings (series_id, time)
+    read_aggregates              aggregates primary key (width_s, series_id, bucket)
+    read_anomalies               anomalies (series_id, time), or (time) for all series
+    lab_status                   readings (series_id, time), one probe per series
+    dead_letters                 dead_letters (received_at)
+
+Results are frozen dataclasses of plain values. psycopg errors leave as
+`StorageError` / `DatabaseUnavailable` (see `storage.errors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import psycopg
+from psycopg import sql
+
+from storage.errors import map_errors
+
+__all__ = [
+    "AggregateBucket",
+    "Anomaly",
+    "DeadLetter",
+    "LabStatus",
+    "Reading",
+    "SeriesInfo",
+    "dead_letters",
+    "get_series",
+    "lab_status",
+    "list_series",
+    "ping",
+    "read_aggregates",
+    "read_anomalies",
+    "read_readings",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    id: int
+    device: str
+    quantity: str
+    unit: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    time: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class AggregateBucket:
+    bucket: datetime   # start of the bucket
+    count: int
+    mean: float
+    min: float
+    max: float
+    last: float        # the value with the latest time in the bucket
+    std: float         # population standard deviation
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    time: datetime
+    series_id: int
+    device: str
+    quantity: str
+    value: float
+    score: float
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class LabStatus:
+    packs_received: int
+    packs_stored: int
+    packs_dead_lettered: int
+    packs_duplicate: int
+    readings_stored: int
+    dead_letters: int                 # rows in the dead-letter table
+    devices: int
+    series: int
+    newest_reading: datetime | None   # latest reading time over all series
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    id: int
+    received_at: datetime
+    topic: str
+    device: str | None
+    reason: str
+    detail: str
+    payload: bytes
+
+
+def ping(conn: psycopg.Connection) -> None:
+    """Round-trip to the server; raises DatabaseUnavailable when it cannot."""
+    with map_errors("ping"):
+        conn.execute("SELECT 1").fetchone()
+
+
+# Series ----------------------------------------------------------------------
+
+_SERIES = "SELECT id, device, quantity, unit FROM series"
+
+
+def list_series(conn: psycopg.Connection) -> list[SeriesInfo]:
+    with map_errors("list series"):
+        rows = conn.execute(_SERIES + " ORDER BY id").fetchall()
+    return [SeriesInfo(*row) for row in rows]
+
+
+def get_series(conn: psycopg.Connection, series_id: int) -> SeriesInfo | None:
+    with map_errors("get series"):
+        row = conn.execute(_SERIES + " WHERE id = %s", (series_id,)).fetchone()
+    return SeriesInfo(*row) if row else None
+
+
+# Readings --------------------------------------------------------------------
+
+
+def read_readings(
+    conn: psycopg.Connection, series_id: int, start: datetime, end: datetime, *, limit: int
+) -> list[Reading]:
+    """Readings of one series in [start, end), oldest first, at most `limit`."""
+    with map_errors("read readings"):
+        rows = conn.execute(
+            "SELECT time, value FROM readings"
+            " WHERE series_id = %s AND time >= %s AND time < %s"
+            " ORDER BY time LIMIT %s",
+            (series_id, start, end, limit),
+        ).fetchall()
+    return [Reading(time, value) for time, value in rows]
+
+
+# Aggregates ------------------------------------------------------------------
+
+_EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
+
+
+def _bucket_expr(column: str) -> sql.Composable:
+    """The start of the bucket holding `column`, for buckets of width
+    `%(bucket_width)s` (an interval parameter) aligned to the Unix epoch.
+
+    `date_bin` is plain PostgreSQL 14+. This is the one place that becomes
+    `time_bucket(%(bucket_width)s, column, origin => %(bucket_origin)s)` on
+    TimescaleDB (keep the explicit origin: time_bucket's default is 2000-01-03,
+    which is not epoch-aligned for widths such as 7 days).
+    """
+    return sql.SQL("date_bin(%(bucket_width)s, {}, %(bucket_origin)s)").format(sql.Identifier(column))
+
+
+def read_aggregates(
+    conn: psycopg.Connection,
+    series_id: int,
+    start: datetime,
+    end: datetime,
+    *,
+    bucket_s: int,
+    width_s: int = 60,
+) -> list[AggregateBucket]:
+    """The stored `width_s` aggregates with bucket start in [start, end), merged
+    into buckets of `bucket_s` seconds (a positive multiple of `width_s`).
+
+    count, sum, min and max combine directly; `last` is the one with the latest
+    `last_time`; the second moment combines exactly (parallel variance):
+
+        mean = Σ sum_i / Σ n_i
+        M2   = Σ (m2_i + n_i · (mean_i − mean)²)
+        std  = sqrt(M2 / Σ n_i)                      (population)
+    """
+    if width_s <= 0 or bucket_s <= 0 or bucket_s % width_s:
+        raise ValueError(f"bucket_s ({bucket_s}) must be a positive multiple of width_s ({width_s})")
+    query = sql.SQL(
+        """
+        WITH binned AS (
+            SELECT {bucket} AS b, count, sum, min, max, last, last_time, m2
+            FROM aggregates
+            WHERE width_s = %(width_s)s AND series_id = %(series_id)s
+              AND bucket >= %(start)s AND bucket < %(end)s AND count > 0
+        ), parts AS (
+            SELECT binned.*,
+                   sum(sum) OVER (PARTITION BY b) / sum(count) OVER (PARTITION BY b) AS b_mean
+            FROM binned
+        )
+        SELECT b,
+               sum(count)::bigint,
+               sum(sum) / sum(count)::double precision,
+               min(min),
+               max(max),
+               (array_agg(last ORDER BY last_time DESC))[1],
+               sqrt(greatest(
+                   sum(m2 + count * (sum / count - b_mean) * (sum / count - b_mean)), 0
+               ) / sum(count)::double precision)
+        FROM parts
+        GROUP BY b
+        ORDER BY b
+        """
+    ).format(bucket=_bucket_expr("bucket"))
+    with map_errors("read aggregates"):
+        rows = conn.execute(
+            query,
+            {
+                "width_s": width_s,
+                "series_id": series_id,
+                "start": start,
+                "end": end,
+                "bucket_width": timedelta(seconds=bucket_s),
+                "bucket_origin": _EPOCH,
+            },
+        ).fetchall()
+    return [AggregateBucket(*row) for row in rows]
+
+
+# Anomalies -------------------------------------------------------------------
+
+_ANOMALIES = (
+    "SELECT a.time, a.series_id, s.device, s.quantity, a.value, a.score, a.kind"
+    " FROM anomalies a JOIN series s ON s.id = a.series_id"
+)
+
+
+def read_anomalies(
+    conn: psycopg.Connection,
+    start: datetime,
+    end: datetime,
+    *,
+    series_id: int | None = None,
+    limit: int,
+) -> list[Anomaly]:
+    """Anomalies in [start, end), oldest first, of one series or of all."""
+    with map_errors("read anomalies"):
+        if series_id is None:
+            cur = conn.execute(
+                _ANOMALIES + " WHERE a.time >= %s AND a.time < %s ORDER BY a.time, a.series_id LIMIT %s",
+                (start, end, limit),
+            )
+        else:
+            cur = conn.execute(
+                _ANOMALIES + " WHERE a.series_id = %s AND a.time >= %s AND a.time < %s ORDER BY a.time LIMIT %s",
+                (series_id, start, end, limit),
+            )
+        rows = cur.fetchall()
+    return [Anomaly(*row) for row in rows]
+
+
+# Status ----------------------------------------------------------------------
+
+_COUNTERS = ("packs_received", "packs_stored", "packs_dead_lettered", "packs_duplicate", "readings_stored")
+
+
+def lab_status(conn: psycopg.Connection) -> LabStatus:
+    """Ingest counters, table sizes and the newest reading, in one statement
+    (so one snapshot)."""
+    with map_errors("read lab status"):
+        row = conn.execute(
+            """
+            SELECT
+                (SELECT coalesce(jsonb_object_agg(name, value), '{}'::jsonb) FROM ingest_counters),
+                (SELECT count(*) FROM dead_letters),
+                (SELECT count(*) FROM devices),
+                (SELECT count(*) FROM series),
+                -- one index probe per series instead of a scan of all readings
+                (SELECT max(newest.time) FROM series s CROSS JOIN LATERAL (
+                     SELECT r.time FROM readings r WHERE r.series_id = s.id
+                     ORDER BY r.time DESC LIMIT 1) newest)
+            """
+        ).fetchone()
+    counters, n_dead, n_devices, n_series, newest = row
+    return LabStatus(
+        *(int(counters.get(name, 0)) for name in _COUNTERS),
+        dead_letters=n_dead,
+        devices=n_devices,
+        series=n_series,
+        newest_reading=newest,
+    )
+
+
+# Dead letters ----------------------------------------------------------------
+
+
+def dead_letters(conn: psycopg.Connection, *, limit: int) -> list[DeadLetter]:
+    """The newest dead letters first."""
+    with map_errors("read dead letters"):
+        rows = conn.execute(
+            "SELECT id, received_at, topic, device, reason, detail, payload FROM dead_letters"
+            " ORDER BY received_at DESC, id DESC LIMIT %s",
+            (limit,),
+        ).fetchall()
+    return [DeadLetter(id, at, topic, device, reason, detail, bytes(payload))
+            for id, at, topic, device, reason, detail, payload in rows]

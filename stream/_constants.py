@@ -1,0 +1,58 @@
+"""Every constant of the stream package, in one place.
+
+Kernels receive these as plain scalars; nothing here is read from the environment.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+US_PER_S: int = 1_000_000
+"""Readings carry UTC microseconds since the Unix epoch."""
+
+TIME_LIMIT_US: int = 2**62
+"""|time| must stay below this (about ±146 000 years) so that ``floor(time / width) * width``
+cannot overflow int64 for any accepted window width."""
+
+MAX_WIDTH_S: int = 100 * 366 * 86_400
+"""Widest accepted window: a century."""
+
+MAX_SERIES_ID: int = 2**24 - 1
+"""Series ids are dense registry ids; per-series state is indexed by them, so an id this
+large already means ~1 GiB of state. A larger id is a bug upstream, not a series."""
+
+INITIAL_CAPACITY: int = 1024
+"""Series slots allocated by a new processor; the state doubles when a larger id appears."""
+
+DENSE_SORT_SLACK: int = 4
+"""The batch is ordered by a counting sort over the id range when that range is at most
+``DENSE_SORT_SLACK * n + 1024`` ids; sparser batches fall back to ``np.lexsort``."""
+
+DEFAULT_WIDTHS_S: tuple[int, ...] = (60,)
+
+ANOMALY_KINDS: tuple[str, ...] = ("spike", "level_shift", "stuck", "out_of_range", "gap")
+"""Anomaly kind names; a kind's code (int8) is its index here."""
+
+KIND_SPIKE: int = 0
+KIND_LEVEL_SHIFT: int = 1  # reserved: not detected yet
+KIND_STUCK: int = 2
+KIND_OUT_OF_RANGE: int = 3
+KIND_GAP: int = 4  # reserved: not detected yet
+KIND_NONE: int = -1  # internal: the reading is not flagged
+
+assert ANOMALY_KINDS[KIND_SPIKE] == "spike" and ANOMALY_KINDS[KIND_LEVEL_SHIFT] == "level_shift"
+assert ANOMALY_KINDS[KIND_STUCK] == "stuck" and ANOMALY_KINDS[KIND_OUT_OF_RANGE] == "out_of_range"
+assert ANOMALY_KINDS[KIND_GAP] == "gap"
+
+# Detector defaults (DetectorParams documents what they mean).
+DEFAULT_ALPHA: float = 0.05
+DEFAULT_THRESHOLD: float = 0.9
+DEFAULT_WARMUP: int = 30
+DEFAULT_Z_SCALE: float = 3.0
+DEFAULT_MIN_STD: float = 1e-9
+DEFAULT_CLIP_Z: float = 5.0
+DEFAULT_STUCK_RUN: int = 0
+
+# Initial per-series state.
+NO_TIME: int = int(np.iinfo(np.int64).min)
+"""last_time of a series that has seen no reading yet."""

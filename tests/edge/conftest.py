@@ -1,0 +1,122 @@
+"""Helpers of the edge tests: an MQTT collector on the test's own org, the agent as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+
+@dataclass
+class Message:
+    topic: str
+    payload: bytes
+    retain: bool
+    content_type: str | None
+
+
+@dataclass
+class Collector:
+    """A paho client subscribed to ``lab/{org}/#`` that records every message."""
+
+    client: paho.Client
+    messages: list[Message] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def on(self, topic: str) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages if m.topic == topic]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = predicate()
+            if result:
+                return result
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+    def last_status(self, topic: str) -> dict[str, Any] | None:
+        msgs = self.on(topic)
+        return json.loads(msgs[-1].payload) if msgs else None
+
+    def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
+        self.client.publish(topic, payload, qos=1, retain=retain).wait_for_publish(5)
+
+
+@pytest.fixture
+def collector(mqtt_broker: Any, org: str) -> Iterator[Collector]:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5)
+    col = Collector(client)
+    subscribed = threading.Event()
+
+    def on_message(c: paho.Client, u: object, m: paho.MQTTMessage) -> None:
+        ct = getattr(m.properties, "ContentType", None) if m.properties else None
+        with col.lock:
+            col.messages.append(Message(m.topic, bytes(m.payload), bool(m.retain), ct))
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.connect(mqtt_broker.host, mqtt_broker.port)
+    client.loop_start()
+    client.subscribe(f"lab/{org}/#", qos=1)
+    assert subscribed.wait(5)
+    yield col
+    client.loop_stop()
+    client.disconnect()
+
+
+@dataclass
+class AgentProcess:
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"agent did not stop on SIGTERM; log:\n{self.log()}") from None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_agent(tmp_path: Path) -> Iterator[Callable[[Path], AgentProcess]]:
+    started: list[AgentProcess] = []
+
+    def start(config: Path) -> AgentProcess:
+        log_path = tmp_path / f"agent-{len(started)}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "edge", "--config", str(config), "--log-level", "DEBUG"],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        agent = AgentProcess(proc, log_path)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        if agent.proc.poll() is None:
+            agent.proc.kill()
+            agent.proc.wait()

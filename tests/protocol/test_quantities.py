@@ -1,0 +1,49 @@
+"""Quantities and the purity of the protocol package."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from protocol import QUANTITIES, quantity
+
+
+def test_required_quantities() -> None:
+    expected = {
+        "temperature": "Cel",
+        "humidity": "%RH",
+        "pm2_5": "ug/m3",
+        "pm10": "ug/m3",
+        "no2": "ug/m3",
+        "noise": "dB",
+        "energy": "kWh",
+        "power": "W",
+        "traffic_count": "count",
+        "speed": "km/h",
+        "pressure": "hPa",
+        "illuminance": "lx",
+        "battery": "%EL",
+    }
+    for name, unit in expected.items():
+        q = quantity(name)
+        assert q.name == name and q.unit == unit and q.low < q.high and q.description
+    assert quantity("temperature").low == -50 and quantity("temperature").high == 60
+    assert all(q.name == name for name, q in QUANTITIES.items())
+
+
+def test_unknown_quantity() -> None:
+    with pytest.raises(KeyError, match="unknown quantity 'smell'.*temperature"):
+        quantity("smell")
+
+
+def test_protocol_imports_only_stdlib_and_cbor2() -> None:
+    code = (
+        "import sys, protocol; "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "{'numpy', 'numba', 'psycopg', 'paho', 'aiomqtt', 'fastapi', 'pydantic'}); "
+        "print(','.join(bad))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

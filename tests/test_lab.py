@@ -1,0 +1,122 @@
+"""`citylab up --demo` as a user runs it: a real process tree, stopped with Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _status(env: dict[str, str]) -> dict:
+    out = subprocess.run([sys.executable, "-m", "citylab", "status", "--json"], env=env, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> None:
+    home = Path(tempfile.mkdtemp(prefix="citylab-up-"))
+    home.chmod(0o755)
+    env = {**os.environ, "CITYLAB_HOME": str(home), "CITYLAB_API_PORT": "0"}
+    for key in ("CITYLAB_DATABASE_URL", "CITYLAB_MQTT_URL"):
+        env.pop(key, None)
+    started = time.monotonic()
+    lab = subprocess.Popen([sys.executable, "-m", "citylab", "up", "--demo"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        api_url = None
+        for line in lab.stdout:
+            output.append(line)
+            if line.strip().startswith("API"):
+                api_url = line.split()[1]
+            if "Ctrl-C" in line:
+                break
+        assert api_url, "".join(output)
+
+        status = {}
+        while time.monotonic() - started < 120:
+            status = _status(env)
+            if status["readings_stored"] > 0:
+                break
+            time.sleep(0.5)
+        first_readings_s = time.monotonic() - started
+        assert status["readings_stored"] > 0, status
+        (artifacts_dir / "up_demo_first_readings.json").write_text(
+            json.dumps({"first_readings_after_s": round(first_readings_s, 2), "status": status}, indent=2))
+
+        # every gateway's readings arrive: both serial gateways and the LoRa one
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            series = httpx.get(f"{api_url}/v1/series", timeout=10).json()
+            devices = {s["device"].split("-")[0] for s in series}
+            lora = [s for s in series if s["device"].startswith("lora-")]
+            if lora and len({s["device"] for s in series}) >= 30:
+                break
+            time.sleep(1)
+        assert lora, series
+        assert len({s["device"] for s in series}) >= 30, devices
+        assert httpx.get(f"{api_url}/health", timeout=10).json()["status"] == "ok"
+        readings = httpx.get(f"{api_url}/v1/series/{series[0]['id']}/readings", timeout=10).json()
+        assert readings
+
+        status = _status(env)
+        for key in ("packs_received", "readings_stored", "dead_letters", "devices", "series", "lag_seconds"):
+            assert key in status
+        assert status["devices"] >= 33 and status["dead_letters"] == 0
+        assert status["packs_received"] == status["packs_stored"] + status["dead_letters"]
+
+        tree = _descendants(lab.pid)
+        assert len(tree) >= 6, tree  # postgres, mosquitto, ingest, api, simulator, edge agents
+    finally:
+        lab.send_signal(signal.SIGINT)
+        try:
+            rest, _ = lab.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            lab.kill()
+            rest, _ = lab.communicate()
+        output.append(rest or "")
+        (artifacts_dir / "up_demo.log").write_text("".join(output))
+    assert lab.returncode == 0, "".join(output)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(_alive(p) for p in tree):
+        time.sleep(0.2)
+    assert not [p for p in tree if _alive(p)], "processes left behind"
