@@ -115,9 +115,11 @@ class Pipeline:
                 [ANOMALY_KINDS[k] for k in anomalies.kind.tolist()],
             )
             insert_dead_letters(conn, dead)
+            # Duplicates count too: the edge may still hold a redelivered pack of an earlier
+            # boot, and only a watermark naming that boot lets it prune the pack.
             marks: dict[tuple[str, str], int] = {}
             orgs: dict[str, str] = {}
-            for pack, _ in stored:
+            for pack, _ in packs:
                 if pack.seq is not None:
                     key = (pack.device, pack.boot_id)
                     marks[key] = max(marks.get(key, -1), pack.seq)

@@ -197,7 +197,7 @@ def _score_sorted(
             if score >= threshold:
                 o_kind[j] = kind
                 o_flag[j] = True
-            if not late:
+            if True:
                 if n >= warmup and n > 0:
                     c = clip_z * std
                     if d > c:

@@ -72,9 +72,8 @@ def _fill_windows(
                 o_max[r] = x
         # In (series, time) order with a stable sort the run's last reading has the greatest
         # time, and among equal times the later one in input order.
-        if r >= 0 and (o_count[r] == 1 or t > o_last_time[r]):
-            o_last[r] = x
-            o_last_time[r] = t
+        o_last[r] = x
+        o_last_time[r] = t
     rows = r + 1
     # m2 = Σ_i (x_i − mean)²  with mean = sum / count, over the finite values of the run.
     for r in range(rows):
