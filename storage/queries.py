@@ -300,3 +300,14 @@ def dead_letters(conn: psycopg.Connection, *, limit: int) -> list[DeadLetter]:
         ).fetchall()
     return [DeadLetter(id, at, topic, device, reason, detail, bytes(payload))
             for id, at, topic, device, reason, detail, payload in rows]
+
+
+def table_sizes(conn: psycopg.Connection) -> list[tuple[str, str]]:
+    """(table, human-readable total size) of citylab's tables, largest first."""
+    with map_errors("table sizes"):
+        return conn.execute(
+            "SELECT c.relname, pg_size_pretty(pg_total_relation_size(c.oid))"
+            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')"
+            " ORDER BY pg_total_relation_size(c.oid) DESC, c.relname"
+        ).fetchall()

@@ -135,12 +135,15 @@ class SeriesState:
 
 @njit(cache=True, nogil=True)
 def _score_sorted(
-    series_id, time, value,
+    series_id, time, value, order,
     mean, var, n_learned, last_time, last_value, run, low, high,
     alpha, threshold, warmup, z_scale, min_std, clip_z, stuck_run,
     o_score, o_kind, o_flag,
 ):  # pragma: no cover - compiled
-    """Score and learn a batch in (series, time) order; outputs are in that order too.
+    """Score and learn a batch in (series, time) order.
+
+    ``o_score[order[j]]`` receives the score of sorted reading j (so scores come out in input
+    order); ``o_kind`` and ``o_flag`` stay in sorted order.
 
     State arrays are read once per series run, kept in locals and written back after it.
     """
@@ -162,12 +165,12 @@ def _score_sorted(
             o_kind[j] = KIND_NONE
             o_flag[j] = False
             if not np.isfinite(x):
-                o_score[j] = np.nan
+                o_score[order[j]] = np.nan
                 j += 1
                 continue
             late = t < lt
             if x < lo or x > hi:
-                o_score[j] = 1.0
+                o_score[order[j]] = 1.0
                 o_kind[j] = KIND_OUT_OF_RANGE
                 o_flag[j] = True
                 if not late:
@@ -193,11 +196,11 @@ def _score_sorted(
             if stuck_run > 0 and not late and repeats >= stuck_run and score < 1.0:
                 score = 1.0
                 kind = KIND_STUCK
-            o_score[j] = score
+            o_score[order[j]] = score
             if score >= threshold:
                 o_kind[j] = kind
                 o_flag[j] = True
-            if True:
+            if not late:
                 if n >= warmup and n > 0:
                     c = clip_z * std
                     if d > c:
@@ -232,18 +235,19 @@ def _score_sorted(
 
 
 def score_batch(
-    state: SeriesState, params: DetectorParams, series_id: np.ndarray, time: np.ndarray, value: np.ndarray,
+    state: SeriesState, params: DetectorParams,
+    order: np.ndarray, series_id: np.ndarray, time: np.ndarray, value: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score a batch in (series, time) order and advance `state` (ids must fit its capacity).
+    """Score a sorted batch (``stream._order.sort_batch``) and advance `state` (ids must fit).
 
-    Returns (score, kind, flagged) in the same order.
+    Returns (score, kind, flagged): score in input order, kind and flagged in sorted order.
     """
     m = series_id.size
     score = np.empty(m, np.float64)
     kind = np.empty(m, np.int8)
     flagged = np.empty(m, np.bool_)
     _score_sorted(
-        series_id, time, value,
+        series_id, time, value, order,
         state.mean, state.var, state.n, state.last_time, state.last_value, state.run, state.low, state.high,
         float(params.alpha), float(params.threshold), int(params.warmup), float(params.z_scale),
         float(params.min_std), float(params.clip_z), int(params.stuck_run),

@@ -12,7 +12,7 @@ from stream._batch import as_batch, as_series_ids, as_values
 from stream._constants import DEFAULT_WIDTHS_S, MAX_WIDTH_S
 from stream._detector import DetectorParams, SeriesState, score_batch
 from stream._errors import BatchError
-from stream._order import order_by_series_time
+from stream._order import sort_batch
 from stream._results import Aggregates, Anomalies, BatchResult
 from stream._windows import aggregate_windows
 
@@ -71,12 +71,10 @@ class StreamProcessor:
         (the default of every series).
         """
         sid = as_series_ids(series_id)
+        lo, hi = as_values(np.atleast_1d(low), "low"), as_values(np.atleast_1d(high), "high")
         try:
-            lo, hi = (np.broadcast_to(as_values(np.atleast_1d(b), name), sid.shape) for b, name in
-                      ((low, "low"), (high, "high")))
+            lo, hi = np.broadcast_to(lo, sid.shape), np.broadcast_to(hi, sid.shape)
         except ValueError as exc:
-            if isinstance(exc, BatchError):
-                raise
             raise BatchError(f"bounds do not match series_id of length {sid.size}: {exc}") from exc
         if np.isnan(lo).any() or np.isnan(hi).any():
             raise BatchError("bounds must not be NaN (use -inf / inf for no bound)")
@@ -97,13 +95,10 @@ class StreamProcessor:
                 tuple(Aggregates.empty(w) for w in self.widths_s), Anomalies.empty(), _readonly(np.zeros(0)),
             )
         self._state.ensure(int(sid.max()))
-        order = order_by_series_time(sid, t)
-        sid_s, t_s, v_s = sid[order], t[order], v[order]
+        order, sid_s, t_s, v_s = sort_batch(sid, t, v)
         aggregates = tuple(aggregate_windows(sid_s, t_s, v_s, w) for w in self.widths_s)
-        score_s, kind_s, flagged_s = score_batch(self._state, self.params, sid_s, t_s, v_s)
-        scores = np.empty_like(score_s)
-        scores[order] = score_s
-        anomalies = Anomalies.build(sid_s[flagged_s], t_s[flagged_s], v_s[flagged_s], score_s[flagged_s],
+        scores, kind_s, flagged_s = score_batch(self._state, self.params, order, sid_s, t_s, v_s)
+        anomalies = Anomalies.build(sid_s[flagged_s], t_s[flagged_s], v_s[flagged_s], scores[order[flagged_s]],
                                     kind_s[flagged_s])
         return BatchResult(aggregates, anomalies, _readonly(scores))
 
