@@ -1,6 +1,6 @@
 """bench: reproducible benchmarks, each printing our figure and its peer's from the same run.
 
-    python -m bench storage [--rows N]    binary COPY writer vs a prebuilt COPY buffer vs executemany
+    python -m bench --help          the list; see bench/__main__.py
 
 Benchmarks print JSON and never assert timings; the test suite does not time anything.
 """

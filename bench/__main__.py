@@ -1,24 +1,40 @@
-"""`python -m bench NAME`: run one benchmark and print its JSON."""
+"""`python -m bench NAME [options]`: run one benchmark and print its JSON.
+
+Each benchmark is a module `bench/<name>_bench.py` with `add_arguments(parser)`
+and `run(args) -> dict`; the list below names them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 
-from bench import storage_bench
+BENCHMARKS = {
+    "storage": "COPY writer into the indexed raw table, with raw COPY and executemany",
+    "edge": "edge agent: serial lines to published packs, readings/s, RSS, CPU",
+    "stream": "stream kernels on 10 M readings, with pandas and river",
+    "nab": "the production detector on the Numenta Anomaly Benchmark, scored",
+    "ingest": "MQTT to committed rows with the real broker and database, with the naive peer",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="citylab benchmarks")
+    parser = argparse.ArgumentParser(prog="python -m bench", description="citylab benchmarks (JSON on stdout)")
     sub = parser.add_subparsers(dest="name", required=True)
-    storage = sub.add_parser("storage", help="COPY writer into the indexed raw table, with its peers")
-    storage.add_argument("--rows", type=int, default=1_000_000)
-    storage.add_argument("--database-url", default=None,
-                         help="an existing database to use (default: a private embedded cluster)")
+    modules = {}
+    for name, help_text in BENCHMARKS.items():
+        try:
+            module = importlib.import_module(f"bench.{name}_bench")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"bench.{name}_bench":
+                continue  # not written yet
+            raise
+        modules[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text))
     args = parser.parse_args(argv)
-    if args.name == "storage":
-        result = storage_bench.run(rows=args.rows, database_url=args.database_url)
+    result = modules[args.name].run(args)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -21,7 +21,13 @@ from storage.copy import readings_payload
 from storage.migrate import migrate
 from storage.timeseries import write_readings
 
-__all__ = ["run"]
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default=None,
+                        help="an existing database to use (default: a private embedded cluster)")
 
 
 def _batch(rows: int, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,7 +42,11 @@ def _reset(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-def run(*, rows: int, database_url: str | None) -> dict:
+def run(args) -> dict:
+    return measure(rows=args.rows, database_url=args.database_url)
+
+
+def measure(*, rows: int, database_url: str | None) -> dict:
     with ExitStack() as stack:
         if database_url is None:
             from citylab.embedded import start_postgres

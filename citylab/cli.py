@@ -164,6 +164,24 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--period", type=float, default=1.0, help="seconds between readings of a sensor")
 
 
+# Modules that add their own subcommands: each has `register(sub)`, which adds
+# parsers to the subparsers object and sets `func` on them.
+_EXTENSIONS = ("citylab.admin", "dashboards.cli")
+
+
+def _register_extensions(sub: argparse._SubParsersAction) -> None:
+    import importlib
+
+    for name in _EXTENSIONS:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        module.register(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citylab", description="IoT sensor ingestion platform and smart-city testbed")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -194,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     broker.add_argument("--bind", default="0.0.0.0")
     broker.add_argument("--persistence-dir", default="/mosquitto/data")
     broker.set_defaults(func=cmd_broker_config)
+    _register_extensions(sub)
     return parser
 
 
