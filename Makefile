@@ -7,9 +7,11 @@ PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+NPM_STAMP := tools/pglite/node_modules/.installed
+
 .PHONY: setup system demo test bench clean
 
-setup: system $(STAMP)
+setup: system $(STAMP) $(NPM_STAMP)
 
 system:
 	@bash scripts/setup-system.sh
@@ -21,6 +23,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
+# The TimescaleDB test engine (PGlite with TimescaleDB, served over the wire protocol).
+$(NPM_STAMP): tools/pglite/package.json
+	cd tools/pglite && npm install --no-save --silent
+	@touch $(NPM_STAMP)
+
 demo: setup
 	$(BIN)/citylab up --demo
 
@@ -31,4 +38,4 @@ bench: setup
 	$(BIN)/python -m bench --help
 
 clean:
-	rm -rf $(VENV) .citylab .pytest_cache test-artifacts
+	rm -rf $(VENV) .citylab .pytest_cache test-artifacts tools/pglite/node_modules

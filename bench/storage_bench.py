@@ -1,6 +1,6 @@
 """Storage throughput: our COPY writer against the limit and the naive peer.
 
-- `copy_rows_per_s`: `storage.timeseries.write_readings` (numpy columns → binary COPY) into
+- `copy_rows_per_s`: `storage.timeseries.TimeSeriesWriter.write_readings` (numpy columns → binary COPY) into
   the indexed raw table, including the building of the COPY payload;
 - `raw_copy_rows_per_s`: COPY of a payload built beforehand (the server's limit);
 - `insert_rows_per_s`: psycopg `executemany` of INSERTs (the naive peer), on a sample.
@@ -19,7 +19,8 @@ import psycopg
 
 from storage.copy import readings_payload
 from storage.migrate import migrate
-from storage.timeseries import write_readings
+from storage.db import capabilities
+from storage.timeseries import TimeSeriesWriter
 
 __all__ = ["add_arguments", "run"]
 
@@ -63,10 +64,11 @@ def measure(*, rows: int, database_url: str | None) -> dict:
         series, time_us, value = _batch(rows)
         chunk = 100_000
 
+        writer = TimeSeriesWriter(capabilities(conn))
         _reset(conn)
         start = time.perf_counter()
         for i in range(0, rows, chunk):
-            write_readings(conn, series[i:i + chunk], time_us[i:i + chunk], value[i:i + chunk])
+            writer.write_readings(conn, series[i:i + chunk], time_us[i:i + chunk], value[i:i + chunk])
             conn.commit()
         copy_s = time.perf_counter() - start
 

@@ -2,7 +2,7 @@
 
     citylab up [--demo]        the whole lab on the embedded default (or the configured servers)
     citylab status [--json]    counts read from the running lab
-    citylab db migrate | info  schema migrations; engine and table sizes
+    citylab db migrate | info | retention   schema migrations; engine, tables, partitions; retention
     citylab ingest             one ingest worker (docker-compose, or a child of `up`)
     citylab api                the HTTP API (docker-compose, or a child of `up`)
     citylab simulate           the demo district and its edge gateways against configured servers
@@ -95,18 +95,39 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     from storage import capabilities, connect, migrate
+    from storage.partitions import list_chunks, list_partitions
     from storage.queries import table_sizes
+    from storage.retention import drop_expired_partitions
 
-    database_url, _ = _resolve_urls(_settings())
-    with connect(database_url) as conn:
+    settings = _settings()
+    database_url, _ = _resolve_urls(settings)
+    with connect(database_url, autocommit=True) as conn:
         if args.db_command == "migrate":
-            applied = migrate(conn)
+            applied = migrate(conn, use_timescaledb=settings.use_timescaledb, retention=settings.retention_policy())
             print("applied: " + (", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing (up to date)"))
             return 0
         caps = capabilities(conn)
-        print(f"engine: {caps.engine}")
+        if args.db_command == "retention":
+            if caps.engine == "timescaledb":
+                print("TimescaleDB runs retention and compression as policies; `citylab db migrate` sets them")
+                return 0
+            dropped = drop_expired_partitions(conn, settings.retention_policy())
+            print(f"dropped {len(dropped)} expired partitions" + (": " + ", ".join(dropped) if dropped else ""))
+            return 0
+        print(f"engine: {caps.description}")
+        print("tables:")
         for name, size in table_sizes(conn):
-            print(f"  {name:24} {size}")
+            print(f"  {name:28} {size}")
+        if caps.engine == "timescaledb":
+            print("chunks:")
+            for chunk in list_chunks(conn):
+                print(f"  {chunk.table:12} {chunk.name:36} {chunk.start:%Y-%m-%d} .. {chunk.end:%Y-%m-%d}"
+                      f"  {chunk.bytes / 1024:.0f} kB{'  compressed' if chunk.compressed else ''}")
+        else:
+            print("partitions:")
+            for part in list_partitions(conn):
+                print(f"  {part.table:12} {part.name:28} {part.start:%Y-%m-%d} .. {part.end:%Y-%m-%d}"
+                      f"  {part.bytes / 1024:.0f} kB")
     return 0
 
 
@@ -200,7 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.set_defaults(func=cmd_status)
 
     db = sub.add_parser("db", help="database schema")
-    db.add_argument("db_command", choices=["migrate", "info"])
+    db.add_argument("db_command", choices=["migrate", "info", "retention"],
+                    help="migrate: apply migrations; info: engine, tables, partitions or chunks; "
+                         "retention: drop expired partitions (plain PostgreSQL)")
     db.set_defaults(func=cmd_db)
 
     sub.add_parser("ingest", help="run one ingest worker").set_defaults(func=cmd_ingest)

@@ -84,14 +84,15 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _migrate(url: str, timeout: float = 60.0) -> None:
+def _migrate(url: str, settings: Settings, timeout: float = 60.0) -> None:
     from storage import DatabaseUnavailable, capabilities, connect, migrate
 
     deadline = time.monotonic() + timeout
     while True:
         try:
             with connect(url) as conn:
-                applied = migrate(conn)
+                applied = migrate(conn, use_timescaledb=settings.use_timescaledb,
+                                  retention=settings.retention_policy())
                 caps = capabilities(conn)
             break
         except DatabaseUnavailable as exc:
@@ -99,7 +100,7 @@ def _migrate(url: str, timeout: float = 60.0) -> None:
                 raise LabError(f"database at {url} unavailable: {exc}") from exc
             time.sleep(1)
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none (up to date)"
-    logger.info("schema migrations applied: %s; engine: %s", names, caps.engine)
+    logger.info("schema migrations applied: %s; engine: %s", names, caps.description)
 
 
 def _register_demo(url: str, org: str, *, serial: int, gateways: int, lora: int) -> int:
@@ -184,7 +185,7 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
             mq = start_mosquitto(home)
             stack.callback(mq.stop)
             mqtt_url = mq.url
-        _migrate(database_url)
+        _migrate(database_url, settings)
 
         port = settings.api_port
         if port == 0 or not _port_free(settings.api_host, port):
@@ -226,7 +227,7 @@ def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int,
     home = settings.home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
-    _migrate(settings.database_url)
+    _migrate(settings.database_url, settings)
     supervisor = Supervisor(log_dir=None)
     try:
         _start_demo(supervisor, settings, home, settings.database_url, settings.mqtt_url, serial=serial,

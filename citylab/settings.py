@@ -40,6 +40,19 @@ class Settings(BaseSettings):
         default=20_000, ge=100, description="Bound of the queue between the MQTT thread and the writer."
     )
     window_widths_s: tuple[int, ...] = Field(
-        default=(60,), description="Tumbling aggregate window widths in seconds."
+        default=(60, 900, 3600), description="Tumbling aggregate window widths in seconds (1 min, 15 min, 1 h)."
     )
+    retention_readings_days: int | None = Field(default=400, ge=1, description="Raw readings kept; None: forever.")
+    retention_aggregates_days: int | None = Field(default=3650, ge=1)
+    retention_anomalies_days: int | None = Field(default=3650, ge=1)
+    compress_after_days: int = Field(default=7, ge=1, description="TimescaleDB compresses chunks older than this.")
+    use_timescaledb: bool = Field(default=True, description="Use TimescaleDB when the server has it.")
     log_level: str = "INFO"
+
+    def retention_policy(self):  # -> storage.retention.RetentionPolicy (imported lazily: edge-free)
+        from storage.retention import RetentionPolicy
+
+        return RetentionPolicy(
+            readings_days=self.retention_readings_days, aggregates_days=self.retention_aggregates_days,
+            anomalies_days=self.retention_anomalies_days, compress_after_days=self.compress_after_days,
+        )

@@ -191,6 +191,7 @@ class Agent:
             "uptime_s": round(time.time() - self._started, 1),
             "buffer_depth": self.store.depth,
             "dropped": self.store.dropped,
+            "dropped_readings": self.store.dropped_readings,
             "bad_lines": snap["bad_lines"],
             "readings_read": snap["readings_read"],
             "readings_dropped": snap["readings_dropped"],
@@ -202,6 +203,7 @@ class Agent:
             "bad_watermarks": self.bad_watermarks,
             "watermarks_dropped": self.link.watermarks_dropped,
             "sources": snap["sources"],
+            "port_losses": snap["port_losses"],
         }
 
     def _publish_status(self, state: str) -> object | None:

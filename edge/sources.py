@@ -6,9 +6,13 @@ a bad line is counted by its reason and never published. Readings are stamped at
 the edge in UTC (``time.time()``) when their line is read and put into the agent's
 bounded reading queue as a tuple of SenML :class:`~protocol.senml.Record`.
 
+Stamps are strictly increasing per port at microsecond resolution: lines read in
+one chunk get the read time plus 1 µs, 2 µs, ..., so the order of a sensor's lines
+survives into the database even when several arrive at once.
+
 A port that does not exist yet (the simulator's symlink), disappears (USB unplugged,
 simulator restarted) or fails is closed and reopened with exponential backoff; the
-agent keeps running. When the reading queue is full for more than
+agent keeps running and counts the loss (``port_losses`` in the status). When the reading queue is full for more than
 ``put_timeout_s`` the line's readings are dropped and counted (``queue_full``):
 blocking longer would only move the loss into the kernel's tty buffer.
 
@@ -55,6 +59,7 @@ class SourceStats:
         self.readings = 0
         self.dropped_readings = 0
         self.states: dict[str, str] = {}
+        self._losses: Counter[str] = Counter()
 
     def bad(self, reason: str) -> None:
         with self._lock:
@@ -69,6 +74,11 @@ class SourceStats:
         with self._lock:
             self.dropped_readings += readings
 
+    def lost(self, path: str) -> None:
+        """An open port failed or disappeared."""
+        with self._lock:
+            self._losses[path] += 1
+
     def set_state(self, path: str, state: str) -> None:
         with self._lock:
             self.states[path] = state
@@ -81,6 +91,7 @@ class SourceStats:
                 "readings_read": self.readings,
                 "readings_dropped": self.dropped_readings,
                 "sources": dict(self.states),
+                "port_losses": dict(self._losses),
             }
 
 
@@ -112,6 +123,7 @@ class Source(threading.Thread):
         self._put_timeout_s = put_timeout_s
         self._stop_event = threading.Event()
         self._rng = random.Random()
+        self._last_us = 0  # the last stamp given on this port (UTC microseconds)
         stats.set_state(path, "closed")
 
     def stop(self) -> None:
@@ -127,7 +139,8 @@ class Source(threading.Thread):
                 continue
             delay = 0.1
             try:
-                self._read(port)
+                if not self._read(port):
+                    self._stats.lost(self.path)
             finally:
                 try:
                     port.close()
@@ -147,7 +160,8 @@ class Source(threading.Thread):
         self._stats.set_state(self.path, "open")
         return port
 
-    def _read(self, port: serial.SerialBase) -> None:
+    def _read(self, port: serial.SerialBase) -> bool:
+        """Read lines until stopped (True) or until the port fails (False)."""
         buf = b""
         skipping = False  # inside an overlong line, until its newline
         while not self._stop_event.is_set():
@@ -157,10 +171,10 @@ class Source(threading.Thread):
                     chunk += port.read(port.in_waiting)
             except (OSError, serial.SerialException) as exc:
                 log.warning("%s failed (%s); reopening", self.path, exc)
-                return
+                return False
             if not chunk:
                 continue
-            now = self._clock()
+            now_us = int(self._clock() * 1_000_000)
             buf += chunk
             *lines, buf = buf.split(b"\n")
             for line in lines:
@@ -170,10 +184,13 @@ class Source(threading.Thread):
                 if len(line) > MAX_LINE:
                     self._stats.bad("overlong")
                 elif line.strip(b"\r"):
-                    self._line(line + b"\n", now)
+                    now_us = max(now_us, self._last_us + 1)
+                    self._last_us = now_us
+                    self._line(line + b"\n", now_us / 1_000_000)
             if len(buf) > MAX_LINE:
                 self._stats.bad("overlong")
                 buf, skipping = b"", True
+        return True
 
     def _line(self, line: bytes, now: float) -> None:
         try:

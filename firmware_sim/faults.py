@@ -11,6 +11,14 @@ to transform each sample and whether the line goes out intact. Faults:
 ``garbage``    the next ``count`` lines are replaced by random bytes
 ``truncate``   the next ``count`` lines are cut short (checksum lost)
 ``reboot``     the device restarts: its sequence number goes back to 0, boot + 1
+``skew``       the device's clock is off by ``offset_s`` and runs ``rate`` too fast
+               (``rate=1e-3`` gains 1 ms per second): its signal is sampled at its own
+               wrong time and its period shrinks by ``1 + rate``. Serial lines and LPP
+               frames carry no time, which is why the edge stamps readings itself;
+               the ledger keeps the true UTC emission time.
+
+Unplugging a serial sensor is not a fault of the stream but of the port:
+:meth:`firmware_sim.SerialSensor.unplug` / ``replug``.
 """
 
 from __future__ import annotations
@@ -55,6 +63,10 @@ class Faults:
     _drift_offset: dict[str, float] = field(default_factory=dict)
     _line_faults: list[LineFault] = field(default_factory=list)
     _reboot: bool = False
+    _skew_offset_s: float = 0.0
+    _skew_rate: float = 0.0
+    _skew_since: float | None = None  # true time the skew was armed (None: not yet seen)
+    _skew_new: bool = False
 
     # -- arming (any thread) -------------------------------------------------
     def spike(self, quantity: str, *, factor: float = 10.0, count: int = 1) -> None:
@@ -87,6 +99,41 @@ class Faults:
     def reboot(self) -> None:
         with self._lock:
             self._reboot = True
+
+    def skew(self, *, offset_s: float = 0.0, rate: float = 0.0) -> None:
+        """Set the device clock off by ``offset_s`` plus ``rate`` s/s from now on."""
+        if rate <= -1.0:
+            raise ValueError(f"clock rate {rate} would stop or reverse time")
+        with self._lock:
+            self._skew_offset_s, self._skew_rate, self._skew_since = offset_s, rate, None
+            self._skew_new = True
+
+    def take_new_skew(self) -> bool:
+        """True once after :meth:`skew` was armed (the device records the fault)."""
+        with self._lock:
+            new, self._skew_new = self._skew_new, False
+            return new
+
+    def clear_skew(self) -> None:
+        with self._lock:
+            self._skew_offset_s, self._skew_rate, self._skew_since = 0.0, 0.0, None
+
+    @property
+    def skewed(self) -> bool:
+        return self._skew_offset_s != 0.0 or self._skew_rate != 0.0
+
+    def clock(self, now: float) -> float:
+        """The device's own reading of the true UTC time ``now``."""
+        with self._lock:
+            if self._skew_offset_s == 0.0 and self._skew_rate == 0.0:
+                return now
+            if self._skew_since is None:
+                self._skew_since = now
+            return now + self._skew_offset_s + self._skew_rate * (now - self._skew_since)
+
+    def period(self, nominal_s: float) -> float:
+        """The true length of a period of ``nominal_s`` on the device's clock."""
+        return nominal_s / (1.0 + self._skew_rate)
 
     def _queue_line(self, fault: LineFault, count: int) -> None:
         with self._lock:
@@ -130,7 +177,7 @@ class Faults:
         """With probability ``rate``, arm one random fault (the district's chaos mode)."""
         if rate <= 0.0 or rng.random() >= rate:
             return
-        kind = rng.choice(("spike", "stuck", "dropout", "garbage", "truncate", "reboot"))
+        kind = rng.choice(("spike", "stuck", "dropout", "garbage", "truncate", "reboot", "skew"))
         q = rng.choice(quantities)
         if kind == "spike":
             self.spike(q, factor=rng.uniform(5.0, 20.0))
@@ -142,5 +189,7 @@ class Faults:
             self.garbage()
         elif kind == "truncate":
             self.truncate()
+        elif kind == "skew":
+            self.skew(offset_s=rng.uniform(-600.0, 600.0), rate=rng.uniform(-1e-3, 1e-3))
         else:
             self.reboot()

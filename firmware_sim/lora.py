@@ -175,11 +175,11 @@ class LoraNode:
         return round(12.0 - 20.0 * self._distance + self._rng.gauss(0.0, 1.0), 1)
 
     def payload(self, now: float) -> bytes:
-        sample = self.faults.apply(self._model.sample(now))
+        sample = self.faults.apply(self._model.sample(self.faults.clock(now)))
         return encode_lpp((c.channel, c.kind, sample[c.quantity]) for c in self.channels)
 
     def tick(self, now: float) -> float:
-        next_in = self.period_s * (1.0 + self._rng.uniform(-self.jitter, self.jitter))
+        next_in = self.faults.period(self.period_s) * (1.0 + self._rng.uniform(-self.jitter, self.jitter))
         if self.module is None:
             return next_in
         self.faults.arm_random(self._rng, self.quantities, rate=self.fault_rate)
@@ -188,6 +188,8 @@ class LoraNode:
             self.fcnt = 0
             self._fault("reboot", now)
             return next_in
+        if self.faults.take_new_skew():
+            self._fault("skew", now)
         payload = self.payload(now)
         fault = self.faults.take_line_fault()
         if fault is LineFault.NONE:

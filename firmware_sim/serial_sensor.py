@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from pathlib import Path
 
 from firmware_sim._loop import TickLoop
@@ -67,6 +69,9 @@ class SerialSensor:
         self._pending = b""
         self._pending_record: tuple[int, int, tuple[tuple[str, float], ...]] | None = None
         self.pty = PseudoTerminal(link=link, baud=baud)
+        self._link = link
+        self.plugged = True
+        self._lock = threading.Lock()  # tick() against unplug()/replug() from other threads
         self._loop: TickLoop | None = None
 
     @property
@@ -92,7 +97,32 @@ class SerialSensor:
 
     def close(self) -> None:
         self.stop()
-        self.pty.close()
+        with self._lock:
+            self.pty.close()
+
+    def unplug(self, now: float | None = None) -> None:
+        """Pull the USB cable: the port (and its link) disappears and the device loses power.
+
+        A reader's next read fails; nothing is emitted until :meth:`replug`.
+        """
+        with self._lock:
+            if not self.plugged:
+                return
+            self.plugged = False
+            self.pty.close()
+            self._pending, self._pending_record = b"", None
+            self._fault("unplug", time.time() if now is None else now)
+
+    def replug(self, now: float | None = None) -> None:
+        """Plug it back: a new port appears at the same link and the device boots again."""
+        with self._lock:
+            if self.plugged:
+                return
+            self.pty = PseudoTerminal(link=self._link, baud=self.pty.baud)
+            self.plugged = True
+            self.boot += 1
+            self.seq = 0
+            self._fault("reboot", time.time() if now is None else now)
 
     def __enter__(self) -> SerialSensor:
         return self
@@ -102,6 +132,12 @@ class SerialSensor:
 
     # -- one step ---------------------------------------------------------------
     def tick(self, now: float) -> float:
+        with self._lock:
+            if not self.plugged:
+                return self.period_s
+            return self._tick(now)
+
+    def _tick(self, now: float) -> float:
         self.pty.drain_input()
         self.faults.arm_random(self._rng, self.quantities, rate=self.fault_rate)
         if self.faults.take_reboot():
@@ -115,7 +151,9 @@ class SerialSensor:
             self.lines_lost += 1
             self.seq += 1
             return self.period_s
-        values = self.faults.apply(self._model.sample(now))
+        if self.faults.take_new_skew():
+            self._fault("skew", now)
+        values = self.faults.apply(self._model.sample(self.faults.clock(now)))
         line = format_line(self.sensor_id, self.seq, values)
         fault = self.faults.take_line_fault()
         if fault is LineFault.DROPOUT:
@@ -132,7 +170,7 @@ class SerialSensor:
             decoded = parse_line(line).fields
             self._write(line, (self.boot, self.seq, decoded), now)
         self.seq += 1
-        return self.period_s
+        return self.faults.period(self.period_s)
 
     def _garbage(self, n: int) -> bytes:
         junk = bytes(self._rng.randrange(256) for _ in range(n))

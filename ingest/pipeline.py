@@ -18,11 +18,11 @@ from ingest.message import Message
 from ingest.registry import SeriesResolver
 from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark
-from storage.db import connect
+from storage.db import capabilities, connect
 from storage.errors import map_errors
 from storage.packs import DeadLetter, PackKey, add_counters, claim_packs, insert_dead_letters, raise_watermarks
 from storage.registry import series_quantities
-from storage.timeseries import insert_anomalies, merge_aggregates, write_readings
+from storage.timeseries import TimeSeriesWriter
 from stream import ANOMALY_KINDS, BatchResult, StreamProcessor
 
 __all__ = ["CommitResult", "Pipeline"]
@@ -48,6 +48,8 @@ class Pipeline:
         self._url = database_url
         self._conn = connect(database_url, application_name="citylab-ingest")
         self._meta = connect(database_url, autocommit=True, application_name="citylab-ingest-registry")
+        self.writer = TimeSeriesWriter(capabilities(self._conn))
+        self._conn.rollback()  # capabilities() opened a transaction
         self.processor = StreamProcessor(widths_s=tuple(widths_s))
         self.resolver = SeriesResolver(self._meta, on_new_series=self._set_bounds)
         rows = series_quantities(self._meta)
@@ -78,8 +80,12 @@ class Pipeline:
 
     def commit(self, messages: Sequence[Message]) -> CommitResult:
         """Store the batch; raises StorageError (DatabaseUnavailable: retry later) and stores nothing then."""
-        with map_errors("commit batch"):
-            return self._commit(messages)
+        try:
+            with map_errors("commit batch"):
+                return self._commit(messages)
+        except Exception:
+            self.writer.rolled_back()
+            raise
 
     def _commit(self, messages: Sequence[Message]) -> CommitResult:
         dead: list[DeadLetter] = []
@@ -107,10 +113,10 @@ class Pipeline:
             stored = [packs[i] for i in np.flatnonzero(fresh)]
             series_id, time_us, value = _columns(stored)
             result = self._process(id(messages), fresh, series_id, time_us, value)
-            readings = write_readings(conn, series_id, time_us, value)
-            merge_aggregates(conn, result.aggregates)
+            readings = self.writer.write_readings(conn, series_id, time_us, value)
+            self.writer.merge_aggregates(conn, result.aggregates)
             anomalies = result.anomalies
-            insert_anomalies(
+            self.writer.insert_anomalies(
                 conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
                 [ANOMALY_KINDS[k] for k in anomalies.kind.tolist()],
             )

@@ -24,6 +24,14 @@ from protocol.lora_uart import (
     parse_radio_line,
 )
 from protocol.lpp import LPP_KINDS, LppValue, decode_lpp, encode_lpp
+from protocol.lorawan import (
+    LORAWAN_FILTERS,
+    LoRaWANError,
+    Uplink,
+    decode_uplink,
+    dedup_key,
+    lorawan_network,
+)
 from protocol.quantities import QUANTITIES, Quantity, quantity
 from protocol.senml import (
     SENML_CBOR,
@@ -90,4 +98,10 @@ __all__ = [
     "quantity",
     "status_topic",
     "up_topic",
+    "LORAWAN_FILTERS",
+    "LoRaWANError",
+    "Uplink",
+    "decode_uplink",
+    "dedup_key",
+    "lorawan_network",
 ]

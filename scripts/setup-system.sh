@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages the lab runs on: PostgreSQL and Mosquitto (Debian packages), and
-# docker-compose, which the tests use to validate docker-compose.yml statically.
+# docker-compose, which the tests use to validate docker-compose.yml statically,
+# Chromium for the browser tests and Node.js/npm for the TimescaleDB test engine.
 # Installs them with apt-get when they are missing; says clearly what to do when
 # it cannot. Safe to run again and again: it does nothing when all is present.
 set -euo pipefail
@@ -14,6 +15,11 @@ $pg_ok || missing+=(postgresql)
 { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
 # the tests validate docker-compose.yml with `docker-compose config` (no Docker engine needed)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# the lab console is tested in a real headless browser
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)
+# the TimescaleDB test engine (PGlite) is installed with npm
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

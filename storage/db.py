@@ -9,9 +9,11 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["Capabilities", "capabilities", "connect"]
+__all__ = ["ENGINES", "Capabilities", "capabilities", "connect"]
 
 logger = logging.getLogger("citylab.storage")
+
+ENGINES = ("postgres", "timescaledb")
 
 
 def connect(url: str, *, autocommit: bool = False, application_name: str = "citylab") -> psycopg.Connection:
@@ -21,15 +23,20 @@ def connect(url: str, *, autocommit: bool = False, application_name: str = "city
 
 @dataclass(frozen=True, slots=True)
 class Capabilities:
-    server_version: int          # e.g. 150020
-    timescaledb_available: bool  # the extension can be created here
+    server_version: int              # e.g. 150020
+    timescaledb_available: bool      # the extension can be created here
     timescaledb_version: str | None  # installed in this database
+    engine: str | None               # the schema's engine (schema_info), None before the first migration
+    copy_from_stdin: bool            # COPY FROM STDIN works over this connection
 
     @property
-    def engine(self) -> str:
-        if self.timescaledb_version:
-            return f"TimescaleDB {self.timescaledb_version}"
-        return "PostgreSQL (native partitioning; TimescaleDB not installed)"
+    def description(self) -> str:
+        if self.engine == "timescaledb":
+            return f"TimescaleDB {self.timescaledb_version} (hypertables, compression, retention policies)"
+        if self.engine == "postgres":
+            note = "; TimescaleDB could be used" if self.timescaledb_available else "; TimescaleDB not installed"
+            return f"PostgreSQL {self.server_version // 10000} (native range partitions{note})"
+        return "not migrated yet"
 
 
 def capabilities(conn: psycopg.Connection) -> Capabilities:
@@ -39,4 +46,11 @@ def capabilities(conn: psycopg.Connection) -> Capabilities:
             "SELECT count(*) > 0 FROM pg_available_extensions WHERE name = 'timescaledb'"
         ).fetchone()[0]
         row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
-    return Capabilities(version, bool(available), row[0] if row else None)
+        engine = None
+        if conn.execute("SELECT to_regclass('schema_info') IS NOT NULL").fetchone()[0]:
+            found = conn.execute("SELECT value FROM schema_info WHERE key = 'engine'").fetchone()
+            engine = found[0] if found else None
+        # PGlite (PostgreSQL compiled to WebAssembly) serves the wire protocol but not
+        # COPY FROM STDIN; the writer then sends its columns as arrays instead.
+        wasm = "emscripten" in conn.execute("SELECT version()").fetchone()[0].lower()
+    return Capabilities(version, bool(available), row[0] if row else None, engine, not wasm)

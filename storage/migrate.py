@@ -1,9 +1,15 @@
 """Versioned, forward-only, idempotent migrations.
 
-Migrations are the numbered `.sql` files in `storage/migrations/`, applied in
-order, each in its own transaction, under an advisory lock so that two processes
-starting together do not race. After the files, the time-series tables become
-hypertables when TimescaleDB can be used.
+A migration version is a common file `NNNN_name.sql` plus, optionally, an
+engine's part `NNNN_name.postgres.sql` or `NNNN_name.timescaledb.sql`; both run
+in one transaction, in that order. The engine is chosen once, when the first
+migration runs (TimescaleDB when the extension can be created here and is
+wanted, plain PostgreSQL with native partitioning otherwise), and recorded in
+`schema_info`, so that later versions always take the same engine's parts.
+
+Migrations run under an advisory lock, so that two processes starting together
+do not race. Afterwards the retention and compression settings are applied
+(storage.retention), which is idempotent too.
 """
 
 from __future__ import annotations
@@ -15,35 +21,50 @@ from importlib import resources
 
 import psycopg
 
-from storage.db import Capabilities, capabilities
+from storage.db import ENGINES, Capabilities, capabilities
 from storage.errors import MigrationError, map_errors
+from storage.retention import RetentionPolicy, configure_policies
 
 __all__ = ["Migration", "migrate", "migrations"]
 
 logger = logging.getLogger("citylab.storage.migrate")
 
 _LOCK_KEY = 0x63697479  # "city"
-_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
-HYPERTABLES = {"readings": "time", "anomalies": "time"}
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.(postgres|timescaledb))?\.sql$")
 
 
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
     name: str
-    sql: str
+    sql: str                     # the common part
+    engine_sql: dict[str, str]   # engine -> its part
+
+    def script(self, engine: str) -> str:
+        return self.sql + "\n" + self.engine_sql.get(engine, "")
 
 
 def migrations() -> list[Migration]:
-    found = []
+    common: dict[int, tuple[str, str]] = {}
+    parts: dict[int, dict[str, str]] = {}
     for entry in resources.files("storage").joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
-        if match:
-            found.append(Migration(int(match[1]), match[2], entry.read_text()))
-    return sorted(found, key=lambda m: m.version)
+        if not match:
+            continue
+        version, name, engine = int(match[1]), match[2], match[3]
+        if engine is None:
+            common[version] = (name, entry.read_text())
+        else:
+            parts.setdefault(version, {})[engine] = entry.read_text()
+    missing = set(parts) - set(common)
+    if missing:
+        raise MigrationError(f"engine parts without a common migration file: versions {sorted(missing)}")
+    return [Migration(v, common[v][0], common[v][1], parts.get(v, {})) for v in sorted(common)]
 
 
-def migrate(conn: psycopg.Connection, *, use_timescaledb: bool = True) -> list[Migration]:
+def migrate(
+    conn: psycopg.Connection, *, use_timescaledb: bool = True, retention: RetentionPolicy | None = None
+) -> list[Migration]:
     """Apply the pending migrations; return those applied (empty when up to date)."""
     applied: list[Migration] = []
     conn.autocommit = True
@@ -55,37 +76,42 @@ def migrate(conn: psycopg.Connection, *, use_timescaledb: bool = True) -> list[M
                 " version integer PRIMARY KEY, name text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
+            conn.execute("CREATE TABLE IF NOT EXISTS schema_info (key text PRIMARY KEY, value text NOT NULL)")
+            engine = _engine(conn, capabilities(conn), use_timescaledb)
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for migration in migrations():
                 if migration.version in done:
                     continue
                 try:
                     with conn.transaction():
-                        conn.execute(migration.sql)
+                        conn.execute(migration.script(engine))
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
                             (migration.version, migration.name),
                         )
                 except psycopg.Error as exc:
                     raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} failed: {exc}", sqlstate=exc.sqlstate
+                        f"migration {migration.version:04d}_{migration.name} ({engine}) failed: {exc}",
+                        sqlstate=exc.sqlstate,
                     ) from exc
-                logger.info("applied migration %04d_%s", migration.version, migration.name)
+                logger.info("applied migration %04d_%s (%s)", migration.version, migration.name, engine)
                 applied.append(migration)
-            if use_timescaledb:
-                _make_hypertables(conn, capabilities(conn))
+            configure_policies(conn, engine, retention or RetentionPolicy())
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return applied
 
 
-def _make_hypertables(conn: psycopg.Connection, caps: Capabilities) -> None:
-    if not caps.timescaledb_available:
-        return
-    conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
-    for table, column in HYPERTABLES.items():
-        conn.execute(
-            "SELECT create_hypertable(%s::regclass, %s::name, chunk_time_interval => interval '1 day',"
-            " if_not_exists => true, migrate_data => true)",
-            (table, column),
-        )
+def _engine(conn: psycopg.Connection, caps: Capabilities, use_timescaledb: bool) -> str:
+    row = conn.execute("SELECT value FROM schema_info WHERE key = 'engine'").fetchone()
+    if row:
+        if row[0] == "timescaledb":
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        return row[0]
+    engine = "timescaledb" if (use_timescaledb and caps.timescaledb_available) else "postgres"
+    if engine == "timescaledb":
+        conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+    conn.execute("INSERT INTO schema_info (key, value) VALUES ('engine', %s)", (engine,))
+    assert engine in ENGINES
+    logger.info("storage engine: %s", engine)
+    return engine

@@ -25,6 +25,7 @@ import psycopg
 from psycopg import sql
 
 from storage.errors import map_errors
+from storage.products import READABLE_SERIES
 
 __all__ = [
     "AggregateBucket",
@@ -41,6 +42,10 @@ __all__ = [
     "read_aggregates",
     "read_anomalies",
     "read_readings",
+    "CatalogueEntry",
+    "LatestValue",
+    "catalogue",
+    "latest_values",
 ]
 
 
@@ -131,17 +136,94 @@ def get_series(conn: psycopg.Connection, series_id: int) -> SeriesInfo | None:
 
 
 def read_readings(
-    conn: psycopg.Connection, series_id: int, start: datetime, end: datetime, *, limit: int
+    conn: psycopg.Connection, series_id: int, start: datetime, end: datetime, *, limit: int, skip: int = 0
 ) -> list[Reading]:
-    """Readings of one series in [start, end), oldest first, at most `limit`."""
+    """Readings of one series in [start, end), oldest first (ties by value), at
+    most `limit`, leaving out the first `skip` (a cursor resumes at the time of
+    the last reading served, skipping those at that time already served)."""
     with map_errors("read readings"):
         rows = conn.execute(
             "SELECT time, value FROM readings"
             " WHERE series_id = %s AND time >= %s AND time < %s"
-            " ORDER BY time LIMIT %s",
-            (series_id, start, end, limit),
+            " ORDER BY time, value OFFSET %s LIMIT %s",
+            (series_id, start, end, skip, limit),
         ).fetchall()
     return [Reading(time, value) for time, value in rows]
+
+
+# Catalogue -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogueEntry:
+    id: int
+    device: str
+    quantity: str
+    unit: str | None
+    provider: str          # the device's organisation (slug)
+    lat: float | None
+    lon: float | None
+    interval_s: float | None
+    low: float | None
+    high: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValue:
+    series_id: int
+    device: str
+    quantity: str
+    unit: str | None
+    time: datetime
+    value: float
+
+
+def catalogue(
+    conn: psycopg.Connection,
+    *,
+    org_id: int,
+    org_slug: str,
+    quantity: str | None = None,
+    provider: str | None = None,
+    bbox: tuple[float, float, float, float] | None = None,
+    product_id: int | None = None,
+    after: int = 0,
+    limit: int = 1000,
+) -> list[CatalogueEntry]:
+    """The series `org` may read, by id after `after`, filtered by quantity,
+    provider slug, bounding box (min_lon, min_lat, max_lon, max_lat) of the
+    device's location, and data product."""
+    min_lon, min_lat, max_lon, max_lat = bbox if bbox else (None, None, None, None)
+    with map_errors("series catalogue"):
+        rows = conn.execute(
+            "SELECT s.id, s.device, s.quantity, s.unit, d.org, d.lat, d.lon, s.interval_s, s.low, s.high"
+            " FROM series s JOIN devices d ON d.device = s.device"
+            " WHERE s.id IN (" + READABLE_SERIES + ") AND s.id > %(after)s"
+            " AND (%(quantity)s::text IS NULL OR s.quantity = %(quantity)s)"
+            " AND (%(provider)s::text IS NULL OR d.org = %(provider)s)"
+            " AND (%(min_lon)s::float8 IS NULL OR (d.lon BETWEEN %(min_lon)s AND %(max_lon)s"
+            "      AND d.lat BETWEEN %(min_lat)s AND %(max_lat)s))"
+            " AND (%(product)s::bigint IS NULL OR s.id IN"
+            "      (SELECT series_id FROM data_product_series WHERE product_id = %(product)s))"
+            " ORDER BY s.id LIMIT %(limit)s",
+            {"org_id": org_id, "org_slug": org_slug, "after": after, "quantity": quantity, "provider": provider,
+             "min_lon": min_lon, "min_lat": min_lat, "max_lon": max_lon, "max_lat": max_lat,
+             "product": product_id, "limit": limit},
+        ).fetchall()
+    return [CatalogueEntry(*row) for row in rows]
+
+
+def latest_values(conn: psycopg.Connection, series_ids: list[int]) -> list[LatestValue]:
+    """The newest reading of each series that has one (one index probe per series)."""
+    with map_errors("latest values"):
+        rows = conn.execute(
+            "SELECT s.id, s.device, s.quantity, s.unit, l.time, l.value FROM series s"
+            " CROSS JOIN LATERAL (SELECT r.time, r.value FROM readings r WHERE r.series_id = s.id"
+            "                     ORDER BY r.time DESC LIMIT 1) l"
+            " WHERE s.id = ANY(%s) ORDER BY s.id",
+            (series_ids,),
+        ).fetchall()
+    return [LatestValue(*row) for row in rows]
 
 
 # Aggregates ------------------------------------------------------------------
@@ -237,11 +319,18 @@ def read_anomalies(
     end: datetime,
     *,
     series_id: int | None = None,
+    series_ids: list[int] | None = None,
     limit: int,
 ) -> list[Anomaly]:
-    """Anomalies in [start, end), oldest first, of one series or of all."""
+    """Anomalies in [start, end), oldest first, of one series, of `series_ids`, or of all."""
     with map_errors("read anomalies"):
-        if series_id is None:
+        if series_id is None and series_ids is not None:
+            cur = conn.execute(
+                _ANOMALIES + " WHERE a.series_id = ANY(%s) AND a.time >= %s AND a.time < %s"
+                " ORDER BY a.time, a.series_id LIMIT %s",
+                (series_ids, start, end, limit),
+            )
+        elif series_id is None:
             cur = conn.execute(
                 _ANOMALIES + " WHERE a.time >= %s AND a.time < %s ORDER BY a.time, a.series_id LIMIT %s",
                 (start, end, limit),

@@ -1,8 +1,13 @@
 """Writing columnar batches: raw readings, aggregate partials and anomalies.
 
 Readings and aggregate partials go in with binary COPY built from numpy arrays
-(storage.copy). Aggregate partials are merged into the stored windows, so late
-and replayed readings correct the windows they fall into:
+(storage.copy). Where the server cannot take COPY FROM STDIN over the wire (the
+PGlite test engine), the same columns travel as array parameters of one
+`INSERT ... SELECT FROM unnest(...)` instead. On plain PostgreSQL the daily
+partitions a batch needs are created first (storage.partitions).
+
+Aggregate partials are merged into the stored windows, so late and replayed
+readings correct the windows they fall into:
 
     count = count_a + count_b            sum = sum_a + sum_b
     min   = least(min_a, min_b)          max = greatest(max_a, max_b)
@@ -21,9 +26,11 @@ import numpy as np
 import psycopg
 
 from storage.copy import AGGREGATE_COLUMNS, aggregates_payload, readings_payload
+from storage.db import Capabilities
 from storage.errors import map_errors
+from storage.partitions import PartitionMaker
 
-__all__ = ["PartialAggregates", "insert_anomalies", "merge_aggregates", "write_readings"]
+__all__ = ["PartialAggregates", "TimeSeriesWriter"]
 
 _UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -43,20 +50,7 @@ class PartialAggregates(Protocol):
     m2: np.ndarray
 
 
-def write_readings(conn: psycopg.Connection, series_id: np.ndarray, time_us: np.ndarray, value: np.ndarray) -> int:
-    """COPY a batch into the raw table; returns the row count."""
-    if len(series_id) == 0:
-        return 0
-    payload = readings_payload(series_id, time_us, value)
-    with map_errors("copy readings"), conn.cursor() as cur:
-        with cur.copy("COPY readings (time, series_id, value) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(payload)
-    return len(series_id)
-
-
-_MERGE = """
-INSERT INTO aggregates AS a ({columns})
-SELECT {columns} FROM aggregate_partials
+_MERGE_SET = """
 ON CONFLICT (width_s, series_id, bucket) DO UPDATE SET
     count = a.count + excluded.count,
     sum = a.sum + excluded.sum,
@@ -68,41 +62,105 @@ ON CONFLICT (width_s, series_id, bucket) DO UPDATE SET
         + power(excluded.sum / excluded.count - a.sum / a.count, 2)
           * a.count * excluded.count / (a.count + excluded.count)
 """
+_COLUMNS = ", ".join(AGGREGATE_COLUMNS)
+_MERGE_FROM_TEMP = f"INSERT INTO aggregates AS a ({_COLUMNS}) SELECT {_COLUMNS} FROM aggregate_partials" + _MERGE_SET
+_MERGE_FROM_ARRAYS = (
+    f"INSERT INTO aggregates AS a ({_COLUMNS}) SELECT * FROM unnest("
+    "%s::integer[], %s::integer[], %s::timestamptz[], %s::bigint[], %s::float8[], %s::float8[],"
+    " %s::float8[], %s::float8[], %s::timestamptz[], %s::float8[])" + _MERGE_SET
+)
 
 
-def merge_aggregates(conn: psycopg.Connection, partials: Sequence[PartialAggregates]) -> int:
-    """Merge the partials of one batch (at most one row per window and series each)."""
-    partials = [p for p in partials if len(p.series_id)]
-    if not partials:
-        return 0
-    columns = ", ".join(AGGREGATE_COLUMNS)
-    with map_errors("merge aggregates"), conn.cursor() as cur:
-        cur.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS aggregate_partials"
-            " (LIKE aggregates INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-        )
-        with cur.copy(f"COPY aggregate_partials ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+# Rows per statement on the array path: PGlite's wire server fails on larger
+# Bind messages, and nothing else takes this path.
+_ARRAY_ROWS = 256
+
+
+def _timestamps(time_us: np.ndarray) -> list[datetime]:
+    return [_UNIX_EPOCH + timedelta(microseconds=t) for t in time_us.tolist()]
+
+
+class TimeSeriesWriter:
+    """Writes batches on one engine; keeps the partitions it knows exist."""
+
+    def __init__(self, caps: Capabilities) -> None:
+        self.partitioned = caps.engine == "postgres"
+        self.use_copy = caps.copy_from_stdin
+        self.partitions = PartitionMaker()
+
+    def rolled_back(self) -> None:
+        """Call after a failed transaction: partitions it created were rolled back too."""
+        self.partitions.forget()
+
+    def write_readings(self, conn: psycopg.Connection, series_id: np.ndarray, time_us: np.ndarray,
+                       value: np.ndarray) -> int:
+        """Append a batch to the raw table; returns the row count."""
+        if len(series_id) == 0:
+            return 0
+        if self.partitioned:
+            self.partitions.ensure(conn, "readings", time_us)
+        with map_errors("write readings"), conn.cursor() as cur:
+            if self.use_copy:
+                with cur.copy("COPY readings (time, series_id, value) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(readings_payload(series_id, time_us, value))
+            else:
+                for i in range(0, len(series_id), _ARRAY_ROWS):
+                    part = slice(i, i + _ARRAY_ROWS)
+                    cur.execute(
+                        "INSERT INTO readings (time, series_id, value)"
+                        " SELECT * FROM unnest(%s::timestamptz[], %s::integer[], %s::float8[])",
+                        (_timestamps(time_us[part]), series_id[part].tolist(), value[part].tolist()),
+                    )
+        return len(series_id)
+
+    def merge_aggregates(self, conn: psycopg.Connection, partials: Sequence[PartialAggregates]) -> int:
+        """Merge the partials of one batch (at most one row per window and series each)."""
+        partials = [p for p in partials if len(p.series_id)]
+        if not partials:
+            return 0
+        if self.partitioned:
             for part in partials:
-                copy.write(aggregates_payload(part.width_s, {
-                    "series_id": part.series_id, "bucket": part.bucket, "count": part.count, "sum": part.sum,
-                    "min": part.min, "max": part.max, "last": part.last, "last_time": part.last_time,
-                    "m2": part.m2,
-                }))
-        cur.execute(_MERGE.format(columns=columns))
-        merged = cur.rowcount
-        cur.execute("TRUNCATE aggregate_partials")
-    return merged
+                self.partitions.ensure(conn, "aggregates", part.bucket)
+        merged = 0
+        with map_errors("merge aggregates"), conn.cursor() as cur:
+            if not self.use_copy:
+                for p in partials:
+                    for i in range(0, len(p.series_id), _ARRAY_ROWS):
+                        r = slice(i, i + _ARRAY_ROWS)
+                        cur.execute(_MERGE_FROM_ARRAYS, (
+                            [p.width_s] * len(p.series_id[r]), p.series_id[r].tolist(), _timestamps(p.bucket[r]),
+                            p.count[r].tolist(), p.sum[r].tolist(), p.min[r].tolist(), p.max[r].tolist(),
+                            p.last[r].tolist(), _timestamps(p.last_time[r]), p.m2[r].tolist()))
+                        merged += cur.rowcount
+                return merged
+            cur.execute(
+                "CREATE TEMP TABLE IF NOT EXISTS aggregate_partials"
+                " (LIKE aggregates INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+            )
+            with cur.copy(f"COPY aggregate_partials ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                for p in partials:
+                    copy.write(aggregates_payload(p.width_s, {
+                        "series_id": p.series_id, "bucket": p.bucket, "count": p.count, "sum": p.sum,
+                        "min": p.min, "max": p.max, "last": p.last, "last_time": p.last_time, "m2": p.m2,
+                    }))
+            cur.execute(_MERGE_FROM_TEMP)
+            merged = cur.rowcount
+            cur.execute("TRUNCATE aggregate_partials")
+        return merged
 
-
-def insert_anomalies(
-    conn: psycopg.Connection, series_id: np.ndarray, time_us: np.ndarray, value: np.ndarray, score: np.ndarray,
-    kinds: Sequence[str],
-) -> int:
-    """Anomalies are rare: a text COPY row by row is fine here."""
-    if len(series_id) == 0:
-        return 0
-    with map_errors("insert anomalies"), conn.cursor() as cur:
-        with cur.copy("COPY anomalies (time, series_id, value, score, kind) FROM STDIN") as copy:
-            for sid, t, v, s, k in zip(series_id.tolist(), time_us.tolist(), value.tolist(), score.tolist(), kinds):
-                copy.write_row((_UNIX_EPOCH + timedelta(microseconds=t), sid, v, s, k))
-    return len(series_id)
+    def insert_anomalies(
+        self, conn: psycopg.Connection, series_id: np.ndarray, time_us: np.ndarray, value: np.ndarray,
+        score: np.ndarray, kinds: Sequence[str],
+    ) -> int:
+        """Anomalies are rare: one array INSERT is plenty."""
+        if len(series_id) == 0:
+            return 0
+        if self.partitioned:
+            self.partitions.ensure(conn, "anomalies", time_us)
+        with map_errors("insert anomalies"):
+            conn.execute(
+                "INSERT INTO anomalies (time, series_id, value, score, kind)"
+                " SELECT * FROM unnest(%s::timestamptz[], %s::integer[], %s::float8[], %s::float8[], %s::text[])",
+                (_timestamps(time_us), series_id.tolist(), value.tolist(), score.tolist(), list(kinds)),
+            )
+        return len(series_id)

@@ -34,24 +34,36 @@ ANOMALY_KINDS: tuple[str, ...] = ("spike", "level_shift", "stuck", "out_of_range
 """Anomaly kind names; a kind's code (int8) is its index here."""
 
 KIND_SPIKE: int = 0
-KIND_LEVEL_SHIFT: int = 1  # reserved: not detected yet
+KIND_LEVEL_SHIFT: int = 1
 KIND_STUCK: int = 2
 KIND_OUT_OF_RANGE: int = 3
-KIND_GAP: int = 4  # reserved: not detected yet
+KIND_GAP: int = 4
 KIND_NONE: int = -1  # internal: the reading is not flagged
 
 assert ANOMALY_KINDS[KIND_SPIKE] == "spike" and ANOMALY_KINDS[KIND_LEVEL_SHIFT] == "level_shift"
 assert ANOMALY_KINDS[KIND_STUCK] == "stuck" and ANOMALY_KINDS[KIND_OUT_OF_RANGE] == "out_of_range"
 assert ANOMALY_KINDS[KIND_GAP] == "gap"
 
-# Detector defaults (DetectorParams documents what they mean).
+# Detector defaults (DetectorParams documents what they mean; docs/stream.md has the table).
 DEFAULT_ALPHA: float = 0.05
-DEFAULT_THRESHOLD: float = 0.9
+DEFAULT_THRESHOLD: float = 0.5
 DEFAULT_WARMUP: int = 30
-DEFAULT_Z_SCALE: float = 3.0
+DEFAULT_SPIKE_Z: float = 12.0
 DEFAULT_MIN_STD: float = 1e-9
 DEFAULT_CLIP_Z: float = 5.0
 DEFAULT_STUCK_RUN: int = 0
+DEFAULT_LEVEL_ALPHA: float = 0.2
+DEFAULT_LEVEL_Z: float = 12.0
+DEFAULT_NOVELTY_TOL: float = 0.005
+DEFAULT_NOVELTY_GROWTH: float = 0.1
+DEFAULT_GAP_FACTOR: float = 5.0
+DEFAULT_GAP_ALPHA: float = 0.1
+DEFAULT_GAP_WARMUP: int = 10
+DEFAULT_SUPPRESS: float = 50.0
+
+SUPPRESSED_SCALE: float = 0.01
+"""A reading whose evidence does not exceed the decayed peak of its series' recent evidence
+(a repetition of an anomaly already reported) has its spike/level_shift score scaled by this."""
 
 # Initial per-series state.
 NO_TIME: int = int(np.iinfo(np.int64).min)

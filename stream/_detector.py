@@ -1,118 +1,92 @@
-"""The first anomaly detector: out-of-range, EWMA z-score spikes and (opt-in) stuck values.
+"""The anomaly detector: per-series streaming state and the scoring kernel.
 
-Streaming, no look-ahead, a handful of numbers per series. Each series' readings are taken in
-time order (the batch's stable (series, time) sort). For a finite reading x at time t:
+Streaming, no look-ahead, a fixed handful of numbers per series. Each series' readings are
+taken in time order (the batch's stable (series, time) sort). Every evidence is a ratio r that
+is 1 where its criterion is met; the score of a piece of evidence is ``1 − 1 / (1 + r)``. For a
+finite reading x at time t, against the state left by the *previous* readings:
 
-* ``out_of_range``: x outside the series' physical bounds [low, high] → score 1.0, flagged;
-  the reading does not teach the mean/variance.
-* ``spike``: z = |x − mean| / max(std, min_std) against the EWMA mean and variance of the
-  *previous* readings; score = 1 − exp(−(z / z_scale)²); flagged when score ≥ threshold, once
-  the series has learned ``warmup`` readings (before that the spike score is 0).
-* ``stuck`` (when ``stuck_run`` > 0): the value equals the previous ``stuck_run − 1`` learned
-  values exactly → score 1.0, flagged.
+* ``out_of_range``: x outside the series' physical bounds → score 1.0; x teaches nothing.
+* ``spike``: the larger of  z / spike_z  (z = |x − mean| / max(std, min_std), EWMA mean and
+  variance) and  novelty / novelty_tol  (how far x lies beyond the range [lo, hi] the series
+  has shown, in units of hi − lo);
+* ``level_shift``: |fast − mean| / (std · sqrt(a_f / (2 − a_f))) / level_z, where fast is an
+  EWMA with level_alpha that includes x (the z of the fast mean under "no change");
+* spike and level_shift count after ``warmup`` learned readings, and are *suppressed* (score
+  × 0.01) unless their evidence exceeds the series' peak evidence, decayed by
+  ρ = exp(−1 / suppress) per reading: an anomaly is reported once, not at every reading of it;
+* ``gap``: (Δt / expected − 1) / (gap_factor − 1), Δt the time since the previous reading and
+  expected an EWMA of the inter-arrival time (after ``gap_warmup`` intervals);
+* ``stuck``: x repeats the previous value for the ``stuck_run``-th time → 1.0.
 
-The reading's score is the largest of these; its kind the one that gave it. Then, unless the
-reading is *late* (older than the newest reading the series has seen), it is learned:
-
-    a     = max(alpha, 1 / n)                     n = readings learned, this one included
-    d     = clip(x − mean, ±clip_z · std)         (no clipping during warm-up)
-    mean += a · d
-    var   = (1 − a) · (var + a · d²)              (Finch 2009, incremental EWMA variance)
-
-With a = 1/n the first readings give the exact running mean and population variance, so the
-EWMA starts unbiased. Clipping keeps one wild value from hiding the next ones for hundreds of
-readings, yet a true level shift is absorbed within a few readings (the clipped update still
-grows the variance geometrically). The result depends only on each series' reading sequence,
-never on how it was cut into batches.
+The score is the largest; its kind the one that gave it; flagged when score ≥ threshold.
+Unless the reading is *late* (older than the newest reading of its series) it is then learned
+(an out-of-range reading only advances time): mean/variance (clipped after warm-up, Finch
+2009), the fast mean, the range (widened by at most novelty_growth × its width per reading after
+warm-up), the peak, the expected interval (Δt > 0 only, clipped at gap_factor × expected).
+The result depends only on each series' reading sequence, never on how it was cut into batches.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
 
 from stream._constants import (
-    DEFAULT_ALPHA,
-    DEFAULT_CLIP_Z,
-    DEFAULT_MIN_STD,
-    DEFAULT_STUCK_RUN,
-    DEFAULT_THRESHOLD,
-    DEFAULT_WARMUP,
-    DEFAULT_Z_SCALE,
     INITIAL_CAPACITY,
+    KIND_GAP,
+    KIND_LEVEL_SHIFT,
     KIND_NONE,
     KIND_OUT_OF_RANGE,
     KIND_SPIKE,
     KIND_STUCK,
     NO_TIME,
+    SUPPRESSED_SCALE,
 )
-from stream._errors import BatchError
+from stream._params import (
+    P_ALPHA,
+    P_CLIP_Z,
+    P_GAP_ALPHA,
+    P_GAP_FACTOR,
+    P_GAP_WARMUP,
+    P_LEVEL_ALPHA,
+    P_LEVEL_Z,
+    P_MIN_STD,
+    P_NOVELTY_GROWTH,
+    P_NOVELTY_TOL,
+    P_SPIKE_Z,
+    P_STUCK_RUN,
+    P_SUPPRESS_RHO,
+    P_THRESHOLD,
+    P_WARMUP,
+)
 
-__all__ = ["DetectorParams", "SeriesState", "score_batch"]
+__all__ = ["SeriesState", "score_batch"]
 
-
-@dataclass(frozen=True, slots=True)
-class DetectorParams:
-    """Hyper-parameters of the detector, stored as given.
-
-    alpha      EWMA smoothing of mean and variance, in (0, 1]; ~1/alpha readings of memory.
-    threshold  a reading is flagged when its score ≥ threshold, in (0, 1]. With the defaults a
-               spike is flagged at |z| ≥ z_scale · sqrt(−ln(1 − threshold)) ≈ 4.55.
-    warmup     readings a series must have learned before it can be flagged for a spike.
-    z_scale    z-score scale of the map score = 1 − exp(−(z / z_scale)²), > 0.
-    min_std    floor on the standard deviation (series unit), ≥ 0; keeps a constant series
-               from flagging every rounding-level change.
-    clip_z     after warm-up a reading teaches the EWMA at most clip_z standard deviations
-               away from the mean, > 0 (``math.inf`` disables clipping).
-    stuck_run  flag ``stuck`` when a value repeats this many times in a row; 0 disables
-               (the default: many honest series are constant for hours, e.g. rain at 0).
-    """
-
-    alpha: float = DEFAULT_ALPHA
-    threshold: float = DEFAULT_THRESHOLD
-    warmup: int = DEFAULT_WARMUP
-    z_scale: float = DEFAULT_Z_SCALE
-    min_std: float = DEFAULT_MIN_STD
-    clip_z: float = DEFAULT_CLIP_Z
-    stuck_run: int = DEFAULT_STUCK_RUN
-
-    def __post_init__(self) -> None:
-        checks = [
-            (0.0 < self.alpha <= 1.0, "alpha must be in (0, 1]"),
-            (0.0 < self.threshold <= 1.0, "threshold must be in (0, 1]"),
-            (int(self.warmup) == self.warmup and self.warmup >= 0, "warmup must be an integer >= 0"),
-            (0.0 < self.z_scale < math.inf, "z_scale must be finite and > 0"),
-            (0.0 <= self.min_std < math.inf, "min_std must be finite and >= 0"),
-            (self.clip_z > 0.0, "clip_z must be > 0 (math.inf disables clipping)"),
-            (int(self.stuck_run) == self.stuck_run and self.stuck_run >= 0, "stuck_run must be an integer >= 0"),
-        ]
-        for ok, message in checks:
-            if not ok:  # NaN fails every comparison, so it lands here too
-                raise BatchError(f"DetectorParams: {message}, got {self}")
+_FIELDS: tuple[tuple[str, object, type], ...] = (
+    ("mean", 0.0, np.float64), ("var", 0.0, np.float64), ("n", 0, np.int64),
+    ("last_time", NO_TIME, np.int64), ("last_value", np.nan, np.float64), ("run", 0, np.int64),
+    ("low", -np.inf, np.float64), ("high", np.inf, np.float64),
+    ("fast", 0.0, np.float64), ("seen_lo", np.inf, np.float64), ("seen_hi", -np.inf, np.float64),
+    ("peak", 0.0, np.float64), ("interval", 0.0, np.float64), ("n_interval", 0, np.int64),
+    ("pset", 0, np.int32),
+)
 
 
 class SeriesState:
-    """Per-series detector state, struct-of-arrays indexed by series id.
+    """Per-series detector state, struct-of-arrays indexed by series id (see ``_FIELDS``).
 
-    Grows by amortised doubling when a larger id appears; new slots start empty
-    (no readings learned, bounds (-inf, inf)).
+    Grows by amortised doubling when a larger id appears; new slots start empty (nothing
+    learned, bounds (-inf, inf), parameter set 0).
     """
 
-    __slots__ = ("high", "last_time", "last_value", "low", "mean", "n", "n_series", "run", "var")
+    __slots__ = ("n_series", *(name for name, _, _ in _FIELDS))
 
     def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
         self.n_series = 0  # 1 + the largest id seen
-        self.mean = np.zeros(capacity, np.float64)
-        self.var = np.zeros(capacity, np.float64)
-        self.n = np.zeros(capacity, np.int64)  # readings learned
-        self.last_time = np.full(capacity, NO_TIME, np.int64)  # newest reading seen
-        self.last_value = np.full(capacity, np.nan, np.float64)  # newest value learned
-        self.run = np.zeros(capacity, np.int64)  # how often last_value repeated in a row
-        self.low = np.full(capacity, -np.inf, np.float64)
-        self.high = np.full(capacity, np.inf, np.float64)
+        for name, fill, dtype in _FIELDS:
+            setattr(self, name, np.full(capacity, fill, dtype))
 
     @property
     def capacity(self) -> int:
@@ -122,35 +96,44 @@ class SeriesState:
         """Make room for ids up to `max_id`."""
         if max_id >= self.capacity:
             capacity = max(max_id + 1, 2 * self.capacity)
-            for name, fill in (
-                ("mean", 0.0), ("var", 0.0), ("n", 0), ("last_time", NO_TIME), ("last_value", np.nan),
-                ("run", 0), ("low", -np.inf), ("high", np.inf),
-            ):
+            for name, fill, dtype in _FIELDS:
                 old = getattr(self, name)
-                new = np.full(capacity, fill, old.dtype)
+                new = np.full(capacity, fill, dtype)
                 new[: old.size] = old
                 setattr(self, name, new)
         self.n_series = max(self.n_series, max_id + 1)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _evidence_score(r):  # pragma: no cover - compiled
+    """1 − 1 / (1 + r) for r ≥ 0 (1.0 for r = inf); NaN evidence (inf / inf) counts as none."""
+    if r >= 0.0:
+        return 1.0 - 1.0 / (1.0 + r)
+    return 0.0
 
 
 @njit(cache=True, nogil=True)
 def _score_sorted(
     series_id, time, value, order,
     mean, var, n_learned, last_time, last_value, run, low, high,
-    alpha, threshold, warmup, z_scale, min_std, clip_z, stuck_run,
+    fast, seen_lo, seen_hi, peak, interval, n_interval, pset, table,
     o_score, o_kind, o_flag,
 ):  # pragma: no cover - compiled
     """Score and learn a batch in (series, time) order.
 
-    ``o_score[order[j]]`` receives the score of sorted reading j (so scores come out in input
-    order); ``o_kind`` and ``o_flag`` stay in sorted order.
-
-    State arrays are read once per series run, kept in locals and written back after it.
+    ``o_score[order[j]]`` receives the score of sorted reading j (input order); ``o_kind`` and
+    ``o_flag`` stay in sorted order. State is read once per series run into locals and written
+    back after it; ``table[pset[s]]`` holds the series' parameter vector.
     """
     m = series_id.size
     j = 0
     while j < m:
         s = series_id[j]
+        p = table[pset[s]]
+        alpha, threshold, warmup, spike_z = p[P_ALPHA], p[P_THRESHOLD], p[P_WARMUP], p[P_SPIKE_Z]
+        min_std, clip_z, stuck_run = p[P_MIN_STD], p[P_CLIP_Z], p[P_STUCK_RUN]
+        level_alpha, level_z, novelty_tol, growth = p[P_LEVEL_ALPHA], p[P_LEVEL_Z], p[P_NOVELTY_TOL], p[P_NOVELTY_GROWTH]
+        gap_factor, gap_alpha, gap_warmup, rho = p[P_GAP_FACTOR], p[P_GAP_ALPHA], p[P_GAP_WARMUP], p[P_SUPPRESS_RHO]
         mu = mean[s]
         v = var[s]
         n = n_learned[s]
@@ -159,6 +142,12 @@ def _score_sorted(
         rn = run[s]
         lo = low[s]
         hi = high[s]
+        mf = fast[s]
+        slo = seen_lo[s]
+        shi = seen_hi[s]
+        pk = peak[s]
+        dtm = interval[s]
+        nd = n_interval[s]
         while j < m and series_id[j] == s:
             x = value[j]
             t = time[j]
@@ -169,61 +158,114 @@ def _score_sorted(
                 j += 1
                 continue
             late = t < lt
+            # gap = (Δt / expected − 1) / (gap_factor − 1), after gap_warmup learned intervals
+            gap = 0.0
+            dt = 0.0
+            if not late and lt != NO_TIME:
+                dt = float(t - lt)
+                if nd >= gap_warmup and dt > dtm:
+                    gap = (dt / dtm - 1.0) / (gap_factor - 1.0)
             if x < lo or x > hi:
-                o_score[order[j]] = 1.0
-                o_kind[j] = KIND_OUT_OF_RANGE
-                o_flag[j] = True
-                if not late:
-                    lt = t
-                j += 1
-                continue
-            std = math.sqrt(v)
-            if std < min_std:
-                std = min_std
-            d = x - mu
-            score = 0.0
-            kind = KIND_SPIKE
-            if n >= warmup and n > 0:
-                # score = 1 − exp(−(|x − mean| / std / z_scale)²); 0/0 (no change, std 0) is z = 0
-                if d == 0.0:
-                    q = 0.0
-                elif std == 0.0:  # min_std = 0 and a constant past
-                    q = math.inf
-                else:
-                    q = abs(d) / std / z_scale
-                score = 1.0 - math.exp(-(q * q))
-            repeats = rn + 1 if (n > 0 and x == lv) else 1
-            if stuck_run > 0 and not late and repeats >= stuck_run and score < 1.0:
                 score = 1.0
-                kind = KIND_STUCK
+                kind = KIND_OUT_OF_RANGE
+            else:
+                warm = n >= warmup and n > 0
+                std = math.sqrt(v)
+                if std < min_std:
+                    std = min_std
+                d = x - mu
+                ev = 0.0
+                kind = KIND_SPIKE
+                mf_new = x
+                if n > 0:
+                    a_f = 1.0 / (n + 1)
+                    if a_f < level_alpha:
+                        a_f = level_alpha
+                    mf_new = mf + a_f * (x - mf)
+                if warm:
+                    # z = |x − mean| / std ; 0/0 (no change, std 0) is z = 0
+                    if d != 0.0:
+                        ev = abs(d) / std / spike_z if std > 0.0 else math.inf
+                    # novelty = distance beyond [lo, hi] seen, in units of hi − lo
+                    span = shi - slo
+                    if span > 0.0:
+                        if x > shi:
+                            r = (x - shi) / span / novelty_tol
+                            if r > ev:
+                                ev = r
+                        elif x < slo:
+                            r = (slo - x) / span / novelty_tol
+                            if r > ev:
+                                ev = r
+                    # level: |fast − mean| / (std · sqrt(a_f / (2 − a_f)))
+                    df = mf_new - mu
+                    if df != 0.0:
+                        a_l = level_alpha
+                        r = abs(df) / (std * math.sqrt(a_l / (2.0 - a_l))) / level_z if std > 0.0 else math.inf
+                        if r > ev:
+                            ev = r
+                            kind = KIND_LEVEL_SHIFT
+                score = _evidence_score(ev)
+                if ev <= pk and rho > 0.0:  # not above the decayed peak: a repetition
+                    score = score * SUPPRESSED_SCALE
+                repeats = rn + 1 if (n > 0 and x == lv) else 1
+                gap_score = _evidence_score(gap)
+                if gap_score > score:
+                    score = gap_score
+                    kind = KIND_GAP
+                if stuck_run > 0 and not late and repeats >= stuck_run and score < 1.0:
+                    score = 1.0
+                    kind = KIND_STUCK
+                if not late:
+                    # learn: mean_n = mean + a·d ; var_n = (1 − a)·(var + a·d²), a = max(alpha, 1/n)
+                    if warm:
+                        c = clip_z * std
+                        if d > c:
+                            d = c
+                        elif d < -c:
+                            d = -c
+                    n += 1
+                    a = 1.0 / n
+                    if a < alpha:
+                        a = alpha
+                    if n == 1:
+                        mu = x
+                        v = 0.0
+                        slo = x
+                        shi = x
+                    else:
+                        mu = mu + a * d
+                        v = (1.0 - a) * (v + a * d * d)
+                        if not (np.isfinite(mu) and np.isfinite(v)):  # overflow of |x| ≳ 1e154: restart
+                            mu = x
+                            v = 0.0
+                            n = 1
+                        w = shi - slo
+                        if x > shi:
+                            shi = x if (not warm or w <= 0.0 or x <= shi + growth * w) else shi + growth * w
+                        elif x < slo:
+                            slo = x if (not warm or w <= 0.0 or x >= slo - growth * w) else slo - growth * w
+                    mf = mf_new
+                    if warm:
+                        pk = pk * rho
+                        if ev > pk:
+                            pk = ev
+                    lv = x
+                    rn = repeats
             o_score[order[j]] = score
             if score >= threshold:
                 o_kind[j] = kind
                 o_flag[j] = True
             if not late:
-                if n >= warmup and n > 0:
-                    c = clip_z * std
-                    if d > c:
-                        d = c
-                    elif d < -c:
-                        d = -c
-                n += 1
-                a = 1.0 / n
-                if a < alpha:
-                    a = alpha
-                if n == 1:
-                    mu = x
-                    v = 0.0
-                else:
-                    # mean_n = mean + a·d ;  var_n = (1 − a)·(var + a·d²)
-                    mu = mu + a * d
-                    v = (1.0 - a) * (v + a * d * d)
-                    if not (np.isfinite(mu) and np.isfinite(v)):  # overflow of |x| ≳ 1e154: restart
-                        mu = x
-                        v = 0.0
-                        n = 1
-                lv = x
-                rn = repeats
+                if dt > 0.0:
+                    # expected interval: EWMA of Δt, clipped at gap_factor × expected once learned
+                    if nd >= gap_warmup and dt > gap_factor * dtm:
+                        dt = gap_factor * dtm
+                    nd += 1
+                    a_g = 1.0 / nd
+                    if a_g < gap_alpha:
+                        a_g = gap_alpha
+                    dtm = dtm + a_g * (dt - dtm)
                 lt = t
             j += 1
         mean[s] = mu
@@ -232,14 +274,21 @@ def _score_sorted(
         last_time[s] = lt
         last_value[s] = lv
         run[s] = rn
+        fast[s] = mf
+        seen_lo[s] = slo
+        seen_hi[s] = shi
+        peak[s] = pk
+        interval[s] = dtm
+        n_interval[s] = nd
 
 
 def score_batch(
-    state: SeriesState, params: DetectorParams,
+    state: SeriesState, table: np.ndarray,
     order: np.ndarray, series_id: np.ndarray, time: np.ndarray, value: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Score a sorted batch (``stream._order.sort_batch``) and advance `state` (ids must fit).
 
+    ``table`` holds one parameter vector (``DetectorParams.vector``) per parameter set.
     Returns (score, kind, flagged): score in input order, kind and flagged in sorted order.
     """
     m = series_id.size
@@ -249,8 +298,7 @@ def score_batch(
     _score_sorted(
         series_id, time, value, order,
         state.mean, state.var, state.n, state.last_time, state.last_value, state.run, state.low, state.high,
-        float(params.alpha), float(params.threshold), int(params.warmup), float(params.z_scale),
-        float(params.min_std), float(params.clip_z), int(params.stuck_run),
-        score, kind, flagged,
+        state.fast, state.seen_lo, state.seen_hi, state.peak, state.interval, state.n_interval, state.pset,
+        table, score, kind, flagged,
     )
     return score, kind, flagged

@@ -10,8 +10,11 @@ import numpy as np
 
 from stream._batch import as_batch, as_series_ids, as_values
 from stream._constants import DEFAULT_WIDTHS_S, MAX_WIDTH_S
-from stream._detector import DetectorParams, SeriesState, score_batch
+from stream._params import P_GAP_FACTOR, P_GAP_WARMUP
+from stream._constants import NO_TIME
+from stream._detector import SeriesState, score_batch
 from stream._errors import BatchError
+from stream._params import DetectorParams
 from stream._order import sort_batch
 from stream._results import Aggregates, Anomalies, BatchResult
 from stream._windows import aggregate_windows
@@ -58,6 +61,44 @@ class StreamProcessor:
         self.widths_s = _widths(widths_s)
         self.params = params
         self._state = SeriesState()
+        self._param_sets: list[DetectorParams] = [params]  # set 0: the default of every series
+        self._table = params.vector()[None, :]
+
+    def set_params(self, series_id: Any, params: DetectorParams) -> None:
+        """Use `params` for these series from their next reading on (learned state is kept)."""
+        if not isinstance(params, DetectorParams):
+            raise BatchError(f"params must be DetectorParams, got {type(params).__name__}")
+        sid = as_series_ids(np.atleast_1d(series_id))
+        if sid.size == 0:
+            return
+        if params not in self._param_sets:
+            self._param_sets.append(params)
+            self._table = np.vstack([self._table, params.vector()[None, :]])
+        self._state.ensure(int(sid.max()))
+        self._state.pset[sid] = self._param_sets.index(params)
+
+    def params_of(self, series_id: int) -> DetectorParams:
+        """The parameters series `series_id` is scored with."""
+        if 0 <= series_id < self._state.n_series:
+            return self._param_sets[int(self._state.pset[series_id])]
+        return self.params
+
+    def check_gaps(self, now_us: int) -> tuple[np.ndarray, np.ndarray]:
+        """Series whose next reading is overdue at `now_us`: (series_id int32, overdue_us int64).
+
+        A series is overdue when it has learned at least ``gap_warmup`` intervals and its newest
+        reading is more than ``gap_factor`` × its expected interval older than `now_us`;
+        ``overdue_us`` is how long ago that limit passed. Read-only: the reading that ends the gap
+        is still scored ``gap`` when it arrives.
+        """
+        st, k = self._state, self._state.n_series
+        table = self._table[st.pset[:k]]
+        factor, warm = table[:, P_GAP_FACTOR], table[:, P_GAP_WARMUP]
+        with np.errstate(invalid="ignore", over="ignore"):
+            limit = st.last_time[:k] + factor * st.interval[:k]
+            due = (st.n_interval[:k] >= warm) & (st.last_time[:k] != NO_TIME) & np.isfinite(limit) & (now_us > limit)
+        ids = np.flatnonzero(due).astype(np.int32)
+        return ids, (now_us - limit[ids]).astype(np.int64)
 
     @property
     def n_series(self) -> int:
@@ -97,7 +138,7 @@ class StreamProcessor:
         self._state.ensure(int(sid.max()))
         order, sid_s, t_s, v_s = sort_batch(sid, t, v)
         aggregates = tuple(aggregate_windows(sid_s, t_s, v_s, w) for w in self.widths_s)
-        scores, kind_s, flagged_s = score_batch(self._state, self.params, order, sid_s, t_s, v_s)
+        scores, kind_s, flagged_s = score_batch(self._state, self._table, order, sid_s, t_s, v_s)
         anomalies = Anomalies.build(sid_s[flagged_s], t_s[flagged_s], v_s[flagged_s], scores[order[flagged_s]],
                                     kind_s[flagged_s])
         return BatchResult(aggregates, anomalies, _readonly(scores))

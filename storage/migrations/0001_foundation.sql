@@ -1,6 +1,8 @@
--- 0001 foundation: registry, raw readings, aggregates, anomalies, dead letters,
--- ingest bookkeeping and the audit log. Forward-only; applied once, in one
--- transaction, by storage.migrate.
+-- 0001 foundation: registry, dead letters, ingest bookkeeping and the audit log.
+-- The time-series tables (readings, aggregates, anomalies) are in the engine's
+-- part of this version: 0001_foundation.postgres.sql (native range partitions)
+-- or 0001_foundation.timescaledb.sql (hypertables). Forward-only; applied once,
+-- in one transaction, by storage.migrate.
 
 -- Registry ------------------------------------------------------------------
 CREATE TABLE devices (
@@ -9,6 +11,7 @@ CREATE TABLE devices (
     gateway     text REFERENCES devices (device),
     kind        text NOT NULL DEFAULT 'sensor',   -- gateway | serial | lora | sensor
     enabled     boolean NOT NULL DEFAULT true,
+    dev_eui     text UNIQUE,                      -- LoRaWAN devices bridged from a network server
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX devices_gateway ON devices (gateway) WHERE gateway IS NOT NULL;
@@ -21,43 +24,6 @@ CREATE TABLE series (
     created_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (device, quantity)
 );
-
--- Time series ---------------------------------------------------------------
--- Narrow raw table: one row per reading. A hypertable where TimescaleDB is
--- installed (see storage.migrate), a plain table otherwise.
-CREATE TABLE readings (
-    time        timestamptz NOT NULL,
-    series_id   integer NOT NULL,
-    value       double precision NOT NULL
-);
-CREATE INDEX readings_series_time ON readings (series_id, time);
-
--- Tumbling-window aggregates, merged from partials (storage.aggregates):
--- mean = sum / count, population std = sqrt(m2 / count).
-CREATE TABLE aggregates (
-    width_s     integer NOT NULL,
-    series_id   integer NOT NULL,
-    bucket      timestamptz NOT NULL,
-    count       bigint NOT NULL,
-    sum         double precision NOT NULL,
-    min         double precision NOT NULL,
-    max         double precision NOT NULL,
-    last        double precision NOT NULL,
-    last_time   timestamptz NOT NULL,
-    m2          double precision NOT NULL,
-    PRIMARY KEY (width_s, series_id, bucket)
-);
-
-CREATE TABLE anomalies (
-    time        timestamptz NOT NULL,
-    series_id   integer NOT NULL,
-    value       double precision NOT NULL,
-    score       double precision NOT NULL,
-    kind        text NOT NULL,
-    detected_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX anomalies_time ON anomalies (time);
-CREATE INDEX anomalies_series_time ON anomalies (series_id, time);
 
 -- Ingest bookkeeping --------------------------------------------------------
 CREATE TABLE dead_letters (

@@ -20,7 +20,8 @@ def lab(database: str) -> Lab:
 
 @pytest.fixture
 def client(lab: Lab) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(database_url=lab.url))) as client:
+    # the seeded lab stores 1-minute aggregates only
+    with TestClient(create_app(Settings(database_url=lab.url, window_widths_s=(60,)))) as client:
         yield client
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
@@ -120,3 +123,51 @@ def start_agent(tmp_path: Path) -> Iterator[Callable[[Path], AgentProcess]]:
         if agent.proc.poll() is None:
             agent.proc.kill()
             agent.proc.wait()
+
+
+# --------------------------------------------------------------------------- the real platform
+
+
+@pytest.fixture
+def private_broker() -> Iterator[Any]:
+    """A Mosquitto of the test's own, to kill or stop (``.kill() .stop() .start()``)."""
+    from citylab.embedded import start_mosquitto
+
+    root = Path(tempfile.mkdtemp(prefix="citylab-edge-broker-"))
+    root.chmod(0o755)  # as root the broker runs as the mosquitto user
+    server = start_mosquitto(root)
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def start_platform(database: str, org: str) -> Iterator[Callable[..., Platform]]:
+    from ingest import IngestOptions, IngestService
+    from protocol.topics import ingest_filters
+    from storage.registry import register_device
+
+    from edge_lab import Platform
+
+    started: list[Platform] = []
+
+    def start(mqtt_url: str, *, gateway: str, sensors: list[str]) -> Platform:
+        with psycopg.connect(database) as conn:
+            register_device(conn, org=org, device=gateway, kind="gateway")
+            for sensor in sensors:
+                register_device(conn, org=org, device=sensor, gateway=gateway, kind="serial")
+        service = IngestService(IngestOptions(
+            database_url=database, mqtt_url=mqtt_url, client_id=f"ingest-{org}",
+            batch_max_age_ms=50, filters=ingest_filters(org),
+        ))
+        stop = threading.Event()
+        thread = threading.Thread(target=service.run, args=(stop,), name="ingest", daemon=True)
+        thread.start()
+        platform = Platform(database, service, thread, stop)
+        started.append(platform)
+        return platform
+
+    yield start
+    for platform in started:
+        platform.stop_event.set()
+        platform.thread.join(15)

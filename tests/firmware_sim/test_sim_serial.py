@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 import serial
 
 from firmware_sim import Ledger, SerialSensor, read_ledger
@@ -117,3 +119,44 @@ def test_start_emits_periodically(tmp_path: Path) -> None:
     good, bad = _parse_all(lines)
     assert len(good) >= 5 and bad == []
     assert [g.seq for g in good] == list(range(len(good)))
+
+
+def test_clock_skew_shifts_the_device_clock_and_period(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ref = SerialSensor("weather-001", kind="weather", seed=4, period_s=1.0)
+    skewed = SerialSensor("weather-001", kind="weather", seed=4, period_s=1.0, ledger=ledger)
+    with ref, skewed, serial.Serial(ref.path, timeout=0.2) as p_ref, serial.Serial(skewed.path, timeout=0.2) as p_sk:
+        t = 1_700_000_000.0
+        skewed.faults.skew(offset_s=6 * 3600.0, rate=0.5)
+        assert skewed.faults.clock(t) == t + 6 * 3600.0
+        assert skewed.faults.clock(t + 2.0) == t + 6 * 3600.0 + 3.0  # 1.5 s per true second
+        assert ref.tick(t) == 1.0
+        assert skewed.tick(t) == pytest.approx(1.0 / 1.5)  # its crystal runs fast
+        (a,), _ = _parse_all(_read_lines(p_ref, 1))
+        (b,), _ = _parse_all(_read_lines(p_sk, 1))
+    assert dict(a.fields)["temperature"] != dict(b.fields)["temperature"]  # sampled at another hour
+    ledger.close()
+    db = sqlite3.connect(tmp_path / "ledger.sqlite")
+    faults = db.execute("SELECT fault FROM faults").fetchall()
+    emitted = db.execute("SELECT DISTINCT emitted_at FROM readings").fetchall()
+    db.close()
+    assert faults == [("skew",)]
+    assert emitted == [(t,)], "the ledger keeps the true time"
+    skewed.faults.clear_skew()
+    assert skewed.faults.clock(t) == t and skewed.faults.period(1.0) == 1.0
+
+
+def test_unplug_removes_the_port_and_replug_reboots(tmp_path: Path) -> None:
+    link = tmp_path / "tty" / "air-001"
+    with SerialSensor("air-001", kind="air", seed=1, link=link) as s:
+        s.tick(time.time())
+        s.unplug()
+        assert not link.exists() and not s.plugged
+        assert s.tick(time.time()) == s.period_s  # no power: nothing happens
+        s.replug()
+        assert link.exists() and s.plugged
+        assert (s.boot, s.seq) == (1, 0)
+        with serial.Serial(str(link), timeout=0.2) as port:
+            s.tick(time.time())
+            (line,), _ = _parse_all(_read_lines(port, 1))
+        assert line.seq == 0

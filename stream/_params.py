@@ -1,0 +1,143 @@
+"""Detector hyper-parameters: ``DetectorParams`` and the defaults per quantity.
+
+Every evidence of the detector is a ratio ``r`` that reaches 1 exactly where its own criterion
+is met (|z| = spike_z, novelty = novelty_tol, gap = gap_factor × the expected interval, …), and
+a reading's score is ``1 − 1 / (1 + r)``: 0.5 at r = 1, in [0, 1) for finite r. With the
+default ``threshold`` 0.5 a reading is flagged when one criterion is met.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from stream._constants import (
+    DEFAULT_ALPHA,
+    DEFAULT_CLIP_Z,
+    DEFAULT_GAP_ALPHA,
+    DEFAULT_GAP_FACTOR,
+    DEFAULT_GAP_WARMUP,
+    DEFAULT_LEVEL_ALPHA,
+    DEFAULT_LEVEL_Z,
+    DEFAULT_MIN_STD,
+    DEFAULT_NOVELTY_GROWTH,
+    DEFAULT_NOVELTY_TOL,
+    DEFAULT_SPIKE_Z,
+    DEFAULT_STUCK_RUN,
+    DEFAULT_SUPPRESS,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WARMUP,
+)
+from stream._errors import BatchError
+
+__all__ = ["N_PARAMS", "QUANTITY_PARAMS", "DetectorParams", "params_for"]
+
+# Positions in the parameter vector the kernel reads (DetectorParams.vector).
+P_ALPHA, P_THRESHOLD, P_WARMUP, P_SPIKE_Z, P_MIN_STD, P_CLIP_Z, P_STUCK_RUN = range(7)
+P_LEVEL_ALPHA, P_LEVEL_Z, P_NOVELTY_TOL, P_NOVELTY_GROWTH, P_GAP_FACTOR, P_GAP_ALPHA = range(7, 13)
+P_GAP_WARMUP, P_SUPPRESS_RHO = 13, 14
+N_PARAMS = 15
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorParams:
+    """Hyper-parameters of the detector, stored as given.
+
+    alpha           EWMA smoothing of mean and variance, in (0, 1]; ~1/alpha readings of memory.
+    threshold       a reading is flagged when its score ≥ threshold, in (0, 1].
+    warmup          readings a series must have learned before spike / level_shift evidence counts.
+    spike_z         |x − mean| / std at which spike evidence is 1 (score 0.5), > 0; inf disables.
+    min_std         floor on the standard deviation (series unit), ≥ 0.
+    clip_z          after warm-up a reading teaches the EWMA at most clip_z std from the mean, > 0.
+    stuck_run       flag ``stuck`` when a value repeats this many times in a row; 0 disables.
+    level_alpha     smoothing of the fast EWMA compared with the slow one for level shifts, in (0, 1].
+    level_z         z of the fast mean against the slow one (in units of the fast mean's own
+                    std) at which level_shift evidence is 1, > 0; inf disables.
+    novelty_tol     how far beyond the range the series has shown (in units of that range) a
+                    value goes for spike evidence 1, > 0; inf disables.
+    novelty_growth  after warm-up the range widens by at most this fraction of itself per
+                    reading, ≥ 0, so that one wild value does not hide later ones.
+    gap_factor      a reading arriving gap_factor × the expected interval after the previous
+                    one is a gap (evidence 1), > 1; inf disables.
+    gap_alpha       EWMA smoothing of the inter-arrival time (the expected interval), in (0, 1].
+    gap_warmup      intervals learned before gaps count, ≥ 1.
+    suppress        memory (readings) of the decayed peak of spike / level_shift evidence; a
+                    reading that does not exceed it repeats a reported anomaly and its score
+                    is scaled down (×0.01); 0 disables.
+    """
+
+    alpha: float = DEFAULT_ALPHA
+    threshold: float = DEFAULT_THRESHOLD
+    warmup: int = DEFAULT_WARMUP
+    spike_z: float = DEFAULT_SPIKE_Z
+    min_std: float = DEFAULT_MIN_STD
+    clip_z: float = DEFAULT_CLIP_Z
+    stuck_run: int = DEFAULT_STUCK_RUN
+    level_alpha: float = DEFAULT_LEVEL_ALPHA
+    level_z: float = DEFAULT_LEVEL_Z
+    novelty_tol: float = DEFAULT_NOVELTY_TOL
+    novelty_growth: float = DEFAULT_NOVELTY_GROWTH
+    gap_factor: float = DEFAULT_GAP_FACTOR
+    gap_alpha: float = DEFAULT_GAP_ALPHA
+    gap_warmup: int = DEFAULT_GAP_WARMUP
+    suppress: float = DEFAULT_SUPPRESS
+
+    def __post_init__(self) -> None:
+        def is_int(v: float) -> bool:
+            return isinstance(v, int) or (isinstance(v, float) and v.is_integer())
+
+        checks = [
+            (0.0 < self.alpha <= 1.0, "alpha must be in (0, 1]"),
+            (0.0 < self.threshold <= 1.0, "threshold must be in (0, 1]"),
+            (is_int(self.warmup) and self.warmup >= 0, "warmup must be an integer >= 0"),
+            (self.spike_z > 0.0, "spike_z must be > 0 (inf disables)"),
+            (0.0 <= self.min_std < math.inf, "min_std must be finite and >= 0"),
+            (self.clip_z > 0.0, "clip_z must be > 0 (math.inf disables clipping)"),
+            (is_int(self.stuck_run) and self.stuck_run >= 0, "stuck_run must be an integer >= 0"),
+            (0.0 < self.level_alpha <= 1.0, "level_alpha must be in (0, 1]"),
+            (self.level_z > 0.0, "level_z must be > 0 (inf disables)"),
+            (self.novelty_tol > 0.0, "novelty_tol must be > 0 (inf disables)"),
+            (0.0 <= self.novelty_growth < math.inf, "novelty_growth must be finite and >= 0"),
+            (self.gap_factor > 1.0, "gap_factor must be > 1 (inf disables)"),
+            (0.0 < self.gap_alpha <= 1.0, "gap_alpha must be in (0, 1]"),
+            (is_int(self.gap_warmup) and self.gap_warmup >= 1, "gap_warmup must be an integer >= 1"),
+            (0.0 <= self.suppress < math.inf, "suppress must be finite and >= 0"),
+        ]
+        for ok, message in checks:
+            if not ok:  # NaN fails every comparison, so it lands here too
+                raise BatchError(f"DetectorParams: {message}, got {self}")
+
+    def vector(self) -> np.ndarray:
+        """The float64 vector the kernel reads (positions P_*); suppress becomes its decay factor."""
+        rho = math.exp(-1.0 / self.suppress) if self.suppress > 0 else 0.0
+        return np.array([
+            self.alpha, self.threshold, self.warmup, self.spike_z, self.min_std, self.clip_z, self.stuck_run,
+            self.level_alpha, self.level_z, self.novelty_tol, self.novelty_growth, self.gap_factor,
+            self.gap_alpha, self.gap_warmup, rho,
+        ], np.float64)
+
+
+_DEFAULT = DetectorParams()
+
+QUANTITY_PARAMS: dict[str, DetectorParams] = {
+    # Monotonic counter: every reading is a new maximum, and its rate changes with the day.
+    "energy": replace(_DEFAULT, novelty_tol=math.inf, level_z=math.inf, stuck_run=0),
+    # Counts over an interval and city noise sit at honest repeated values (0 vehicles at night).
+    "traffic_count": replace(_DEFAULT, stuck_run=0),
+    # Slow physical quantities with daily cycles: the range needs the first days to settle.
+    "temperature": replace(_DEFAULT, novelty_tol=0.05, stuck_run=360),
+    "humidity": replace(_DEFAULT, novelty_tol=0.05),
+    "pressure": replace(_DEFAULT, novelty_tol=0.05, stuck_run=720),
+    # Battery level drifts down by design; only jumps matter.
+    "battery": replace(_DEFAULT, novelty_tol=math.inf),
+    "battery_voltage": replace(_DEFAULT, novelty_tol=math.inf),
+}
+"""Defaults per quantity name (the names of ``protocol.quantities.QUANTITIES``); quantities not
+listed use ``DetectorParams()``."""
+
+
+def params_for(quantity: str | None) -> DetectorParams:
+    """The detector parameters of a quantity (``DetectorParams()`` when it has no entry)."""
+    return QUANTITY_PARAMS.get(quantity or "", _DEFAULT)

@@ -1,0 +1,262 @@
+"""Tests that count: the firmware's ledger against the database, through crashes.
+
+Real parts end to end: simulated sensors on ptys (with their ledger) → the agent as a
+process → Mosquitto → ingest (in a thread) → PostgreSQL. A *line* is the readings of
+one sensor line; the edge stamps each line of a port with a distinct microsecond, so
+the database's lines of a sensor, in time order, must be the ledger's lines in
+emission order: equal when nothing may be lost, equal but for one contiguous gap
+(the kill window) when the agent itself is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from edge_lab import Line, Platform, Witness, ledger_lines, queued_packs, wait_until
+
+from firmware_sim import Ledger, SerialSensor
+from protocol.senml import decode_pack
+from protocol.topics import status_topic, up_topic
+
+pytestmark = pytest.mark.slow
+
+GW = "gw-ledger"
+SENSORS = ["air-001", "energy-001"]
+
+
+def _rig(tmp_path: Path, *, org: str, url: str) -> tuple[Ledger, list[SerialSensor], Path]:
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    sensors = [
+        SerialSensor(sid, kind=sid.split("-")[0], period_s=0.02, seed=11, link=tmp_path / "tty" / sid, ledger=ledger)
+        for sid in SENSORS
+    ]
+    lines = [
+        "[gateway]", f'org = "{org}"', f'device = "{GW}"', 'boot_id_file = "boot_id"', "status_interval_s = 0.3",
+        "[mqtt]", f'url = "{url}"', "commit_timeout_s = 5",
+        "[buffer]", 'path = "buffer.sqlite"', "pack_max_readings = 20", "pack_max_age_ms = 200",
+        "drain_rate_packs_per_s = 100",
+    ]  # fmt: skip
+    for s in sensors:
+        lines += ["[[serial]]", f'path = "{s.path}"']
+    config = tmp_path / "edge.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return ledger, sensors, config
+
+
+def _wait_ready(agent: Any, ports: int) -> None:
+    wait_until(
+        lambda: agent.log().count("opened ") >= ports and "connected to" in agent.log(),
+        20,
+        "the agent to open its ports and connect",
+    )
+    assert agent.proc.poll() is None, agent.log()
+
+
+def _size(lines: dict[str, list[Line]]) -> int:
+    return sum(len(v) for v in lines.values())
+
+
+def _diff(want: dict[str, list[Line]], got: dict[str, list[Line]]) -> str:
+    out = []
+    for sensor in want:
+        w, g = Counter(want[sensor]), Counter(got.get(sensor, []))
+        out.append(f"{sensor}: {len(want[sensor])} emitted, {len(got.get(sensor, []))} stored, "
+                   f"{sum((w - g).values())} missing, {sum((g - w).values())} extra")
+    return "; ".join(out)
+
+
+def _all_stored(platform: Platform, want: dict[str, list[Line]]) -> bool:
+    return _size(platform.lines(SENSORS)) >= _size(want)
+
+
+def _assert_exact(platform: Platform, want: dict[str, list[Line]]) -> None:
+    wait_until(lambda: _all_stored(platform, want), 60, f"{_size(want)} lines in the database")
+    time.sleep(0.5)  # a duplicate would show up now
+    got = platform.lines(SENSORS)
+    assert got == want, _diff(want, got)
+    counters = platform.counters()
+    assert counters["packs_dead_lettered"] == 0
+    assert counters["packs_received"] == counters["packs_stored"]
+
+
+def test_broker_sigkill_mid_stream(
+    tmp_path: Path, org: str, private_broker: Any, start_platform: Any, start_agent: Any
+) -> None:
+    """Mosquitto SIGKILLed while packs are in flight and restarted: zero missing, zero duplicated."""
+    platform = start_platform(private_broker.url, gateway=GW, sensors=SENSORS)
+    ledger, sensors, config = _rig(tmp_path, org=org, url=private_broker.url)
+    agent = start_agent(config)
+    try:
+        _wait_ready(agent, len(sensors))
+        for s in sensors:
+            s.start()
+        time.sleep(1.5)
+        private_broker.kill()  # whatever was not in its last snapshot is gone
+        time.sleep(1.0)
+        private_broker.start()
+        time.sleep(1.5)
+        for s in sensors:
+            s.stop()
+        want = ledger_lines(ledger.path)
+        assert _size(want) >= 150
+        _assert_exact(platform, want)
+        wait_until(lambda: not queued_packs(tmp_path / "buffer.sqlite"), 20, "the buffer to be pruned")
+        assert agent.stop() == 0, agent.log()
+    finally:
+        for s in sensors:
+            s.close()
+        ledger.close()
+
+
+def test_broker_stopped_then_back_drains_in_order(
+    tmp_path: Path, org: str, private_broker: Any, start_platform: Any, start_agent: Any
+) -> None:
+    """The broker is away for a while: packs pile up in SQLite, then drain, in order, all of them."""
+    platform = start_platform(private_broker.url, gateway=GW, sensors=SENSORS)
+    witness = Witness(private_broker.host, private_broker.port, up_topic(org, GW))
+    ledger, sensors, config = _rig(tmp_path, org=org, url=private_broker.url)
+    agent = start_agent(config)
+    db = tmp_path / "buffer.sqlite"
+    try:
+        _wait_ready(agent, len(sensors))
+        wait_until(lambda: witness.client.is_connected(), 10, "the witness")
+        for s in sensors:
+            s.start()
+        time.sleep(1.0)
+        private_broker.stop()
+        before = len(queued_packs(db))
+        time.sleep(2.0)
+        backlog = len(queued_packs(db))
+        assert backlog > before + 5, "packs pile up in the buffer while the broker is away"
+        private_broker.start()
+        time.sleep(1.0)
+        for s in sensors:
+            s.stop()
+        want = ledger_lines(ledger.path)
+        _assert_exact(platform, want)
+        wait_until(lambda: not queued_packs(db), 20, "the buffer to be pruned")
+        boot_id = (tmp_path / "boot_id").read_text().strip()
+        sealed = wait_until(
+            lambda: len(witness.first_arrivals()) >= backlog and witness.first_arrivals(), 10, "the witness"
+        )
+        assert {b for b, _ in sealed} == {boot_id}
+        seqs = [s for _, s in sealed]
+        assert seqs == list(range(len(seqs))), "every pack reached subscribers, first time in seq order"
+        assert agent.stop() == 0, agent.log()
+    finally:
+        witness.close()
+        for s in sensors:
+            s.close()
+        ledger.close()
+
+
+def test_agent_sigkill_mid_stream(
+    tmp_path: Path, org: str, mqtt_broker: Any, start_platform: Any, start_agent: Any
+) -> None:
+    """The agent SIGKILLed and restarted: every reading it had queued arrives once; the only
+    loss is one contiguous run of lines per sensor around the kill (read but not yet stored)."""
+    platform = start_platform(mqtt_broker.url, gateway=GW, sensors=SENSORS)
+    ledger, sensors, config = _rig(tmp_path, org=org, url=mqtt_broker.url)
+    db = tmp_path / "buffer.sqlite"
+    agent = start_agent(config)
+    try:
+        _wait_ready(agent, len(sensors))
+        first_boot = (tmp_path / "boot_id").read_text().strip()
+        for s in sensors:
+            s.start()
+        time.sleep(1.5)
+        agent.proc.kill()
+        agent.proc.wait()
+        queued = queued_packs(db)  # what the dead agent had stored (committed or not)
+        time.sleep(0.5)
+        agent = start_agent(config)
+        _wait_ready(agent, len(sensors))
+        time.sleep(1.5)
+        for s in sensors:
+            s.stop()
+        want = ledger_lines(ledger.path)
+        last = {sensor: lines[-1] for sensor, lines in want.items()}
+        wait_until(
+            lambda: all(platform.lines(SENSORS)[s][-1:] == [last[s]] for s in SENSORS), 60, "the last lines"
+        )
+        wait_until(lambda: not queued_packs(db), 20, "both boots' packs to be committed and pruned")
+        assert (tmp_path / "boot_id").read_text().strip() != first_boot
+        assert agent.stop() == 0, agent.log()
+    finally:
+        for s in sensors:
+            s.close()
+        ledger.close()
+
+    rows = platform.rows(SENSORS)
+    stamps = Counter((device, quantity, t_us) for device, quantity, t_us, _ in rows)
+    assert max(stamps.values()) == 1, "no reading stored twice"
+    stored = Counter(rows)
+    assert {b for b, _, _ in queued} == {first_boot} and len(queued) >= 5
+    for boot_id, seq, body in queued:
+        for r in decode_pack(body).records:
+            device, _, quantity = r.name.partition("/")
+            key = (device, quantity, round(r.time * 1_000_000), r.value)
+            assert stored[key] == 1, f"pack {boot_id}/{seq}: {key} was queued but is not in the database once"
+
+    got = platform.lines(SENSORS)
+    for sensor in SENSORS:
+        w, g = want[sensor], got[sensor]
+        gap = len(w) - len(g)
+        keep = next((i for i, (a, b) in enumerate(zip(w, g)) if a != b), len(g))
+        assert 0 <= gap and g == w[:keep] + w[keep + gap :], f"{sensor}: more than one contiguous gap"
+        print(f"{sensor}: {len(w)} lines emitted, {gap} lost in the kill window, none duplicated")
+
+
+def test_garbage_truncation_and_unplugged_port_are_counted(
+    tmp_path: Path, org: str, mqtt_broker: Any, collector: Any, start_platform: Any, start_agent: Any
+) -> None:
+    """Bad bytes and a port that vanishes: counted on the status, never published, agent alive."""
+    platform = start_platform(mqtt_broker.url, gateway=GW, sensors=SENSORS)
+    ledger, sensors, config = _rig(tmp_path, org=org, url=mqtt_broker.url)
+    air, energy = sensors
+    agent = start_agent(config)
+    topic = status_topic(org, GW)
+
+    def status() -> dict[str, Any]:
+        return collector.last_status(topic) or {"sources": {}, "bad_lines": {}, "port_losses": {}}
+
+    try:
+        _wait_ready(agent, len(sensors))
+        for s in sensors:
+            s.start()
+        time.sleep(0.5)
+        air.faults.garbage(count=3)
+        air.faults.truncate(count=2)
+        energy.faults.garbage()
+        time.sleep(0.5)
+        energy.stop()
+        time.sleep(0.5)  # the agent reads what is on the wire
+        energy.unplug()
+        wait_until(lambda: status()["port_losses"].get(energy.path) == 1, 10, "the lost port in the status")
+        wait_until(lambda: status()["sources"].get(energy.path) == "waiting", 10, "the port to be awaited")
+        energy.replug()
+        wait_until(lambda: status()["sources"].get(energy.path) == "open", 15, "the port to be reopened")
+        energy.start()
+        time.sleep(1.0)
+        for s in sensors:
+            s.stop()
+        want = ledger_lines(ledger.path)
+        assert energy.boot == 1
+        _assert_exact(platform, want)
+        st = wait_until(
+            lambda: status()["readings_read"] == sum(len(line) for v in want.values() for line in v) and status(),
+            10, "a status after the last line",
+        )
+        assert st["bad_lines"] == {"garbage": 4, "truncated": 2}
+        assert st["port_losses"] == {energy.path: 1}
+        assert st["state"] == "online" and agent.proc.poll() is None
+        assert st["readings_dropped"] == 0 and st["dropped"] == 0
+        assert agent.stop() == 0, agent.log()
+    finally:
+        for s in sensors:
+            s.close()
+        ledger.close()
