@@ -1,9 +1,11 @@
 """api: the HTTP face of citylab (FastAPI).
 
-Series, raw readings, re-bucketed aggregates, anomalies and the lab's status,
-read through `storage.queries`; errors as RFC 9457 problem details. Tenants,
-keys, onboarding and exports come later on the same seams (`deps`, one router
-per resource).
+The testbed API: organisations, API keys and roles; device onboarding with
+broker credentials (Mosquitto dynamic security); the series catalogue, raw
+readings, aggregates, latest values and anomalies as JSON, CSV and Parquet,
+with streamed exports; data products, access grants, usage and quality; the
+audit log. Errors are RFC 9457 problem details. One router per resource,
+dependencies in `deps`, access rules in `access`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from api.console import router as console_router
 from api.errors import ConfigurationError, install_problem_handlers
-from api.routes import anomalies, health, series, status
+from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
+from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
 __all__ = ["create_app"]
@@ -31,6 +33,10 @@ flags from every provider in one open, documented form.
   refused. Ranges are half-open, `[start, end)`, and default to the last hour.
   Responses give times in UTC.
 * Errors are RFC 9457 problem details (`application/problem+json`).
+* Every `/v1` request carries an API key (`Authorization: Bearer <key>` or
+  `X-API-Key`); the organisation and role come from the key alone. The first
+  key of an organisation comes from `citylab admin create-org`.
+* Units are SenML units (RFC 8428), stated with every series.
 """
 
 TAGS = [
@@ -38,6 +44,11 @@ TAGS = [
     {"name": "series", "description": "Series (device, quantity), their raw readings and aggregates."},
     {"name": "anomalies", "description": "Readings flagged by the stream detectors."},
     {"name": "status", "description": "Ingest counters and freshness of the lab."},
+    {"name": "organisations", "description": "Your organisation and its API keys."},
+    {"name": "devices", "description": "Device onboarding: registration, MQTT credentials, disabling, rotation."},
+    {"name": "exports", "description": "Streamed CSV and Parquet exports of raw readings."},
+    {"name": "products", "description": "Data products, access requests, grants, usage and quality."},
+    {"name": "audit", "description": "Who read what, and every administrative change."},
 ]
 
 
@@ -87,10 +98,20 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     )
     app.state.settings = settings
     app.state.pool = pool
+    app.state.dynsec = (
+        DynSec(settings.mqtt_url, username=settings.dynsec_username, password=settings.dynsec_password)
+        if settings.mqtt_url and settings.dynsec_password else None
+    )
     install_problem_handlers(app)
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
+    app.include_router(keys.router, prefix="/v1")
+    app.include_router(devices.router, prefix="/v1")
+    app.include_router(exports.router, prefix="/v1")
+    app.include_router(products.router, prefix="/v1")
+    app.include_router(audit.router, prefix="/v1")
+    app.include_router(console_router)
     return app
 

@@ -1,10 +1,15 @@
 """Dependencies shared by the routers, as `Annotated` aliases.
 
-    ConnDep       a pooled connection for this request (DatabaseUnavailable → 503)
-    SettingsDep   the Settings the app was built with
-    PoolDep       the connection pool itself (health checks)
+    ConnDep        a pooled connection for this request (DatabaseUnavailable → 503)
+    SettingsDep    the Settings the app was built with
+    PoolDep        the connection pool itself (health checks, streaming exports)
+    PrincipalDep   who calls: from the API key alone (401 without a valid key)
+    AdminDep, ProviderDep, ConsumerDep
+                   the same, requiring that role (admin keys hold every role; 403 otherwise)
+    DynSecDep      the broker's dynamic-security client (503 when not configured)
 
-The tenant from the credential joins these when keys arrive.
+The key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. The
+tenant is never taken from the path or the body.
 """
 
 from __future__ import annotations
@@ -13,13 +18,30 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from psycopg_pool import ConnectionPool
 
+from api.errors import Problem
+from citylab.broker_security import DynSec
 from citylab.settings import Settings
 from storage.errors import map_errors
+from storage.tenants import Principal, authenticate
 
-__all__ = ["ConnDep", "PoolDep", "SettingsDep", "get_connection", "get_pool", "get_settings"]
+__all__ = [
+    "AdminDep",
+    "ConnDep",
+    "ConsumerDep",
+    "DynSecDep",
+    "PoolDep",
+    "PrincipalDep",
+    "ProviderDep",
+    "SettingsDep",
+    "get_connection",
+    "get_pool",
+    "get_principal",
+    "get_settings",
+]
 
 
 def get_settings(request: Request) -> Settings:
@@ -41,3 +63,59 @@ def get_connection(request: Request) -> Iterator[psycopg.Connection]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[ConnectionPool, Depends(get_pool)]
 ConnDep = Annotated[psycopg.Connection, Depends(get_connection)]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cl_...`.")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, as an alternative header.")
+
+
+class Unauthorized(Problem):
+    def __init__(self, detail: str) -> None:
+        super().__init__(401, detail)
+        self.headers = {"WWW-Authenticate": 'Bearer realm="citylab"'}
+
+
+def get_principal(
+    conn: ConnDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_header)],
+) -> Principal:
+    key = bearer.credentials if bearer is not None else api_key
+    if not key:
+        raise Unauthorized("an API key is required: send `Authorization: Bearer <key>` (see `citylab admin create-org`)")
+    principal = authenticate(conn, key.strip())
+    if principal is None:
+        raise Unauthorized("the API key is not valid (unknown, malformed or revoked)")
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _require(role: str):
+    def check(principal: PrincipalDep) -> Principal:
+        if principal.role not in ("admin", role):
+            raise Problem(403, f"this needs a key with role '{role}' (or 'admin'); yours has role '{principal.role}'")
+        return principal
+
+    return check
+
+
+AdminDep = Annotated[Principal, Depends(_require("admin"))]
+ProviderDep = Annotated[Principal, Depends(_require("provider"))]
+ConsumerDep = Annotated[Principal, Depends(_require("consumer"))]
+
+
+def get_dynsec(request: Request) -> DynSec:
+    dynsec: DynSec | None = request.app.state.dynsec
+    if dynsec is None:
+        raise Problem(503, "the broker's dynamic security is not configured on this server "
+                           "(CITYLAB_MQTT_URL and CITYLAB_DYNSEC_PASSWORD)")
+    return dynsec
+
+
+DynSecDep = Annotated[DynSec, Depends(get_dynsec)]
+
+
+def actor(principal: Principal) -> str:
+    """How the audit log names a caller."""
+    return f"{principal.org_slug}/key-{principal.key_id}"

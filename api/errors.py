@@ -4,6 +4,9 @@
      ├── ConfigurationError     the app cannot be built from these settings
      └── Problem                an HTTP problem to answer with (status, title, detail)
 
+The broker's `BrokerSecurityError` (dynamic security unreachable or refusing)
+leaves as a 503 problem.
+
 Every 4xx/5xx leaves as `application/problem+json` with `type`, `title`,
 `status` and `detail`: FastAPI's request validation errors (422, with an
 `errors` list naming each bad parameter), Starlette's HTTP errors (404 for an
@@ -22,6 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from citylab.broker_security import BrokerSecurityError
 from storage.errors import DatabaseUnavailable, StorageError
 
 __all__ = ["PROBLEM_JSON", "ApiError", "ConfigurationError", "Problem", "install_problem_handlers", "problem_response"]
@@ -92,7 +96,13 @@ async def _on_http_error(request: Request, exc: StarletteHTTPException) -> JSONR
 
 
 async def _on_problem(request: Request, exc: Problem) -> JSONResponse:
-    return problem_response(exc.status, exc.detail, title=exc.title)
+    return problem_response(exc.status, exc.detail, title=exc.title, headers=getattr(exc, "headers", None))
+
+
+async def _on_broker_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("%s %s: broker security: %s", request.method, request.url.path, exc)
+    return problem_response(503, f"the broker could not apply the change; retry later ({exc})",
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 async def _on_storage_error(request: Request, exc: StorageError) -> JSONResponse:
@@ -115,4 +125,5 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _on_http_error)  # type: ignore[arg-type]
     app.add_exception_handler(Problem, _on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(StorageError, _on_storage_error)  # type: ignore[arg-type]
+    app.add_exception_handler(BrokerSecurityError, _on_broker_error)
     app.add_exception_handler(Exception, _on_unexpected)

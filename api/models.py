@@ -18,6 +18,7 @@ __all__ = [
     "AnomaliesPublic",
     "AnomalyPublic",
     "HealthPublic",
+    "LatestPublic",
     "ProblemPublic",
     "ReadingPublic",
     "ReadingsPublic",
@@ -63,7 +64,13 @@ class SeriesPublic(_Public):
     id: int = Field(description="Dense series id used by every other endpoint.")
     device: str
     quantity: str = Field(examples=["pm2_5"])
-    unit: str | None = Field(examples=["ug/m3"])
+    unit: str | None = Field(examples=["ug/m3"], description="SenML unit (RFC 8428 registry), e.g. ug/m3, Cel, %RH.")
+    provider: str | None = Field(default=None, description="The organisation whose device it is.")
+    lat: float | None = Field(default=None, description="Latitude of the device (WGS 84).")
+    lon: float | None = Field(default=None, description="Longitude of the device (WGS 84).")
+    interval_s: float | None = Field(default=None, description="Declared interval between readings, seconds.")
+    low: float | None = Field(default=None, description="Lower physical bound declared at onboarding.")
+    high: float | None = Field(default=None, description="Upper physical bound declared at onboarding.")
 
 
 class ReadingPublic(_Public):
@@ -76,8 +83,20 @@ class ReadingsPublic(_Public):
     start: UtcDatetime = Field(description="Inclusive.")
     end: UtcDatetime = Field(description="Exclusive.")
     count: int
-    truncated: bool = Field(description="True when `limit` cut the answer; continue from the last time.")
+    truncated: bool = Field(description="True when `limit` cut the answer; continue with `next_cursor`.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` (with the same start and end) for the next page; null at the end."
+    )
     data: list[ReadingPublic]
+
+
+class LatestPublic(_Public):
+    series_id: int
+    device: str
+    quantity: str
+    unit: str | None
+    time: UtcDatetime
+    value: JsonFloat
 
 
 class AggregatePublic(_Public):

@@ -136,6 +136,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import threading
 
     from ingest import IngestOptions, IngestService
+    from protocol.lorawan import LORAWAN_FILTERS
+    from protocol.topics import ingest_filters
 
     settings = _settings()
     if not settings.database_url or not settings.mqtt_url:
@@ -145,8 +147,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     service = IngestService(IngestOptions(
         database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=settings.ingest_client_id,
-        batch_max_age_ms=settings.ingest_batch_max_age_ms, queue_max=settings.ingest_queue_max_messages,
-        widths_s=settings.window_widths_s,
+        batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
+        queue_max=settings.ingest_queue_max_messages,
+        widths_s=settings.window_widths_s, retention=settings.retention_policy(),
+        filters=ingest_filters(settings.ingest_org) + (LORAWAN_FILTERS if settings.lorawan_bridge else ()),
     ))
     service.run(stop)
     return 0

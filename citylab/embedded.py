@@ -258,12 +258,21 @@ def _wait_until_accepting(server: PostgresServer, proc: subprocess.Popen, log: P
 
 def render_mosquitto_conf(
     *, port: int, persistence_dir: str, bind_address: str = "127.0.0.1", log_dest: str = "stderr",
-    allow_anonymous: bool = True, extra: str = "",
+    allow_anonymous: bool = True, extra: str = "", dynsec_config: str | None = None,
 ) -> str:
+    """The broker configuration. With `dynsec_config` (the dynamic-security
+    plugin's JSON file) the plugin is loaded and anonymous clients are refused."""
+    from citylab.broker_security import DYNSEC_PLUGIN
+
     template = resources.files("citylab").joinpath("templates/mosquitto.conf").read_text()
+    security = ""
+    if dynsec_config is not None:
+        allow_anonymous = False
+        security = f"plugin {DYNSEC_PLUGIN}\nplugin_opt_config_file {dynsec_config}\n"
     return template.format(
         port=port, bind_address=bind_address, persistence_dir=persistence_dir.rstrip("/"),
         log_dest=log_dest, allow_anonymous="true" if allow_anonymous else "false", extra=extra,
+        security=security,
     )
 
 
@@ -306,15 +315,31 @@ class MosquittoServer:
         _wait_for_port(self.host, self.port, self.process, log, "Mosquitto", timeout)
 
 
-def start_mosquitto(root: Path, *, port: int | None = None, host: str = "127.0.0.1") -> MosquittoServer:
-    """Start a private Mosquitto with persistence in `root/mosquitto`."""
+def start_mosquitto(
+    root: Path, *, port: int | None = None, host: str = "127.0.0.1", dynsec: tuple[str, str] | None = None,
+    name: str = "mosquitto",
+) -> MosquittoServer:
+    """Start a private Mosquitto with persistence in `root/<name>`.
+
+    Anonymous by default. With `dynsec=(admin username, admin password)` it runs
+    the dynamic-security plugin (configuration in `root/<name>/dynsec.json`,
+    created with that admin client on first use) and refuses anonymous clients.
+    """
+    from citylab.broker_security import write_initial_config
+
     user = _service_user("mosquitto")
-    broker_dir = (root / "mosquitto").resolve()
+    broker_dir = (root / name).resolve()
     data_dir = broker_dir / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
+    dynsec_file = None
+    if dynsec is not None:
+        dynsec_file = broker_dir / "dynsec.json"
+        if not dynsec_file.exists():
+            write_initial_config(dynsec_file, admin_username=dynsec[0], admin_password=dynsec[1])
     (broker_dir / "mosquitto.conf").write_text(
-        render_mosquitto_conf(port=port, bind_address=host, persistence_dir=str(data_dir))
+        render_mosquitto_conf(port=port, bind_address=host, persistence_dir=str(data_dir),
+                              dynsec_config=str(dynsec_file) if dynsec_file else None)
     )
     _hand_over(broker_dir, user)
     server = MosquittoServer(root=broker_dir, port=port, host=host, _user=user)

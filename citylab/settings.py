@@ -34,7 +34,13 @@ class Settings(BaseSettings):
     ingest_client_id: str = Field(
         default="citylab-ingest", description="MQTT client id of ingest; its persistent session is keyed by it."
     )
-    ingest_batch_max_readings: int = Field(default=50_000, ge=1)
+    ingest_org: str | None = Field(
+        default=None, description="Take only this organisation's topics (a shard of the lab); None: all."
+    )
+    lorawan_bridge: bool = Field(
+        default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations."
+    )
+    ingest_batch_max_messages: int = Field(default=2_000, ge=1, description="Messages per committed batch.")
     ingest_batch_max_age_ms: int = Field(default=250, ge=1)
     ingest_queue_max_messages: int = Field(
         default=20_000, ge=100, description="Bound of the queue between the MQTT thread and the writer."
@@ -56,3 +62,16 @@ class Settings(BaseSettings):
             readings_days=self.retention_readings_days, aggregates_days=self.retention_aggregates_days,
             anomalies_days=self.retention_anomalies_days, compress_after_days=self.compress_after_days,
         )
+    # Testbed API and broker security (issue 6) ------------------------------------
+    broker_dynsec: bool = Field(
+        default=True,
+        description="`citylab up` runs the embedded Mosquitto with the dynamic-security plugin "
+        "(per-device credentials and ACLs).",
+    )
+    dynsec_username: str = Field(default="citylab-admin", description="The broker's dynamic-security admin client.")
+    dynsec_password: str | None = Field(
+        default=None, description="Its password; unset means the API cannot issue broker credentials."
+    )
+    mqtt_public_url: str | None = Field(
+        default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
+    )

@@ -57,14 +57,21 @@ class PackBuilder:
         return len(self._records)
 
     def add(self, records: tuple[Record, ...]) -> list[tuple[bytes, int, int]]:
-        """Add records; return the packs ``(body, seq, reading_count)`` this filled."""
+        """Add the records of one line; return the packs ``(body, seq, reading_count)`` this sealed.
+
+        A pack never splits a line: when the line does not fit, the pending pack is
+        sealed first (a line with more than ``max_readings`` makes a pack of its own).
+        So a crash loses whole lines, never half of one.
+        """
         sealed = []
-        for record in records:
-            if not self._records:
-                self._since = self._clock()
-            self._records.append(record)
-            if len(self._records) >= self.max_readings:
-                sealed.append(self.seal())
+        pending = self._records
+        if pending and len(pending) + len(records) > self.max_readings:
+            sealed.append(self.seal())
+        if not pending:
+            self._since = self._clock()
+        pending.extend(records)
+        if len(pending) >= self.max_readings:
+            sealed.append(self.seal())
         return sealed
 
     def deadline(self) -> float | None:
@@ -108,6 +115,7 @@ class Publisher:
         self._cursor = 0  # highest queue id published since the last (re)connect
         self._sent: OrderedDict[int, float] = OrderedDict()  # id -> last publish time, oldest first
         self._inflight: list[object] = []  # MQTTMessageInfo awaiting PUBACK
+        self._before_reset: set[int] = set()  # ids published on an earlier connection
         self._tokens = 1.0
         self._refilled = clock()
         self.published = 0
@@ -116,12 +124,16 @@ class Publisher:
     def reset(self) -> None:
         """A new connection: publish everything still queued again, from the oldest."""
         self._cursor = 0
+        self._before_reset |= self._sent.keys()
+        if len(self._before_reset) > self._store.max_packs:  # dropped packs never get committed
+            self._before_reset.clear()
         self._sent.clear()
         self._inflight.clear()
 
     def committed(self, ids: list[int]) -> None:
         for i in ids:
             self._sent.pop(i, None)
+            self._before_reset.discard(i)
 
     def step(self) -> int:
         """Publish what the rate and the in-flight window allow now; returns packs published."""
@@ -146,6 +158,9 @@ class Publisher:
             if pack.id in self._sent:
                 self.republished += 1
                 self._sent.move_to_end(pack.id)
+            elif pack.id in self._before_reset:
+                self.republished += 1
+                self._before_reset.discard(pack.id)
             self._sent[pack.id] = now
             self._cursor = max(self._cursor, pack.id)
             done += 1

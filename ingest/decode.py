@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ingest.message import Message
 from protocol.errors import ProtocolError
+from protocol.lorawan import decode_uplink, dedup_key, lorawan_network
 from protocol.lpp import decode_lpp
 from protocol.senml import decode_pack
 from protocol.topics import parse_topic
 from storage.packs import DeadLetter
+from storage.registry import LoRaWANDevice
 
 __all__ = ["DecodedPack", "decode_message"]
+
+LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class DecodedPack:
     units: list[str | None]
     time_us: np.ndarray         # int64
     value: np.ndarray           # float64
+    bridged: bool = False       # from a LoRaWAN network server: no edge waits for a watermark
 
     def __len__(self) -> int:
         return len(self.names)
@@ -38,7 +44,16 @@ def dead_letter(message: Message, reason: str, detail: str, device: str | None =
     return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload)
 
 
-def decode_message(message: Message) -> DecodedPack | DeadLetter:
+def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) -> DecodedPack | DeadLetter:
+    """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused."""
+    network = lorawan_network(message.topic)
+    if network is not None:
+        if lorawan is None:
+            return dead_letter(message, "bad_topic", "LoRaWAN bridging is not enabled on this ingest")
+        try:
+            return _uplink(message, lorawan)
+        except ProtocolError as exc:
+            return dead_letter(message, exc.reason, str(exc))
     try:
         topic = parse_topic(message.topic)
     except ProtocolError as exc:
@@ -64,6 +79,28 @@ def _senml(message: Message, org: str, device: str, content_type: str | None) ->
         names=[r.name for r in records], units=[r.unit for r in records],
         time_us=np.rint(times * 1e6).astype(np.int64),
         value=np.fromiter((r.value for r in records), dtype=np.float64, count=len(records)),
+    )
+
+
+def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLetter:
+    """An uplink bridged from The Things Stack v3 or ChirpStack v4, stamped by the network server.
+
+    De-duplicated by (device, "lorawan:<network>", reception time in µs): frame
+    counters restart when a device rejoins, reception times do not repeat.
+    """
+    uplink = decode_uplink(message.topic, message.payload)
+    found = lorawan(uplink.dev_eui)
+    if found is None:
+        return dead_letter(message, "unknown_dev_eui", f"no registered device has DevEUI {uplink.dev_eui}")
+    if found.channels:
+        uplink = decode_uplink(message.topic, message.payload, channels=found.channels)
+    boot_id, seq = dedup_key(uplink)
+    n = len(uplink.readings)
+    return DecodedPack(
+        message=message, org=found.org, device=found.device, boot_id=boot_id, seq=seq,
+        names=[f"{found.device}/{q}" for q, _, _ in uplink.readings], units=[u for _, u, _ in uplink.readings],
+        time_us=np.full(n, round(uplink.received_at * 1e6), dtype=np.int64),
+        value=np.array([v for _, _, v in uplink.readings], dtype=np.float64), bridged=True,
     )
 
 

@@ -22,8 +22,9 @@ from storage.db import capabilities, connect
 from storage.errors import map_errors
 from storage.packs import DeadLetter, PackKey, add_counters, claim_packs, insert_dead_letters, raise_watermarks
 from storage.registry import series_quantities
+from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.timeseries import TimeSeriesWriter
-from stream import ANOMALY_KINDS, BatchResult, StreamProcessor
+from stream import ANOMALY_KINDS, BatchResult, StreamProcessor, params_for
 
 __all__ = ["CommitResult", "Pipeline"]
 
@@ -63,6 +64,16 @@ class Pipeline:
             if not conn.closed:
                 conn.close()
 
+    def apply_retention(self, policy: RetentionPolicy) -> list[str]:
+        """Plain PostgreSQL: drop expired partitions (TimescaleDB runs its own policies)."""
+        if not self.writer.partitioned:
+            return []
+        with map_errors("retention"):
+            dropped = drop_expired_partitions(self._meta, policy)
+        if dropped:
+            self.writer.rolled_back()  # forget the dropped days
+        return dropped
+
     def reconnect(self) -> None:
         """New connections after the database went away (raises DatabaseUnavailable while it is away)."""
         self.close()
@@ -71,12 +82,19 @@ class Pipeline:
         self.resolver.rebind(self._meta)
 
     def _set_bounds(self, ids: list[int], quantities: list[str]) -> None:
+        """Physical bounds and detector hyper-parameters (stream.params_for) of new series."""
         if not ids:
             return
         known = [QUANTITIES.get(q) for q in quantities]
         low = np.array([k.low if k else -np.inf for k in known], dtype=np.float64)
         high = np.array([k.high if k else np.inf for k in known], dtype=np.float64)
-        self.processor.set_bounds(np.array(ids, dtype=np.int32), low, high)
+        sid = np.array(ids, dtype=np.int32)
+        self.processor.set_bounds(sid, low, high)
+        by_params: dict[object, list[int]] = {}
+        for i, q in enumerate(quantities):
+            by_params.setdefault(params_for(q), []).append(i)
+        for params, rows in by_params.items():
+            self.processor.set_params(sid[rows], params)
 
     def commit(self, messages: Sequence[Message]) -> CommitResult:
         """Store the batch; raises StorageError (DatabaseUnavailable: retry later) and stores nothing then."""
@@ -91,7 +109,7 @@ class Pipeline:
         dead: list[DeadLetter] = []
         packs: list[tuple[DecodedPack, np.ndarray]] = []
         for message in messages:
-            decoded = decode_message(message)
+            decoded = decode_message(message, lorawan=self.resolver.lorawan_device)
             if isinstance(decoded, DeadLetter):
                 dead.append(decoded)
                 continue
@@ -126,7 +144,7 @@ class Pipeline:
             marks: dict[tuple[str, str], int] = {}
             orgs: dict[str, str] = {}
             for pack, _ in packs:
-                if pack.seq is not None:
+                if pack.seq is not None and not pack.bridged:
                     key = (pack.device, pack.boot_id)
                     marks[key] = max(marks.get(key, -1), pack.seq)
                     orgs[pack.device] = pack.org

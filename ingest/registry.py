@@ -19,7 +19,14 @@ import psycopg
 
 from ingest.decode import DecodedPack, dead_letter
 from storage.packs import DeadLetter
-from storage.registry import Device, ensure_series, load_devices, series_units
+from storage.registry import (
+    Device,
+    LoRaWANDevice,
+    ensure_series,
+    load_devices,
+    load_lorawan_devices,
+    series_units,
+)
 
 __all__ = ["SeriesResolver"]
 
@@ -35,6 +42,8 @@ class SeriesResolver:
         self.reload_interval_s = reload_interval_s
         self._devices: dict[str, Device] = {}
         self._loaded_at = float("-inf")
+        self._lorawan: dict[str, LoRaWANDevice] = {}
+        self._lorawan_loaded_at = float("-inf")
         # publisher -> {(name, unit): series id}, only for combinations already authorised
         self._known: dict[str, dict[tuple[str, str | None], int]] = {}
 
@@ -47,6 +56,15 @@ class SeriesResolver:
                 return np.array(ids, dtype=np.int32)
         return self._authorise(pack)
 
+    def lorawan_device(self, dev_eui: str) -> LoRaWANDevice | None:
+        """The enabled device registered with this DevEUI (the registry is re-read on a miss)."""
+        found = self._lorawan.get(dev_eui)
+        if found is None and time.monotonic() - self._lorawan_loaded_at >= self.reload_interval_s:
+            self._lorawan = load_lorawan_devices(self._conn)
+            self._lorawan_loaded_at = time.monotonic()
+            found = self._lorawan.get(dev_eui)
+        return found if found is not None and found.enabled else None
+
     def rebind(self, conn: psycopg.Connection) -> None:
         self._conn = conn
 
@@ -54,6 +72,7 @@ class SeriesResolver:
         """Drop every cached decision (after registry changes such as a disabled device)."""
         self._known.clear()
         self._loaded_at = float("-inf")
+        self._lorawan_loaded_at = float("-inf")
 
     def _device(self, device: str) -> Device | None:
         found = self._devices.get(device)

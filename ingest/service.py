@@ -22,6 +22,7 @@ from ingest.mqtt import Delivery, IngestClient
 from ingest.pipeline import CommitResult, Pipeline
 from protocol.topics import INGEST_FILTERS
 from storage.errors import DatabaseUnavailable, StorageError
+from storage.retention import RetentionPolicy
 
 __all__ = ["IngestOptions", "IngestService"]
 
@@ -38,6 +39,8 @@ class IngestOptions:
     queue_max: int = 20_000
     widths_s: tuple[int, ...] = (60,)
     filters: tuple[str, ...] = INGEST_FILTERS  # narrower filters shard the lab by org
+    retention: RetentionPolicy | None = None   # None: this worker leaves retention to others
+    retention_interval_s: float = 3600.0
 
 
 class IngestService:
@@ -57,11 +60,18 @@ class IngestService:
         logger.info("ingest running (batches of up to %d messages or %d ms)",
                     self.options.batch_max_messages, self.options.batch_max_age_ms)
         last_report = time.monotonic()
+        next_retention = time.monotonic()
         try:
             while not stop.is_set():
                 batch = self._collect(stop)
                 if batch and not self._commit(batch, stop):
                     break
+                if self.options.retention is not None and time.monotonic() >= next_retention:
+                    next_retention = time.monotonic() + self.options.retention_interval_s
+                    try:
+                        self._pipeline.apply_retention(self.options.retention)
+                    except StorageError as exc:
+                        logger.warning("retention failed, retrying later: %s", exc)
                 if time.monotonic() - last_report >= 30:
                     last_report = time.monotonic()
                     logger.info("ingest totals: %s (queue %d, full waits %d)", self.totals,

@@ -21,6 +21,7 @@ from datetime import datetime
 import psycopg
 
 from storage.errors import map_errors
+from storage.products import READABLE_SERIES
 
 __all__ = [
     "AREA_SQL",
@@ -37,12 +38,12 @@ __all__ = [
 AREA_SQL = "coalesce(d.gateway, d.device)"
 # Around the centre of Stavanger: one cell per area, devices scattered in their cell.
 LAT_SQL = (
-    "coalesce(d.lat, 58.955 + (abs(hashtext(coalesce(d.gateway, d.device))) % 97) / 97.0 * 0.030"
-    " + ((abs(hashtext(d.device)) % 89) / 89.0 - 0.5) * 0.006)"
+    "coalesce(d.lat, 58.955 + (mod(abs(hashtext(coalesce(d.gateway, d.device))::bigint), 97)) / 97.0 * 0.030"
+    " + ((mod(abs(hashtext(d.device)::bigint), 89)) / 89.0 - 0.5) * 0.006)"
 )
 LON_SQL = (
-    "coalesce(d.lon, 5.690 + (abs(hashtext(coalesce(d.gateway, d.device) || '#')) % 101) / 101.0 * 0.080"
-    " + ((abs(hashtext(d.device || '#')) % 83) / 83.0 - 0.5) * 0.012)"
+    "coalesce(d.lon, 5.690 + (mod(abs(hashtext(coalesce(d.gateway, d.device) || '#')::bigint), 101)) / 101.0 * 0.080"
+    " + ((mod(abs(hashtext(d.device || '#')::bigint), 83)) / 83.0 - 0.5) * 0.012)"
 )
 
 
@@ -84,14 +85,17 @@ _FLEET = f"""
             WHERE s.device = d.device) AS last_seen,
            g.state, g.buffer_depth, g.reported_at
     FROM devices d LEFT JOIN gateway_status g ON g.device = d.device
+    WHERE d.org = %(org_slug)s
+       OR d.device IN (SELECT s.device FROM series s WHERE s.id IN ({READABLE_SERIES}))
     ORDER BY d.kind = 'gateway' DESC, d.device
 """
 
 
-def fleet(conn: psycopg.Connection) -> list[FleetDevice]:
-    """Every registered device, gateways first, with its newest reading and status."""
+def fleet(conn: psycopg.Connection, *, org_id: int, org_slug: str) -> list[FleetDevice]:
+    """The devices `org` may see (its own, and those with series it holds a grant
+    for), gateways first, with newest reading and status."""
     with map_errors("read fleet"):
-        rows = conn.execute(_FLEET).fetchall()
+        rows = conn.execute(_FLEET, {"org_id": org_id, "org_slug": org_slug}).fetchall()
     return [FleetDevice(*row) for row in rows]
 
 

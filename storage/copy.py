@@ -38,33 +38,35 @@ _READING_DTYPE = _row_dtype(_READING_FIELDS)
 _AGGREGATE_DTYPE = _row_dtype(_AGGREGATE_FIELDS)
 
 
-def _payload(dtype: np.dtype, fields: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray], n: int) -> bytes:
+def _rows(dtype: np.dtype, fields: tuple[tuple[str, str], ...], columns: dict[str, np.ndarray], n: int) -> bytes:
     rows = np.empty(n, dtype=dtype)
     rows["nfields"] = len(fields)
     for name, kind in fields:
         rows[f"{name}_len"] = np.dtype(kind).itemsize
         rows[name] = columns[name]
-    return b"".join((_HEADER, rows.tobytes(), _TRAILER))
+    return rows.tobytes()
 
 
 def readings_payload(series_id: np.ndarray, time_us: np.ndarray, value: np.ndarray) -> bytes:
     """COPY readings (time, series_id, value) FROM STDIN (FORMAT BINARY) payload."""
-    return _payload(
-        _READING_DTYPE, _READING_FIELDS,
-        {"time": time_us - PG_EPOCH_US, "series_id": series_id, "value": value}, len(series_id),
-    )
+    rows = _rows(_READING_DTYPE, _READING_FIELDS,
+                 {"time": time_us - PG_EPOCH_US, "series_id": series_id, "value": value}, len(series_id))
+    return b"".join((_HEADER, rows, _TRAILER))
 
 
-def aggregates_payload(width_s: int, columns: dict[str, np.ndarray]) -> bytes:
-    """COPY of aggregate partials in the column order of `_AGGREGATE_FIELDS`.
+def aggregates_payload(parts: list[tuple[int, dict[str, np.ndarray]]]) -> bytes:
+    """One COPY payload of aggregate partials, columns in the order of `AGGREGATE_COLUMNS`.
 
-    `columns` holds series_id, bucket (Unix µs), count, sum, min, max, last,
-    last_time (Unix µs) and m2.
+    Each part is (width_s, columns) with series_id, bucket (Unix µs), count, sum,
+    min, max, last, last_time (Unix µs) and m2.
     """
-    n = len(columns["series_id"])
-    shifted = dict(columns, width_s=width_s, bucket=columns["bucket"] - PG_EPOCH_US,
-                   last_time=columns["last_time"] - PG_EPOCH_US)
-    return _payload(_AGGREGATE_DTYPE, _AGGREGATE_FIELDS, shifted, n)
+    chunks = [_HEADER]
+    for width_s, columns in parts:
+        shifted = dict(columns, width_s=width_s, bucket=columns["bucket"] - PG_EPOCH_US,
+                       last_time=columns["last_time"] - PG_EPOCH_US)
+        chunks.append(_rows(_AGGREGATE_DTYPE, _AGGREGATE_FIELDS, shifted, len(columns["series_id"])))
+    chunks.append(_TRAILER)
+    return b"".join(chunks)
 
 
 AGGREGATE_COLUMNS = tuple(name for name, _ in _AGGREGATE_FIELDS)

@@ -6,10 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from storage.errors import map_errors
 
-__all__ = ["Device", "ensure_series", "load_devices", "register_device", "series_quantities", "series_units"]
+__all__ = ["Device", "LoRaWANDevice", "ensure_series", "load_lorawan_devices", "set_dev_eui", "load_devices", "register_device", "series_quantities", "series_units"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +20,35 @@ class Device:
     gateway: str | None
     kind: str
     enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoRaWANDevice:
+    """A device bridged from a LoRaWAN network server, found by its DevEUI."""
+
+    device: str
+    org: str
+    enabled: bool
+    channels: dict[int, str]  # Cayenne LPP channel -> quantity
+
+
+def load_lorawan_devices(conn: psycopg.Connection) -> dict[str, LoRaWANDevice]:
+    """DevEUI (16 uppercase hex digits) -> device, for every device that has one."""
+    with map_errors("load LoRaWAN devices"):
+        rows = conn.execute(
+            "SELECT upper(dev_eui), device, org, enabled, coalesce(lora_channels, '{}'::jsonb)"
+            " FROM devices WHERE dev_eui IS NOT NULL"
+        ).fetchall()
+    return {eui: LoRaWANDevice(device, org, enabled, {int(k): str(v) for k, v in channels.items()})
+            for eui, device, org, enabled, channels in rows}
+
+
+def set_dev_eui(conn: psycopg.Connection, device: str, dev_eui: str, channels: dict[int, str] | None = None) -> None:
+    with map_errors(f"set the DevEUI of {device}"):
+        conn.execute(
+            "UPDATE devices SET dev_eui = upper(%s), lora_channels = %s WHERE device = %s",
+            (dev_eui, Jsonb({str(k): v for k, v in (channels or {}).items()}), device),
+        )
 
 
 def register_device(

@@ -27,6 +27,7 @@ __all__ = [
     "KINDS",
     "ROLES",
     "ApiKey",
+    "DeviceConflict",
     "DeviceRecord",
     "Organisation",
     "Principal",
@@ -35,6 +36,8 @@ __all__ = [
     "create_key",
     "create_org",
     "device_of_org",
+    "device_series",
+    "forget_device",
     "get_org",
     "list_keys",
     "list_org_devices",
@@ -290,3 +293,26 @@ def set_device_enabled(conn: psycopg.Connection, *, org: str, device: str, enabl
             (enabled, org, device),
         ).fetchone()
     return row is not None
+
+
+def forget_device(conn: psycopg.Connection, *, org: str, device: str) -> None:
+    """Undo an onboarding whose broker half failed: the device and its (still empty) series."""
+    with map_errors("forget device"), conn.transaction():
+        conn.execute(
+            "DELETE FROM series WHERE device = %s AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.series_id = series.id)"
+            " AND device IN (SELECT device FROM devices WHERE org = %s)",
+            (device, org),
+        )
+        conn.execute(
+            "DELETE FROM devices d WHERE d.device = %s AND d.org = %s"
+            " AND NOT EXISTS (SELECT 1 FROM series s WHERE s.device = d.device)",
+            (device, org),
+        )
+
+
+def device_series(conn: psycopg.Connection, *, device: str) -> list[tuple[int, str, str | None]]:
+    """(series id, quantity, unit) of a device."""
+    with map_errors("device series"):
+        return conn.execute(
+            "SELECT id, quantity, unit FROM series WHERE device = %s ORDER BY id", (device,)
+        ).fetchall()

@@ -138,11 +138,10 @@ class TimeSeriesWriter:
                 " (LIKE aggregates INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
             )
             with cur.copy(f"COPY aggregate_partials ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                for p in partials:
-                    copy.write(aggregates_payload(p.width_s, {
-                        "series_id": p.series_id, "bucket": p.bucket, "count": p.count, "sum": p.sum,
-                        "min": p.min, "max": p.max, "last": p.last, "last_time": p.last_time, "m2": p.m2,
-                    }))
+                copy.write(aggregates_payload([(p.width_s, {
+                    "series_id": p.series_id, "bucket": p.bucket, "count": p.count, "sum": p.sum,
+                    "min": p.min, "max": p.max, "last": p.last, "last_time": p.last_time, "m2": p.m2,
+                }) for p in partials]))
             cur.execute(_MERGE_FROM_TEMP)
             merged = cur.rowcount
             cur.execute("TRUNCATE aggregate_partials")

@@ -9,8 +9,8 @@ lives in memory. This package is a leaf: no network, no database. See ``docs/str
 from __future__ import annotations
 
 from stream._constants import ANOMALY_KINDS
-from stream._detector import DetectorParams
 from stream._errors import BatchError, StreamError
+from stream._params import QUANTITY_PARAMS, DetectorParams, params_for
 from stream._processor import StreamProcessor
 from stream._results import Aggregates, Anomalies, BatchResult
 
@@ -21,6 +21,8 @@ __all__ = [
     "BatchError",
     "BatchResult",
     "DetectorParams",
+    "QUANTITY_PARAMS",
     "StreamError",
     "StreamProcessor",
+    "params_for",
 ]

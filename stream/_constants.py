@@ -5,6 +5,8 @@ Kernels receive these as plain scalars; nothing here is read from the environmen
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 US_PER_S: int = 1_000_000
@@ -48,15 +50,15 @@ assert ANOMALY_KINDS[KIND_GAP] == "gap"
 DEFAULT_ALPHA: float = 0.05
 DEFAULT_THRESHOLD: float = 0.5
 DEFAULT_WARMUP: int = 30
-DEFAULT_SPIKE_Z: float = 12.0
+DEFAULT_SPIKE_Z: float = math.inf  # z-spikes: per quantity (QUANTITY_PARAMS)
 DEFAULT_MIN_STD: float = 1e-9
 DEFAULT_CLIP_Z: float = 5.0
 DEFAULT_STUCK_RUN: int = 0
 DEFAULT_LEVEL_ALPHA: float = 0.2
-DEFAULT_LEVEL_Z: float = 12.0
+DEFAULT_LEVEL_Z: float = math.inf  # level shifts: per quantity (QUANTITY_PARAMS)
 DEFAULT_NOVELTY_TOL: float = 0.005
 DEFAULT_NOVELTY_GROWTH: float = 0.1
-DEFAULT_GAP_FACTOR: float = 5.0
+DEFAULT_GAP_FACTOR: float = 10.0
 DEFAULT_GAP_ALPHA: float = 0.1
 DEFAULT_GAP_WARMUP: int = 10
 DEFAULT_SUPPRESS: float = 50.0

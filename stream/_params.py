@@ -121,18 +121,29 @@ class DetectorParams:
 
 _DEFAULT = DetectorParams()
 
+_SENSOR = replace(_DEFAULT, spike_z=8.0, level_z=8.0)  # physical sensors: z-spikes and level shifts too
+
 QUANTITY_PARAMS: dict[str, DetectorParams] = {
-    # Monotonic counter: every reading is a new maximum, and its rate changes with the day.
-    "energy": replace(_DEFAULT, novelty_tol=math.inf, level_z=math.inf, stuck_run=0),
-    # Counts over an interval and city noise sit at honest repeated values (0 vehicles at night).
-    "traffic_count": replace(_DEFAULT, stuck_run=0),
-    # Slow physical quantities with daily cycles: the range needs the first days to settle.
-    "temperature": replace(_DEFAULT, novelty_tol=0.05, stuck_run=360),
-    "humidity": replace(_DEFAULT, novelty_tol=0.05),
-    "pressure": replace(_DEFAULT, novelty_tol=0.05, stuck_run=720),
+    "humidity": _SENSOR,
+    "pm2_5": _SENSOR,
+    "pm10": _SENSOR,
+    "no2": _SENSOR,
+    "noise": _SENSOR,
+    "power": _SENSOR,
+    "speed": _SENSOR,
+    "illuminance": replace(_SENSOR, level_z=math.inf),  # dawn and dusk are level shifts by design
+    "co2": _SENSOR,
+    "wind_speed": _SENSOR,
+    # Slow quantities with daily cycles: a stuck sensor shows as hours of identical values.
+    "temperature": replace(_SENSOR, novelty_tol=0.05, stuck_run=360),
+    "pressure": replace(_SENSOR, novelty_tol=0.05, stuck_run=720),
+    # Monotonic meter counter: every reading is a new maximum.
+    "energy": replace(_DEFAULT, novelty_tol=math.inf),
+    # Counts per interval: bursts are the city, honest zeros repeat all night.
+    "traffic_count": replace(_DEFAULT, novelty_tol=0.05),
     # Battery level drifts down by design; only jumps matter.
-    "battery": replace(_DEFAULT, novelty_tol=math.inf),
-    "battery_voltage": replace(_DEFAULT, novelty_tol=math.inf),
+    "battery": replace(_DEFAULT, novelty_tol=math.inf, spike_z=8.0),
+    "battery_voltage": replace(_DEFAULT, novelty_tol=math.inf, spike_z=8.0),
 }
 """Defaults per quantity name (the names of ``protocol.quantities.QUANTITIES``); quantities not
 listed use ``DetectorParams()``."""

@@ -9,13 +9,11 @@ from typing import Any
 import numpy as np
 
 from stream._batch import as_batch, as_series_ids, as_values
-from stream._constants import DEFAULT_WIDTHS_S, MAX_WIDTH_S
-from stream._params import P_GAP_FACTOR, P_GAP_WARMUP
-from stream._constants import NO_TIME
+from stream._constants import DEFAULT_WIDTHS_S, MAX_WIDTH_S, NO_TIME
 from stream._detector import SeriesState, score_batch
 from stream._errors import BatchError
-from stream._params import DetectorParams
 from stream._order import sort_batch
+from stream._params import P_GAP_FACTOR, P_GAP_WARMUP, DetectorParams
 from stream._results import Aggregates, Anomalies, BatchResult
 from stream._windows import aggregate_windows
 
@@ -44,7 +42,7 @@ class StreamProcessor:
     demand); one instance per ingest worker. Not thread-safe: call ``process`` from one thread.
 
     >>> import numpy as np
-    >>> proc = StreamProcessor(widths_s=(60,))
+    >>> proc = StreamProcessor(widths_s=(60,), params=DetectorParams(spike_z=5.0, novelty_tol=float("inf")))
     >>> rng = np.random.default_rng(7)
     >>> values = 20.0 + rng.normal(0.0, 0.5, 100)
     >>> values[80] = 35.0                                  # a spike

@@ -1,4 +1,5 @@
-"""One router per resource: health, series (readings, aggregates), anomalies, status."""
+"""One router per resource: health, series (readings, aggregates, latest), anomalies, status,
+organisations and keys, devices, exports, data products, grants, audit."""
 
 from __future__ import annotations
 
@@ -13,7 +14,11 @@ def problem_responses(*statuses: int) -> dict[int | str, dict]:
     return {
         status: {"model": ProblemPublic, "content": {PROBLEM_JSON: {}}, "description": description}
         for status, description in (
-            (404, "Unknown series"),
+            (400, "Bad request"),
+            (401, "Missing or invalid API key"),
+            (403, "The key's role does not allow this"),
+            (404, "Not found (or not yours)"),
+            (409, "Conflict with the current state"),
             (422, "Invalid parameter (naive time, end before start, bad bucket, ...)"),
             (503, "Database unavailable; retry later"),
         )

@@ -6,12 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from api.deps import ConnDep
-from api.errors import Problem
+from api.access import account, readable, series_or_404
+from api.deps import ConnDep, PrincipalDep
 from api.models import AnomaliesPublic, AnomalyPublic
 from api.params import Instant, resolve_range
 from api.routes import problem_responses
+from api.tabular import Format, table_response
 from storage import queries
+from storage.audit import DataRead
 
 router = APIRouter(prefix="/anomalies", tags=["anomalies"])
 
@@ -23,21 +25,36 @@ DEFAULT_ANOMALIES = 1_000
     "",
     response_model=AnomaliesPublic,
     summary="Anomalies in a time range",
-    description="Anomalies in [start, end), oldest first, of all series or of `series_id`; higher score is "
-    "more anomalous.",
-    responses=problem_responses(404, 422, 503),
+    description="Anomalies in [start, end), oldest first, of every series your organisation may read or of "
+    "`series_id`; higher score is more anomalous. JSON, CSV or Parquet.",
+    responses={**problem_responses(401, 404, 422, 503),
+               200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}},
 )
 def read_anomalies(
     conn: ConnDep,
+    principal: PrincipalDep,
     start: Annotated[Instant | None, Query(description="Inclusive start; default end − 1 h.")] = None,
     end: Annotated[Instant | None, Query(description="Exclusive end; default now.")] = None,
     series_id: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this series.")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ANOMALIES)] = DEFAULT_ANOMALIES,
-) -> AnomaliesPublic:
+    format: Annotated[Format, Query(description="json (default), csv or parquet.")] = Format.json,
+):
     span = resolve_range(start, end)
-    if series_id is not None and queries.get_series(conn, series_id) is None:
-        raise Problem(404, f"no series with id {series_id}")
-    rows = queries.read_anomalies(conn, span.start, span.end, series_id=series_id, limit=limit)
+    if series_id is not None:
+        series_or_404(conn, principal, series_id)
+        rows = queries.read_anomalies(conn, span.start, span.end, series_id=series_id, limit=limit)
+    else:
+        rows = queries.read_anomalies(conn, span.start, span.end, series_ids=sorted(readable(conn, principal)),
+                                      limit=limit)
+    per_series: dict[int, int] = {}
+    for row in rows:
+        per_series[row.series_id] = per_series.get(row.series_id, 0) + 1
+    account(conn, principal, action="read.anomalies", reads=[DataRead(k, v) for k, v in per_series.items()],
+            start=span.start, end=span.end)
+    if format is not Format.json:
+        columns = ("time", "series_id", "device", "quantity", "value", "score", "kind")
+        return table_response(columns, [tuple(getattr(r, c) for c in columns) for r in rows], fmt=format,
+                              name="anomalies")
     return AnomaliesPublic(
         start=span.start,
         end=span.end,

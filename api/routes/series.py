@@ -1,95 +1,190 @@
-"""GET /v1/series, /v1/series/{series_id}/readings and /v1/series/{series_id}/aggregates."""
+"""The series catalogue, raw readings (paged by cursor), aggregates and latest values.
+
+    GET /v1/series                          catalogue (filters; `Link: <...>; rel="next"` pages)
+    GET /v1/series/{series_id}/readings     raw readings: JSON pages, or all of [start, end) as CSV/Parquet
+    GET /v1/series/{series_id}/aggregates   re-bucketed aggregates (JSON, CSV, Parquet)
+    GET /v1/latest                          newest reading of each readable series
+
+Only series the caller's organisation may read are visible (see api.access).
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
-import psycopg
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 
-from api.deps import ConnDep, SettingsDep
+from api.access import account, readable, series_or_404
+from api.deps import ConnDep, PoolDep, PrincipalDep, SettingsDep
 from api.errors import Problem
 from api.models import (
     AggregatePublic,
     AggregatesPublic,
+    LatestPublic,
     ReadingPublic,
     ReadingsPublic,
     SeriesPublic,
 )
 from api.params import Instant, parse_bucket, resolve_range
 from api.routes import problem_responses
+from api.routes.exports import stream_readings
+from api.tabular import Format, table_response
 from storage import queries
+from storage.audit import DataRead
 
-router = APIRouter(prefix="/series", tags=["series"])
+router = APIRouter(tags=["series"])
 
 MAX_READINGS = 100_000
 DEFAULT_READINGS = 10_000
 MAX_BUCKETS = 100_000
+MAX_CATALOGUE = 10_000
 
 SeriesId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Series id from GET /v1/series.")]
 Start = Annotated[Instant | None, Query(description="Inclusive start; default end − 1 h.")]
 End = Annotated[Instant | None, Query(description="Exclusive end; default now.")]
+FormatQ = Annotated[Format, Query(description="json (default), csv or parquet.")]
+TABLE_RESPONSES = {200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}}
 
 
-def _series_or_404(conn: psycopg.Connection, series_id: int) -> queries.SeriesInfo:
-    found = queries.get_series(conn, series_id)
-    if found is None:
-        raise Problem(404, f"no series with id {series_id}")
-    return found
+def _series_public(entry: queries.CatalogueEntry) -> SeriesPublic:
+    return SeriesPublic.model_validate(entry)
 
 
 @router.get(
-    "",
+    "/series",
     response_model=list[SeriesPublic],
-    summary="List series",
-    description="Every series (device, quantity, unit), by id.",
-    responses=problem_responses(503),
+    summary="Series catalogue",
+    description="The series your organisation may read (its own devices' and its grants'), by id, filtered by "
+    "quantity, provider, bounding box (`bbox=min_lon,min_lat,max_lon,max_lat`) and data product. At most "
+    "`limit` per page; a `Link: <...>; rel=\"next\"` header points to the next page.",
+    responses=problem_responses(401, 422, 503),
 )
-def read_series(conn: ConnDep) -> list[SeriesPublic]:
-    return [SeriesPublic.model_validate(s) for s in queries.list_series(conn)]
+def read_series(
+    conn: ConnDep,
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
+    quantity: Annotated[str | None, Query(max_length=64, examples=["pm2_5"])] = None,
+    provider: Annotated[str | None, Query(max_length=64, description="Organisation slug of the provider.")] = None,
+    bbox: Annotated[str | None, Query(max_length=128, description="min_lon,min_lat,max_lon,max_lat (WGS 84).",
+                                      examples=["5.6,58.9,5.8,59.0"])] = None,
+    product: Annotated[int | None, Query(ge=1, le=2**62, description="Only series of this data product.")] = None,
+    cursor: Annotated[int, Query(ge=0, le=2**31 - 1, description="Series id to continue after.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_CATALOGUE)] = 1000,
+) -> list[SeriesPublic]:
+    box = None
+    if bbox is not None:
+        try:
+            box = tuple(float(p) for p in bbox.split(","))
+        except ValueError:
+            box = ()
+        if len(box) != 4 or not (-180 <= box[0] <= box[2] <= 180 and -90 <= box[1] <= box[3] <= 90):
+            raise Problem(422, f"bbox {bbox!r} must be min_lon,min_lat,max_lon,max_lat with min <= max "
+                               "(longitudes -180..180, latitudes -90..90)", title="Invalid request")
+    rows = queries.catalogue(conn, org_id=principal.org_id, org_slug=principal.org_slug, quantity=quantity,
+                             provider=provider, bbox=box, product_id=product, after=cursor, limit=limit)
+    if len(rows) == limit:
+        next_url = request.url.include_query_params(cursor=rows[-1].id)
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return [_series_public(r) for r in rows]
+
+
+def _decode_cursor(text: str) -> tuple[int, int]:
+    try:
+        data = json.loads(base64.urlsafe_b64decode(text.encode() + b"=" * (-len(text) % 4)))
+        t_us, skip = int(data["t"]), int(data["k"])
+    except (ValueError, KeyError, TypeError, UnicodeError):
+        raise Problem(422, "cursor is not one this API gave out (take next_cursor from the previous page)",
+                      title="Invalid request") from None
+    if skip < 0 or not (0 <= t_us < 2**62):
+        raise Problem(422, "cursor is out of range", title="Invalid request")
+    return t_us, skip
+
+
+def _encode_cursor(t_us: int, skip: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"t": t_us, "k": skip}).encode()).decode().rstrip("=")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
 
 
 @router.get(
-    "/{series_id}/readings",
+    "/series/{series_id}/readings",
     response_model=ReadingsPublic,
     summary="Raw readings of one series",
-    description="Readings in [start, end), oldest first, at most `limit` (`truncated` says when it cut).",
-    responses=problem_responses(404, 422, 503),
+    description="Readings in [start, end), oldest first. JSON: at most `limit` per page, continue with `cursor` "
+    "= `next_cursor`. CSV or Parquet (`format`): every reading of [start, end), streamed.",
+    responses={**problem_responses(401, 404, 422, 503), **TABLE_RESPONSES},
 )
 def read_readings(
     conn: ConnDep,
+    pool: PoolDep,
+    principal: PrincipalDep,
     series_id: SeriesId,
     start: Start = None,
     end: End = None,
     limit: Annotated[int, Query(ge=1, le=MAX_READINGS, description="At most this many readings.")] = DEFAULT_READINGS,
-) -> ReadingsPublic:
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page.")] = None,
+    format: FormatQ = Format.json,
+):
     span = resolve_range(start, end)
-    series = _series_or_404(conn, series_id)
-    rows = queries.read_readings(conn, series_id, span.start, span.end, limit=limit)
+    series = series_or_404(conn, principal, series_id)
+    if format is not Format.json:
+        return stream_readings(pool, principal, [series_id], span.start, span.end, format,
+                               name=f"series-{series_id}")
+    from_time, skip = span.start, 0
+    if cursor is not None:
+        t_us, skip = _decode_cursor(cursor)
+        try:
+            from_time = _EPOCH + timedelta(microseconds=t_us)
+        except OverflowError:
+            raise Problem(422, "cursor is out of range", title="Invalid request") from None
+        if not span.start <= from_time < span.end:
+            raise Problem(422, "cursor lies outside [start, end): pass the same start and end as for the first page",
+                          title="Invalid request")
+    rows = queries.read_readings(conn, series_id, from_time, span.end, limit=limit, skip=skip)
+    next_cursor = None
+    if len(rows) == limit:
+        last = rows[-1].time
+        same = sum(1 for r in rows if r.time == last)
+        if last == from_time:
+            same += skip
+        next_cursor = _encode_cursor(_us(last), same)
+    account(conn, principal, action="read.readings", reads=[DataRead(series_id, len(rows))],
+            start=from_time, end=span.end)
     return ReadingsPublic(
         series=SeriesPublic.model_validate(series),
         start=span.start,
         end=span.end,
         count=len(rows),
-        truncated=len(rows) == limit,
+        truncated=next_cursor is not None,
+        next_cursor=next_cursor,
         data=[ReadingPublic(time=r.time, value=r.value) for r in rows],
     )
 
 
 @router.get(
-    "/{series_id}/aggregates",
+    "/series/{series_id}/aggregates",
     response_model=AggregatesPublic,
     summary="Aggregates of one series in buckets",
     description=(
-        "The stored 1-minute aggregates whose bucket starts in [start, end), merged into buckets of `bucket` "
+        "The stored aggregates whose bucket starts in [start, end), merged into buckets of `bucket` "
         "(aligned to the Unix epoch): count, mean, min, max, last and population std, exact as if computed "
-        "from the raw readings. Empty buckets are left out."
+        "from the raw readings. Empty buckets are left out. JSON, CSV or Parquet."
     ),
-    responses=problem_responses(404, 422, 503),
+    responses={**problem_responses(401, 404, 422, 503), **TABLE_RESPONSES},
 )
 def read_aggregates(
     conn: ConnDep,
     settings: SettingsDep,
+    principal: PrincipalDep,
     series_id: SeriesId,
     start: Start = None,
     end: End = None,
@@ -102,7 +197,8 @@ def read_aggregates(
             max_length=32,
         ),
     ] = "PT1M",
-) -> AggregatesPublic:
+    format: FormatQ = Format.json,
+):
     span = resolve_range(start, end)
     widths = sorted(set(settings.window_widths_s))
     bucket_s = parse_bucket(bucket, multiple_of=widths[0])
@@ -112,8 +208,20 @@ def read_aggregates(
                            "use a larger bucket or a shorter range", title="Invalid request")
     # The widest stored window that divides the bucket: fewest rows to merge.
     width_s = max(w for w in widths if bucket_s % w == 0)
-    series = _series_or_404(conn, series_id)
+    series = series_or_404(conn, principal, series_id)
     rows = queries.read_aggregates(conn, series_id, span.start, span.end, bucket_s=bucket_s, width_s=width_s)
+    if not rows and width_s != widths[0]:
+        # Wider windows are absent where only the base width was stored (imported data): merge those.
+        rows = queries.read_aggregates(conn, series_id, span.start, span.end, bucket_s=bucket_s, width_s=widths[0])
+    account(conn, principal, action="read.aggregates", reads=[DataRead(series_id, len(rows))],
+            start=span.start, end=span.end)
+    if format is not Format.json:
+        columns = ("bucket", "count", "mean", "min", "max", "last", "std")
+        return table_response(
+            ("series_id", "unit", *columns),
+            [(series_id, series.unit, *(getattr(r, c) for c in columns)) for r in rows],
+            fmt=format, name=f"series-{series_id}-aggregates",
+        )
     return AggregatesPublic(
         series=SeriesPublic.model_validate(series),
         start=span.start,
@@ -121,3 +229,32 @@ def read_aggregates(
         bucket_s=bucket_s,
         data=[AggregatePublic.model_validate(r) for r in rows],
     )
+
+
+@router.get(
+    "/latest",
+    response_model=list[LatestPublic],
+    summary="Latest values",
+    description="The newest reading of each series your organisation may read (or of `series_id`, repeatable), "
+    "optionally of one quantity.",
+    responses={**problem_responses(401, 422, 503), **TABLE_RESPONSES},
+)
+def read_latest(
+    conn: ConnDep,
+    principal: PrincipalDep,
+    series_id: Annotated[list[int] | None, Query(description="Only these series (repeatable).")] = None,
+    quantity: Annotated[str | None, Query(max_length=64)] = None,
+    format: FormatQ = Format.json,
+):
+    allowed = readable(conn, principal)
+    wanted = sorted(allowed if series_id is None else allowed & set(series_id))
+    rows = queries.latest_values(conn, wanted)
+    if quantity is not None:
+        rows = [r for r in rows if r.quantity == quantity]
+    account(conn, principal, action="read.latest", reads=[DataRead(r.series_id, 1) for r in rows],
+            start=None, end=None)
+    if format is not Format.json:
+        columns = ("series_id", "device", "quantity", "unit", "time", "value")
+        return table_response(columns, [tuple(getattr(r, c) for c in columns) for r in rows], fmt=format,
+                              name="latest")
+    return [LatestPublic.model_validate(r) for r in rows]

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from api.deps import ConnDep
+from api.deps import ConnDep, PrincipalDep
 from api.models import StatusPublic
 from api.routes import problem_responses
 from storage import queries
@@ -21,9 +21,9 @@ router = APIRouter(prefix="/status", tags=["status"])
     summary="Lab status",
     description="Ingest counters (packs received = stored + dead-lettered), dead letters, devices, series, "
     "the newest reading and the lag behind it.",
-    responses=problem_responses(503),
+    responses=problem_responses(401, 503),
 )
-def read_status(conn: ConnDep) -> StatusPublic:
+def read_status(conn: ConnDep, principal: PrincipalDep) -> StatusPublic:
     status = queries.lab_status(conn)
     newest = status.newest_reading
     lag = (datetime.now(UTC) - newest).total_seconds() if newest else None

@@ -28,7 +28,7 @@ GW = "gw-ledger"
 SENSORS = ["air-001", "energy-001"]
 
 
-def _rig(tmp_path: Path, *, org: str, url: str) -> tuple[Ledger, list[SerialSensor], Path]:
+def _rig(tmp_path: Path, *, org: str, url: str, drain_rate: int = 100) -> tuple[Ledger, list[SerialSensor], Path]:
     ledger = Ledger(tmp_path / "ledger.sqlite")
     sensors = [
         SerialSensor(sid, kind=sid.split("-")[0], period_s=0.02, seed=11, link=tmp_path / "tty" / sid, ledger=ledger)
@@ -38,7 +38,7 @@ def _rig(tmp_path: Path, *, org: str, url: str) -> tuple[Ledger, list[SerialSens
         "[gateway]", f'org = "{org}"', f'device = "{GW}"', 'boot_id_file = "boot_id"', "status_interval_s = 0.3",
         "[mqtt]", f'url = "{url}"', "commit_timeout_s = 5",
         "[buffer]", 'path = "buffer.sqlite"', "pack_max_readings = 20", "pack_max_age_ms = 200",
-        "drain_rate_packs_per_s = 100",
+        f"drain_rate_packs_per_s = {drain_rate}",
     ]  # fmt: skip
     for s in sensors:
         lines += ["[[serial]]", f'path = "{s.path}"']
@@ -105,6 +105,7 @@ def test_broker_sigkill_mid_stream(
         assert _size(want) >= 150
         _assert_exact(platform, want)
         wait_until(lambda: not queued_packs(tmp_path / "buffer.sqlite"), 20, "the buffer to be pruned")
+        assert agent.log().count("connected to") >= 2, "the agent lost the broker mid-stream and came back"
         assert agent.stop() == 0, agent.log()
     finally:
         for s in sensors:
@@ -160,7 +161,8 @@ def test_agent_sigkill_mid_stream(
     """The agent SIGKILLed and restarted: every reading it had queued arrives once; the only
     loss is one contiguous run of lines per sensor around the kill (read but not yet stored)."""
     platform = start_platform(mqtt_broker.url, gateway=GW, sensors=SENSORS)
-    ledger, sensors, config = _rig(tmp_path, org=org, url=mqtt_broker.url)
+    # ~15 packs/s are sealed; drained at 8/s, a backlog of uncommitted packs builds up
+    ledger, sensors, config = _rig(tmp_path, org=org, url=mqtt_broker.url, drain_rate=8)
     db = tmp_path / "buffer.sqlite"
     agent = start_agent(config)
     try:
@@ -173,6 +175,7 @@ def test_agent_sigkill_mid_stream(
         agent.proc.wait()
         queued = queued_packs(db)  # what the dead agent had stored (committed or not)
         time.sleep(0.5)
+        config.write_text(config.read_text().replace("drain_rate_packs_per_s = 8", "drain_rate_packs_per_s = 100"))
         agent = start_agent(config)
         _wait_ready(agent, len(sensors))
         time.sleep(1.5)
@@ -195,7 +198,7 @@ def test_agent_sigkill_mid_stream(
     stamps = Counter((device, quantity, t_us) for device, quantity, t_us, _ in rows)
     assert max(stamps.values()) == 1, "no reading stored twice"
     stored = Counter(rows)
-    assert {b for b, _, _ in queued} == {first_boot} and len(queued) >= 5
+    assert {b for b, _, _ in queued} == {first_boot} and len(queued) >= 5, "a backlog at the kill"
     for boot_id, seq, body in queued:
         for r in decode_pack(body).records:
             device, _, quantity = r.name.partition("/")

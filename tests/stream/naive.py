@@ -12,13 +12,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stream._constants import (
+    KIND_GAP,
+    KIND_LEVEL_SHIFT,
     KIND_NONE,
     KIND_OUT_OF_RANGE,
     KIND_SPIKE,
     KIND_STUCK,
+    SUPPRESSED_SCALE,
     US_PER_S,
 )
-from stream._detector import DetectorParams
+from stream._params import DetectorParams
 
 Row = dict[str, float | int]
 
@@ -89,6 +92,17 @@ class _Series:
     run: int = 0
     low: float = -math.inf
     high: float = math.inf
+    fast: float = 0.0
+    seen_lo: float = math.inf
+    seen_hi: float = -math.inf
+    peak: float = 0.0
+    interval: float = 0.0
+    n_interval: int = 0
+    params: DetectorParams | None = None
+
+
+def evidence_score(r: float) -> float:
+    return 1.0 - 1.0 / (1.0 + r) if r >= 0.0 else 0.0
 
 
 @dataclass
@@ -102,6 +116,9 @@ class Detector:
         state = self.series.setdefault(sid, _Series())
         state.low, state.high = low, high
 
+    def set_params(self, sid: int, params: DetectorParams) -> None:
+        self.series.setdefault(sid, _Series()).params = params
+
     def process(self, series_id, time, value) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(score, kind, flagged) per reading, in input order."""
         n = len(series_id)
@@ -111,33 +128,58 @@ class Detector:
         return score, kind, flagged
 
     def one(self, sid: int, t: int, x: float) -> tuple[float, int, bool]:
-        p, s = self.params, self.series.setdefault(sid, _Series())
+        s = self.series.setdefault(sid, _Series())
+        p = s.params or self.params
         if not math.isfinite(x):
             return math.nan, KIND_NONE, False
         late = s.last_time is not None and t < s.last_time
+        dt = 0.0
+        gap = 0.0
+        if not late and s.last_time is not None:
+            dt = float(t - s.last_time)
+            if s.n_interval >= p.gap_warmup and dt > s.interval:
+                gap = (dt / s.interval - 1.0) / (p.gap_factor - 1.0)
         if x < s.low or x > s.high:
-            if not late:
-                s.last_time = t
-            return 1.0, KIND_OUT_OF_RANGE, True
-
-        std = max(math.sqrt(s.var), p.min_std)
-        warm = s.n >= p.warmup and s.n > 0
-        spike = 0.0
-        if warm:
-            if x == s.mean:
-                z = 0.0
-            elif std == 0.0:
-                z = math.inf
-            else:
-                z = abs(x - s.mean) / std
-            spike = 1.0 - math.exp(-((z / p.z_scale) ** 2))
-        repeats = s.run + 1 if (s.n > 0 and x == s.last_value) else 1
-        stuck = p.stuck_run > 0 and not late and repeats >= p.stuck_run
-        if stuck and spike < 1.0:
-            result = (1.0, KIND_STUCK, True)
+            result = (1.0, KIND_OUT_OF_RANGE)
         else:
-            result = (spike, KIND_SPIKE if spike >= p.threshold else KIND_NONE, spike >= p.threshold)
+            result = self._value(s, p, x, late, gap)
+        if not late:
+            if dt > 0.0:
+                if s.n_interval >= p.gap_warmup:
+                    dt = min(dt, p.gap_factor * s.interval)
+                s.n_interval += 1
+                s.interval += max(p.gap_alpha, 1.0 / s.n_interval) * (dt - s.interval)
+            s.last_time = t
+        return result[0], (result[1] if result[0] >= p.threshold else KIND_NONE), result[0] >= p.threshold
 
+    def _value(self, s: _Series, p: DetectorParams, x: float, late: bool, gap: float) -> tuple[float, int]:
+        warm = s.n >= p.warmup and s.n > 0
+        std = max(math.sqrt(s.var), p.min_std)
+        fast = x if s.n == 0 else s.fast + max(p.level_alpha, 1.0 / (s.n + 1)) * (x - s.fast)
+        evidence = [(0.0, KIND_SPIKE)]
+        if warm:
+            if x != s.mean:
+                evidence.append((abs(x - s.mean) / std / p.spike_z if std > 0 else math.inf, KIND_SPIKE))
+            span = s.seen_hi - s.seen_lo
+            if span > 0 and x > s.seen_hi:
+                evidence.append(((x - s.seen_hi) / span / p.novelty_tol, KIND_SPIKE))
+            if span > 0 and x < s.seen_lo:
+                evidence.append(((s.seen_lo - x) / span / p.novelty_tol, KIND_SPIKE))
+            if fast != s.mean:
+                scale = std * math.sqrt(p.level_alpha / (2.0 - p.level_alpha))
+                evidence.append((abs(fast - s.mean) / scale / p.level_z if std > 0 else math.inf, KIND_LEVEL_SHIFT))
+        ev, kind = evidence[0]
+        for e, k in evidence[1:]:  # the first largest wins (spike before level_shift on ties)
+            if e > ev:
+                ev, kind = e, k
+        score = evidence_score(ev)
+        if p.suppress > 0 and ev <= s.peak:
+            score *= SUPPRESSED_SCALE
+        repeats = s.run + 1 if (s.n > 0 and x == s.last_value) else 1
+        if evidence_score(gap) > score:
+            score, kind = evidence_score(gap), KIND_GAP
+        if p.stuck_run > 0 and not late and repeats >= p.stuck_run and score < 1.0:
+            score, kind = 1.0, KIND_STUCK
         if not late:  # learn
             d = x - s.mean
             if warm:
@@ -145,10 +187,20 @@ class Detector:
             s.n += 1
             a = max(p.alpha, 1.0 / s.n)
             if s.n == 1:
-                s.mean, s.var = x, 0.0
+                s.mean, s.var, s.seen_lo, s.seen_hi = x, 0.0, x, x
             else:
                 s.mean, s.var = s.mean + a * d, (1.0 - a) * (s.var + a * d * d)
                 if not (math.isfinite(s.mean) and math.isfinite(s.var)):
                     s.mean, s.var, s.n = x, 0.0, 1
-            s.last_value, s.run, s.last_time = x, repeats, t
-        return result
+                width = s.seen_hi - s.seen_lo
+                limit_hi = s.seen_hi + p.novelty_growth * width if warm and width > 0 else math.inf
+                limit_lo = s.seen_lo - p.novelty_growth * width if warm and width > 0 else -math.inf
+                if x > s.seen_hi:
+                    s.seen_hi = min(x, limit_hi)
+                elif x < s.seen_lo:
+                    s.seen_lo = max(x, limit_lo)
+            s.fast = fast
+            if warm:
+                s.peak = max(s.peak * (math.exp(-1.0 / p.suppress) if p.suppress > 0 else 0.0), ev)
+            s.last_value, s.run = x, repeats
+        return score, kind

@@ -19,12 +19,20 @@ SECOND = 1_000_000
 params_strategy = st.builds(
     DetectorParams,
     alpha=st.sampled_from([0.05, 0.3, 1.0]),
-    threshold=st.sampled_from([0.5, 0.9, 1.0]),
+    threshold=st.sampled_from([0.3, 0.5, 0.9, 1.0]),
     warmup=st.integers(0, 5),
-    z_scale=st.sampled_from([1.0, 3.0]),
+    spike_z=st.sampled_from([1.0, 3.0, math.inf]),
     min_std=st.sampled_from([0.0, 1e-9, 0.5]),
     clip_z=st.sampled_from([1.0, 5.0, math.inf]),
     stuck_run=st.integers(0, 4),
+    level_alpha=st.sampled_from([0.2, 1.0]),
+    level_z=st.sampled_from([2.0, math.inf]),
+    novelty_tol=st.sampled_from([0.005, 1.0, math.inf]),
+    novelty_growth=st.sampled_from([0.1, 0.5]),
+    gap_factor=st.sampled_from([2.0, math.inf]),
+    gap_alpha=st.sampled_from([0.1, 1.0]),
+    gap_warmup=st.integers(1, 3),
+    suppress=st.sampled_from([0.0, 5.0]),
 )
 
 
@@ -90,7 +98,9 @@ def sensor_signal(n_series: int, n: int, seed: int):
     return sid, t, v
 
 
-@pytest.mark.parametrize("params", [DetectorParams(), DetectorParams(stuck_run=5, warmup=3, alpha=0.2)])
+@pytest.mark.parametrize("params", [
+    DetectorParams(spike_z=4.55), DetectorParams(stuck_run=5, warmup=3, alpha=0.2, spike_z=4.0, level_z=4.0, gap_factor=3.0),
+])
 def test_batch_boundaries_do_not_change_anything(params) -> None:
     sid, t, v = sensor_signal(6, 3000, seed=1)
     outcomes = []
@@ -118,7 +128,7 @@ def test_batch_boundaries_property(sid, v, gaps, step) -> None:
     n = len(sid)
     sid, v = np.array(sid, np.int32), np.array(v[:n])
     t = BASE + np.cumsum(gaps[:n]).astype(np.int64)
-    params = DetectorParams(warmup=2, stuck_run=3, alpha=0.3)
+    params = DetectorParams(warmup=2, stuck_run=3, alpha=0.3, spike_z=3.0, level_z=3.0, gap_factor=2.0)
     whole, _ = run_chunks(StreamProcessor(params=params), sid, t, v, [0, n])
     parts, _ = run_chunks(StreamProcessor(params=params), sid, t, v, list(range(0, n, step)) + [n])
     assert whole.view(np.uint64).tolist() == parts.view(np.uint64).tolist()
@@ -133,21 +143,24 @@ def one_series(proc: StreamProcessor, v, start: int = 0):
     return proc.process(np.zeros(n, np.int32), BASE + (start + np.arange(n)) * SECOND, np.asarray(v, float))
 
 
+Z_SPIKES = DetectorParams(spike_z=4.55, novelty_tol=math.inf, suppress=0.0)
+
+
 def test_spike_is_flagged_only_after_warmup() -> None:
     v = noisy(200)
     v[10] += 30.0  # during warm-up: scored 0, not flagged
     v[150] += 12.0
-    result = one_series(StreamProcessor(), v)
+    result = one_series(StreamProcessor(params=Z_SPIKES), v)
     assert result.scores[10] == 0.0
     assert result.anomalies.time.tolist() == [BASE + 150 * SECOND]
     assert result.anomalies.kind_names == ["spike"]
-    assert result.scores[150] > 0.99 and np.median(result.scores[30:]) < 0.2
+    assert result.scores[150] > 0.7 and np.median(result.scores[30:]) < 0.2
 
 
 def test_level_shift_is_absorbed_quickly() -> None:
     v = noisy(400)
     v[200:] += 20.0
-    result = one_series(StreamProcessor(), v)
+    result = one_series(StreamProcessor(params=Z_SPIKES), v)
     flagged = (result.anomalies.time - BASE) // SECOND
     assert flagged.min() == 200 and flagged.max() < 215  # a short burst, then the new level is normal
 
@@ -156,9 +169,10 @@ def test_clipping_keeps_a_wild_value_from_masking_the_next_spike() -> None:
     v = noisy(200)
     v[100] = 1e9
     v[110] += 10.0
-    flagged = ((one_series(StreamProcessor(), v).anomalies.time - BASE) // SECOND).tolist()
+    flagged = ((one_series(StreamProcessor(params=Z_SPIKES), v).anomalies.time - BASE) // SECOND).tolist()
     assert flagged == [100, 110]
-    unclipped = ((one_series(StreamProcessor(params=DetectorParams(clip_z=math.inf)), v).anomalies.time - BASE)
+    unclipped_params = DetectorParams(spike_z=4.55, novelty_tol=math.inf, suppress=0.0, clip_z=math.inf)
+    unclipped = ((one_series(StreamProcessor(params=unclipped_params), v).anomalies.time - BASE)
                  // SECOND).tolist()
     assert unclipped == [100]
 
@@ -167,21 +181,21 @@ def test_out_of_range_is_flagged_and_not_learned() -> None:
     v = noisy(100)
     with_bad = v.copy()
     with_bad[50] = -300.0
-    proc = StreamProcessor()
+    proc = StreamProcessor(params=Z_SPIKES)
     proc.set_bounds([0], [-40.0], [60.0])
     result = one_series(proc, with_bad)
     assert result.scores[50] == 1.0 and result.anomalies.kind_names == ["out_of_range"]
-    clean = one_series(StreamProcessor(), np.delete(v, 50))
+    clean = one_series(StreamProcessor(params=Z_SPIKES), np.delete(v, 50))
     np.testing.assert_array_equal(np.delete(result.scores, 50), clean.scores)
 
 
 def test_late_readings_are_scored_but_not_learned() -> None:
     v = noisy(100)
-    proc, reference = StreamProcessor(), StreamProcessor()
+    proc, reference = StreamProcessor(params=Z_SPIKES), StreamProcessor(params=Z_SPIKES)
     one_series(proc, v[:60])
     one_series(reference, v[:60])
     late = proc.process(np.array([0], np.int32), np.array([BASE - SECOND]), np.array([45.0]))
-    assert late.scores[0] > 0.99 and late.anomalies.kind_names == ["spike"]
+    assert late.scores[0] > 0.75 and late.anomalies.kind_names == ["spike"]
     np.testing.assert_array_equal(one_series(proc, v[60:], 60).scores, one_series(reference, v[60:], 60).scores)
 
 
@@ -195,7 +209,7 @@ def test_stuck_run() -> None:
 
 
 def test_state_grows_for_large_series_ids() -> None:
-    proc = StreamProcessor()
+    proc = StreamProcessor(params=Z_SPIKES)
     assert proc.n_series == 0
     one_series(proc, noisy(40))
     big = np.array([5, 70_000, 1_000_000], np.int32)
@@ -206,9 +220,11 @@ def test_state_grows_for_large_series_ids() -> None:
 
 
 def test_params_are_stored_as_given_and_validated() -> None:
-    params = DetectorParams(alpha=0.1, threshold=0.95, warmup=10, z_scale=2.0)
-    assert (params.alpha, params.threshold, params.warmup, params.z_scale) == (0.1, 0.95, 10, 2.0)
-    for bad in ({"alpha": 0.0}, {"alpha": 1.5}, {"threshold": 0.0}, {"warmup": -1}, {"z_scale": math.nan},
-                {"min_std": -1.0}, {"clip_z": 0.0}, {"stuck_run": 1.5}):
+    params = DetectorParams(alpha=0.1, threshold=0.95, warmup=10, spike_z=2.0)
+    assert (params.alpha, params.threshold, params.warmup, params.spike_z) == (0.1, 0.95, 10, 2.0)
+    for bad in ({"alpha": 0.0}, {"alpha": 1.5}, {"threshold": 0.0}, {"warmup": -1}, {"spike_z": math.nan},
+                {"min_std": -1.0}, {"clip_z": 0.0}, {"stuck_run": 1.5}, {"level_alpha": 0.0}, {"level_z": 0.0},
+                {"novelty_tol": 0.0}, {"novelty_growth": -1.0}, {"gap_factor": 1.0}, {"gap_alpha": 2.0},
+                {"gap_warmup": 0}, {"suppress": -1.0}, {"suppress": math.inf}):
         with pytest.raises(ValueError):
             DetectorParams(**bad)

@@ -1,0 +1,93 @@
+"""The lab console's routes: the page at `/`, its built assets, and read-only data
+the page needs beyond the public API (`/console/api/...`).
+
+The page itself calls the public API for series, readings, aggregates, anomalies,
+status, data products and device onboarding, with the API key the user types in
+(kept in the browser's session storage only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.responses import FileResponse, HTMLResponse
+from pydantic import BaseModel
+
+from api.console.status import StatusListener
+from api.deps import ConnDep, PrincipalDep
+from storage import console as queries
+
+__all__ = ["STATIC_DIR", "router"]
+
+logger = logging.getLogger("citylab.api.console")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+_MISSING = """<!doctype html><title>citylab console</title>
+<p>The console's assets are not built: run <code>npm ci && npm run build</code> in <code>console/</code>.</p>"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = app.state.settings
+    listener = None
+    if settings.mqtt_url:
+        listener = StatusListener(settings.mqtt_url, app.state.pool)
+        listener.start()
+    app.state.status_listener = listener
+    try:
+        yield
+    finally:
+        if listener is not None:
+            listener.stop()
+
+
+router = APIRouter(tags=["console"], lifespan=lifespan)
+
+
+class FleetDevicePublic(BaseModel):
+    device: str
+    org: str
+    kind: str
+    gateway: str | None
+    area: str
+    enabled: bool
+    lat: float
+    lon: float
+    series: int
+    last_seen: datetime | None
+    state: str | None
+    buffer_depth: int | None
+    status_at: datetime | None
+
+
+class FleetPublic(BaseModel):
+    devices: list[FleetDevicePublic]
+
+
+@router.get("/", include_in_schema=False, response_class=HTMLResponse, response_model=None)
+def read_console() -> FileResponse | HTMLResponse:
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return HTMLResponse(_MISSING, status_code=503)
+    return FileResponse(index, media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+
+@router.get("/console/static/{path:path}", include_in_schema=False, response_model=None)
+def read_console_asset(path: str) -> FileResponse:
+    root = STATIC_DIR.resolve()
+    target = (root / path).resolve()
+    if not target.is_relative_to(root) or not target.is_file():
+        raise HTTPException(404, "no such console asset")
+    return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
+
+
+@router.get("/console/api/fleet", response_model=FleetPublic, summary="The fleet with health and map position")
+def read_fleet(conn: ConnDep, principal: PrincipalDep) -> FleetPublic:
+    """The devices the caller's organisation may see: its own, and those it holds a grant for."""
+    devices = queries.fleet(conn, org_id=principal.org_id, org_slug=principal.org_slug)
+    return FleetPublic(devices=[FleetDevicePublic.model_validate(d, from_attributes=True) for d in devices])

@@ -1,0 +1,231 @@
+"""Data products and procurement: the catalogue, access requests, grants and quality.
+
+    POST /v1/products                      publish a product of your series (provider)
+    GET  /v1/products                      the catalogue (any key)
+    GET  /v1/products/{id}                 one product
+    GET  /v1/products/{id}/quality         quality over the last 7 and 30 days, from the data
+    POST /v1/products/{id}/requests        ask for access (consumer)
+    GET  /v1/grants                        your requests and grants, as consumer or provider, with usage
+    GET  /v1/grants/{id}
+    POST /v1/grants/{id}/approve           (provider of the product) optionally until expires_at
+    POST /v1/grants/{id}/reject
+    POST /v1/grants/{id}/revoke
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.deps import ConnDep, ConsumerDep, PrincipalDep, ProviderDep, SettingsDep, actor
+from api.errors import Problem
+from api.params import Instant
+from api.routes import problem_responses
+from storage import products
+from storage.audit import record_change
+from storage.tenants import Principal
+
+router = APIRouter(tags=["products"])
+
+Id = Annotated[int, Path(ge=1, le=2**62)]
+
+
+class ProductCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=10_000)
+    licence: Literal["CC-BY-4.0", "CC0-1.0", "CC-BY-SA-4.0", "NLOD-2.0", "ODbL-1.0", "proprietary"]
+    terms: str = Field(default="", max_length=10_000)
+    price_month: Decimal | None = Field(default=None, ge=0, le=Decimal("9999999999.99"), decimal_places=2,
+                                        description="Monthly price; null means free.")
+    currency: str = Field(default="NOK", pattern=r"^[A-Z]{3}$")
+    series_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=10_000)
+
+
+class ProductPublic(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+    id: int
+    provider: str
+    title: str
+    description: str
+    licence: str
+    terms: str
+    price_month: Decimal | None
+    currency: str
+    created_at: datetime
+    series_ids: list[int]
+
+
+class QualityWindowPublic(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+    days: int
+    completeness: float | None = Field(description="Readings / expected from the declared intervals (0..1).")
+    freshness_s: float | None = Field(description="Seconds since the newest reading of the stalest series.")
+    anomaly_rate: float | None = Field(description="Anomalies / readings.")
+    uptime: float | None = Field(description="Share of hours with at least one reading (0..1).")
+    readings: int
+    anomalies: int
+
+
+class QualityPublic(BaseModel):
+    product_id: int
+    computed_at: datetime
+    windows: list[QualityWindowPublic]
+
+
+class AccessRequestCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    message: str = Field(default="", max_length=2000, description="Purpose of use, for the provider.")
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    expires_at: Instant | None = Field(default=None, description="When the grant ends; null: until revoked.")
+
+
+class GrantPublic(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+    id: int
+    product_id: int
+    consumer: str
+    status: Literal["requested", "active", "rejected", "revoked"]
+    message: str
+    requested_at: datetime
+    decided_at: datetime | None
+    expires_at: datetime | None
+    requests: int = Field(description="Data requests served through this grant.")
+    rows_served: int = Field(description="Rows served through this grant.")
+
+
+def _audit(conn, principal: Principal, action: str, owner_org: int, detail: dict) -> None:
+    record_change(conn, actor=actor(principal), action=action, org_id=principal.org_id, key_id=principal.key_id,
+                  owner_org=owner_org, detail=detail)
+
+
+def _product_or_404(conn, product_id: int) -> products.DataProduct:
+    found = products.get_product(conn, product_id)
+    if found is None:
+        raise Problem(404, f"no data product with id {product_id}")
+    return found
+
+
+@router.post("/products", response_model=ProductPublic, status_code=201, summary="Publish a data product",
+             responses=problem_responses(401, 403, 422, 503))
+def create_product(conn: ConnDep, principal: ProviderDep, body: ProductCreate) -> ProductPublic:
+    try:
+        product = products.create_product(
+            conn, org_id=principal.org_id, org_slug=principal.org_slug, title=body.title,
+            description=body.description, licence=body.licence, terms=body.terms, price_month=body.price_month,
+            currency=body.currency, series_ids=body.series_ids,
+        )
+    except ValueError as exc:
+        raise Problem(422, str(exc), title="Invalid request") from None
+    _audit(conn, principal, "product.create", principal.org_id, {"product_id": product.id, "series": product.series_ids})
+    return ProductPublic.model_validate(product)
+
+
+@router.get("/products", response_model=list[ProductPublic], summary="The data product catalogue",
+            description="Every published product (metadata only; the data needs a grant), by id after `cursor`.",
+            responses=problem_responses(401, 422, 503))
+def read_products(
+    conn: ConnDep, principal: PrincipalDep,
+    provider: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[ProductPublic]:
+    return [ProductPublic.model_validate(p)
+            for p in products.list_products(conn, provider=provider, after=cursor, limit=limit)]
+
+
+@router.get("/products/{product_id}", response_model=ProductPublic, summary="One data product",
+            responses=problem_responses(401, 404, 422, 503))
+def read_product(conn: ConnDep, principal: PrincipalDep, product_id: Id) -> ProductPublic:
+    return ProductPublic.model_validate(_product_or_404(conn, product_id))
+
+
+@router.get("/products/{product_id}/quality", response_model=QualityPublic, summary="Quality report",
+            description="Completeness against the declared intervals, freshness, anomaly rate and uptime over the "
+            "last 7 and 30 days, computed from the stored data.",
+            responses=problem_responses(401, 404, 422, 503))
+def read_quality(conn: ConnDep, principal: PrincipalDep, settings: SettingsDep, product_id: Id) -> QualityPublic:
+    _product_or_404(conn, product_id)
+    now = datetime.now(UTC)
+    width = min(settings.window_widths_s)
+    windows = [products.product_quality(conn, product_id, days=d, width_s=width, now=now) for d in (7, 30)]
+    return QualityPublic(product_id=product_id, computed_at=now,
+                         windows=[QualityWindowPublic.model_validate(w) for w in windows])
+
+
+@router.post("/products/{product_id}/requests", response_model=GrantPublic, status_code=201,
+             summary="Request access to a product", responses=problem_responses(401, 403, 404, 422, 503))
+def request_access(conn: ConnDep, principal: ConsumerDep, product_id: Id,
+                   body: AccessRequestCreate | None = None) -> GrantPublic:
+    product = _product_or_404(conn, product_id)
+    grant = products.request_access(conn, product_id=product_id, consumer_org=principal.org_id,
+                                    message=body.message if body else "")
+    _audit(conn, principal, "grant.request", product.org_id, {"grant_id": grant.id, "product_id": product_id})
+    return GrantPublic.model_validate(grant)
+
+
+@router.get("/grants", response_model=list[GrantPublic], summary="Your requests and grants",
+            description="Where your organisation is the consumer or the provider, newest first, with usage.",
+            responses=problem_responses(401, 503))
+def read_grants(conn: ConnDep, principal: PrincipalDep) -> list[GrantPublic]:
+    return [GrantPublic.model_validate(g) for g in products.list_grants(conn, org_id=principal.org_id)]
+
+
+def _grant_or_404(conn, principal: Principal, grant_id: int) -> products.AccessGrant:
+    grant = products.get_grant(conn, grant_id)
+    if grant is None or principal.org_id not in (grant.consumer_org, grant.provider_org):
+        raise Problem(404, f"no grant with id {grant_id} of your organisation")
+    return grant
+
+
+@router.get("/grants/{grant_id}", response_model=GrantPublic, summary="One request or grant",
+            responses=problem_responses(401, 404, 422, 503))
+def read_grant(conn: ConnDep, principal: PrincipalDep, grant_id: Id) -> GrantPublic:
+    return GrantPublic.model_validate(_grant_or_404(conn, principal, grant_id))
+
+
+def _decide(conn, principal: Principal, grant_id: int, *, approve: bool, expires_at: datetime | None) -> GrantPublic:
+    grant = _grant_or_404(conn, principal, grant_id)
+    if grant.provider_org != principal.org_id:
+        raise Problem(403, "only the product's provider decides on a request")
+    if expires_at is not None and expires_at <= datetime.now(UTC):
+        raise Problem(422, "expires_at must be in the future", title="Invalid request")
+    decided = products.decide_grant(conn, grant_id=grant_id, provider_org=principal.org_id, approve=approve,
+                                    expires_at=expires_at)
+    if decided is None:
+        raise Problem(409, f"grant {grant_id} is {grant.status}, not requested")
+    _audit(conn, principal, "grant.approve" if approve else "grant.reject", principal.org_id,
+           {"grant_id": grant_id, "consumer": grant.consumer, "expires_at": expires_at})
+    return GrantPublic.model_validate(decided)
+
+
+@router.post("/grants/{grant_id}/approve", response_model=GrantPublic, summary="Approve a request",
+             responses=problem_responses(401, 403, 404, 409, 422, 503))
+def approve_grant(conn: ConnDep, principal: ProviderDep, grant_id: Id, body: Decision | None = None) -> GrantPublic:
+    return _decide(conn, principal, grant_id, approve=True, expires_at=body.expires_at if body else None)
+
+
+@router.post("/grants/{grant_id}/reject", response_model=GrantPublic, summary="Reject a request",
+             responses=problem_responses(401, 403, 404, 409, 422, 503))
+def reject_grant(conn: ConnDep, principal: ProviderDep, grant_id: Id) -> GrantPublic:
+    return _decide(conn, principal, grant_id, approve=False, expires_at=None)
+
+
+@router.post("/grants/{grant_id}/revoke", response_model=GrantPublic, summary="Revoke a grant",
+             responses=problem_responses(401, 403, 404, 409, 422, 503))
+def revoke_grant(conn: ConnDep, principal: ProviderDep, grant_id: Id) -> GrantPublic:
+    grant = _grant_or_404(conn, principal, grant_id)
+    if grant.provider_org != principal.org_id:
+        raise Problem(403, "only the product's provider revokes a grant")
+    revoked = products.revoke_grant(conn, grant_id=grant_id, provider_org=principal.org_id)
+    if revoked is None:
+        raise Problem(409, f"grant {grant_id} is {grant.status}, not active")
+    _audit(conn, principal, "grant.revoke", principal.org_id, {"grant_id": grant_id, "consumer": grant.consumer})
+    return GrantPublic.model_validate(revoked)
