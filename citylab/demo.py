@@ -64,7 +64,9 @@ def _toml_str(value: str | Path) -> str:
     return json.dumps(str(value))  # a JSON string is a valid TOML basic string
 
 
-def _edge_toml(*, org: str, device: str, mqtt_url: str, buffer: Path, sources: list[str]) -> str:
+def _edge_toml(*, org: str, device: str, mqtt_url: str, buffer: Path, sources: list[str],
+               credentials: tuple[str, str] | None = None) -> str:
+    login = [f"username = {_toml_str(credentials[0])}", f"password = {_toml_str(credentials[1])}"] if credentials else []
     return "\n".join(
         [
             "# written by citylab up --demo; edited copies are overwritten",
@@ -75,6 +77,7 @@ def _edge_toml(*, org: str, device: str, mqtt_url: str, buffer: Path, sources: l
             "",
             "[mqtt]",
             f"url = {_toml_str(mqtt_url)}",
+            *login,
             "commit_timeout_s = 30.0",
             "",
             "[buffer]",
@@ -99,11 +102,14 @@ def demo_commands(
     gateways: int = 2,
     lora: int = 10,
     period_s: float = 1.0,
+    credentials: dict[str, tuple[str, str]] | None = None,
 ) -> list[list[str]]:
     """Write the edge configs; return argv lists ``[simulator, edge gw-01, ..., edge gw-lora]``.
 
     Serial sensors emit every ``period_s``, LoRa nodes every ``5 * period_s`` (jittered).
     The agents may start before the simulator has made its tty symlinks: they retry.
+    ``credentials`` (gateway -> (username, password)) go into each agent's ``[mqtt]``
+    section when the broker runs dynamic security.
     """
     demo = Path(home) / "demo"
     district = demo / "district"
@@ -135,8 +141,10 @@ def demo_commands(
         path.write_text(
             _edge_toml(
                 org=org, device=gateway, mqtt_url=mqtt_url, buffer=demo / "buffers" / f"{gateway}.sqlite",
-                sources=[sources],
+                sources=[sources], credentials=(credentials or {}).get(gateway),
             )
         )
+        if credentials:
+            path.chmod(0o600)
         commands.append([sys.executable, "-m", "edge", "--config", str(path)])
     return commands

@@ -19,9 +19,13 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from citylab.settings import Settings
 from citylab.supervisor import Supervisor
+
+if TYPE_CHECKING:
+    from citylab.broker_security import DynSec
 
 __all__ = ["LabError", "LabState", "read_state", "run_lab", "run_simulation"]
 
@@ -107,9 +111,11 @@ def _register_demo(url: str, org: str, *, serial: int, gateways: int, lora: int)
     from citylab.demo import demo_devices
     from storage import connect
     from storage.registry import register_device
+    from storage.tenants import ensure_org
 
     devices = demo_devices(serial=serial, gateways=gateways, lora=lora)
     with connect(url) as conn:
+        ensure_org(conn, slug=org, name=f"Demo district ({org})", kind="provider")
         # gateways first: sensors reference them
         for dev in sorted(devices, key=lambda d: d.gateway is not None):
             register_device(conn, org=org, device=dev.device, gateway=dev.gateway, kind=dev.kind)
@@ -122,16 +128,53 @@ def _child_env(database_url: str, mqtt_url: str) -> dict[str, str]:
 
 
 def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database_url: str, mqtt_url: str,
-                *, serial: int, gateways: int, lora: int, period_s: float) -> None:
-    from citylab.demo import demo_commands
+                *, serial: int, gateways: int, lora: int, period_s: float, dynsec: DynSec | None = None) -> None:
+    from citylab.demo import demo_commands, demo_devices
 
     count = _register_demo(database_url, settings.org, serial=serial, gateways=gateways, lora=lora)
+    credentials: dict[str, tuple[str, str]] = {}
+    if dynsec is not None:
+        # each gateway publishes with its own broker credentials, limited to its own prefix
+        for dev in demo_devices(serial=serial, gateways=gateways, lora=lora):
+            if dev.kind == "gateway":
+                creds = dynsec.create_device(settings.org, dev.device)
+                credentials[dev.device] = (creds.username, creds.password)
+        _set_usernames(database_url, settings.org, credentials)
     commands = demo_commands(home=home, org=settings.org, mqtt_url=mqtt_url, serial=serial, gateways=gateways,
-                             lora=lora, period_s=period_s)
+                             lora=lora, period_s=period_s, credentials=credentials)
     for i, argv in enumerate(commands):
         supervisor.start("simulator" if i == 0 else f"edge-{i}", argv)
     print(f"demo district: {serial} serial sensors behind {gateways} gateways, {lora} LoRa nodes behind gw-lora "
           f"({count} devices registered in org {settings.org!r})", flush=True)
+
+
+def _set_usernames(url: str, org: str, credentials: dict[str, tuple[str, str]]) -> None:
+    from storage import connect
+    from storage.tenants import set_mqtt_username
+
+    with connect(url) as conn:
+        for device, (username, _) in credentials.items():
+            set_mqtt_username(conn, org=org, device=device, username=username)
+        conn.commit()
+
+
+def _secured_broker(home: Path) -> tuple[str, str]:
+    """(admin username, admin password) of the embedded broker's dynamic security, kept under `home`
+    (the plugin's file keeps the password's hash across restarts)."""
+    from citylab.broker_security import new_password
+
+    secret = home / "broker-admin.json"
+    try:
+        data = json.loads(secret.read_text())
+        return data["username"], data["password"]
+    except (OSError, ValueError, KeyError):
+        pass
+    username, password = "citylab-admin", new_password()
+    secret.write_text(json.dumps({"username": username, "password": password}))
+    secret.chmod(0o600)
+    # a new admin password needs a new plugin file
+    (home / "mosquitto" / "dynsec.json").unlink(missing_ok=True)
+    return username, password
 
 
 def _watch_first_readings(database_url: str, started: float, stop: threading.Event) -> None:
@@ -179,12 +222,25 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
             pg = start_postgres(home)
             stack.callback(pg.stop)
             database_url = pg.url
+        dynsec: DynSec | None = None
+        admin: tuple[str, str] | None = None
         if settings.mqtt_url:
             mqtt_url = settings.mqtt_url
+            if settings.dynsec_password:
+                admin = (settings.dynsec_username, settings.dynsec_password)
         else:
-            mq = start_mosquitto(home)
+            admin = _secured_broker(home) if settings.broker_dynsec else None
+            mq = start_mosquitto(home, dynsec=admin)
             stack.callback(mq.stop)
             mqtt_url = mq.url
+        ingest_url = mqtt_url
+        if admin is not None:
+            from citylab.broker_security import DynSec, new_password, url_with_credentials
+
+            dynsec = DynSec(mqtt_url, username=admin[0], password=admin[1])
+            ingest_password = new_password()
+            dynsec.create_ingest(settings.ingest_client_id, ingest_password)
+            ingest_url = url_with_credentials(mqtt_url, settings.ingest_client_id, ingest_password)
         _migrate(database_url, settings)
 
         port = settings.api_port
@@ -198,19 +254,23 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         env = _child_env(database_url, mqtt_url)
         stack.callback(supervisor.stop)
         me = [sys.executable, "-m", "citylab"]
-        supervisor.start("ingest", [*me, "ingest"], env=env)
-        supervisor.start("api", [*me, "api"], env={**env, "CITYLAB_API_PORT": str(port),
-                                                   "CITYLAB_API_HOST": settings.api_host})
+        supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url})
+        api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host}
+        if admin is not None:
+            api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}
+        supervisor.start("api", [*me, "api"], env=api_env)
         if demo:
             _start_demo(supervisor, settings, home, database_url, mqtt_url, serial=serial, gateways=gateways,
-                        lora=lora, period_s=period_s)
+                        lora=lora, period_s=period_s, dynsec=dynsec)
         state = LabState(database_url=database_url, mqtt_url=mqtt_url, api_url=api_url, pid=os.getpid(),
                          started_at=time.time(), demo=demo)
         state_path = home / STATE_FILE
         state_path.write_text(json.dumps(asdict(state), indent=2))
         stack.callback(state_path.unlink, missing_ok=True)
         print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json)\n"
-              f"  database  {database_url}\n  broker    {mqtt_url}\n  logs      {log_dir}\n"
+              f"  database  {database_url}\n  broker    {mqtt_url}"
+              f"{' (dynamic security: per-device credentials)' if admin else ''}\n  logs      {log_dir}\n"
+              "  first API key: citylab admin create-org --name NAME --kind provider|city|research --json\n"
               "Ctrl-C stops everything.", flush=True)
         threading.Thread(target=_watch_first_readings, args=(database_url, started, stop), daemon=True).start()
         while not stop.wait(0.5):

@@ -106,6 +106,7 @@ class Pipeline:
             raise
 
     def _commit(self, messages: Sequence[Message]) -> CommitResult:
+        self.resolver.refresh()
         dead: list[DeadLetter] = []
         packs: list[tuple[DecodedPack, np.ndarray]] = []
         for message in messages:

@@ -25,6 +25,7 @@ from storage.registry import (
     ensure_series,
     load_devices,
     load_lorawan_devices,
+    registry_version,
     series_units,
 )
 
@@ -42,10 +43,26 @@ class SeriesResolver:
         self.reload_interval_s = reload_interval_s
         self._devices: dict[str, Device] = {}
         self._loaded_at = float("-inf")
+        self._checked_at = float("-inf")
+        self._version: tuple[int, int] | None = None
         self._lorawan: dict[str, LoRaWANDevice] = {}
         self._lorawan_loaded_at = float("-inf")
         # publisher -> {(name, unit): series id}, only for combinations already authorised
         self._known: dict[str, dict[tuple[str, str | None], int]] = {}
+
+    def refresh(self, *, every_s: float = 2.0) -> bool:
+        """Forget cached decisions when the registry changed (a device disabled, moved, added)."""
+        now = time.monotonic()
+        if now - self._checked_at < every_s:
+            return False
+        self._checked_at = now
+        version = registry_version(self._conn)
+        changed = self._version is not None and version != self._version
+        self._version = version
+        if changed:
+            logger.info("device registry changed: re-checking authorisation")
+            self.forget()
+        return changed
 
     def resolve(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
         """Series ids of the pack's readings (int32), or the reason it is refused."""
@@ -71,6 +88,8 @@ class SeriesResolver:
     def forget(self) -> None:
         """Drop every cached decision (after registry changes such as a disabled device)."""
         self._known.clear()
+        self._devices = {}
+        self._lorawan = {}
         self._loaded_at = float("-inf")
         self._lorawan_loaded_at = float("-inf")
 

@@ -13,6 +13,9 @@ for dir in /usr/lib/postgresql/*/bin; do
 done
 $pg_ok || missing+=(postgresql)
 { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; } || missing+=(mosquitto)
+# the documented onboarding walk-through (run by the tests) uses mosquitto_pub and jq
+command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+command -v jq >/dev/null 2>&1 || missing+=(jq)
 # the tests validate docker-compose.yml with `docker-compose config` (no Docker engine needed)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
 # the lab console is tested in a real headless browser

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from storage.errors import map_errors
 
-__all__ = ["Device", "LoRaWANDevice", "ensure_series", "load_lorawan_devices", "set_dev_eui", "load_devices", "register_device", "series_quantities", "series_units"]
+__all__ = ["Device", "LoRaWANDevice", "ensure_series", "load_lorawan_devices", "registry_version", "set_dev_eui", "load_devices", "register_device", "series_quantities", "series_units"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,15 @@ def register_device(
             " kind = excluded.kind",
             (device, org, gateway, kind),
         )
+
+
+def registry_version(conn: psycopg.Connection) -> tuple[int, int]:
+    """A fingerprint of what authorisation depends on (org, gateway, enabled, DevEUI of every device)."""
+    with map_errors("registry version"):
+        return tuple(conn.execute(
+            "SELECT count(*), coalesce(sum(hashtext(concat_ws('|', device, org, gateway, enabled, dev_eui))), 0)"
+            " FROM devices"
+        ).fetchone())
 
 
 def load_devices(conn: psycopg.Connection) -> dict[str, Device]:

@@ -37,6 +37,7 @@ __all__ = [
     "create_org",
     "device_of_org",
     "device_series",
+    "ensure_org",
     "forget_device",
     "get_org",
     "list_keys",
@@ -316,3 +317,14 @@ def device_series(conn: psycopg.Connection, *, device: str) -> list[tuple[int, s
         return conn.execute(
             "SELECT id, quantity, unit FROM series WHERE device = %s ORDER BY id", (device,)
         ).fetchall()
+
+
+def ensure_org(conn: psycopg.Connection, *, slug: str, name: str, kind: str) -> Organisation:
+    """The organisation with `slug`, created when missing (the demo district's)."""
+    with map_errors("ensure organisation"):
+        conn.execute(
+            "INSERT INTO organisations (slug, name, kind) VALUES (%s, %s, %s) ON CONFLICT (slug) DO NOTHING",
+            (slug, name, kind),
+        )
+        row = conn.execute(_ORG + " WHERE slug = %s", (slug,)).fetchone()
+    return Organisation(*row)

@@ -20,8 +20,8 @@ def _counting_sort(series_id, time, value, sid_min, counts, order, o_sid, o_time
     """Stable counting sort by series id, then a stable sort by time of each series' run
     (skipped when the run is already in time order, the usual case).
 
-    Writes the permutation into `order` and the sorted columns into `o_*` in the same pass
-    (sequential reads, one scattered write each). `counts` must be zeroed int64[span + 1]
+    Writes the permutation, times and values into `order`, `o_time`, `o_value` in the same pass
+    (sequential reads, one scattered write each); `o_sid` is filled run by run. `counts` must be zeroed int64[span + 1]
     with span = max id − sid_min + 1.
     """
     n = series_id.size
@@ -34,13 +34,13 @@ def _counting_sort(series_id, time, value, sid_min, counts, order, o_sid, o_time
         k = series_id[i] - sid_min
         j = counts[k]
         order[j] = i
-        o_sid[j] = series_id[i]
         o_time[j] = time[i]
         o_value[j] = value[i]
         counts[k] = j + 1
     start = 0
     for k in range(counts.size - 1):
         end = counts[k]
+        o_sid[start:end] = sid_min + k  # a run of one series: written sequentially, not scattered
         in_order = True
         for j in range(start + 1, end):
             if o_time[j] < o_time[j - 1]:

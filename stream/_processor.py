@@ -15,7 +15,7 @@ from stream._errors import BatchError
 from stream._order import sort_batch
 from stream._params import P_GAP_FACTOR, P_GAP_WARMUP, DetectorParams
 from stream._results import Aggregates, Anomalies, BatchResult
-from stream._windows import aggregate_windows
+from stream._windows import aggregate_widths
 
 __all__ = ["StreamProcessor"]
 
@@ -135,10 +135,10 @@ class StreamProcessor:
             )
         self._state.ensure(int(sid.max()))
         order, sid_s, t_s, v_s = sort_batch(sid, t, v)
-        aggregates = tuple(aggregate_windows(sid_s, t_s, v_s, w) for w in self.widths_s)
+        aggregates = aggregate_widths(sid_s, t_s, v_s, self.widths_s)
         scores, kind_s, flagged_s = score_batch(self._state, self._table, order, sid_s, t_s, v_s)
-        anomalies = Anomalies.build(sid_s[flagged_s], t_s[flagged_s], v_s[flagged_s], scores[order[flagged_s]],
-                                    kind_s[flagged_s])
+        hit = np.flatnonzero(flagged_s)  # one scan of the mask; the gathers below touch only the hits
+        anomalies = Anomalies.build(sid_s[hit], t_s[hit], v_s[hit], scores[order[hit]], kind_s[hit])
         return BatchResult(aggregates, anomalies, _readonly(scores))
 
 

@@ -27,6 +27,7 @@ from ingest import IngestOptions, IngestService
 from protocol.senml import decode_pack
 from protocol.topics import ingest_filters, up_topic
 from storage.registry import register_device
+from storage.tenants import create_key, ensure_org
 
 pytestmark = pytest.mark.slow
 
@@ -115,7 +116,10 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
     for reading in sorted(emitted, key=lambda r: r.seq):
         ledger_values.setdefault(reading.quantity, []).append(reading.value)
 
-    client = TestClient(create_app(Settings(database_url=database)))
+    with psycopg.connect(database, autocommit=True) as conn:  # the key of the test's organisation
+        tenant = ensure_org(conn, slug=org, name=org, kind="provider")
+        _, key = create_key(conn, org_id=tenant.id, role="consumer")
+    client = TestClient(create_app(Settings(database_url=database)), headers={"Authorization": f"Bearer {key}"})
     with client:
         series = [s for s in client.get("/v1/series").json() if s["device"] == SENSOR]
         assert {s["quantity"] for s in series} == set(ledger_values)

@@ -84,9 +84,14 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
             json.dumps({"first_readings_after_s": round(first_readings_s, 2), "status": status}, indent=2))
 
         # every gateway's readings arrive: both serial gateways and the LoRa one
+        # the demo district's organisation exists; an operator makes a key for it
+        made = subprocess.run([sys.executable, "-m", "citylab", "admin", "create-key", "--org", "lab", "--role",
+                               "consumer", "--json"], env=env, capture_output=True, text=True, timeout=30)
+        assert made.returncode == 0, made.stderr
+        headers = {"Authorization": f"Bearer {json.loads(made.stdout)['api_key']}"}
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            series = httpx.get(f"{api_url}/v1/series", timeout=10).json()
+            series = httpx.get(f"{api_url}/v1/series", headers=headers, timeout=10).json()
             devices = {s["device"].split("-")[0] for s in series}
             lora = [s for s in series if s["device"].startswith("lora-")]
             if lora and len({s["device"] for s in series}) >= 30:
@@ -95,7 +100,7 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         assert lora, series
         assert len({s["device"] for s in series}) >= 30, devices
         assert httpx.get(f"{api_url}/health", timeout=10).json()["status"] == "ok"
-        readings = httpx.get(f"{api_url}/v1/series/{series[0]['id']}/readings", timeout=10).json()
+        readings = httpx.get(f"{api_url}/v1/series/{series[0]['id']}/readings", headers=headers, timeout=10).json()
         assert readings
 
         status = _status(env)

@@ -36,8 +36,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = app.state.settings
     listener = None
     if settings.mqtt_url:
-        listener = StatusListener(settings.mqtt_url, app.state.pool)
-        listener.start()
+        admin = (settings.dynsec_username, settings.dynsec_password) if settings.dynsec_password else None
+        listener = StatusListener(settings.mqtt_url, app.state.pool, dynsec_admin=admin)
+        try:
+            listener.start()
+        except Exception as exc:  # noqa: BLE001 - the API serves without gateway status rather than not at all
+            logger.warning("gateway status listener not started: %s", exc)
+            listener = None
     app.state.status_listener = listener
     try:
         yield

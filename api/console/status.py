@@ -1,6 +1,10 @@
 """The gateway status listener: retained `lab/{org}/{device}/status` messages into
 the `gateway_status` table (storage.console), for the console and Grafana.
 
+When the broker runs the dynamic-security plugin (the API holds its admin
+credentials), the listener first makes a broker client of its own whose role
+may only subscribe to `lab/+/+/status`, and deletes it again on stop.
+
 A gateway publishes its status (state, store-and-forward buffer depth, counters)
 retained every few seconds, and the broker publishes its will `{"state":
 "offline"}` when it vanishes. The paho callback only puts the message into a
@@ -66,11 +70,18 @@ def parse_status(topic: str, payload: bytes, *, now: datetime) -> GatewayReport 
 
 
 class StatusListener:
-    """Subscribes to every gateway's status and records the newest of each."""
+    """Subscribes to every gateway's status and records the newest of each.
 
-    def __init__(self, mqtt_url: str, pool: ConnectionPool) -> None:
+    `dynsec_admin` (username, password) is the broker's dynamic-security admin;
+    without it the listener connects with the credentials in `mqtt_url`, if any.
+    """
+
+    def __init__(self, mqtt_url: str, pool: ConnectionPool, *, dynsec_admin: tuple[str, str] | None = None) -> None:
         self.mqtt_url = mqtt_url
         self.pool = pool
+        self.dynsec_admin = dynsec_admin
+        self.client_id = f"citylab-console-{uuid.uuid4().hex[:8]}"
+        self._dynsec = None
         self.recorded = 0
         self.dropped = 0
         self.failed = 0
@@ -82,9 +93,10 @@ class StatusListener:
         import paho.mqtt.client as mqtt
 
         parts = urlsplit(self.mqtt_url)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"citylab-console-{uuid.uuid4().hex[:8]}",
-                             protocol=mqtt.MQTTv5)
-        if parts.username:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
+        if self.dynsec_admin is not None:
+            client.username_pw_set(self.client_id, self._broker_account())
+        elif parts.username:
             client.username_pw_set(unquote(parts.username), unquote(parts.password or ""))
         client.on_connect = lambda c, userdata, flags, reason, props: c.subscribe(TOPIC, qos=1)
         client.on_message = self._on_message
@@ -96,6 +108,18 @@ class StatusListener:
         self._client = client
         logger.info("status listener subscribing to %s", TOPIC)
 
+    def _broker_account(self) -> str:
+        """A broker client and role that may subscribe to the status topics only; its password."""
+        from citylab.broker_security import DynSec, new_password
+
+        username, password = self.dynsec_admin
+        self._dynsec = DynSec(self.mqtt_url, username=username, password=password)
+        secret = new_password()
+        self._dynsec.create_service(self.client_id, secret, role=self.client_id, acls=[
+            {"acltype": "subscribePattern", "topic": TOPIC, "allow": True},
+        ])
+        return secret
+
     def stop(self) -> None:
         if self._client is not None:
             self._client.disconnect()
@@ -103,6 +127,12 @@ class StatusListener:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join(timeout=5)
+        if self._dynsec is not None:
+            try:
+                self._dynsec.run([{"command": "deleteClient", "username": self.client_id},
+                                  {"command": "deleteRole", "rolename": self.client_id}], ignore_errors=True)
+            except Exception as exc:  # noqa: BLE001 - the broker may already be gone at shutdown
+                logger.info("could not delete broker client %s: %s", self.client_id, exc)
 
     def _on_message(self, client, userdata, message) -> None:
         try:

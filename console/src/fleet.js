@@ -4,7 +4,7 @@ import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 import { api, ago, el, fmt } from "./api.js";
 
-const OFFLINE_AFTER_S = 120;
+const OFFLINE_AFTER_S = 300; // as the Grafana "Fleet health" dashboard (dashboards/fleet.py)
 const COLOURS = { online: "#1a9850", offline: "#d73027", disabled: "#8c8c8c", silent: "#fdae61" };
 
 export function deviceStatus(d) {

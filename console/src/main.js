@@ -15,7 +15,8 @@ const state = { series: [], view: "overview", timer: null };
 const chart = new ChartView({ container: $("chart"), info: $("chart-info") });
 const fleet = new FleetView({
   mapId: "fleet-map", tableBody: $("fleet-list").querySelector("tbody"), summary: $("fleet-summary"),
-  onSelectDevice: (device) => {
+  onSelectDevice: async (device) => {
+    if (!state.series.some((x) => x.device === device)) await loadSeries().catch((err) => report("series", err));
     const s = state.series.find((x) => x.device === device);
     if (s) selectSeries(s.id);
   },
@@ -47,9 +48,14 @@ async function loadSeries() {
   return state.series;
 }
 
-function selectSeries(id) {
-  const s = state.series.find((x) => x.id === Number(id));
-  if (!s) return;
+async function selectSeries(id) {
+  let s = state.series.find((x) => x.id === Number(id));
+  if (!s) {
+    // a series newer than the list (a device onboarded since): reload the catalogue once
+    await loadSeries().catch((err) => report("series", err));
+    s = state.series.find((x) => x.id === Number(id));
+    if (!s) return;
+  }
   $("series-select").value = String(s.id);
   chart.select(s, Number($("range-select").value)).catch((err) => report("chart", err));
   $("chart-card").scrollIntoView({ behavior: "smooth", block: "nearest" });

@@ -40,8 +40,13 @@ export class Onboarding {
       unit: row.querySelector("[name=unit]").value.trim() || null,
       interval_s: Number(row.querySelector("[name=interval_s]").value) || null,
     })).filter((s) => s.quantity);
-    return { device: this.q("device-id").value.trim(), kind: this.q("device-kind").value, lat: num("device-lat"),
-      lon: num("device-lon"), sensors };
+    const lat = num("device-lat");
+    const lon = num("device-lon");
+    const body = { device: this.q("device-id").value.trim(), sensors };
+    if (lat !== null && lon !== null) body.location = { lat, lon };
+    const gateway = this.q("device-gateway").value.trim();
+    if (gateway) body.gateway = gateway;
+    return body;
   }
 
   async register() {
@@ -54,7 +59,9 @@ export class Onboarding {
       this.showCredentials(answer);
       this.waitForFirstReading(answer.device);
     } catch (err) {
-      error.textContent = err.status === 401 ? `Your API key was refused: ${err.message}` : err.message;
+      const details = (err.problem?.errors ?? []).map((e) => `${e.loc ?? e.field ?? ""} ${e.msg ?? e.message ?? ""}`.trim());
+      error.textContent = (err.status === 401 ? `Your API key was refused: ${err.message}` : err.message) +
+        (details.length ? ` (${details.join("; ")})` : "");
       error.hidden = false;
     } finally {
       button.disabled = false;
@@ -63,7 +70,7 @@ export class Onboarding {
 
   showCredentials(answer) {
     const mqtt = answer.mqtt ?? {};
-    const prefix = answer.topic_prefix ?? `lab/${answer.org}/${answer.device}`;
+    const prefix = (answer.topic_prefix ?? `lab/${answer.org}/${answer.device}`).replace(/\/+$/, "");
     this.q("cred-url").textContent = mqtt.url ?? "";
     this.q("cred-username").textContent = mqtt.username ?? "";
     this.q("cred-password").textContent = mqtt.password ?? "";
@@ -72,7 +79,7 @@ export class Onboarding {
     this.q("cred-example").textContent =
       `mosquitto_pub -h ${url.hostname} -p ${url.port || 1883} -u '${mqtt.username}' -P '<password>' -q 1 \\\n` +
       `  -t '${prefix}/up' \\\n` +
-      `  -m '[{"bn":"${answer.device}:","bt":'$(date +%s)',"n":"pm2_5","u":"ug/m3","v":7.5}]'`;
+      `  -m '[{"bn":"${answer.device}/","bt":'$(date +%s)',"n":"pm2_5","u":"ug/m3","v":7.5}]'`;
     this.q("credentials").hidden = false;
     this.q("device-form").reset();
   }

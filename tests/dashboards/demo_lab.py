@@ -2,8 +2,8 @@
 
 Shared by tests/dashboards and tests/console (each imports it by path: the test
 folders are not packages). The lab runs until the session ends; `key` is an
-admin API key of an organisation `lab` (the demo district's org), made directly
-in the database, so that the console sees the demo devices.
+admin API key of the demo district's organisation `lab`, made directly in the
+database, so that the console sees the demo devices.
 """
 
 from __future__ import annotations
@@ -36,11 +36,14 @@ class DemoLab:
 
 
 def _admin_key(database_url: str) -> str:
+    """An admin key of the demo district's organisation (`citylab up --demo` registers it)."""
     from storage import connect
-    from storage.tenants import create_key, create_org
+    from storage.tenants import create_key, create_org, list_orgs
 
     with connect(database_url, autocommit=True) as conn:
-        org = create_org(conn, name="City of the lab", kind="city", slug=DEMO_ORG)
+        org = next((o for o in list_orgs(conn) if o.slug == DEMO_ORG), None)
+        if org is None:
+            org = create_org(conn, name="Demo district", kind="provider", slug=DEMO_ORG)
         _, key = create_key(conn, org_id=org.id, role="admin", label="tests")
     return key
 

@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+from citylab.cli import main
 from dashboards import DASHBOARDS, GENERATED, JSON_DIR, all_dashboards, expand_macros, stale_files, write_json
 from dashboards.macros import MacroError
-from citylab.cli import main
 
 
 def test_committed_json_is_up_to_date() -> None:

@@ -133,3 +133,14 @@ def test_aggregates_equal_the_raw_table_after_out_of_order_replay(pipeline: Pipe
     for got, want in zip(stored, raw):
         assert got[:3] == want[:3]
         np.testing.assert_allclose(got[3:], want[3:], rtol=1e-9, atol=1e-9)
+
+
+def test_registry_changes_take_effect_without_a_restart(pipeline: Pipeline, database: str,
+                                                                 org: str) -> None:
+    first = pipeline.commit([_message(org, "gw-1", _pack(0, [("air-1/temperature", 1.0, BASE_T)]))])
+    assert first.packs_stored == 1
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE devices SET gateway = NULL WHERE device = 'air-1'")
+    pipeline.resolver._checked_at = float("-inf")  # the next batch looks again (every 2 s in service)
+    second = pipeline.commit([_message(org, "gw-1", _pack(1, [("air-1/temperature", 2.0, BASE_T + 1)]))])
+    assert [d.reason for d in second.dead_letters] == ["not_behind_gateway"]

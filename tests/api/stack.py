@@ -1,0 +1,57 @@
+"""A running testbed for end-to-end API tests: a real uvicorn serving the app and
+an ingest worker, both against the test database and the dynsec broker."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import uvicorn
+from testbed import DynsecBroker
+
+from api import create_app
+from citylab.broker_security import DynSec, url_with_credentials
+from citylab.embedded import free_port
+from citylab.settings import Settings
+from ingest import IngestOptions, IngestService
+
+
+@dataclass(frozen=True)
+class Stack:
+    api: str
+    settings: Settings
+
+
+@contextmanager
+def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
+    assert settings.dynsec_password
+    dynsec = DynSec(broker.url, username=settings.dynsec_username, password=settings.dynsec_password)
+    client_id = f"ingest-{secrets.token_hex(4)}"
+    password = secrets.token_urlsafe(16)
+    dynsec.create_ingest(client_id, password)
+    assert settings.database_url
+    ingest = IngestService(IngestOptions(database_url=settings.database_url, client_id=client_id,
+                                         mqtt_url=url_with_credentials(broker.url, client_id, password),
+                                         batch_max_age_ms=50))
+    stop = threading.Event()
+    ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
+    ingest_thread.start()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    api_thread = threading.Thread(target=server.run, daemon=True)
+    api_thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert api_thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield Stack(f"http://127.0.0.1:{port}", settings)
+    finally:
+        server.should_exit = True
+        api_thread.join(15)
+        stop.set()
+        ingest_thread.join(15)
