@@ -63,7 +63,8 @@ def _messages(devices: int, per_device: int, readings: int, boot: str):
         for d in range(devices):
             device = f"d{d:04d}"
             t = T0 + seq * readings
-            records = tuple(Record(f"{device}/temperature", float(seq * readings + i), t + i, "Cel")
+            # a periodic signal in exact binary fractions: realistic for the detector, exact for the ledger
+            records = tuple(Record(f"{device}/temperature", 20.0 + ((seq * readings + i) % 64) * 0.125, t + i, "Cel")
                             for i in range(readings))
             yield up_topic(ORG, device), encode_pack(Pack(boot, seq, records)), readings
 
@@ -125,7 +126,7 @@ def _ledger(url: str, devices: int, per_device: int, readings: int) -> tuple[int
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "WITH expected AS ("
-            "  SELECT 'd' || lpad(d::text, 4, '0') AS device, k AS v,"
+            "  SELECT 'd' || lpad(d::text, 4, '0') AS device, 20.0::float8 + (k %% 64) * 0.125::float8 AS v,"
             "         to_timestamp(%s + k) AS t"
             "  FROM generate_series(0, %s - 1) d, generate_series(0, %s - 1) k),"
             " got AS (SELECT s.device, r.value, r.time, count(*) AS n FROM readings r"

@@ -145,12 +145,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    filters = ingest_filters(settings.ingest_org) + (LORAWAN_FILTERS if settings.lorawan_bridge else ())
+    client_id = settings.ingest_client_id
+    if settings.ingest_share_group:
+        import socket
+
+        # a shared subscription: the broker hands each message to one worker of the group
+        filters = tuple(f"$share/{settings.ingest_share_group}/{f}" for f in filters)
+        client_id = f"{client_id}-{socket.gethostname()}"
     service = IngestService(IngestOptions(
-        database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=settings.ingest_client_id,
+        database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=client_id,
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
-        filters=ingest_filters(settings.ingest_org) + (LORAWAN_FILTERS if settings.lorawan_bridge else ()),
+        filters=filters,
     ))
     service.run(stop)
     return 0

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     ingest_org: str | None = Field(
         default=None, description="Take only this organisation's topics (a shard of the lab); None: all."
     )
+    ingest_share_group: str | None = Field(
+        default=None,
+        description="Several ingest workers share the topics ($share/<group>/...); each then needs its own "
+                    "client id (the host name is appended).",
+    )
     lorawan_bridge: bool = Field(
         default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations."
     )

@@ -30,6 +30,8 @@ __all__ = ["CommitResult", "Pipeline"]
 
 logger = logging.getLogger("citylab.ingest")
 
+_KIND_NAMES = np.asarray(ANOMALY_KINDS, dtype=object)
+
 
 @dataclass(frozen=True, slots=True)
 class CommitResult:
@@ -137,7 +139,7 @@ class Pipeline:
             anomalies = result.anomalies
             self.writer.insert_anomalies(
                 conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
-                [ANOMALY_KINDS[k] for k in anomalies.kind.tolist()],
+                _KIND_NAMES[anomalies.kind],
             )
             insert_dead_letters(conn, dead)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PG_EPOCH_US", "aggregates_payload", "readings_payload"]
+__all__ = ["PG_EPOCH_US", "aggregates_payload", "anomalies_payload", "readings_payload"]
 
 PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01T00:00:00Z in Unix microseconds
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
@@ -65,6 +65,27 @@ def aggregates_payload(parts: list[tuple[int, dict[str, np.ndarray]]]) -> bytes:
         shifted = dict(columns, width_s=width_s, bucket=columns["bucket"] - PG_EPOCH_US,
                        last_time=columns["last_time"] - PG_EPOCH_US)
         chunks.append(_rows(_AGGREGATE_DTYPE, _AGGREGATE_FIELDS, shifted, len(columns["series_id"])))
+    chunks.append(_TRAILER)
+    return b"".join(chunks)
+
+
+def anomalies_payload(series_id: np.ndarray, time_us: np.ndarray, value: np.ndarray, score: np.ndarray,
+                      kinds: np.ndarray) -> bytes:
+    """COPY anomalies (time, series_id, value, score, kind) FROM STDIN (FORMAT BINARY).
+
+    `kind` is text, of variable length, so rows are grouped by kind: within a
+    group every row has the same shape and is one structured array again.
+    """
+    chunks = [_HEADER]
+    for kind in np.unique(kinds):
+        mask = kinds == kind
+        encoded = str(kind).encode()
+        fields = (("time", ">i8"), ("series_id", ">i4"), ("value", ">f8"), ("score", ">f8"),
+                  ("kind", f"S{len(encoded)}"))
+        dtype = _row_dtype(fields)
+        chunks.append(_rows(dtype, fields, {
+            "time": time_us[mask] - PG_EPOCH_US, "series_id": series_id[mask], "value": value[mask],
+            "score": score[mask], "kind": encoded}, int(mask.sum())))
     chunks.append(_TRAILER)
     return b"".join(chunks)
 

@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 import psycopg
 
-from storage.copy import AGGREGATE_COLUMNS, aggregates_payload, readings_payload
+from storage.copy import AGGREGATE_COLUMNS, aggregates_payload, anomalies_payload, readings_payload
 from storage.db import Capabilities
 from storage.errors import map_errors
 from storage.partitions import PartitionMaker
@@ -151,15 +151,22 @@ class TimeSeriesWriter:
         self, conn: psycopg.Connection, series_id: np.ndarray, time_us: np.ndarray, value: np.ndarray,
         score: np.ndarray, kinds: Sequence[str],
     ) -> int:
-        """Anomalies are rare: one array INSERT is plenty."""
+        """Anomalies are usually rare, but a misbehaving sensor can flag every reading: COPY too."""
         if len(series_id) == 0:
             return 0
         if self.partitioned:
             self.partitions.ensure(conn, "anomalies", time_us)
-        with map_errors("insert anomalies"):
-            conn.execute(
-                "INSERT INTO anomalies (time, series_id, value, score, kind)"
-                " SELECT * FROM unnest(%s::timestamptz[], %s::integer[], %s::float8[], %s::float8[], %s::text[])",
-                (_timestamps(time_us), series_id.tolist(), value.tolist(), score.tolist(), list(kinds)),
-            )
+        with map_errors("insert anomalies"), conn.cursor() as cur:
+            if self.use_copy:
+                with cur.copy("COPY anomalies (time, series_id, value, score, kind) FROM STDIN (FORMAT BINARY)") as cp:
+                    cp.write(anomalies_payload(series_id, time_us, value, score, np.asarray(kinds, dtype=object)))
+            else:
+                for i in range(0, len(series_id), _ARRAY_ROWS):
+                    r = slice(i, i + _ARRAY_ROWS)
+                    cur.execute(
+                        "INSERT INTO anomalies (time, series_id, value, score, kind) SELECT * FROM unnest("
+                        "%s::timestamptz[], %s::integer[], %s::float8[], %s::float8[], %s::text[])",
+                        (_timestamps(time_us[r]), series_id[r].tolist(), value[r].tolist(), score[r].tolist(),
+                         list(kinds[r])),
+                    )
         return len(series_id)

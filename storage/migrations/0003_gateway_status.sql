@@ -1,4 +1,4 @@
--- 0090 gateway status: the latest retained `lab/{org}/{device}/status` message of
+-- 0003 gateway status: the latest retained `lab/{org}/{device}/status` message of
 -- each gateway (state, store-and-forward buffer depth, counters), recorded by the
 -- API's status listener (api/console/status.py, storage.console). Shown by the lab
 -- console and the Grafana "Fleet health" dashboard.
