@@ -9,7 +9,7 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["ENGINES", "Capabilities", "capabilities", "connect"]
+__all__ = ["ENGINES", "Capabilities", "capabilities", "connect", "engine_of"]
 
 logger = logging.getLogger("citylab.storage")
 
@@ -54,3 +54,18 @@ def capabilities(conn: psycopg.Connection) -> Capabilities:
         # COPY FROM STDIN; the writer then sends its columns as arrays instead.
         wasm = "emscripten" in conn.execute("SELECT version()").fetchone()[0].lower()
     return Capabilities(version, bool(available), row[0] if row else None, engine, not wasm)
+
+
+_ENGINES: dict[tuple[str, int, str], str] = {}
+
+
+def engine_of(conn: psycopg.Connection) -> str:
+    """The schema's engine, "timescaledb" or "postgres"; fixed at the first migration, so cached per database."""
+    key = (conn.info.host, conn.info.port, conn.info.dbname)
+    engine = _ENGINES.get(key)
+    if engine is None:
+        with map_errors("schema engine"):
+            row = conn.execute("SELECT value FROM schema_info WHERE key = 'engine'").fetchone()
+        engine = row[0] if row else "postgres"
+        _ENGINES[key] = engine
+    return engine

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 import psycopg
 from psycopg import sql
 
+from storage.db import engine_of
 from storage.errors import map_errors
 from storage.products import READABLE_SERIES
 
@@ -231,15 +232,17 @@ def latest_values(conn: psycopg.Connection, series_ids: list[int]) -> list[Lates
 _EPOCH = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 
 
-def _bucket_expr(column: str) -> sql.Composable:
+def _bucket_expr(column: str, engine: str) -> sql.Composable:
     """The start of the bucket holding `column`, for buckets of width
-    `%(bucket_width)s` (an interval parameter) aligned to the Unix epoch.
+    `%(bucket_width)s` (an interval parameter) aligned to `%(bucket_origin)s` (the Unix epoch).
 
-    `date_bin` is plain PostgreSQL 14+. This is the one place that becomes
-    `time_bucket(%(bucket_width)s, column, origin => %(bucket_origin)s)` on
-    TimescaleDB (keep the explicit origin: time_bucket's default is 2000-01-03,
-    which is not epoch-aligned for widths such as 7 days).
+    The one place that knows the engine: `time_bucket` on TimescaleDB (with the
+    explicit origin: its default, 2000-01-03, is not epoch-aligned for widths such
+    as 7 days), `date_bin` (PostgreSQL 14+) otherwise.
     """
+    if engine == "timescaledb":
+        return sql.SQL("time_bucket(%(bucket_width)s, {}, origin => %(bucket_origin)s)").format(
+            sql.Identifier(column))
     return sql.SQL("date_bin(%(bucket_width)s, {}, %(bucket_origin)s)").format(sql.Identifier(column))
 
 
@@ -289,7 +292,7 @@ def read_aggregates(
         GROUP BY b
         ORDER BY b
         """
-    ).format(bucket=_bucket_expr("bucket"))
+    ).format(bucket=_bucket_expr("bucket", engine_of(conn)))
     with map_errors("read aggregates"):
         rows = conn.execute(
             query,

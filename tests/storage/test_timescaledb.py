@@ -116,3 +116,25 @@ def test_writer_compression_retention_and_queries(conn: psycopg.Connection) -> N
     oldest = conn.execute("SELECT min(time) FROM readings").fetchone()[0]
     assert oldest > datetime.now(timezone.utc) - timedelta(days=32)
     assert conn.execute("SELECT count(*) FROM anomalies").fetchone()[0] == 2
+
+
+def test_the_api_queries_run_on_timescaledb(conn: psycopg.Connection) -> None:
+    from storage import queries
+
+    sid = conn.execute("SELECT id FROM series WHERE device = 'air-1'").fetchone()[0]
+    now = datetime.now(timezone.utc)
+    start, end = now - timedelta(days=10), now + timedelta(hours=1)
+    readings = queries.read_readings(conn, sid, start, end, limit=100_000)
+    assert len(readings) == 10 * 24 and readings == sorted(readings, key=lambda r: r.time)
+    page = queries.read_readings(conn, sid, start, end, limit=10, skip=5)
+    assert page == readings[5:15]
+    days = queries.read_aggregates(conn, sid, start, end, bucket_s=86_400, width_s=3600)
+    assert {d.bucket.timestamp() % 86_400 for d in days} == {0.0}  # time_bucket, aligned to the epoch
+    stored = conn.execute("SELECT sum(count) FROM aggregates WHERE width_s = 3600 AND bucket >= %s AND bucket < %s",
+                          (start, end)).fetchone()[0]
+    assert sum(d.count for d in days) == stored
+    latest = queries.latest_values(conn, [sid])
+    assert latest[0].time == readings[-1].time
+    assert queries.lab_status(conn).devices == 1
+    anomalies = queries.read_anomalies(conn, now - timedelta(days=60), end, limit=10)
+    assert sorted(a.kind for a in anomalies) == ["spike", "stuck"]
