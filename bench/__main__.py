@@ -17,6 +17,7 @@ BENCHMARKS = {
     "stream": "stream kernels on 10 M readings, with pandas and river",
     "nab": "the production detector on the Numenta Anomaly Benchmark, scored",
     "ingest": "MQTT to committed rows with the real broker and database, with the naive peer",
+    "export": "streamed CSV/Parquet exports: rows/s and the API's peak memory, with a fetchall peer",
 }
 
 

@@ -20,6 +20,8 @@ from storage.errors import map_errors
 
 __all__ = ["CSV_COLUMNS", "copy_readings_csv", "iter_readings_chunks"]
 
+_CHUNK_BYTES = 256 * 1024
+
 CSV_COLUMNS = ("series_id", "device", "quantity", "unit", "time", "value")
 
 _CSV = sql.SQL(
@@ -34,9 +36,19 @@ _CSV = sql.SQL(
 def copy_readings_csv(conn: psycopg.Connection, series_id: int, start: datetime, end: datetime) -> Iterator[bytes]:
     """CSV lines (no header) of one series' readings in [start, end), oldest first."""
     statement = _CSV.format(series=sql.Literal(int(series_id)), start=sql.Literal(start), end=sql.Literal(end))
+    # COPY hands out one row per read: gather them into chunks of about 256 kB, so the
+    # HTTP layer sends (and the client receives) large writes, not one per row.
+    pending: list[bytes] = []
+    size = 0
     with map_errors("export readings as CSV"), conn.cursor() as cur, cur.copy(statement) as copy:
         for data in copy:
-            yield bytes(data)
+            pending.append(bytes(data))
+            size += len(data)
+            if size >= _CHUNK_BYTES:
+                yield b"".join(pending)
+                pending, size = [], 0
+    if pending:
+        yield b"".join(pending)
 
 
 def iter_readings_chunks(

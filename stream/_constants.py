@@ -32,7 +32,7 @@ DENSE_SORT_SLACK: int = 4
 
 DEFAULT_WIDTHS_S: tuple[int, ...] = (60,)
 
-ANOMALY_KINDS: tuple[str, ...] = ("spike", "level_shift", "stuck", "out_of_range", "gap")
+ANOMALY_KINDS: tuple[str, ...] = ("spike", "level_shift", "stuck", "out_of_range", "gap", "pattern")
 """Anomaly kind names; a kind's code (int8) is its index here."""
 
 KIND_SPIKE: int = 0
@@ -40,11 +40,12 @@ KIND_LEVEL_SHIFT: int = 1
 KIND_STUCK: int = 2
 KIND_OUT_OF_RANGE: int = 3
 KIND_GAP: int = 4
+KIND_PATTERN: int = 5  # contextual: a sequence of values the series has not shown before
 KIND_NONE: int = -1  # internal: the reading is not flagged
 
 assert ANOMALY_KINDS[KIND_SPIKE] == "spike" and ANOMALY_KINDS[KIND_LEVEL_SHIFT] == "level_shift"
 assert ANOMALY_KINDS[KIND_STUCK] == "stuck" and ANOMALY_KINDS[KIND_OUT_OF_RANGE] == "out_of_range"
-assert ANOMALY_KINDS[KIND_GAP] == "gap"
+assert ANOMALY_KINDS[KIND_GAP] == "gap" and ANOMALY_KINDS[KIND_PATTERN] == "pattern"
 
 # Detector defaults (DetectorParams documents what they mean; docs/stream.md has the table).
 DEFAULT_ALPHA: float = 0.05
@@ -62,6 +63,19 @@ DEFAULT_GAP_FACTOR: float = 10.0
 DEFAULT_GAP_ALPHA: float = 0.1
 DEFAULT_GAP_WARMUP: int = 10
 DEFAULT_SUPPRESS: float = 50.0
+DEFAULT_CTX_BINS: int = 14
+DEFAULT_CTX_ORDER: int = 2
+DEFAULT_CTX_THRESHOLD: float = 0.75
+DEFAULT_CTX_REST: int = 300
+DEFAULT_CTX_MEMORY: float = 5000  # readings per generation of the context table; inf: never forget
+
+CTX_MAX_BINS: int = 16
+"""Largest number of value bins of the contextual detector."""
+CTX_MAX_ORDER: int = 2
+"""Longest context: the bins of this many previous readings followed by the current one."""
+CTX_WORDS: int = (CTX_MAX_BINS**2 + CTX_MAX_BINS**3 + 63) // 64
+"""uint64 words of one generation of a series' context table: one bit per possible context
+(order 1: B² transitions, order 2: B³ triples), so the table is exact and its size fixed."""
 
 SUPPRESSED_SCALE: float = 0.01
 """A reading whose evidence does not exceed the decayed peak of its series' recent evidence
@@ -70,3 +84,5 @@ SUPPRESSED_SCALE: float = 0.01
 # Initial per-series state.
 NO_TIME: int = int(np.iinfo(np.int64).min)
 """last_time of a series that has seen no reading yet."""
+NO_REST: int = 2**62
+"""ctx_since of a series that has never had a flag or a strong pattern evidence."""

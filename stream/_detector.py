@@ -17,6 +17,12 @@ finite reading x at time t, against the state left by the *previous* readings:
 * ``gap``: (Δt / expected − 1) / (gap_factor − 1), Δt the time since the previous reading and
   expected an EWMA of the inter-arrival time (after ``gap_warmup`` intervals);
 * ``stuck``: x repeats the previous value for the ``stuck_run``-th time → 1.0.
+* ``pattern`` (contextual, after ``warmup``): x is quantised into one of ``ctx_bins`` bins over
+  the range [min, max] the series has shown (x included); its contexts are the bins of the
+  previous 1 … ``ctx_order`` readings followed by x's bin; the evidence is the fraction of them
+  the series' context table has never held (its score is that fraction, not 1 − 1/(1 + r)). It
+  is reported only when no flag and no pattern evidence ≥ ``ctx_threshold`` occurred in the
+  previous ``ctx_rest`` readings.
 
 The score is the largest; its kind the one that gave it; flagged when score ≥ threshold.
 Unless the reading is *late* (older than the newest reading of its series) it is then learned
@@ -34,19 +40,28 @@ import numpy as np
 from numba import njit
 
 from stream._constants import (
+    CTX_MAX_BINS,
+    CTX_WORDS,
     INITIAL_CAPACITY,
     KIND_GAP,
     KIND_LEVEL_SHIFT,
     KIND_NONE,
     KIND_OUT_OF_RANGE,
+    KIND_PATTERN,
     KIND_SPIKE,
     KIND_STUCK,
+    NO_REST,
     NO_TIME,
     SUPPRESSED_SCALE,
 )
 from stream._params import (
     P_ALPHA,
     P_CLIP_Z,
+    P_CTX_BINS,
+    P_CTX_MEMORY,
+    P_CTX_ORDER,
+    P_CTX_REST,
+    P_CTX_THRESHOLD,
     P_GAP_ALPHA,
     P_GAP_FACTOR,
     P_GAP_WARMUP,
@@ -71,7 +86,11 @@ _FIELDS: tuple[tuple[str, object, type], ...] = (
     ("fast", 0.0, np.float64), ("seen_lo", np.inf, np.float64), ("seen_hi", -np.inf, np.float64),
     ("peak", 0.0, np.float64), ("interval", 0.0, np.float64), ("n_interval", 0, np.int64),
     ("pset", 0, np.int32),
+    ("ctx_lo", np.inf, np.float64), ("ctx_hi", -np.inf, np.float64),
+    ("ctx_b1", -1, np.int32), ("ctx_b2", -1, np.int32), ("ctx_n", 0, np.int64),
+    ("ctx_since", NO_REST, np.int64),
 )
+_TABLE = "ctx_bits"  # (capacity, 2 · CTX_WORDS) uint64: generation 0 (current) then generation 1
 
 
 class SeriesState:
@@ -81,12 +100,13 @@ class SeriesState:
     learned, bounds (-inf, inf), parameter set 0).
     """
 
-    __slots__ = ("n_series", *(name for name, _, _ in _FIELDS))
+    __slots__ = ("n_series", _TABLE, *(name for name, _, _ in _FIELDS))
 
     def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
         self.n_series = 0  # 1 + the largest id seen
         for name, fill, dtype in _FIELDS:
             setattr(self, name, np.full(capacity, fill, dtype))
+        self.ctx_bits = np.zeros((capacity, 2 * CTX_WORDS), np.uint64)
 
     @property
     def capacity(self) -> int:
@@ -101,6 +121,9 @@ class SeriesState:
                 new = np.full(capacity, fill, dtype)
                 new[: old.size] = old
                 setattr(self, name, new)
+            bits = np.zeros((capacity, 2 * CTX_WORDS), np.uint64)
+            bits[: self.ctx_bits.shape[0]] = self.ctx_bits
+            self.ctx_bits = bits
         self.n_series = max(self.n_series, max_id + 1)
 
 
@@ -112,11 +135,22 @@ def _evidence_score(r):  # pragma: no cover - compiled
     return 0.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_new(bits, s, index):  # pragma: no cover - compiled
+    """1 if context `index` is in neither generation of series s's table, else 0; marks it in generation 0."""
+    w = index >> 6
+    bit = np.uint64(1) << np.uint64(index & 63)
+    new = 1 if (bits[s, w] & bit) == 0 and (bits[s, CTX_WORDS + w] & bit) == 0 else 0
+    bits[s, w] |= bit
+    return new
+
+
 @njit(cache=True, nogil=True)
 def _score_sorted(
     series_id, time, value, order,
     mean, var, n_learned, last_time, last_value, run, low, high,
     fast, seen_lo, seen_hi, peak, interval, n_interval, pset, table,
+    ctx_lo, ctx_hi, ctx_b1, ctx_b2, ctx_n, ctx_since, ctx_bits,
     o_score, o_kind, o_flag,
 ):  # pragma: no cover - compiled
     """Score and learn a batch in (series, time) order.
@@ -134,6 +168,8 @@ def _score_sorted(
         min_std, clip_z, stuck_run = p[P_MIN_STD], p[P_CLIP_Z], p[P_STUCK_RUN]
         level_alpha, level_z, novelty_tol, growth = p[P_LEVEL_ALPHA], p[P_LEVEL_Z], p[P_NOVELTY_TOL], p[P_NOVELTY_GROWTH]
         gap_factor, gap_alpha, gap_warmup, rho = p[P_GAP_FACTOR], p[P_GAP_ALPHA], p[P_GAP_WARMUP], p[P_SUPPRESS_RHO]
+        bins, order2 = int(p[P_CTX_BINS]), p[P_CTX_ORDER] >= 2.0
+        ctx_threshold, ctx_rest, ctx_memory = p[P_CTX_THRESHOLD], p[P_CTX_REST], p[P_CTX_MEMORY]
         mu = mean[s]
         v = var[s]
         n = n_learned[s]
@@ -148,6 +184,12 @@ def _score_sorted(
         pk = peak[s]
         dtm = interval[s]
         nd = n_interval[s]
+        clo = ctx_lo[s]
+        chi = ctx_hi[s]
+        b1 = ctx_b1[s]
+        b2 = ctx_b2[s]
+        cn = ctx_n[s]
+        since = ctx_since[s]
         while j < m and series_id[j] == s:
             x = value[j]
             t = time[j]
@@ -158,16 +200,19 @@ def _score_sorted(
                 j += 1
                 continue
             late = t < lt
+            strong = False  # a pattern evidence ≥ ctx_threshold after warm-up
+            pattern = 0.0  # the pattern score, once out of the rest period
             # gap = (Δt / expected − 1) / (gap_factor − 1), after gap_warmup learned intervals
             gap = 0.0
             dt = 0.0
             if not late and lt != NO_TIME:
                 dt = float(t - lt)
-                if nd >= gap_warmup and dt > dtm:
+                if nd >= gap_warmup and dt > dtm > 0.0:  # dtm can round to 0 (9e15 − 9e15 + 1)
                     gap = (dt / dtm - 1.0) / (gap_factor - 1.0)
             if x < lo or x > hi:
                 score = 1.0
                 kind = KIND_OUT_OF_RANGE
+                flagged = True
             else:
                 warm = n >= warmup and n > 0
                 std = math.sqrt(v)
@@ -201,13 +246,47 @@ def _score_sorted(
                     df = mf_new - mu
                     if df != 0.0:
                         a_l = level_alpha
-                        r = abs(df) / (std * math.sqrt(a_l / (2.0 - a_l))) / level_z if std > 0.0 else math.inf
+                        scale = std * math.sqrt(a_l / (2.0 - a_l))  # may underflow to 0 for a subnormal std
+                        r = abs(df) / scale / level_z if scale > 0.0 else math.inf
                         if r > ev:
                             ev = r
                             kind = KIND_LEVEL_SHIFT
                 score = _evidence_score(ev)
                 if ev <= pk and rho > 0.0:  # not above the decayed peak: a repetition
                     score = score * SUPPRESSED_SCALE
+                if bins > 0 and not late:
+                    # pattern: bin of x over [min, max] seen (x included); contexts (b1, b) and (b2, b1, b)
+                    if x < clo:
+                        clo = x
+                    if x > chi:
+                        chi = x
+                    f = (x - clo) / (chi - clo) * bins if chi > clo else 0.0
+                    b = 0
+                    if f >= bins:
+                        b = bins - 1
+                    elif f > 0.0:  # NaN (inf / inf) lands in bin 0
+                        b = int(f)
+                    new = 0
+                    total = 0
+                    if b1 >= 0:
+                        total += 1
+                        new += _ctx_new(ctx_bits, s, b1 * CTX_MAX_BINS + b)
+                        if order2 and b2 >= 0:
+                            total += 1
+                            new += _ctx_new(ctx_bits, s, CTX_MAX_BINS * CTX_MAX_BINS + (b2 * CTX_MAX_BINS + b1) * CTX_MAX_BINS + b)
+                    b2 = b1
+                    b1 = b
+                    cn += 1
+                    if cn >= ctx_memory:  # a new generation: the current one becomes the old one
+                        for w in range(CTX_WORDS):
+                            ctx_bits[s, CTX_WORDS + w] = ctx_bits[s, w]
+                            ctx_bits[s, w] = 0
+                        cn = 0
+                    if warm and total > 0:
+                        raw = new / total
+                        strong = raw >= ctx_threshold
+                        if since >= ctx_rest:
+                            pattern = raw
                 repeats = rn + 1 if (n > 0 and x == lv) else 1
                 gap_score = _evidence_score(gap)
                 if gap_score > score:
@@ -216,6 +295,11 @@ def _score_sorted(
                 if stuck_run > 0 and not late and repeats >= stuck_run and score < 1.0:
                     score = 1.0
                     kind = KIND_STUCK
+                flagged = score >= threshold  # by the other criteria (these start a rest period)
+                if pattern > score:  # the kind stays that of a criterion that flags on its own
+                    score = pattern
+                    if not flagged:
+                        kind = KIND_PATTERN
                 if not late:
                     # learn: mean_n = mean + a·d ; var_n = (1 − a)·(var + a·d²), a = max(alpha, 1/n)
                     if warm:
@@ -257,6 +341,10 @@ def _score_sorted(
                 o_kind[j] = kind
                 o_flag[j] = True
             if not late:
+                if flagged or strong:
+                    since = 0
+                elif since < NO_REST:
+                    since += 1
                 if dt > 0.0:
                     # expected interval: EWMA of Δt, clipped at gap_factor × expected once learned
                     if nd >= gap_warmup and dt > gap_factor * dtm:
@@ -280,6 +368,12 @@ def _score_sorted(
         peak[s] = pk
         interval[s] = dtm
         n_interval[s] = nd
+        ctx_lo[s] = clo
+        ctx_hi[s] = chi
+        ctx_b1[s] = b1
+        ctx_b2[s] = b2
+        ctx_n[s] = cn
+        ctx_since[s] = since
 
 
 def score_batch(
@@ -299,6 +393,7 @@ def score_batch(
         series_id, time, value, order,
         state.mean, state.var, state.n, state.last_time, state.last_value, state.run, state.low, state.high,
         state.fast, state.seen_lo, state.seen_hi, state.peak, state.interval, state.n_interval, state.pset,
-        table, score, kind, flagged,
+        table, state.ctx_lo, state.ctx_hi, state.ctx_b1, state.ctx_b2, state.ctx_n, state.ctx_since, state.ctx_bits,
+        score, kind, flagged,
     )
     return score, kind, flagged

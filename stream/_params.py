@@ -16,6 +16,11 @@ import numpy as np
 from stream._constants import (
     DEFAULT_ALPHA,
     DEFAULT_CLIP_Z,
+    DEFAULT_CTX_BINS,
+    DEFAULT_CTX_MEMORY,
+    DEFAULT_CTX_ORDER,
+    DEFAULT_CTX_REST,
+    DEFAULT_CTX_THRESHOLD,
     DEFAULT_GAP_ALPHA,
     DEFAULT_GAP_FACTOR,
     DEFAULT_GAP_WARMUP,
@@ -29,6 +34,8 @@ from stream._constants import (
     DEFAULT_SUPPRESS,
     DEFAULT_THRESHOLD,
     DEFAULT_WARMUP,
+    CTX_MAX_BINS,
+    CTX_MAX_ORDER,
 )
 from stream._errors import BatchError
 
@@ -38,7 +45,8 @@ __all__ = ["N_PARAMS", "QUANTITY_PARAMS", "DetectorParams", "params_for"]
 P_ALPHA, P_THRESHOLD, P_WARMUP, P_SPIKE_Z, P_MIN_STD, P_CLIP_Z, P_STUCK_RUN = range(7)
 P_LEVEL_ALPHA, P_LEVEL_Z, P_NOVELTY_TOL, P_NOVELTY_GROWTH, P_GAP_FACTOR, P_GAP_ALPHA = range(7, 13)
 P_GAP_WARMUP, P_SUPPRESS_RHO = 13, 14
-N_PARAMS = 15
+P_CTX_BINS, P_CTX_ORDER, P_CTX_THRESHOLD, P_CTX_REST, P_CTX_MEMORY = range(15, 20)
+N_PARAMS = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +74,15 @@ class DetectorParams:
     suppress        memory (readings) of the decayed peak of spike / level_shift evidence; a
                     reading that does not exceed it repeats a reported anomaly and its score
                     is scaled down (×0.01); 0 disables.
+    ctx_bins        contextual detector: the value is quantised into this many bins over the
+                    range the series has shown; 0 disables, else 2 … 16.
+    ctx_order       contexts are the bins of the last 1 … ctx_order readings followed by the
+                    current one; the ``pattern`` evidence is the fraction never seen before.
+    ctx_threshold   a pattern evidence this high (after warm-up) starts a rest period, in (0, 1].
+    ctx_rest        readings after a flag or a pattern evidence ≥ ctx_threshold during which
+                    pattern evidence is not reported (scored 0), ≥ 0.
+    ctx_memory      readings per generation of the context table: a context is forgotten when
+                    not seen for 1 to 2 generations, ≥ 1; inf never forgets.
     """
 
     alpha: float = DEFAULT_ALPHA
@@ -83,6 +100,11 @@ class DetectorParams:
     gap_alpha: float = DEFAULT_GAP_ALPHA
     gap_warmup: int = DEFAULT_GAP_WARMUP
     suppress: float = DEFAULT_SUPPRESS
+    ctx_bins: int = DEFAULT_CTX_BINS
+    ctx_order: int = DEFAULT_CTX_ORDER
+    ctx_threshold: float = DEFAULT_CTX_THRESHOLD
+    ctx_rest: int = DEFAULT_CTX_REST
+    ctx_memory: float = DEFAULT_CTX_MEMORY
 
     def __post_init__(self) -> None:
         def is_int(v: float) -> bool:
@@ -104,6 +126,14 @@ class DetectorParams:
             (0.0 < self.gap_alpha <= 1.0, "gap_alpha must be in (0, 1]"),
             (is_int(self.gap_warmup) and self.gap_warmup >= 1, "gap_warmup must be an integer >= 1"),
             (0.0 <= self.suppress < math.inf, "suppress must be finite and >= 0"),
+            (is_int(self.ctx_bins) and (self.ctx_bins == 0 or 2 <= self.ctx_bins <= CTX_MAX_BINS),
+             f"ctx_bins must be 0 or an integer in [2, {CTX_MAX_BINS}]"),
+            (is_int(self.ctx_order) and 1 <= self.ctx_order <= CTX_MAX_ORDER,
+             f"ctx_order must be an integer in [1, {CTX_MAX_ORDER}]"),
+            (0.0 < self.ctx_threshold <= 1.0, "ctx_threshold must be in (0, 1]"),
+            (is_int(self.ctx_rest) and self.ctx_rest >= 0, "ctx_rest must be an integer >= 0"),
+            (self.ctx_memory >= 1.0 and (self.ctx_memory == math.inf or is_int(self.ctx_memory)),
+             "ctx_memory must be an integer >= 1 or inf"),
         ]
         for ok, message in checks:
             if not ok:  # NaN fails every comparison, so it lands here too
@@ -116,12 +146,17 @@ class DetectorParams:
             self.alpha, self.threshold, self.warmup, self.spike_z, self.min_std, self.clip_z, self.stuck_run,
             self.level_alpha, self.level_z, self.novelty_tol, self.novelty_growth, self.gap_factor,
             self.gap_alpha, self.gap_warmup, rho,
+            self.ctx_bins, self.ctx_order, self.ctx_threshold, self.ctx_rest, self.ctx_memory,
         ], np.float64)
 
 
 _DEFAULT = DetectorParams()
 
-_SENSOR = replace(_DEFAULT, spike_z=8.0, level_z=8.0)  # physical sensors: z-spikes and level shifts too
+# Physical sensors: z-spikes and level shifts too. The contextual (pattern) detector is off for
+# every listed quantity: on noisy sensor signals new value sequences keep appearing, and it flags
+# about once per ctx_rest readings; it stays on in the default (unlisted quantities, NAB).
+_NO_PATTERN = replace(_DEFAULT, ctx_bins=0)
+_SENSOR = replace(_NO_PATTERN, spike_z=8.0, level_z=8.0)
 
 QUANTITY_PARAMS: dict[str, DetectorParams] = {
     "humidity": _SENSOR,
@@ -138,12 +173,12 @@ QUANTITY_PARAMS: dict[str, DetectorParams] = {
     "temperature": replace(_SENSOR, novelty_tol=0.05, stuck_run=360),
     "pressure": replace(_SENSOR, novelty_tol=0.05, stuck_run=720),
     # Monotonic meter counter: every reading is a new maximum.
-    "energy": replace(_DEFAULT, novelty_tol=math.inf),
+    "energy": replace(_NO_PATTERN, novelty_tol=math.inf),
     # Counts per interval: bursts are the city, honest zeros repeat all night.
-    "traffic_count": replace(_DEFAULT, novelty_tol=0.05),
+    "traffic_count": replace(_NO_PATTERN, novelty_tol=0.05),
     # Battery level drifts down by design; only jumps matter.
-    "battery": replace(_DEFAULT, novelty_tol=math.inf, spike_z=8.0),
-    "battery_voltage": replace(_DEFAULT, novelty_tol=math.inf, spike_z=8.0),
+    "battery": replace(_NO_PATTERN, novelty_tol=math.inf, spike_z=8.0),
+    "battery_voltage": replace(_NO_PATTERN, novelty_tol=math.inf, spike_z=8.0),
 }
 """Defaults per quantity name (the names of ``protocol.quantities.QUANTITIES``); quantities not
 listed use ``DetectorParams()``."""

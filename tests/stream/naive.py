@@ -16,8 +16,10 @@ from stream._constants import (
     KIND_LEVEL_SHIFT,
     KIND_NONE,
     KIND_OUT_OF_RANGE,
+    KIND_PATTERN,
     KIND_SPIKE,
     KIND_STUCK,
+    NO_REST,
     SUPPRESSED_SCALE,
     US_PER_S,
 )
@@ -99,6 +101,14 @@ class _Series:
     interval: float = 0.0
     n_interval: int = 0
     params: DetectorParams | None = None
+    # contextual detector: range, previous bins, readings in this generation, readings since a flag
+    ctx_lo: float = math.inf
+    ctx_hi: float = -math.inf
+    bins: list[int] = field(default_factory=list)  # the bins of the last two readings, newest last
+    ctx_n: int = 0
+    since: int = NO_REST
+    seen: set = field(default_factory=set)  # contexts of the current generation
+    seen_old: set = field(default_factory=set)  # contexts of the previous generation
 
 
 def evidence_score(r: float) -> float:
@@ -137,13 +147,15 @@ class Detector:
         gap = 0.0
         if not late and s.last_time is not None:
             dt = float(t - s.last_time)
-            if s.n_interval >= p.gap_warmup and dt > s.interval:
+            if s.n_interval >= p.gap_warmup and dt > s.interval > 0.0:
                 gap = (dt / s.interval - 1.0) / (p.gap_factor - 1.0)
         if x < s.low or x > s.high:
-            result = (1.0, KIND_OUT_OF_RANGE)
+            result = (1.0, KIND_OUT_OF_RANGE, True, False)
         else:
             result = self._value(s, p, x, late, gap)
         if not late:
+            # a flag by the other criteria or a strong pattern evidence starts a rest period
+            s.since = 0 if (result[2] or result[3]) else min(s.since + 1, NO_REST)
             if dt > 0.0:
                 if s.n_interval >= p.gap_warmup:
                     dt = min(dt, p.gap_factor * s.interval)
@@ -167,7 +179,7 @@ class Detector:
                 evidence.append(((s.seen_lo - x) / span / p.novelty_tol, KIND_SPIKE))
             if fast != s.mean:
                 scale = std * math.sqrt(p.level_alpha / (2.0 - p.level_alpha))
-                evidence.append((abs(fast - s.mean) / scale / p.level_z if std > 0 else math.inf, KIND_LEVEL_SHIFT))
+                evidence.append((abs(fast - s.mean) / scale / p.level_z if scale > 0 else math.inf, KIND_LEVEL_SHIFT))
         ev, kind = evidence[0]
         for e, k in evidence[1:]:  # the first largest wins (spike before level_shift on ties)
             if e > ev:
@@ -180,6 +192,10 @@ class Detector:
             score, kind = evidence_score(gap), KIND_GAP
         if p.stuck_run > 0 and not late and repeats >= p.stuck_run and score < 1.0:
             score, kind = 1.0, KIND_STUCK
+        flagged = score >= p.threshold
+        pattern, strong = self._pattern(s, p, x, warm) if p.ctx_bins > 0 and not late else (0.0, False)
+        if pattern > score:
+            score, kind = pattern, (kind if flagged else KIND_PATTERN)
         if not late:  # learn
             d = x - s.mean
             if warm:
@@ -203,4 +219,22 @@ class Detector:
             if warm:
                 s.peak = max(s.peak * (math.exp(-1.0 / p.suppress) if p.suppress > 0 else 0.0), ev)
             s.last_value, s.run = x, repeats
-        return score, kind
+        return score, kind, flagged, strong
+
+    @staticmethod
+    def _pattern(s: _Series, p: DetectorParams, x: float, warm: bool) -> tuple[float, bool]:
+        """(pattern score, strong): the share of x's contexts never seen; learns them."""
+        s.ctx_lo, s.ctx_hi = min(s.ctx_lo, x), max(s.ctx_hi, x)
+        f = (x - s.ctx_lo) / (s.ctx_hi - s.ctx_lo) * p.ctx_bins if s.ctx_hi > s.ctx_lo else 0.0
+        b = p.ctx_bins - 1 if f >= p.ctx_bins else (int(f) if f > 0.0 else 0)
+        contexts = [tuple(s.bins[-k:]) + (b,) for k in range(1, p.ctx_order + 1) if len(s.bins) >= k]
+        new = [c not in s.seen and c not in s.seen_old for c in contexts]
+        s.seen.update(contexts)
+        s.bins = (s.bins + [b])[-2:]
+        s.ctx_n += 1
+        if s.ctx_n >= p.ctx_memory:
+            s.seen_old, s.seen, s.ctx_n = s.seen, set(), 0
+        if not warm or not contexts:
+            return 0.0, False
+        raw = sum(new) / len(contexts)
+        return (raw if s.since >= p.ctx_rest else 0.0), raw >= p.ctx_threshold

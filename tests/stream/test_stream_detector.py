@@ -33,6 +33,11 @@ params_strategy = st.builds(
     gap_alpha=st.sampled_from([0.1, 1.0]),
     gap_warmup=st.integers(1, 3),
     suppress=st.sampled_from([0.0, 5.0]),
+    ctx_bins=st.sampled_from([0, 2, 5, 16]),
+    ctx_order=st.integers(1, 2),
+    ctx_threshold=st.sampled_from([0.5, 1.0]),
+    ctx_rest=st.sampled_from([0, 3]),
+    ctx_memory=st.sampled_from([3, math.inf]),
 )
 
 
@@ -143,7 +148,7 @@ def one_series(proc: StreamProcessor, v, start: int = 0):
     return proc.process(np.zeros(n, np.int32), BASE + (start + np.arange(n)) * SECOND, np.asarray(v, float))
 
 
-Z_SPIKES = DetectorParams(spike_z=4.55, novelty_tol=math.inf, suppress=0.0)
+Z_SPIKES = DetectorParams(spike_z=4.55, novelty_tol=math.inf, suppress=0.0, ctx_bins=0)
 
 
 def test_spike_is_flagged_only_after_warmup() -> None:
@@ -171,7 +176,7 @@ def test_clipping_keeps_a_wild_value_from_masking_the_next_spike() -> None:
     v[110] += 10.0
     flagged = ((one_series(StreamProcessor(params=Z_SPIKES), v).anomalies.time - BASE) // SECOND).tolist()
     assert flagged == [100, 110]
-    unclipped_params = DetectorParams(spike_z=4.55, novelty_tol=math.inf, suppress=0.0, clip_z=math.inf)
+    unclipped_params = DetectorParams(spike_z=4.55, novelty_tol=math.inf, suppress=0.0, clip_z=math.inf, ctx_bins=0)
     unclipped = ((one_series(StreamProcessor(params=unclipped_params), v).anomalies.time - BASE)
                  // SECOND).tolist()
     assert unclipped == [100]
@@ -228,3 +233,23 @@ def test_params_are_stored_as_given_and_validated() -> None:
                 {"gap_warmup": 0}, {"suppress": -1.0}, {"suppress": math.inf}):
         with pytest.raises(ValueError):
             DetectorParams(**bad)
+
+
+def test_pattern_flags_a_new_shape_inside_the_range_once() -> None:
+    # a square wave (period 40) learned for 1000 readings, then a stretch that alternates at every
+    # reading: every value stays inside the range already seen, only the sequence is new
+    phase = np.arange(1200)
+    v = np.where((phase // 20) % 2 == 0, 10.0, 0.0)
+    v[1000:1100] = np.where(phase[1000:1100] % 2 == 0, 10.0, 0.0)
+    result = one_series(StreamProcessor(), v)
+    assert np.all(result.scores[100:1000] == 0.0)  # the learned sequence scores nothing
+    flagged = ((result.anomalies.time - BASE) // SECOND).tolist()
+    late = [f for f in flagged if f >= 100]
+    assert late and all(1000 <= f <= 1003 for f in late)  # reported as it starts (rest period), then quiet
+    assert result.anomalies.kind_names[-1] == "pattern"
+
+
+def test_pattern_is_off_for_sensor_quantities() -> None:
+    from stream import QUANTITY_PARAMS
+
+    assert all(p.ctx_bins == 0 for p in QUANTITY_PARAMS.values()) and DetectorParams().ctx_bins > 0

@@ -15,6 +15,7 @@ from protocol.quantities import QUANTITIES
 from stream import QUANTITY_PARAMS, BatchError, DetectorParams, StreamProcessor, params_for
 
 SECOND = 1_000_000
+NO_PATTERN = DetectorParams(ctx_bins=0)
 OTHER = DetectorParams(spike_z=2.0, level_z=3.0, gap_factor=2.0, warmup=2, suppress=3.0, stuck_run=3)
 
 
@@ -48,7 +49,7 @@ def regular(n: int, step_s: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def test_gap_is_flagged_when_a_reading_arrives_late() -> None:
     sid, t, v = regular(60)
     t[40:] += 20 * 60 * SECOND  # 20 missing minutes at a 1-minute cadence
-    result = StreamProcessor().process(sid, t, v)
+    result = StreamProcessor(params=NO_PATTERN).process(sid, t, v)
     assert result.anomalies.kind_names == ["gap"]
     assert int(result.anomalies.time[0]) == int(t[40])
     assert result.scores[40] > 0.5 and np.all(result.scores[41:] < 0.5)
@@ -68,7 +69,7 @@ def test_check_gaps() -> None:
 def test_novelty_flags_a_new_extreme_once() -> None:
     sid, t, v = regular(300)
     v[200:] += 5.0  # a new level far above anything seen
-    result = StreamProcessor().process(sid, t, v)
+    result = StreamProcessor(params=NO_PATTERN).process(sid, t, v)
     flagged = ((result.anomalies.time - BASE) // (60 * SECOND)).tolist()
     assert flagged[0] == 200 and len(flagged) <= 3  # suppression: reported once, not every reading
     assert set(result.anomalies.kind_names) == {"spike"}
@@ -79,7 +80,7 @@ def test_level_shift_kind() -> None:
     sid, t, _ = regular(400)
     v = 20.0 + rng.normal(0.0, 1.0, 400)
     v[250:] += 3.5  # mostly inside the range seen (novelty is off here): the fast mean tells
-    params = DetectorParams(level_z=3.0, novelty_tol=math.inf)
+    params = DetectorParams(level_z=3.0, novelty_tol=math.inf, ctx_bins=0)
     result = StreamProcessor(params=params).process(sid, t, v)
     flagged = ((result.anomalies.time - BASE) // (60 * SECOND)).tolist()
     assert "level_shift" in result.anomalies.kind_names and 250 <= flagged[0] < 262

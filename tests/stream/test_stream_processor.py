@@ -27,7 +27,7 @@ BASE = 1_700_000_000_000_000
 def test_public_names() -> None:
     assert set(stream.__all__) >= {"StreamProcessor", "BatchResult", "Aggregates", "Anomalies", "ANOMALY_KINDS",
                                    "DetectorParams"}
-    assert ANOMALY_KINDS == ("spike", "level_shift", "stuck", "out_of_range", "gap")
+    assert ANOMALY_KINDS == ("spike", "level_shift", "stuck", "out_of_range", "gap", "pattern")
     assert issubclass(BatchError, StreamError) and issubclass(BatchError, ValueError)
 
 
