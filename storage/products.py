@@ -248,7 +248,8 @@ def product_quality(
         anomaly_rate = anomalies / readings;  freshness = now − newest reading of the stalest series
 
     Counts come from the `width_s` aggregates (one row per series and window,
-    not one per reading); a series counts from its creation when that is later.
+    not one per reading); a series counts from its creation when that is later
+    (with the window its creation falls into).
     """
     start = now - timedelta(days=days)
     with map_errors("product quality"):
@@ -261,9 +262,9 @@ def product_quality(
             ), counts AS (
                 SELECT s.id, s.interval_s, s.since,
                        coalesce((SELECT sum(a.count) FROM aggregates a WHERE a.width_s = %(width)s
-                                 AND a.series_id = s.id AND a.bucket >= s.since AND a.bucket < %(now)s), 0) AS n,
+                                 AND a.series_id = s.id AND a.bucket > s.since - make_interval(secs => %(width)s) AND a.bucket < %(now)s), 0) AS n,
                        (SELECT count(DISTINCT date_trunc('hour', a.bucket)) FROM aggregates a
-                        WHERE a.width_s = %(width)s AND a.series_id = s.id AND a.bucket >= s.since
+                        WHERE a.width_s = %(width)s AND a.series_id = s.id AND a.bucket > s.since - make_interval(secs => %(width)s)
                           AND a.bucket < %(now)s AND a.count > 0) AS hours,
                        (SELECT count(*) FROM anomalies an WHERE an.series_id = s.id AND an.time >= s.since
                           AND an.time < %(now)s) AS anomalies,

@@ -122,7 +122,9 @@ class TimeSeriesWriter:
             for part in partials:
                 self.partitions.ensure(conn, "aggregates", part.bucket)
         merged = 0
-        with map_errors("merge aggregates"), conn.cursor() as cur:
+        # in one transaction (a savepoint inside the caller's), also on an autocommit
+        # connection: the temporary table's rows live until the commit
+        with map_errors("merge aggregates"), conn.transaction(), conn.cursor() as cur:
             if not self.use_copy:
                 for p in partials:
                     for i in range(0, len(p.series_id), _ARRAY_ROWS):
