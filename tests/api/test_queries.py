@@ -39,6 +39,8 @@ def test_read_aggregates_refuses_a_bucket_not_a_multiple_of_the_width(lab: Lab) 
     "query",
     [
         lambda conn, lab: queries.read_readings(conn, lab.pm25, T0, T0 + timedelta(hours=1), limit=10),
+        lambda conn, lab: queries.read_readings(conn, lab.pm25, T0, T0 + timedelta(hours=1), limit=10, skip=5),
+        lambda conn, lab: queries.latest_values(conn, [lab.pm25]),
         lambda conn, lab: queries.read_aggregates(conn, lab.pm25, T0, T0 + timedelta(hours=1), bucket_s=900),
         lambda conn, lab: queries.read_anomalies(conn, T0, T0 + timedelta(hours=1), limit=10),
         lambda conn, lab: queries.read_anomalies(conn, T0, T0 + timedelta(hours=1), series_id=lab.pm25, limit=10),
