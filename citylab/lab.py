@@ -270,7 +270,11 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json)\n"
               f"  database  {database_url}\n  broker    {mqtt_url}"
               f"{' (dynamic security: per-device credentials)' if admin else ''}\n  logs      {log_dir}\n"
-              "  first API key: citylab admin create-org --name NAME --kind provider|city|research --json\n"
+              "  keys      citylab admin create-org --name NAME --kind provider|city|research --json\n"
+              + (f"            citylab admin create-key --org {settings.org} --role admin --json"
+                 "   (the demo district's organisation)\n"
+                 if demo else "")
+              + "Console:  open the API address in a browser and sign in with a key.\n"
               "Ctrl-C stops everything.", flush=True)
         threading.Thread(target=_watch_first_readings, args=(database_url, started, stop), daemon=True).start()
         while not stop.wait(0.5):
