@@ -1,9 +1,10 @@
 """Stream kernels: the full StreamProcessor (3 window widths + detection) against pandas and river.
 
-    python -m bench stream [--readings 10000000] [--series 10000] [--batch 100000]
+    python -m bench stream [--readings 10000000] [--series 10000] [--batch 1000000]
 
 - `readings_per_s`: ``StreamProcessor.process`` over the whole stream in batches of `--batch`
-  (validation, the (series, time) sort, partial aggregates for every width, scoring), one thread;
+  (validation, the (series, time) sort, partial aggregates for every width, scoring), one thread
+  (the kernels are not parallel), a fresh processor with `DetectorParams()` (contextual detector on);
 - `pandas_readings_per_s`: the same aggregates (count, sum, min, max, mean, last, std per series
   and window, every width) with a pandas groupby over the whole stream at once (its best case);
 - `river_readings_per_s`: river's HalfSpaceTrees (`learn_one` + `score_one`) on a sample of

@@ -1,4 +1,4 @@
-"""The anomaly detector: per-series streaming state and the scoring kernel.
+"""The anomaly detector: the scoring kernel (its per-series state is in ``stream._state``).
 
 Streaming, no look-ahead, a fixed handful of numbers per series. Each series' readings are
 taken in time order (the batch's stable (series, time) sort). Every evidence is a ratio r that
@@ -42,10 +42,8 @@ from numba import njit
 from stream._constants import (
     CTX_MAX_BINS,
     CTX_WORDS,
-    INITIAL_CAPACITY,
     KIND_GAP,
     KIND_LEVEL_SHIFT,
-    KIND_NONE,
     KIND_OUT_OF_RANGE,
     KIND_PATTERN,
     KIND_SPIKE,
@@ -54,6 +52,7 @@ from stream._constants import (
     NO_TIME,
     SUPPRESSED_SCALE,
 )
+from stream._order import SortedBatch
 from stream._params import (
     P_ALPHA,
     P_CLIP_Z,
@@ -76,93 +75,68 @@ from stream._params import (
     P_THRESHOLD,
     P_WARMUP,
 )
+from stream._results import Anomalies
+from stream._state import HitBuffers, SeriesState
+from stream._windows import AggregateBuffers, aggregate_run, width_us_of
 
-__all__ = ["SeriesState", "score_batch"]
-
-_FIELDS: tuple[tuple[str, object, type], ...] = (
-    ("mean", 0.0, np.float64), ("var", 0.0, np.float64), ("n", 0, np.int64),
-    ("last_time", NO_TIME, np.int64), ("last_value", np.nan, np.float64), ("run", 0, np.int64),
-    ("low", -np.inf, np.float64), ("high", np.inf, np.float64),
-    ("fast", 0.0, np.float64), ("seen_lo", np.inf, np.float64), ("seen_hi", -np.inf, np.float64),
-    ("peak", 0.0, np.float64), ("interval", 0.0, np.float64), ("n_interval", 0, np.int64),
-    ("pset", 0, np.int32),
-    ("ctx_lo", np.inf, np.float64), ("ctx_hi", -np.inf, np.float64),
-    ("ctx_b1", -1, np.int32), ("ctx_b2", -1, np.int32), ("ctx_n", 0, np.int64),
-    ("ctx_since", NO_REST, np.int64),
-)
-_TABLE = "ctx_bits"  # (capacity, 2 · CTX_WORDS) uint64: generation 0 (current) then generation 1
-
-
-class SeriesState:
-    """Per-series detector state, struct-of-arrays indexed by series id (see ``_FIELDS``).
-
-    Grows by amortised doubling when a larger id appears; new slots start empty (nothing
-    learned, bounds (-inf, inf), parameter set 0).
-    """
-
-    __slots__ = ("n_series", _TABLE, *(name for name, _, _ in _FIELDS))
-
-    def __init__(self, capacity: int = INITIAL_CAPACITY) -> None:
-        self.n_series = 0  # 1 + the largest id seen
-        for name, fill, dtype in _FIELDS:
-            setattr(self, name, np.full(capacity, fill, dtype))
-        self.ctx_bits = np.zeros((capacity, 2 * CTX_WORDS), np.uint64)
-
-    @property
-    def capacity(self) -> int:
-        return self.mean.size
-
-    def ensure(self, max_id: int) -> None:
-        """Make room for ids up to `max_id`."""
-        if max_id >= self.capacity:
-            capacity = max(max_id + 1, 2 * self.capacity)
-            for name, fill, dtype in _FIELDS:
-                old = getattr(self, name)
-                new = np.full(capacity, fill, dtype)
-                new[: old.size] = old
-                setattr(self, name, new)
-            bits = np.zeros((capacity, 2 * CTX_WORDS), np.uint64)
-            bits[: self.ctx_bits.shape[0]] = self.ctx_bits
-            self.ctx_bits = bits
-        self.n_series = max(self.n_series, max_id + 1)
+__all__ = ["score_batch"]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _evidence_score(r):  # pragma: no cover - compiled
     """1 − 1 / (1 + r) for r ≥ 0 (1.0 for r = inf); NaN evidence (inf / inf) counts as none."""
-    if r >= 0.0:
+    if r > 0.0:
         return 1.0 - 1.0 / (1.0 + r)
-    return 0.0
+    return 0.0  # r = ±0 gives 0.0 either way: no division (most readings carry no evidence)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _ctx_new(bits, s, index):  # pragma: no cover - compiled
-    """1 if context `index` is in neither generation of series s's table, else 0; marks it in generation 0."""
+def _rate_count(rate):  # pragma: no cover - compiled
+    """A count k with 1 / c < rate for every count c ≥ k, so that max(1 / c, rate) is `rate`
+    without dividing (NO_REST when rate is not a positive number far above 2^-52)."""
+    if rate > 0.0 and 1.0 / rate < 2.0**52:
+        return int(1.0 / rate) + 2  # > 1 / rate even after the rounding of 1.0 / rate
+    return NO_REST
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _ctx_new(bits, index):  # pragma: no cover - compiled
+    """1 if context `index` is in neither generation of a series' table `bits`, else 0; marks it
+    in generation 0. Branch-free: whether a context is new is a coin flip on noisy data."""
     w = index >> 6
     bit = np.uint64(1) << np.uint64(index & 63)
-    new = 1 if (bits[s, w] & bit) == 0 and (bits[s, CTX_WORDS + w] & bit) == 0 else 0
-    bits[s, w] |= bit
-    return new
+    seen = (bits[w] | bits[CTX_WORDS + w]) & bit
+    bits[w] |= bit
+    return np.int64(seen == 0)
 
 
-@njit(cache=True, nogil=True)
-def _score_sorted(
-    series_id, time, value, order,
+# error_model="numpy": x / 0 gives ±inf/NaN instead of raising, so that no division carries a
+# zero test, and the gap evidence can be computed before it is known to be used (then discarded).
+@njit(cache=True, nogil=True, error_model="numpy")
+def _score_runs(
+    run_sid, run_bounds, time, value, order,
     mean, var, n_learned, last_time, last_value, run, low, high,
     fast, seen_lo, seen_hi, peak, interval, n_interval, pset, table,
     ctx_lo, ctx_hi, ctx_b1, ctx_b2, ctx_n, ctx_since, ctx_bits,
-    o_score, o_kind, o_flag,
+    o_score, a_sid, a_time, a_value, a_score, a_kind, n_hits,
+    width_us, rows, g_sid, g_bucket, g_count, g_sum, g_min, g_max, g_last, g_last_time, g_m2,
 ):  # pragma: no cover - compiled
-    """Score and learn a batch in (series, time) order.
+    """Score and learn a sorted batch, series run by series run (``stream._order``), and
+    reduce each run into the window aggregates (``aggregate_run``) while it is in cache.
 
-    ``o_score[order[j]]`` receives the score of sorted reading j (input order); ``o_kind`` and
-    ``o_flag`` stay in sorted order. State is read once per series run into locals and written
-    back after it; ``table[pset[s]]`` holds the series' parameter vector.
+    ``o_score[order[j]]`` receives the score of sorted reading j (input order); flagged
+    readings are appended, in sorted order, to ``a_*`` at ``n_hits[0]``. State is read once
+    per series run into locals and written back after it; ``table[pset[s]]`` holds the
+    series' parameter vector. With ``width_us`` empty no aggregate is computed.
     """
-    m = series_id.size
-    j = 0
-    while j < m:
-        s = series_id[j]
+    for r in range(run_sid.size):
+        j = run_bounds[r]
+        end = run_bounds[r + 1]
+        if end <= j:
+            continue
+        run_lo = j
+        s = run_sid[r]
+        h = n_hits[0]
         p = table[pset[s]]
         alpha, threshold, warmup, spike_z = p[P_ALPHA], p[P_THRESHOLD], p[P_WARMUP], p[P_SPIKE_Z]
         min_std, clip_z, stuck_run = p[P_MIN_STD], p[P_CLIP_Z], p[P_STUCK_RUN]
@@ -170,6 +144,11 @@ def _score_sorted(
         gap_factor, gap_alpha, gap_warmup, rho = p[P_GAP_FACTOR], p[P_GAP_ALPHA], p[P_GAP_WARMUP], p[P_SUPPRESS_RHO]
         bins, order2 = int(p[P_CTX_BINS]), p[P_CTX_ORDER] >= 2.0
         ctx_threshold, ctx_rest, ctx_memory = p[P_CTX_THRESHOLD], p[P_CTX_REST], p[P_CTX_MEMORY]
+        bits = ctx_bits[s]  # the series' context table, both generations
+        level_unit = math.sqrt(level_alpha / (2.0 - level_alpha))  # the fast mean's std per unit std
+        # Divisions are most of the arithmetic: skip those whose result is known exactly.
+        n_alpha, n_level, n_gap = _rate_count(alpha), _rate_count(level_alpha), _rate_count(gap_alpha)
+        spike_off, level_off = spike_z == math.inf, level_z == math.inf  # x / inf is 0 for finite x
         mu = mean[s]
         v = var[s]
         n = n_learned[s]
@@ -190,11 +169,9 @@ def _score_sorted(
         b2 = ctx_b2[s]
         cn = ctx_n[s]
         since = ctx_since[s]
-        while j < m and series_id[j] == s:
+        while j < end:
             x = value[j]
             t = time[j]
-            o_kind[j] = KIND_NONE
-            o_flag[j] = False
             if not np.isfinite(x):
                 o_score[order[j]] = np.nan
                 j += 1
@@ -203,12 +180,16 @@ def _score_sorted(
             strong = False  # a pattern evidence ≥ ctx_threshold after warm-up
             pattern = 0.0  # the pattern score, once out of the rest period
             # gap = (Δt / expected − 1) / (gap_factor − 1), after gap_warmup learned intervals
-            gap = 0.0
+            gap_score = 0.0  # the score of gap evidence (dt / expected − 1) / (gap_factor − 1) when dt > expected
             dt = 0.0
             if not late and lt != NO_TIME:
                 dt = float(t - lt)
-                if nd >= gap_warmup and dt > dtm > 0.0:  # dtm can round to 0 (9e15 − 9e15 + 1)
+                if nd >= gap_warmup and dtm > 0.0:  # dtm can round to 0 (9e15 − 9e15 + 1)
+                    # Computed whether or not dt > dtm, then selected: jittered arrivals make that
+                    # test a coin flip, too costly as a branch.
                     gap = (dt / dtm - 1.0) / (gap_factor - 1.0)
+                    gap_exact = 1.0 - 1.0 / (1.0 + gap)
+                    gap_score = gap_exact if (dt > dtm and gap > 0.0) else 0.0
             if x < lo or x > hi:
                 score = 1.0
                 kind = KIND_OUT_OF_RANGE
@@ -223,13 +204,16 @@ def _score_sorted(
                 kind = KIND_SPIKE
                 mf_new = x
                 if n > 0:
-                    a_f = 1.0 / (n + 1)
-                    if a_f < level_alpha:
+                    if n + 1 >= n_level:
                         a_f = level_alpha
+                    else:
+                        a_f = 1.0 / (n + 1)
+                        if a_f < level_alpha:
+                            a_f = level_alpha
                     mf_new = mf + a_f * (x - mf)
                 if warm:
                     # z = |x − mean| / std ; 0/0 (no change, std 0) is z = 0
-                    if d != 0.0:
+                    if d != 0.0 and not (spike_off and abs(d) < std * 1e300):  # else |d| / std is finite: ev 0
                         ev = abs(d) / std / spike_z if std > 0.0 else math.inf
                     # novelty = distance beyond [lo, hi] seen, in units of hi − lo
                     span = shi - slo
@@ -244,16 +228,16 @@ def _score_sorted(
                                 ev = r
                     # level: |fast − mean| / (std · sqrt(a_f / (2 − a_f)))
                     df = mf_new - mu
-                    if df != 0.0:
-                        a_l = level_alpha
-                        scale = std * math.sqrt(a_l / (2.0 - a_l))  # may underflow to 0 for a subnormal std
+                    scale = std * level_unit  # may underflow to 0 for a subnormal std
+                    if df != 0.0 and not (level_off and abs(df) < scale * 1e300):  # else r is 0
                         r = abs(df) / scale / level_z if scale > 0.0 else math.inf
                         if r > ev:
                             ev = r
                             kind = KIND_LEVEL_SHIFT
                 score = _evidence_score(ev)
-                if ev <= pk and rho > 0.0:  # not above the decayed peak: a repetition
-                    score = score * SUPPRESSED_SCALE
+                # not above the decayed peak: a repetition (selects, not branches, from here on
+                # where the outcome follows the noise of the data)
+                score = score * SUPPRESSED_SCALE if ((ev <= pk) & (rho > 0.0)) else score
                 if bins > 0 and not late:
                     # pattern: bin of x over [min, max] seen (x included); contexts (b1, b) and (b2, b1, b)
                     if x < clo:
@@ -270,36 +254,34 @@ def _score_sorted(
                     total = 0
                     if b1 >= 0:
                         total += 1
-                        new += _ctx_new(ctx_bits, s, b1 * CTX_MAX_BINS + b)
+                        new += _ctx_new(bits, b1 * CTX_MAX_BINS + b)
                         if order2 and b2 >= 0:
                             total += 1
-                            new += _ctx_new(ctx_bits, s, CTX_MAX_BINS * CTX_MAX_BINS + (b2 * CTX_MAX_BINS + b1) * CTX_MAX_BINS + b)
+                            new += _ctx_new(bits, CTX_MAX_BINS * CTX_MAX_BINS + (b2 * CTX_MAX_BINS + b1) * CTX_MAX_BINS + b)
                     b2 = b1
                     b1 = b
                     cn += 1
                     if cn >= ctx_memory:  # a new generation: the current one becomes the old one
                         for w in range(CTX_WORDS):
-                            ctx_bits[s, CTX_WORDS + w] = ctx_bits[s, w]
-                            ctx_bits[s, w] = 0
+                            bits[CTX_WORDS + w] = bits[w]
+                            bits[w] = 0
                         cn = 0
                     if warm and total > 0:
-                        raw = new / total
+                        raw = new * 0.5 if total == 2 else float(new)  # new / total, exactly (total ≤ 2)
                         strong = raw >= ctx_threshold
                         if since >= ctx_rest:
                             pattern = raw
                 repeats = rn + 1 if (n > 0 and x == lv) else 1
-                gap_score = _evidence_score(gap)
-                if gap_score > score:
-                    score = gap_score
-                    kind = KIND_GAP
+                take = gap_score > score
+                score = gap_score if take else score
+                kind = KIND_GAP if take else kind
                 if stuck_run > 0 and not late and repeats >= stuck_run and score < 1.0:
                     score = 1.0
                     kind = KIND_STUCK
                 flagged = score >= threshold  # by the other criteria (these start a rest period)
-                if pattern > score:  # the kind stays that of a criterion that flags on its own
-                    score = pattern
-                    if not flagged:
-                        kind = KIND_PATTERN
+                take = pattern > score  # the kind stays that of a criterion that flags on its own
+                score = pattern if take else score
+                kind = KIND_PATTERN if (take & (not flagged)) else kind
                 if not late:
                     # learn: mean_n = mean + a·d ; var_n = (1 − a)·(var + a·d²), a = max(alpha, 1/n)
                     if warm:
@@ -309,9 +291,12 @@ def _score_sorted(
                         elif d < -c:
                             d = -c
                     n += 1
-                    a = 1.0 / n
-                    if a < alpha:
+                    if n >= n_alpha:
                         a = alpha
+                    else:
+                        a = 1.0 / n
+                        if a < alpha:
+                            a = alpha
                     if n == 1:
                         mu = x
                         v = 0.0
@@ -332,27 +317,30 @@ def _score_sorted(
                     mf = mf_new
                     if warm:
                         pk = pk * rho
-                        if ev > pk:
-                            pk = ev
+                        pk = ev if ev > pk else pk
                     lv = x
                     rn = repeats
             o_score[order[j]] = score
             if score >= threshold:
-                o_kind[j] = kind
-                o_flag[j] = True
+                a_sid[h] = s
+                a_time[h] = t
+                a_value[h] = x
+                a_score[h] = score
+                a_kind[h] = kind
+                h += 1
             if not late:
-                if flagged or strong:
-                    since = 0
-                elif since < NO_REST:
-                    since += 1
+                since = 0 if (flagged | strong) else (since + 1 if since < NO_REST else since)
                 if dt > 0.0:
                     # expected interval: EWMA of Δt, clipped at gap_factor × expected once learned
                     if nd >= gap_warmup and dt > gap_factor * dtm:
                         dt = gap_factor * dtm
                     nd += 1
-                    a_g = 1.0 / nd
-                    if a_g < gap_alpha:
+                    if nd >= n_gap:
                         a_g = gap_alpha
+                    else:
+                        a_g = 1.0 / nd
+                        if a_g < gap_alpha:
+                            a_g = gap_alpha
                     dtm = dtm + a_g * (dt - dtm)
                 lt = t
             j += 1
@@ -374,26 +362,42 @@ def _score_sorted(
         ctx_b2[s] = b2
         ctx_n[s] = cn
         ctx_since[s] = since
+        n_hits[0] = h
+        if width_us.size:
+            aggregate_run(s, time, value, run_lo, end, width_us, rows,
+                          g_sid, g_bucket, g_count, g_sum, g_min, g_max, g_last, g_last_time, g_m2)
 
 
 def score_batch(
-    state: SeriesState, table: np.ndarray,
-    order: np.ndarray, series_id: np.ndarray, time: np.ndarray, value: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Score a sorted batch (``stream._order.sort_batch``) and advance `state` (ids must fit).
+    state: SeriesState, table: np.ndarray, batch: SortedBatch, aggregates: AggregateBuffers | None = None,
+    hit_buffers: HitBuffers | None = None,
+) -> tuple[np.ndarray, Anomalies]:
+    """Score a sorted batch (``stream._order.sort_runs``) and advance `state` (ids must fit);
+    with `aggregates`, also fill its rows for every width in the same walk.
 
     ``table`` holds one parameter vector (``DetectorParams.vector``) per parameter set.
-    Returns (score, kind, flagged): score in input order, kind and flagged in sorted order.
+    Returns (score in input order, the flagged readings in (series, time) order).
     """
-    m = series_id.size
+    m = batch.time.size
     score = np.empty(m, np.float64)
-    kind = np.empty(m, np.int8)
-    flagged = np.empty(m, np.bool_)
-    _score_sorted(
-        series_id, time, value, order,
+    hits = np.zeros(1, np.int64)
+    a_sid, a_time, a_value, a_score, a_kind = (hit_buffers or HitBuffers()).arrays(m)
+    if aggregates is None:
+        width_us, rows = np.zeros(0, np.int64), np.zeros(0, np.int64)
+        outputs = (np.zeros(0, np.int32),) + tuple(
+            np.zeros(0, dt) for dt in (np.int64, np.int64, np.float64, np.float64, np.float64, np.float64,
+                                            np.int64, np.float64))
+    else:
+        width_us, rows, outputs = width_us_of(aggregates.widths_s), aggregates.rows, aggregates.arrays()
+    _score_runs(
+        batch.run_sid, batch.run_bounds, batch.time, batch.value, batch.order,
         state.mean, state.var, state.n, state.last_time, state.last_value, state.run, state.low, state.high,
         state.fast, state.seen_lo, state.seen_hi, state.peak, state.interval, state.n_interval, state.pset,
         table, state.ctx_lo, state.ctx_hi, state.ctx_b1, state.ctx_b2, state.ctx_n, state.ctx_since, state.ctx_bits,
-        score, kind, flagged,
+        score, a_sid, a_time, a_value, a_score, a_kind, hits,
+        width_us, rows, *outputs,
     )
-    return score, kind, flagged
+    h = int(hits[0])
+    # Copies: the hit buffers are sized for the whole batch and reused.
+    return score, Anomalies.build(a_sid[:h].copy(), a_time[:h].copy(), a_value[:h].copy(), a_score[:h].copy(),
+                                  a_kind[:h].copy())

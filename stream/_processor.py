@@ -8,14 +8,15 @@ from typing import Any
 
 import numpy as np
 
-from stream._batch import as_batch, as_series_ids, as_values
+from stream._batch import as_series_ids, as_values, validated_batch
 from stream._constants import DEFAULT_WIDTHS_S, MAX_WIDTH_S, NO_TIME
-from stream._detector import SeriesState, score_batch
+from stream._detector import score_batch
 from stream._errors import BatchError
-from stream._order import sort_batch
+from stream._order import Scratch, row_bounds, sort_runs
 from stream._params import P_GAP_FACTOR, P_GAP_WARMUP, DetectorParams
 from stream._results import Aggregates, Anomalies, BatchResult
-from stream._windows import aggregate_widths
+from stream._state import HitBuffers, SeriesState
+from stream._windows import AggregateBuffers, width_us_of
 
 __all__ = ["StreamProcessor"]
 
@@ -59,6 +60,9 @@ class StreamProcessor:
         self.widths_s = _widths(widths_s)
         self.params = params
         self._state = SeriesState()
+        self._scratch = Scratch()
+        self._hits = HitBuffers()
+        self._width_us = width_us_of(self.widths_s)
         self._param_sets: list[DetectorParams] = [params]  # set 0: the default of every series
         self._table = params.vector()[None, :]
 
@@ -128,18 +132,16 @@ class StreamProcessor:
 
     def process(self, series_id: Any, time: Any, value: Any) -> BatchResult:
         """Aggregate and score one batch; advances the per-series detector state."""
-        sid, t, v = as_batch(series_id, time, value)
+        sid, t, v, sid_min, sid_max = validated_batch(series_id, time, value)
         if sid.size == 0:
             return BatchResult(
                 tuple(Aggregates.empty(w) for w in self.widths_s), Anomalies.empty(), _readonly(np.zeros(0)),
             )
-        self._state.ensure(int(sid.max()))
-        order, sid_s, t_s, v_s = sort_batch(sid, t, v)
-        aggregates = aggregate_widths(sid_s, t_s, v_s, self.widths_s)
-        scores, kind_s, flagged_s = score_batch(self._state, self._table, order, sid_s, t_s, v_s)
-        hit = np.flatnonzero(flagged_s)  # one scan of the mask; the gathers below touch only the hits
-        anomalies = Anomalies.build(sid_s[hit], t_s[hit], v_s[hit], scores[order[hit]], kind_s[hit])
-        return BatchResult(aggregates, anomalies, _readonly(scores))
+        self._state.ensure(sid_max)
+        batch = sort_runs(sid, t, v, self._scratch, sid_min, sid_max)
+        buffers = AggregateBuffers(self.widths_s, row_bounds(batch, self._width_us))
+        scores, anomalies = score_batch(self._state, self._table, batch, buffers, self._hits)  # aggregates in the same walk
+        return BatchResult(buffers.results(), anomalies, _readonly(scores))
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
