@@ -292,10 +292,16 @@ def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int,
     home.mkdir(parents=True, exist_ok=True)
     stop = _stop_event()
     _migrate(settings.database_url, settings)
+    dynsec = None
+    if settings.dynsec_password:
+        # a broker with dynamic security (docker-compose): each gateway gets its own credentials
+        from citylab.broker_security import DynSec
+
+        dynsec = DynSec(settings.mqtt_url, username=settings.dynsec_username, password=settings.dynsec_password)
     supervisor = Supervisor(log_dir=None)
     try:
         _start_demo(supervisor, settings, home, settings.database_url, settings.mqtt_url, serial=serial,
-                    gateways=gateways, lora=lora, period_s=period_s)
+                    gateways=gateways, lora=lora, period_s=period_s, dynsec=dynsec)
         while not stop.wait(0.5):
             supervisor.poll()
     finally:

@@ -1,0 +1,60 @@
+"""`citylab simulate` (the docker-compose simulator profile) against a broker with dynamic security."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from citylab.broker_security import new_password, url_with_credentials
+from ingest import IngestOptions, IngestService
+from protocol.topics import ingest_filters
+
+from conftest import ADMIN, SecuredBroker
+
+pytestmark = pytest.mark.slow
+
+
+def test_simulated_gateways_get_credentials_and_their_readings_arrive(database: str,
+                                                                     secured_broker: SecuredBroker) -> None:
+    org = "simlab"
+    ingest_user, ingest_password = f"ingest-{org}", new_password()
+    secured_broker.dynsec().create_ingest(ingest_user, ingest_password)
+    ingest_url = url_with_credentials(secured_broker.url, ingest_user, ingest_password)
+    service = IngestService(IngestOptions(database_url=database, mqtt_url=ingest_url, client_id=ingest_user,
+                                          batch_max_age_ms=100, filters=ingest_filters(org)))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    home = Path(tempfile.mkdtemp(prefix="citylab-sim-"))
+    env = {**os.environ, "CITYLAB_DATABASE_URL": database, "CITYLAB_MQTT_URL": secured_broker.url,
+           "CITYLAB_DYNSEC_USERNAME": ADMIN, "CITYLAB_DYNSEC_PASSWORD": secured_broker.admin_password,
+           "CITYLAB_ORG": org, "CITYLAB_HOME": str(home)}
+    sim = subprocess.Popen([sys.executable, "-m", "citylab", "simulate", "--serial", "4", "--gateways", "2",
+                            "--lora", "2"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        devices: set[str] = set()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with psycopg.connect(database) as conn:
+                devices = {r[0] for r in conn.execute(
+                    "SELECT DISTINCT s.device FROM readings r JOIN series s ON s.id = r.series_id")}
+            if len(devices) == 6:
+                break
+            time.sleep(0.5)
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        out, _ = sim.communicate(timeout=30)
+        stop.set()
+        thread.join(10)
+    assert len(devices) == 6, out  # 4 serial sensors and 2 LoRa nodes, through 3 gateways with credentials
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM dead_letters").fetchone()[0] == 0
