@@ -10,10 +10,8 @@ fetches the same rows with `fetchall()` and writes the CSV in memory.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -22,7 +20,8 @@ import httpx
 import numpy as np
 import psycopg
 
-from citylab.embedded import free_port, start_postgres
+from bench._servers import private_servers
+from citylab.embedded import free_port
 from storage.db import capabilities
 from storage.migrate import migrate
 from storage.registry import ensure_series, register_device
@@ -113,11 +112,7 @@ def start_api(url: str, port: int) -> subprocess.Popen:
 
 def run(args) -> dict:
     with ExitStack() as stack:
-        root = Path(tempfile.mkdtemp(prefix="citylab-bench-export-"))
-        root.chmod(0o755)
-        stack.callback(shutil.rmtree, root, ignore_errors=True)
-        pg = start_postgres(root)
-        stack.callback(pg.stop)
+        pg, _ = private_servers(stack, name="export")
         key, sid = seed(pg.url, args.rows)
         port = free_port()
         api = start_api(pg.url, port)

@@ -15,19 +15,16 @@ the rows in the database: `lost` and `duplicated` must both be 0.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
 import time
 from contextlib import ExitStack
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import paho.mqtt.client as paho
 import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
-from citylab.embedded import start_mosquitto, start_postgres
+from bench._servers import private_servers
 from ingest import IngestOptions, IngestService
 from protocol.senml import Pack, Record, decode_pack, encode_pack
 from protocol.topics import up_topic
@@ -181,13 +178,7 @@ def _naive(url: str, port: int, packs: int) -> dict:
 
 def run(args) -> dict:
     with ExitStack() as stack:
-        root = Path(tempfile.mkdtemp(prefix="citylab-bench-ingest-"))
-        root.chmod(0o755)
-        stack.callback(shutil.rmtree, root, ignore_errors=True)
-        pg = start_postgres(root)
-        stack.callback(pg.stop)
-        broker = start_mosquitto(root)
-        stack.callback(broker.stop)
+        pg, broker = private_servers(stack, name="ingest", broker=True)
         with psycopg.connect(pg.url) as conn:
             migrate(conn)
             conn.autocommit = False

@@ -8,11 +8,8 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import numpy as np
 import psycopg
@@ -50,13 +47,9 @@ def run(args) -> dict:
 def measure(*, rows: int, database_url: str | None) -> dict:
     with ExitStack() as stack:
         if database_url is None:
-            from citylab.embedded import start_postgres
+            from bench._servers import private_servers
 
-            root = Path(tempfile.mkdtemp(prefix="citylab-bench-"))
-            root.chmod(0o755)
-            stack.callback(shutil.rmtree, root, ignore_errors=True)
-            server = start_postgres(root)
-            stack.callback(server.stop)
+            server, _ = private_servers(stack, name="storage")
             database_url = server.url
         conn = stack.enter_context(psycopg.connect(database_url))
         migrate(conn)
