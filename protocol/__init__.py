@@ -33,6 +33,7 @@ from protocol.lorawan import (
     lorawan_network,
 )
 from protocol.quantities import QUANTITIES, Quantity, quantity
+from protocol.units import UNITS, Unit, UnitError, convert
 from protocol.senml import (
     SENML_CBOR,
     SENML_JSON,
@@ -63,6 +64,10 @@ __all__ = [
     "LPP_KINDS",
     "MAX_PAYLOAD",
     "QUANTITIES",
+    "UNITS",
+    "Unit",
+    "UnitError",
+    "convert",
     "SENML_CBOR",
     "SENML_JSON",
     "LineError",

@@ -13,31 +13,86 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["QUANTITIES", "Quantity", "quantity"]
+__all__ = ["QUANTITIES", "Quantity", "SmartDataModel", "quantity"]
+
+
+_THEME = "http://publications.europa.eu/resource/authority/data-theme/"
+_SDM = "https://smartdatamodels.org/"
+
+
+@dataclass(frozen=True, slots=True)
+class SmartDataModel:
+    """Where a quantity sits in the Smart Data Models: ``model.attribute``.
+
+    ``scale`` converts a reading in the quantity's unit to the model's unit
+    (relative humidity is a fraction 0..1 there, a percentage here).
+    """
+
+    model: str
+    attribute: str
+    domain: str
+    scale: float = 1.0
+
+    @property
+    def definition(self) -> str:
+        return f"{_SDM}dataModel.{self.domain}/{self.attribute}"
 
 
 @dataclass(frozen=True, slots=True)
 class Quantity:
-    """One measurable quantity: its name in series ids, SenML unit and bounds."""
+    """One measurable quantity: its name in series ids, SenML unit and bounds.
+
+    Besides the SenML unit and the physical bounds, a quantity carries what the
+    standard faces say of it: ``label`` and ``definition`` (the SensorThings
+    ObservedProperty), ``sdm`` (the Smart Data Models attribute, NGSI-LD), and
+    ``theme`` (the EU data theme, DCAT-AP). The unit's own vocabulary
+    (name, symbol, definition, UN/CEFACT code) is in :mod:`protocol.units`.
+    """
 
     name: str
     unit: str
     low: float
     high: float
     description: str
+    label: str = ""
+    definition: str = ""
+    sdm: SmartDataModel | None = None
+    theme: str = "ENVI"
+
+    @property
+    def theme_uri(self) -> str:
+        return _THEME + self.theme
 
 
-def _q(name: str, unit: str, low: float, high: float, description: str) -> tuple[str, Quantity]:
-    return name, Quantity(name, unit, low, high, description)
+def _q(
+    name: str, unit: str, low: float, high: float, description: str, *,
+    label: str, definition: str, sdm: SmartDataModel | None, theme: str = "ENVI",
+) -> tuple[str, Quantity]:
+    return name, Quantity(name, unit, low, high, description, label, definition, sdm, theme)
+
+
+_QK = "http://qudt.org/vocab/quantitykind/"
+_AIR = "AirQualityObserved"
+_ENV = "Environment"
+
+
+def _air(attribute: str, scale: float = 1.0) -> SmartDataModel:
+    return SmartDataModel(_AIR, attribute, _ENV, scale)
 
 
 QUANTITIES: dict[str, Quantity] = dict(
     [
-        _q("temperature", "Cel", -50.0, 60.0, "air temperature, degrees Celsius"),
-        _q("humidity", "%RH", 0.0, 100.0, "relative humidity"),
-        _q("pm2_5", "ug/m3", 0.0, 1000.0, "particulate matter < 2.5 um, mass concentration"),
-        _q("pm10", "ug/m3", 0.0, 2000.0, "particulate matter < 10 um, mass concentration"),
-        _q("no2", "ug/m3", 0.0, 2000.0, "nitrogen dioxide, mass concentration"),
+        _q("temperature", "Cel", -50.0, 60.0, "air temperature, degrees Celsius",
+           label="Air temperature", definition=_QK + "Temperature", sdm=_air("temperature")),
+        _q("humidity", "%RH", 0.0, 100.0, "relative humidity",
+           label="Relative humidity", definition=_QK + "RelativeHumidity",
+           sdm=_air("relativeHumidity", 0.01)),
+        _q("pm2_5", "ug/m3", 0.0, 1000.0, "particulate matter < 2.5 um, mass concentration",
+           label="PM2.5", definition=_SDM + "dataModel.Environment/pm25", sdm=_air("pm25")),
+        _q("pm10", "ug/m3", 0.0, 2000.0, "particulate matter < 10 um, mass concentration",
+           label="PM10", definition=_SDM + "dataModel.Environment/pm10", sdm=_air("pm10")),
+        _q("no2", "ug/m3", 0.0, 2000.0, "nitrogen dioxide, mass concentration",
+           label="Nitrogen dioxide", definition=_SDM + "dataModel.Environment/no2", sdm=_air("no2")),
         _q(
             "noise",
             "dB",
@@ -45,9 +100,15 @@ QUANTITIES: dict[str, Quantity] = dict(
             150.0,
             "A-weighted equivalent sound level LAeq, dB(A); SenML has no dB(A) unit, "
             "so the unit is dB and the A-weighting is part of the quantity",
+            label="Noise level LAeq", definition=_SDM + "dataModel.Environment/LAeq",
+            sdm=SmartDataModel("NoiseLevelObserved", "LAeq", _ENV),
         ),
-        _q("energy", "kWh", 0.0, 1e9, "active energy, monotonic meter counter (never decreases)"),
-        _q("power", "W", 0.0, 1e7, "active power"),
+        _q("energy", "kWh", 0.0, 1e9, "active energy, monotonic meter counter (never decreases)",
+           label="Active energy imported", definition=_QK + "Energy",
+           sdm=SmartDataModel("ACMeasurement", "totalActiveEnergyImport", "Energy"), theme="ENER"),
+        _q("power", "W", 0.0, 1e7, "active power",
+           label="Active power", definition=_QK + "ActivePower",
+           sdm=SmartDataModel("ACMeasurement", "totalActivePower", "Energy"), theme="ENER"),
         _q(
             "traffic_count",
             "count",
@@ -55,14 +116,27 @@ QUANTITIES: dict[str, Quantity] = dict(
             1e6,
             "vehicles or people counted during the reporting interval "
             "(SenML unit 'count', RFC 8428: counter of occurrences)",
+            label="Traffic count", definition=_SDM + "dataModel.Transportation/intensity",
+            sdm=SmartDataModel("TrafficFlowObserved", "intensity", "Transportation"), theme="TRAN",
         ),
-        _q("speed", "km/h", 0.0, 300.0, "vehicle speed"),
-        _q("pressure", "hPa", 300.0, 1100.0, "barometric pressure"),
-        _q("illuminance", "lx", 0.0, 200_000.0, "illuminance (full sunlight is ~100 klx)"),
-        _q("battery", "%EL", 0.0, 100.0, "remaining battery energy, percent (SenML %EL)"),
-        _q("battery_voltage", "V", 0.0, 60.0, "battery voltage"),
-        _q("co2", "ppm", 0.0, 40_000.0, "carbon dioxide, volume fraction"),
-        _q("wind_speed", "m/s", 0.0, 100.0, "wind speed"),
+        _q("speed", "km/h", 0.0, 300.0, "vehicle speed",
+           label="Average vehicle speed", definition=_SDM + "dataModel.Transportation/averageVehicleSpeed",
+           sdm=SmartDataModel("TrafficFlowObserved", "averageVehicleSpeed", "Transportation"), theme="TRAN"),
+        _q("pressure", "hPa", 300.0, 1100.0, "barometric pressure",
+           label="Atmospheric pressure", definition=_QK + "Pressure",
+           sdm=SmartDataModel("WeatherObserved", "atmosphericPressure", "Weather")),
+        _q("illuminance", "lx", 0.0, 200_000.0, "illuminance (full sunlight is ~100 klx)",
+           label="Illuminance", definition=_QK + "Illuminance",
+           sdm=SmartDataModel("WeatherObserved", "illuminance", "Weather")),
+        _q("battery", "%EL", 0.0, 100.0, "remaining battery energy, percent (SenML %EL)",
+           label="Battery level", definition=_SDM + "dataModel.Device/batteryLevel", sdm=None, theme="TECH"),
+        _q("battery_voltage", "V", 0.0, 60.0, "battery voltage",
+           label="Battery voltage", definition=_QK + "Voltage", sdm=None, theme="TECH"),
+        _q("co2", "ppm", 0.0, 40_000.0, "carbon dioxide, volume fraction",
+           label="Carbon dioxide", definition=_SDM + "dataModel.Environment/co2", sdm=_air("co2")),
+        _q("wind_speed", "m/s", 0.0, 100.0, "wind speed",
+           label="Wind speed", definition=_QK + "Speed",
+           sdm=SmartDataModel("WeatherObserved", "windSpeed", "Weather")),
     ]
 )
 
