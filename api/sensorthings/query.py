@@ -133,7 +133,8 @@ def _convert(node, option: str) -> Expr:
         operand = _convert(node.operand, option)
         return Not(operand) if isinstance(node.op, odata.Not) else Negate(operand)
     if isinstance(node, odata.BinOp):
-        return Arith(type(node.op).__name__.lower(), _convert(node.left, option), _convert(node.right, option))
+        op = {"mult": "mul"}.get(type(node.op).__name__.lower(), type(node.op).__name__.lower())
+        return Arith(op, _convert(node.left, option), _convert(node.right, option))
     if isinstance(node, odata.Call):
         return Call(node.func.full_name(), tuple(_convert(a, option) for a in node.args))
     if isinstance(node, odata.CollectionLambda):

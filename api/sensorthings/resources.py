@@ -10,6 +10,7 @@ the /v1 readings (api.access.account).
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -98,7 +99,8 @@ def _expand(conn: psycopg.Connection, params: dict, base: str, entity: EntitySet
                     body[f"{item.link}@iot.count"] = counts.get(key, 0)
                 if more:
                     nested = {"$top": str(top), "$skip": str(inner.skip + top)}
-                    body[f"{item.link}@iot.nextLink"] = f"{body['@iot.selfLink']}/{item.link}?{urlencode(nested)}"
+                    parent = self_link(base, entity, row["id"])
+                    body[f"{item.link}@iot.nextLink"] = f"{parent}/{item.link}?{urlencode(nested, safe='$')}"
             else:
                 body[item.link] = shaped[0] if shaped else None
             body.pop(f"{item.link}@iot.navigationLink", None)
@@ -184,10 +186,9 @@ def _read(conn, params, base, resource: ResourcePath, entity: EntitySet, options
         body["value"] = out
     if page.more:
         following = {**url_params, "$top": str(top), "$skip": str(options.skip + top)}
-        body["@iot.nextLink"] = f"{path_url}?{urlencode(following)}"
+        body["@iot.nextLink"] = f"{path_url}?{urlencode(following, safe='$')}"
     return Answer(body)
 
 
 def _json_text(value: object) -> str:
-    import json
     return json.dumps(value)

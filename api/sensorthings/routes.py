@@ -9,7 +9,9 @@ The handlers only adapt HTTP to the functions of resources.py and writes.py.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import ConnDep
@@ -63,10 +65,7 @@ def read_resources(path: str, request: Request, conn: ConnDep, principal: StaPri
 
 
 @router.post("/{path:path}", summary="SensorThings creation (Observations, CreateObservations)", status_code=201)
-async def create_resources(path: str, request: Request, conn: ConnDep, principal: StaWriterDep) -> Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise Problem(400, "the body is not JSON") from None
+def create_resources(path: str, request: Request, conn: ConnDep, principal: StaWriterDep,
+                     body: Annotated[Any, Body()]) -> Response:
     base = service_root(request)
     return create(request.app, conn, principal, base=base, path=path, body=body)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from storage.sensorthings.compile import NotSupported, QueryError, parse_observation_id
 from storage.sensorthings.entities import ENTITY_SETS, OBSERVATION_TYPE, EntitySet, Field, Link, by_singular
 from storage.sensorthings.read import Page, Step, count_entities, count_linked, read_entities, read_linked
+from storage.sensorthings.write import writable_datastream
 
 __all__ = [
     "ENTITY_SETS",
@@ -28,4 +29,5 @@ __all__ = [
     "parse_observation_id",
     "read_entities",
     "read_linked",
+    "writable_datastream",
 ]

@@ -300,7 +300,7 @@ class Builder:
         if name in _DATE_PARTS:
             return sql.SQL("extract({} FROM {})::int").format(sql.SQL(_DATE_PARTS[name]), time(0)), "num"
         if name == "fractionalseconds":
-            return sql.SQL("((extract(microseconds FROM {})::bigint % 1000000) / 1e6)").format(time(0)), "num"
+            return sql.SQL("(mod(extract(microseconds FROM {})::bigint, 1000000) / 1e6)").format(time(0)), "num"
         if name == "date":
             return sql.SQL("({})::date").format(time(0)), "date"
         if name == "time":

@@ -1,0 +1,88 @@
+"""Fixtures of the SensorThings tests: the lab of sta_lab.py, TestClients per
+tenant, and a real uvicorn serving the app (for frost-sta-client).
+
+`sta_lab` is shared by the tests of one module, which only read it; tests that
+write, or count audit rows, take `fresh_lab`, a database of their own.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import psycopg
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sta_lab import StaLab, seed_sta
+
+from api import create_app
+from citylab.embedded import PostgresServer, free_port
+from citylab.settings import Settings
+
+ROOT = "/sta/v1.1"
+TEMPLATE_DB = "citylab_template"
+
+
+@contextmanager
+def _database(pg_server: PostgresServer) -> Iterator[str]:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{TEMPLATE_DB}"')
+    try:
+        yield pg_server.url_for(name)
+    finally:
+        with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def sta_lab(pg_server: PostgresServer) -> Iterator[StaLab]:
+    with _database(pg_server) as url:
+        yield seed_sta(url)
+
+
+@pytest.fixture
+def fresh_lab(database: str) -> StaLab:
+    return seed_sta(database)
+
+
+@contextmanager
+def client_of(lab: StaLab, headers: dict[str, str]) -> Iterator[TestClient]:
+    with TestClient(create_app(Settings(database_url=lab.url)), headers=headers) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def sta(sta_lab: StaLab) -> Iterator[TestClient]:
+    """A client with the admin key of organisation `lab`."""
+    with client_of(sta_lab, sta_lab.lab.headers) as client:
+        yield client
+
+
+@contextmanager
+def serving(url: str) -> Iterator[str]:
+    """The service root of a real uvicorn serving the app on a free port."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(Settings(database_url=url)), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}{ROOT}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+@pytest.fixture
+def sta_server(fresh_lab: StaLab) -> Iterator[str]:
+    with serving(fresh_lab.url) as root:
+        yield root
