@@ -24,9 +24,7 @@ CONFORMANCE = [
     _REQ + "datamodel",
     _REQ + "resource-path/resource-path-to-entities",
     _REQ + "request-data",
-    _REQ + "create-update-delete/create-entity",
     _REQ + "data-array/data-array",
-    "http://www.opengis.net/spec/iot_sensing/1.1/conf/request-data",
 ]
 
 

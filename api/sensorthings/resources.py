@@ -164,6 +164,10 @@ def _read(conn, params, base, resource: ResourcePath, entity: EntitySet, options
         out = _shape(base, entity, [row], options)
         _expand(conn, params, base, entity, [row], out, options, served)
         return Answer(out[0])
+    if len(resource.steps) > 1:
+        parent = resource.steps[:-1]
+        if not read_entities(conn, params, parent, Query(), fields=["id"], keys=[], limit=1).rows:
+            raise Problem(404, f"no such {ENTITY_SETS[parent[-1].entity].singular} that your organisation may read")
     top = options.top if options.top is not None else DEFAULT_TOP
     fields = ["id"] if resource.ref else fields_for(entity, options.select)
     if options.extra.get("$resultFormat") == "dataArray":

@@ -43,7 +43,7 @@ _ARITH = {"add": "+", "sub": "-", "mul": "*"}
 _STRING_FUNCTIONS = {"tolower": "lower", "toupper": "upper", "trim": "btrim", "length": "length"}
 _DATE_PARTS = {"year": "year", "month": "month", "day": "day", "hour": "hour", "minute": "minute",
                "second": "second"}
-_MATH = {"round": "round", "floor": "floor", "ceiling": "ceiling"}
+_MATH = {"round": "round", "floor": "floor", "ceiling": "ceiling"}   # over numeric: halves round away from 0
 _SPATIAL = {"geo.intersects", "st_equals", "st_disjoint", "st_touches", "st_within", "st_overlaps",
             "st_crosses", "st_intersects", "st_contains", "st_relate"}
 _SWAPPED = {"st_within": "st_contains", "st_contains": "st_within"}
@@ -315,7 +315,7 @@ class Builder:
         if name == "maxdatetime":
             return self.param(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "timestamptz"), "time"
         if name in _MATH:
-            return sql.SQL("{}(({})::float8)").format(sql.SQL(_MATH[name]), num(0)), "num"
+            return sql.SQL("{}(({})::numeric)::float8").format(sql.SQL(_MATH[name]), num(0)), "num"
         if name == "geo.distance":
             (a, ak), (b, bk) = args
             if ak != "geo" or bk != "geo":

@@ -5,7 +5,7 @@ model is mapped onto the standard's.
     Location          the device's location        id  devices.thing_id (devices with lat/lon)
     HistoricalLocation  where the device was put   id  devices.thing_id (one per located device)
     Sensor            the device's hardware        id  devices.thing_id
-    FeatureOfInterest what the device observes     id  devices.thing_id
+    FeatureOfInterest where the device observes    id  devices.thing_id (devices with lat/lon)
     Datastream        a series (device, quantity)  id  series.id
     ObservedProperty  a quantity                   id  observed_properties.id
     Observation       a reading                    id  '{series id}-{UTC microseconds}'
@@ -126,7 +126,7 @@ FEATURES_OF_INTEREST = EntitySet(
     "FeaturesOfInterest", "FeatureOfInterest",
     "SELECT d.thing_id AS id, d.device AS name, 'Where device ' || d.device || ' measures' AS description,"
     " 'application/geo+json'::text AS \"encodingType\", " + _POINT + " AS feature, NULL::jsonb AS properties"
-    " FROM devices d WHERE d.device IN " + _VISIBLE_DEVICES,
+    " FROM devices d WHERE " + _LOCATED + " AND d.device IN " + _VISIBLE_DEVICES,
     _fields(("id", "num"), ("name", "text"), ("description", "text"), ("encodingType", "text"),
             ("feature", "geo"), ("properties", "json")),
     _links(("Observations", "Observations", "_thing", "id", True)),

@@ -22,7 +22,9 @@ def test_each_organisation_sees_its_own_and_granted_data(sta_lab: StaLab):
         assert _names(other, "/Things") == ["other-1", "other-2"]
         assert _names(other, "/Datastreams") == ["other-1/pm10", "other-2/co2"]
         assert other.get(f"{ROOT}/Datastreams({sta_lab.series['air-1/pm2_5']})").status_code == 404
-        assert other.get(f"{ROOT}/Datastreams({sta_lab.series['air-1/pm2_5']})/Observations").json()["value"] == []
+        assert other.get(f"{ROOT}/Datastreams({sta_lab.series['air-1/pm2_5']})/Observations").status_code == 404
+        assert other.get(f"{ROOT}/Observations", params={"$filter": "Datastream/name eq 'air-1/pm2_5'"}).json() == {
+            "value": []}
     with client_of(sta_lab, sta_lab.city.headers) as city:
         for path in ("/Things", "/Datastreams", "/Locations", "/Sensors", "/ObservedProperties",
                      "/FeaturesOfInterest"):
