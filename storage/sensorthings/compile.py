@@ -403,7 +403,7 @@ class Builder:
             value, kind = self.value(key.expr, entity, alias)
             if kind == "geo":
                 raise QueryError("cannot order by a geometry")
-            parts.append(sql.SQL("{} {}").format(value, sql.SQL("DESC NULLS LAST" if key.descending else "ASC NULLS FIRST")))
+            parts.append(sql.SQL("{} {}").format(value, sql.SQL("DESC" if key.descending else "ASC")))
         parts += [self.column(alias, c) for c in entity.order]
         return sql.SQL(", ").join(parts)
 

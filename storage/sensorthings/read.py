@@ -78,7 +78,7 @@ def _where(b: Builder, entity: EntitySet, alias: sql.Identifier, steps: Sequence
            query: Query) -> sql.Composable:
     parts = [_scope(b, steps, alias)] if steps else []
     if query.filter is not None:
-        parts.append(sql.SQL("coalesce({}, false)").format(b.predicate(query.filter, entity, alias)))
+        parts.append(b.predicate(query.filter, entity, alias))   # NULL fails a WHERE, like false
     return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
 
 
