@@ -17,7 +17,7 @@ from protocol.units import UNITS
 from storage.sensorthings import ENTITY_SETS, EntitySet
 from storage.tenants import Principal
 
-__all__ = ["CONFORMANCE", "entity_json", "id_text", "query_params", "self_link"]
+__all__ = ["CONFORMANCE", "entity_json", "id_text", "members", "query_params", "self_link"]
 
 _REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
 CONFORMANCE = [
@@ -64,22 +64,32 @@ def _value(kind: str, value: object) -> object:
     return value
 
 
+def members(entity: EntitySet, select: tuple[str, ...] = ()) -> list[tuple[str, str, str]]:
+    """The members of an entity's JSON, in order, for `select` (all when empty):
+    (JSON key, "field" | "self" | "nav", field or link name)."""
+    wanted = {"id" if s == "@iot.id" else s for s in select}
+    out: list[tuple[str, str, str]] = []
+    if not select or "id" in wanted:
+        out.append(("@iot.id", "field", "id"))
+    if not select or "@iot.selfLink" in wanted:
+        out.append(("@iot.selfLink", "self", ""))
+    out += [(name, "field", name) for name in entity.fields if name != "id" and (not select or name in wanted)]
+    out += [(f"{name}@iot.navigationLink", "nav", name) for name in entity.links if not select or name in wanted]
+    return out
+
+
 def entity_json(base: str, entity: EntitySet, row: dict, *, select: tuple[str, ...] = ()) -> dict:
     """One entity as the standard's JSON, with the properties `select` names (all when empty)."""
-    key = row["id"]
-    link = self_link(base, entity, key)
+    link = self_link(base, entity, row["id"])
     out: dict[str, object] = {}
-    wanted = set(select)
-    if not select or "id" in wanted or "@iot.id" in wanted:
-        out["@iot.id"] = key
-    if not select or "@iot.selfLink" in wanted:
-        out["@iot.selfLink"] = link
-    for name, field in entity.fields.items():
-        if name != "id" and (not select or name in wanted) and name in row:
-            out[name] = _value(field.type, row[name])
-    for name in entity.links:
-        if not select or name in wanted:
-            out[f"{name}@iot.navigationLink"] = f"{link}/{name}"
+    for key, kind, name in members(entity, select):
+        if kind == "field":
+            if name in row:
+                out[key] = _value(entity.fields[name].type, row[name])
+        elif kind == "self":
+            out[key] = link
+        else:
+            out[key] = f"{link}/{name}"
     return out
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 from odata_query import ast as odata
 from odata_query import exceptions as odata_errors
@@ -24,7 +25,7 @@ from storage.sensorthings.tree import (
     Arith, Call, Compare, Expand, Expr, Geometry, In, Literal, Logical, Negate, Not, OrderKey, Path, Query,
 )
 
-__all__ = ["FUNCTIONS", "MAX_TOP", "QueryOptionError", "parse_expression", "parse_options"]
+__all__ = ["FUNCTIONS", "MAX_TOP", "QueryOptionError", "parse_expression", "parse_options", "skiptoken"]
 
 MAX_TOP = 10_000
 
@@ -42,7 +43,8 @@ FUNCTIONS: dict[str, tuple[int, int]] = {
     "st_overlaps": (2, 2), "st_crosses": (2, 2), "st_intersects": (2, 2), "st_contains": (2, 2),
     "st_relate": (3, 3),
 }
-_OPTIONS = {"$filter", "$expand", "$select", "$orderby", "$top", "$skip", "$count", "$resultFormat"}
+_OPTIONS = {"$filter", "$expand", "$select", "$orderby", "$top", "$skip", "$count", "$resultFormat", "$skiptoken"}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class QueryOptionError(QueryError):
@@ -286,6 +288,7 @@ def parse_options(params: Mapping[str, str], *, nested: bool = False) -> Query:
     if result_format is not None and result_format != "dataArray":
         raise NotSupported(f"$resultFormat={result_format!r} is not supported (only dataArray)")
     extra = {"$resultFormat": result_format} if result_format else {}
+    after = _skiptoken(params["$skiptoken"]) if "$skiptoken" in params and not nested else None
     return Query(
         filter=parse_expression(params["$filter"]) if "$filter" in params else None,
         orderby=_orderby(params["$orderby"]) if "$orderby" in params else (),
@@ -295,4 +298,20 @@ def parse_options(params: Mapping[str, str], *, nested: bool = False) -> Query:
         select=_select(params["$select"]) if "$select" in params else (),
         expand=_expand(params["$expand"]) if "$expand" in params else (),
         extra=extra,
+        after=after,
     )
+
+
+def skiptoken(series: int, time_us: int) -> str:
+    """The $skiptoken of a nextLink: where the next page of Observations starts."""
+    return f"{series}.{time_us}"
+
+
+def _skiptoken(text: str) -> tuple[int, datetime]:
+    match = re.fullmatch(r"(\d{1,10})\.(-?\d{1,18})", text.strip())
+    if not match:
+        raise QueryOptionError("$skiptoken is not one this server gave out (follow @iot.nextLink as it is)")
+    try:
+        return int(match[1]), _EPOCH + timedelta(microseconds=int(match[2]))
+    except OverflowError:
+        raise QueryOptionError("$skiptoken is out of range") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -19,18 +20,22 @@ import psycopg
 
 from api.access import account
 from api.errors import Problem
-from api.sensorthings.mapping import check_select, entity_json, fields_for, query_params, self_link
+from api.sensorthings.mapping import check_select, entity_json, fields_for, members, query_params, self_link
 from api.sensorthings.paths import PathError, ResourcePath, parse_path
+from api.sensorthings.query import skiptoken
 from storage.audit import DataRead
 from storage.sensorthings import (
-    ENTITY_SETS, EntitySet, Link, NotSupported, QueryError, count_entities, count_linked, read_entities, read_linked,
+    ENTITY_SETS, EntitySet, Link, NotSupported, QueryError, count_entities, count_linked, read_entities,
+    read_entities_json, read_linked,
 )
+from storage.sensorthings.compile import Builder
 from storage.sensorthings.tree import Query
 from storage.tenants import Principal
 
 __all__ = ["DEFAULT_TOP", "Served", "read_resource"]
 
 DEFAULT_TOP = 100
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -46,7 +51,7 @@ class Served:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    body: object          # JSON, or text for $value
+    body: object          # JSON, text for $value, or bytes of JSON already encoded
     text: bool = False
 
 
@@ -63,7 +68,7 @@ def _check(entity: EntitySet, query: Query) -> None:
 def _keys(entity: EntitySet, query: Query) -> list[str]:
     keys = ["id"] + [entity.links[e.link].source_key for e in query.expand]
     if entity.name == "Observations":
-        keys.append("_series")
+        keys += ["_series", "_time"]
     return keys
 
 
@@ -174,6 +179,8 @@ def _read(conn, params, base, resource: ResourcePath, entity: EntitySet, options
         if entity.name != "Observations":
             raise QueryError("$resultFormat=dataArray applies to Observations only")
         fields = list(entity.fields)
+    if not (resource.ref or options.expand or options.extra.get("$resultFormat")):
+        return _json_page(conn, params, base, resource, entity, options, url_params, path_url, served, top)
     page = read_entities(conn, params, resource.steps, options, fields=fields, keys=_keys(entity, options), limit=top)
     body: dict[str, object] = {}
     if options.count:
@@ -189,9 +196,38 @@ def _read(conn, params, base, resource: ResourcePath, entity: EntitySet, options
         _expand(conn, params, base, entity, page.rows, out, options, served)
         body["value"] = out
     if page.more:
-        following = {**url_params, "$top": str(top), "$skip": str(options.skip + top)}
-        body["@iot.nextLink"] = f"{path_url}?{urlencode(following, safe='$')}"
+        last = (page.rows[-1]["_series"], page.rows[-1]["_time"]) if "_time" in page.rows[-1] else None
+        body["@iot.nextLink"] = _next_link(path_url, url_params, entity, options, top, last)
     return Answer(body)
+
+
+def _next_link(path_url: str, url_params: dict, entity: EntitySet, options: Query, top: int,
+               last: tuple[int, datetime] | None) -> str:
+    """Observations in an index order continue by keyset ($skiptoken), everything else by $skip."""
+    following = {**url_params, "$top": str(top)}
+    if last is not None and Builder.keyset_order(entity, options.orderby) is not None:
+        following.pop("$skip", None)
+        following["$skiptoken"] = skiptoken(last[0], (last[1] - _EPOCH) // timedelta(microseconds=1))
+    else:
+        following["$skip"] = str(options.skip + top)
+    return f"{path_url}?{urlencode(following, safe='$')}"
+
+
+def _json_page(conn, params, base: str, resource: ResourcePath, entity: EntitySet, options: Query,
+               url_params: dict, path_url: str, served: Served, top: int) -> Answer:
+    """A page without $expand: each entity's JSON built by PostgreSQL, joined here."""
+    observations = entity.name == "Observations"
+    page = read_entities_json(conn, params, resource.steps, options, members=members(entity, options.select),
+                              base=base, keys=["_series", "_time"] if observations else [], limit=top)
+    last = None
+    if observations:
+        served.observations.update(row[1] for row in page.rows)
+        last = page.rows[-1][1:] if page.rows else None
+    head = f'{{"@iot.count":{count_entities(conn, params, resource.steps, options)},' if options.count else "{"
+    tail = "}"
+    if page.more:
+        tail = f',"@iot.nextLink":{json.dumps(_next_link(path_url, url_params, entity, options, top, last))}}}'
+    return Answer((head + '"value":[' + ",".join(row[0] for row in page.rows) + "]" + tail).encode())
 
 
 def _json_text(value: object) -> str:

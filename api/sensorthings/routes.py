@@ -61,6 +61,8 @@ def read_resources(path: str, request: Request, conn: ConnDep, principal: StaPri
                            path_url=f"{base}/{path}")
     if answer.text:
         return PlainTextResponse(answer.body)
+    if isinstance(answer.body, bytes):
+        return Response(answer.body, media_type="application/json")
     return JSONResponse(answer.body)
 
 

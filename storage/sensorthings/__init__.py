@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from storage.sensorthings.compile import NotSupported, QueryError, parse_observation_id
 from storage.sensorthings.entities import ENTITY_SETS, OBSERVATION_TYPE, EntitySet, Field, Link, by_singular
-from storage.sensorthings.read import Page, Step, count_entities, count_linked, read_entities, read_linked
+from storage.sensorthings.read import (
+    JsonPage, Member, Page, Step, count_entities, count_linked, read_entities, read_entities_json, read_linked,
+)
 from storage.sensorthings.write import writable_datastream
 
 __all__ = [
@@ -18,7 +20,9 @@ __all__ = [
     "OBSERVATION_TYPE",
     "EntitySet",
     "Field",
+    "JsonPage",
     "Link",
+    "Member",
     "NotSupported",
     "Page",
     "QueryError",
@@ -28,6 +32,7 @@ __all__ = [
     "count_linked",
     "parse_observation_id",
     "read_entities",
+    "read_entities_json",
     "read_linked",
     "writable_datastream",
 ]

@@ -396,6 +396,34 @@ class Builder:
 
     # Ordering ----------------------------------------------------------------
 
+    @staticmethod
+    def keyset_order(entity: EntitySet, keys: tuple[OrderKey, ...]) -> str | None:
+        """"asc" / "desc" / "key" when entities in this order can be paged by keyset, else None:
+        Observations in their own order or by phenomenonTime / resultTime."""
+        if entity.name != "Observations":
+            return None
+        if not keys:
+            return "key"
+        if len(keys) == 1 and isinstance(keys[0].expr, Path) and keys[0].expr.segments in (
+                ("phenomenonTime",), ("resultTime",)):
+            return "desc" if keys[0].descending else "asc"
+        return None
+
+    def keyset(self, entity: EntitySet, alias: sql.Identifier, keys: tuple[OrderKey, ...],
+               after: tuple) -> sql.Composable:
+        """Entities after (series id, time) in the order of `keys`; index-served."""
+        mode = self.keyset_order(entity, keys)
+        if mode is None:
+            raise QueryError("$skiptoken does not fit this $orderby")
+        series, time = after
+        s, t = self.column(alias, "_series"), self.column(alias, "_time")
+        ps, pt = self.param(series), self.param(time, "timestamptz")
+        if mode == "key":
+            return sql.SQL("({}, {}) > ({}, {})").format(s, t, ps, pt)
+        if mode == "asc":
+            return sql.SQL("({1} >= {3} AND ({1} > {3} OR {0} > {2}))").format(s, t, ps, pt)
+        return sql.SQL("({1} <= {3} AND ({1} < {3} OR {0} > {2}))").format(s, t, ps, pt)
+
     def order(self, keys: tuple[OrderKey, ...], entity: EntitySet, alias: sql.Identifier) -> sql.Composable:
         """ORDER BY the requested keys, then the entity's own total order (stable paging)."""
         parts = []

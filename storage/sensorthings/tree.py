@@ -108,3 +108,4 @@ class Query:
     select: tuple[str, ...] = ()     # property and navigation names; empty: all
     expand: tuple[Expand, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
+    after: tuple | None = None       # keyset of the last entity served ($skiptoken), see Builder.keyset

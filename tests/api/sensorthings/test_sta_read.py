@@ -92,8 +92,28 @@ def test_paging_with_next_link_and_count(sta, sta_lab: StaLab):
         body = response.json()
         seen += [o["result"] for o in body["value"]]
     assert seen == [i / 2 for i in range(PM25_READINGS)]
-    default = get(sta, "/Observations")
-    assert len(default["value"]) == 100 and "$skip=100" in default["@iot.nextLink"]
+    things = get(sta, "/Things", **{"$top": "3", "$orderby": "name"})
+    assert "$skip=3" in things["@iot.nextLink"]
+    assert [t["name"] for t in sta.get(things["@iot.nextLink"]).json()["value"]] == ["other-1"]
+
+
+@pytest.mark.parametrize("order", [None, "phenomenonTime", "phenomenonTime desc", "resultTime asc"])
+def test_observations_page_by_keyset_without_gaps_or_repeats(sta, order):
+    params = {"$top": "37", "$count": "true", **({"$orderby": order} if order else {})}
+    body = get(sta, "/Observations", **params)
+    total = body["@iot.count"]
+    ids = [o["@iot.id"] for o in body["value"]]
+    times = [o["phenomenonTime"] for o in body["value"]]
+    while "@iot.nextLink" in body:
+        assert "$skiptoken=" in body["@iot.nextLink"] and "$skip=" not in body["@iot.nextLink"]
+        body = sta.get(body["@iot.nextLink"]).json()
+        assert body["@iot.count"] == total
+        ids += [o["@iot.id"] for o in body["value"]]
+        times += [o["phenomenonTime"] for o in body["value"]]
+    assert len(ids) == len(set(ids)) == total == 120 + 3 + 10 + 5 + 2 + 4
+    if order:
+        assert times == sorted(times, reverse=order.endswith("desc"))
+    get(sta, "/Observations", 400, **{"$skiptoken": "bogus"})
 
 
 def test_orderby_several_keys_top_skip_select(sta):
