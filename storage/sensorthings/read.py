@@ -14,6 +14,7 @@ compiled by `compile.Builder`, every request value a bound parameter.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -162,29 +163,48 @@ def count_linked(
 
 
 def _self_link(b: Builder, entity: EntitySet, alias: sql.Identifier, base: sql.Composable) -> sql.Composable:
+    """The entity's self link as JSON-safe text (`base` comes JSON-escaped)."""
     key = b.column(alias, "id")
     if entity.fields["id"].type == "num":
-        return sql.SQL("{} || {} || {}::text || ')'").format(base, sql.Literal(f"/{entity.name}("), key)
-    return sql.SQL("{} || {} || replace({}, '''', '''''') || ''')'").format(
-        base, sql.Literal(f"/{entity.name}('"), key)
+        return sql.SQL("concat({}, {}, {}, ')')").format(base, sql.Literal(f"/{entity.name}("), key)
+    # Observation ids are digits and '-'; other text ids are quoted for the URL and escaped for JSON.
+    quoted = key if entity.name == "Observations" else sql.SQL(
+        "substr(to_json(replace({}, '''', ''''''))::text, 2, length(to_json(replace({}, '''', ''''''))::text) - 2)"
+    ).format(key, key)
+    return sql.SQL("concat({}, {}, {}, {})").format(base, sql.Literal(f"/{entity.name}('"), quoted, sql.Literal("')"))
+
+
+def _json_value(b: Builder, entity: EntitySet, alias: sql.Identifier, name: str) -> sql.Composable:
+    """JSON text of one field ('null' for NULL)."""
+    kind = entity.fields[name].type
+    value = b.output(entity, alias, name)
+    if kind == "num":
+        if name != "id":
+            value = sql.SQL("CASE WHEN {0} IN ('Infinity', '-Infinity') THEN NULL ELSE {0} END").format(value)
+        return sql.SQL("coalesce(({})::text, 'null')").format(value)
+    if kind in ("time", "interval"):   # digits, '-', ':', '.', 'T', 'Z', '/': nothing to escape
+        return sql.SQL("coalesce({} || {} || {}, 'null')").format(sql.Literal('"'), value, sql.Literal('"'))
+    if kind == "text":
+        return sql.SQL("coalesce(to_json({})::text, 'null')").format(value)
+    return sql.SQL("coalesce(({})::text, 'null')").format(value)   # json, geo (jsonb)
 
 
 def _json_object(b: Builder, entity: EntitySet, alias: sql.Identifier, members: Sequence[Member],
                  base: str) -> sql.Composable:
-    """json_build_object(...) of the members, in order: the entity as the standard's JSON."""
-    link = _self_link(b, entity, alias, b.param(base, "text"))
-    args: list[sql.Composable] = []
-    for key, kind, name in members:
+    """The entity as the standard's JSON text, its members in order."""
+    link = _self_link(b, entity, alias, b.param(json.dumps(base)[1:-1], "text"))
+    parts: list[sql.Composable] = []
+    for i, (key, kind, name) in enumerate(members):
+        parts.append(sql.Literal(("{" if i == 0 else ",") + json.dumps(key) + ":"))
         if kind == "field":
-            value = b.output(entity, alias, name)
-            if entity.fields[name].type == "num" and name != "id":
-                value = sql.SQL("CASE WHEN {0} IN ('Infinity', '-Infinity') THEN NULL ELSE {0} END").format(value)
+            parts.append(_json_value(b, entity, alias, name))
         elif kind == "self":
-            value = link
+            parts += [sql.Literal('"'), link, sql.Literal('"')]
         else:
-            value = sql.SQL("{} || {}").format(link, sql.Literal(f"/{name}"))
-        args += [sql.Literal(key), value]
-    return sql.SQL("json_build_object({})::text").format(sql.SQL(", ").join(args))
+            parts += [sql.Literal('"'), link, sql.Literal(json.dumps(f"/{name}")[1:])]
+    parts.append(sql.Literal("}" if members else "{}"))
+    # concat() copies once; a chain of || copies the growing text at every step
+    return sql.SQL("concat({})").format(sql.SQL(", ").join(parts))
 
 
 def read_entities_json(
@@ -195,11 +215,16 @@ def read_entities_json(
     path for pages without $expand)."""
     entity = ENTITY_SETS[steps[-1].entity]
     b = Builder(params)
-    alias = b.alias()
-    cols = [_json_object(b, entity, alias, members, base)] + [b.column(alias, k) for k in keys]
-    statement = sql.SQL("SELECT {} FROM {} AS {} WHERE {} ORDER BY {} OFFSET {} LIMIT {}").format(
-        sql.SQL(", ").join(cols), b.source(entity), alias, _where(b, entity, alias, steps, query),
-        b.order(query.orderby, entity, alias), b.param(query.skip), b.param(limit + 1))
+    alias, page = b.alias(), b.alias()
+    order = b.order(query.orderby, entity, alias)
+    # The page first (its rows numbered in order, each column computed once), then its JSON.
+    inner = sql.SQL(
+        "SELECT {}.*, row_number() OVER (ORDER BY {}) AS _n FROM {} AS {} WHERE {} ORDER BY {} OFFSET {} LIMIT {}"
+    ).format(alias, order, b.source(entity), alias, _where(b, entity, alias, steps, query), order,
+             b.param(query.skip), b.param(limit + 1))
+    cols = [_json_object(b, entity, page, members, base)] + [b.column(page, k) for k in keys]
+    statement = sql.SQL("SELECT {} FROM ({}) AS {} ORDER BY {}").format(
+        sql.SQL(", ").join(cols), inner, page, b.column(page, "_n"))
     with map_errors(f"read {entity.name}"), conn.cursor() as cur:
         rows = cur.execute(statement, b.params).fetchall()
     return JsonPage(rows[:limit], len(rows) > limit)
