@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 
 from api.errors import Problem
 from api.sensorthings.mapping import self_link
+from api.sensorthings.onboarding import create_datastream, create_thing
 from api.sensorthings.paths import PathError, parse_path
 from ingest import Message, Pipeline
 from protocol.senml import SENML_JSON, Pack, Record, decode_pack, encode_pack
@@ -53,6 +54,9 @@ class _Ingest:
         with self._lock:
             if self._pipeline is None:
                 self._pipeline = Pipeline(self._url)
+            # An HTTP writer expects the registry as it is now (a device just onboarded or disabled),
+            # not as the pipeline cached it up to a second or two ago.
+            self._pipeline.resolver.forget()
             try:
                 return self._pipeline.commit(messages)
             except Exception:
@@ -153,9 +157,18 @@ def create(app: FastAPI, conn: psycopg.Connection, principal: Principal, *, base
         resource = parse_path(path)
     except PathError as exc:
         raise Problem(exc.status, str(exc)) from None
-    if resource.entity.name != "Observations" or resource.single or resource.prop or resource.ref:
-        raise Problem(501, f"creating {path} is not supported by this server: Observations are created here, "
-                           "Things and Datastreams by device onboarding (POST /v1/devices)")
+    if resource.single or resource.prop or resource.ref:
+        raise Problem(405, f"POST creates entities in a collection, not at {path}")
+    name = resource.entity.name
+    if name == "Things" and len(resource.steps) == 1:
+        return _created(base, "Things", create_thing(conn, principal, body))
+    if name == "Datastreams" and (len(resource.steps) == 1 or resource.steps[0].entity == "Things"):
+        thing = resource.steps[0].key if len(resource.steps) == 2 else None
+        return _created(base, "Datastreams", create_datastream(conn, principal, body, thing))
+    if name != "Observations":
+        raise Problem(501, f"creating {name} is not supported by this server: Things (with their Locations and "
+                           "Datastreams) and Datastreams are onboarded here or at POST /v1/devices; Sensors, "
+                           "ObservedProperties, Locations and FeaturesOfInterest follow from them")
     path_datastream = None
     if len(resource.steps) == 2 and resource.steps[0].entity == "Datastreams":
         if not isinstance(resource.steps[0].key, int):
@@ -172,6 +185,11 @@ def create(app: FastAPI, conn: psycopg.Connection, principal: Principal, *, base
         raise Problem(422, "the ingest pipeline refused the Observation; it is in the dead letters with its reason")
     link = self_link(base, _OBSERVATIONS, stored)
     return JSONResponse({"@iot.id": stored, "@iot.selfLink": link}, status_code=201, headers={"Location": link})
+
+
+def _created(base: str, entity_set: str, key: int) -> JSONResponse:
+    link = self_link(base, ENTITY_SETS[entity_set], key)
+    return JSONResponse({"@iot.id": key, "@iot.selfLink": link}, status_code=201, headers={"Location": link})
 
 
 def _create_observations(app: FastAPI, conn: psycopg.Connection, principal: Principal, base: str,

@@ -2,15 +2,16 @@
 named by the requirement's id (http://www.opengis.net/spec/iot_sensing/1.1/req/...).
 
 Conformance classes: core (datamodel, resource-path, request-data), filtering
-(request-data/filter ...), create-update-delete (Observations only; other
-entities are onboarded through /v1), data array. The MQTT classes are not
-implemented (docs/sensorthings.md).
+(request-data/filter ...), create-update-delete (creation: Observations, and
+Things and Datastreams as device onboarding; no update or delete), data array.
+The MQTT classes are not implemented (docs/sensorthings.md).
 """
 
 from __future__ import annotations
 
 import re
 
+import psycopg
 import pytest
 from conftest import ROOT, client_of
 from sta_lab import PM25_READINGS, StaLab
@@ -279,17 +280,70 @@ def test_req_request_data_pagination(sta, sta_lab: StaLab):
 # create-update-delete (Observations) ---------------------------------------------
 
 
+THING = {
+    "name": "air-9", "description": "a new air quality station",
+    "Locations": [{"name": "pier", "description": "the pier", "encodingType": "application/geo+json",
+                   "location": {"type": "Point", "coordinates": [5.72, 58.97]}}],
+    "Datastreams": [{
+        "name": "pm10 at the pier", "description": "PM10",
+        "observationType": "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Measurement",
+        "unitOfMeasurement": {"name": "microgram per cubic metre", "symbol": "µg/m³",
+                              "definition": "http://qudt.org/vocab/unit/MicroGM-PER-M3"},
+        "ObservedProperty": {"name": "PM10", "definition": "https://smartdatamodels.org/dataModel.Environment/pm10",
+                             "description": "particulate matter < 10 um"},
+        "Sensor": {"name": "SDS011", "description": "laser dust sensor", "encodingType": "text/plain",
+                   "metadata": "SDS011"}}],
+}
+
+
 def test_req_create_update_delete_create_entity(fresh_lab: StaLab):
     series = fresh_lab.series["noise-2/noise"]
     with client_of(fresh_lab, fresh_lab.lab.headers) as client:
         response = client.post(f"{ROOT}/Observations", json={
             "result": 61.5, "phenomenonTime": "2025-03-04T00:00:00Z", "Datastream": {"@iot.id": series}})
         assert response.status_code == 201
-        created = client.get(response.headers["Location"]).json()
-        assert created["result"] == 61.5
-        # Things, Datastreams and the rest are created by device onboarding (POST /v1/devices)
-        refused = client.post(f"{ROOT}/Things", json={"name": "x", "description": "y"})
-        assert refused.status_code == 501 and "/v1/devices" in refused.json()["detail"]
+        assert client.get(response.headers["Location"]).json()["result"] == 61.5
+        thing = client.post(f"{ROOT}/Things", json={"name": "bare-1", "description": "no sensors yet"})
+        assert thing.status_code == 201
+        assert client.get(thing.headers["Location"]).json()["name"] == "bare-1"
+        # Sensors, ObservedProperties, Locations and FeaturesOfInterest follow from Things and Datastreams
+        refused = client.post(f"{ROOT}/Sensors", json={"name": "x", "description": "y", "encodingType": "text/plain",
+                                                        "metadata": "z"})
+        assert refused.status_code == 501 and "Things" in refused.json()["detail"]
+
+
+def test_req_create_update_delete_deep_insert(fresh_lab: StaLab):
+    with client_of(fresh_lab, fresh_lab.lab.headers) as client:
+        created = client.post(f"{ROOT}/Things", json=THING)
+        thing = client.get(created.headers["Location"], params={
+            "$expand": "Locations,Datastreams($expand=ObservedProperty,Sensor)"}).json()
+    assert thing["name"] == "air-9"
+    assert thing["Locations"][0]["location"] == {"type": "Point", "coordinates": [5.72, 58.97]}
+    [datastream] = thing["Datastreams"]
+    assert datastream["unitOfMeasurement"]["symbol"] == "µg/m³"
+    assert datastream["ObservedProperty"]["name"] == "PM10" and datastream["Sensor"]["name"] == "air-9"
+    with psycopg.connect(fresh_lab.url) as conn:
+        assert conn.execute("SELECT quantity, unit FROM series WHERE device = 'air-9'").fetchall() == [
+            ("pm10", "ug/m3")]
+
+
+def test_req_create_update_delete_deep_insert_status_code(fresh_lab: StaLab):
+    with client_of(fresh_lab, fresh_lab.lab.headers) as client:
+        created = client.post(f"{ROOT}/Things", json=THING)
+        assert created.status_code == 201
+        assert re.fullmatch(rf"{BASE}/Things\(\d+\)", created.headers["Location"])
+        assert client.post(f"{ROOT}/Things", json=THING).status_code == 409   # the device exists
+        bad = {**THING, "name": "air-10", "Datastreams": [{**THING["Datastreams"][0],
+                                                         "ObservedProperty": {"name": "mood"}}]}
+        assert client.post(f"{ROOT}/Things", json=bad).status_code == 400
+        assert client.get(f"{ROOT}/Things", params={"$filter": "name eq 'air-10'"}).json()["value"] == []
+
+
+def test_req_create_update_delete_historical_location_auto_creation(fresh_lab: StaLab):
+    with client_of(fresh_lab, fresh_lab.lab.headers) as client:
+        location = client.post(f"{ROOT}/Things", json=THING).headers["Location"]
+        [historical] = client.get(f"{location}/HistoricalLocations", params={"$expand": "Locations"}).json()["value"]
+    assert ISO.match(historical["time"]) and historical["Locations"][0]["name"] == "air-9"
 
 
 def test_req_create_update_delete_link_to_existing_entities(fresh_lab: StaLab):
@@ -301,6 +355,19 @@ def test_req_create_update_delete_link_to_existing_entities(fresh_lab: StaLab):
         link = response.headers["Location"]
         assert client.get(f"{link}/Datastream").json()["@iot.id"] == series
         assert client.get(f"{link}/FeatureOfInterest").json()["@iot.id"] == fresh_lab.things["noise-2"]
+        # a Datastream linked to an existing Thing and ObservedProperty, then written to at once
+        op = client.get(f"{ROOT}/ObservedProperties", params={"$filter": "name eq 'PM2.5'"}).json()["value"][0]
+        created = client.post(f"{ROOT}/Datastreams", json={
+            "name": "pm2.5 of noise-2", "description": "d", "observationType": "OM_Measurement",
+            "unitOfMeasurement": {"name": "microgram per cubic metre", "symbol": "µg/m³", "definition": ""},
+            "Thing": {"@iot.id": fresh_lab.things["noise-2"]}, "ObservedProperty": {"@iot.id": op["@iot.id"]}})
+        assert created.status_code == 201
+        datastream = client.get(created.headers["Location"], params={"$expand": "Thing"}).json()
+        assert datastream["name"] == "noise-2/pm2_5" and datastream["Thing"]["name"] == "noise-2"
+        written = client.post(f"{created.headers['Location']}/Observations",
+                              json={"result": 7.5, "phenomenonTime": "2025-03-04T00:02:00Z"})
+        assert written.status_code == 201
+        assert client.get(written.headers["Location"]).json()["result"] == 7.5
 
 
 # data array ------------------------------------------------------------------------
