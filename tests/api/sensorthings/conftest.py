@@ -7,20 +7,18 @@ write, or count audit rows, take `fresh_lab`, a database of their own.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sta_lab import StaLab, seed_sta
+from stack import serving
 
 from api import create_app
-from citylab.embedded import PostgresServer, free_port
+from citylab.embedded import PostgresServer
 from citylab.settings import Settings
 
 ROOT = "/sta/v1.1"
@@ -64,25 +62,13 @@ def sta(sta_lab: StaLab) -> Iterator[TestClient]:
 
 
 @contextmanager
-def serving(url: str) -> Iterator[str]:
+def serving_lab(url: str) -> Iterator[str]:
     """The service root of a real uvicorn serving the app on a free port."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(Settings(database_url=url)), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}{ROOT}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with serving(create_app(Settings(database_url=url))) as base:
+        yield base + ROOT
 
 
 @pytest.fixture
 def sta_server(fresh_lab: StaLab) -> Iterator[str]:
-    with serving(fresh_lab.url) as root:
+    with serving_lab(fresh_lab.url) as root:
         yield root

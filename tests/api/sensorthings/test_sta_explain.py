@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from explain import plans_of
 from sta_lab import T0, StaLab
 
 from api.sensorthings.mapping import query_params
@@ -17,16 +18,7 @@ from storage.tenants import Principal
 def _plans(lab: StaLab, run) -> str:
     principal = Principal(key_id=0, org_id=lab.lab.org_id, org_slug="lab", org_kind="provider", role="admin")
     with psycopg.connect(lab.url) as conn:
-        conn.execute("SET enable_seqscan = off")
-        conn.execute("LOAD 'auto_explain'")
-        conn.execute("SET auto_explain.log_min_duration = 0")
-        conn.execute("SET auto_explain.log_nested_statements = on")
-        conn.execute("SET client_min_messages = log")
-        conn.execute("SET auto_explain.log_level = notice")
-        plans: list[str] = []
-        conn.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
-        run(conn, query_params(principal), lab)
-    return "\n".join(plans)
+        return plans_of(conn, lambda: run(conn, query_params(principal), lab))
 
 
 def _page_of_one_datastream(conn, params, lab: StaLab) -> None:
