@@ -9,9 +9,11 @@ The handlers only adapt HTTP to the functions of resources.py and writes.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import ConnDep
@@ -20,14 +22,20 @@ from api.sensorthings.auth import StaPrincipalDep, StaWriterDep
 from api.sensorthings.mapping import CONFORMANCE
 from api.sensorthings.query import parse_options
 from api.sensorthings.resources import read_resource
-from api.sensorthings.writes import create
+from api.sensorthings.writes import close_ingest, create
 from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError
 
 __all__ = ["ROOT", "router"]
 
 ROOT = "/sta/v1.1"
 
-router = APIRouter(prefix=ROOT, tags=["sensorthings"])
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    close_ingest(app)
+
+
+router = APIRouter(prefix=ROOT, tags=["sensorthings"], lifespan=_lifespan)
 
 
 def service_root(request: Request) -> str:

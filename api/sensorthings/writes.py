@@ -35,7 +35,7 @@ from protocol.topics import up_topic
 from storage.sensorthings import ENTITY_SETS, writable_datastream
 from storage.tenants import Principal
 
-__all__ = ["create"]
+__all__ = ["close_ingest", "create"]
 
 _OBSERVATIONS = ENTITY_SETS["Observations"]
 _ROW_ERROR = "error"
@@ -63,6 +63,19 @@ class _Ingest:
                 self._pipeline.close()
                 self._pipeline = None
                 raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pipeline is not None:
+                self._pipeline.close()
+                self._pipeline = None
+
+
+def close_ingest(app: FastAPI) -> None:
+    """Close the app's pipeline (its database connections), if a write opened one."""
+    found = getattr(app.state, "sta_ingest", None)
+    if found is not None:
+        found.close()
 
 
 def _ingest(app: FastAPI) -> _Ingest:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import psycopg
 import pytest
 from conftest import ROOT, client_of
@@ -76,3 +78,20 @@ def test_create_observations_answers_a_link_or_error_per_row(fresh_lab: StaLab, 
     assert links[1] == "error"
     assert links[0].endswith(f"/Observations('{series}-1740909600000000')")
     assert lab_client.get(links[2]).json()["result"] == 6.5
+
+
+def test_the_write_pipeline_closes_with_the_app(fresh_lab: StaLab):
+    def ingest_connections() -> int:
+        with psycopg.connect(fresh_lab.url) as conn:
+            return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND application_name LIKE 'citylab-ingest%%'").fetchone()[0]
+
+    with client_of(fresh_lab, fresh_lab.lab.headers) as client:
+        response = client.post(f"{ROOT}/Datastreams({fresh_lab.series['air-1/no2']})/Observations",
+                               json={"result": 1.0, "phenomenonTime": "2025-03-02T10:00:00Z"})
+        assert response.status_code == 201
+        assert ingest_connections() == 2
+    deadline = time.monotonic() + 10   # a closed connection's backend leaves pg_stat_activity soon after
+    while ingest_connections() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ingest_connections() == 0
