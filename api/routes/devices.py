@@ -78,7 +78,8 @@ class LoraCreate(BaseModel):
 
 
 class DeviceCreate(BaseModel):
-    device: str = Field(pattern=DEVICE_ID, examples=["air-001"], description="Unique across the lab.")
+    device: str = Field(pattern=DEVICE_ID, examples=["air-001"],
+                        description="Unique within your organisation (another may have a device of the same name).")
     gateway: str | None = Field(default=None, pattern=DEVICE_ID,
                                 description="The gateway (one of your devices) that publishes for it, if any.")
     sensors: list[SensorCreate] = Field(default_factory=list, max_length=64)
@@ -133,7 +134,8 @@ def _public(conn, record: tenants.DeviceRecord) -> DevicePublic:
         device=record.device, org=record.org, gateway=record.gateway, kind=record.kind, enabled=record.enabled,
         location=location, lora=lora, mqtt_username=record.mqtt_username,
         topic_prefix=f"lab/{record.org}/{record.device}/", created_at=record.created_at, last_seen=record.last_seen,
-        series=[{"id": i, "quantity": q, "unit": u} for i, q, u in tenants.device_series(conn, device=record.device)],
+        series=[{"id": i, "quantity": q, "unit": u}
+                for i, q, u in tenants.device_series(conn, org=record.org, device=record.device)],
     )
 
 
