@@ -45,6 +45,7 @@ __all__ = [
     "authenticate",
     "create_key",
     "create_org",
+    "device_logins",
     "device_of_org",
     "device_series",
     "ensure_org",
@@ -299,6 +300,14 @@ def onboard_device(
                 " interval_s = excluded.interval_s, low = excluded.low, high = excluded.high",
                 (org, device, sensor.quantity, sensor.unit, sensor.interval_s, sensor.low, sensor.high),
             )
+
+
+def device_logins(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(org, device, broker username) of every device that has broker credentials."""
+    with map_errors("device logins"):
+        return conn.execute(
+            "SELECT org, device, mqtt_username FROM devices WHERE mqtt_username IS NOT NULL ORDER BY org, device"
+        ).fetchall()
 
 
 def set_mqtt_username(conn: psycopg.Connection, *, org: str, device: str, username: str) -> None:
