@@ -52,10 +52,10 @@ def seed(url: str, rows: int, things: int) -> tuple[str, int]:
         org = create_org(conn, name="STA bench", kind="provider")
         _, key = create_key(conn, org_id=org.id, role="admin")
         register_device(conn, org=org.slug, device="bench-air")
-        big = ensure_series(conn, [("bench-air", "pm2_5", "ug/m3")])[("bench-air", "pm2_5")]
+        big = ensure_series(conn, [(org.slug, "bench-air", "pm2_5", "ug/m3")])[(org.slug, "bench-air", "pm2_5")]
         for i in range(things):
             register_device(conn, org=org.slug, device=f"bench-{i:04d}")
-        small = ensure_series(conn, [(f"bench-{i:04d}", q, u) for i in range(things)
+        small = ensure_series(conn, [(org.slug, f"bench-{i:04d}", q, u) for i in range(things)
                                      for q, u in (("temperature", "Cel"), ("humidity", "%RH"))])
     with psycopg.connect(url) as conn:
         writer = TimeSeriesWriter(capabilities(conn))

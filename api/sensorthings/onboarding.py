@@ -129,9 +129,9 @@ def create_datastream(conn: psycopg.Connection, principal: Principal, body: obje
     if device is None:
         raise Problem(404, f"no Thing {thing_id} of your organisation")
     quantity, unit = _quantity(conn, body.get("ObservedProperty")), _unit(body)
-    created = write.add_series(conn, device=device, quantity=quantity, unit=unit)
+    created = write.add_series(conn, org=principal.org_slug, device=device, quantity=quantity, unit=unit)
     if created is None:
         raise Problem(409, f"Thing {thing_id} already has a Datastream of {quantity}: "
-                           f"Datastreams({write.series_of_device(conn, device=device, quantity=quantity)})")
+                           f"Datastreams({write.series_of_device(conn, org=principal.org_slug, device=device, quantity=quantity)})")
     _audit(conn, principal, "series.create", {"device": device, "quantity": quantity})
     return created

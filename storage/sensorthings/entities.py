@@ -63,9 +63,11 @@ def _links(*spec: tuple[str, str, str, str, bool]) -> dict[str, Link]:
     return {s[0]: Link(*s) for s in spec}
 
 
+# Devices are keyed by (org, device): a device is visible when it is the caller's or
+# one of its series is readable.
 _VISIBLE_DEVICES = (
-    "(SELECT v.device FROM devices v WHERE v.org = %(org_slug)s"
-    " UNION SELECT rs.device FROM series rs WHERE rs.id IN (" + READABLE_SERIES + "))"
+    "(SELECT v.org, v.device FROM devices v WHERE v.org = %(org_slug)s"
+    " UNION SELECT rs.org, rs.device FROM series rs WHERE rs.id IN (" + READABLE_SERIES + "))"
 )
 _UNITS = (
     "unnest(%(u_senml)s::text[], %(u_name)s::text[], %(u_symbol)s::text[], %(u_definition)s::text[])"
@@ -84,7 +86,7 @@ THINGS = EntitySet(
     " d.kind || ' device ' || d.device || ' of ' || d.org AS description,"
     " jsonb_strip_nulls(jsonb_build_object('organisation', d.org, 'kind', d.kind, 'enabled', d.enabled,"
     " 'gateway', d.gateway, 'devEUI', d.dev_eui)) AS properties"
-    " FROM devices d WHERE d.device IN " + _VISIBLE_DEVICES,
+    " FROM devices d WHERE (d.org, d.device) IN " + _VISIBLE_DEVICES,
     _fields(("id", "num"), ("name", "text"), ("description", "text"), ("properties", "json")),
     _links(("Locations", "Locations", "id", "id", True),
            ("HistoricalLocations", "HistoricalLocations", "_thing", "id", True),
@@ -95,7 +97,7 @@ LOCATIONS = EntitySet(
     "Locations", "Location",
     "SELECT d.thing_id AS id, d.device AS name, 'Location of ' || d.device AS description,"
     " 'application/geo+json'::text AS \"encodingType\", " + _POINT + " AS location, NULL::jsonb AS properties"
-    " FROM devices d WHERE " + _LOCATED + " AND d.device IN " + _VISIBLE_DEVICES,
+    " FROM devices d WHERE " + _LOCATED + " AND (d.org, d.device) IN " + _VISIBLE_DEVICES,
     _fields(("id", "num"), ("name", "text"), ("description", "text"), ("encodingType", "text"),
             ("location", "geo"), ("properties", "json")),
     _links(("Things", "Things", "id", "id", True),
@@ -105,7 +107,7 @@ LOCATIONS = EntitySet(
 HISTORICAL_LOCATIONS = EntitySet(
     "HistoricalLocations", "HistoricalLocation",
     "SELECT d.thing_id AS id, d.created_at AS time, d.thing_id AS _thing"
-    " FROM devices d WHERE " + _LOCATED + " AND d.device IN " + _VISIBLE_DEVICES,
+    " FROM devices d WHERE " + _LOCATED + " AND (d.org, d.device) IN " + _VISIBLE_DEVICES,
     _fields(("id", "num"), ("time", "time")),
     _links(("Thing", "Things", "id", "_thing", False),
            ("Locations", "Locations", "id", "_thing", True)),
@@ -116,7 +118,7 @@ SENSORS = EntitySet(
     "SELECT d.thing_id AS id, d.device AS name, 'The ' || d.kind || ' hardware of device ' || d.device AS description,"
     " 'text/plain'::text AS \"encodingType\","
     " 'citylab ' || d.kind || ' device ' || d.device || ' of ' || d.org AS metadata, NULL::jsonb AS properties"
-    " FROM devices d WHERE d.device IN " + _VISIBLE_DEVICES,
+    " FROM devices d WHERE (d.org, d.device) IN " + _VISIBLE_DEVICES,
     _fields(("id", "num"), ("name", "text"), ("description", "text"), ("encodingType", "text"),
             ("metadata", "text"), ("properties", "json")),
     _links(("Datastreams", "Datastreams", "_thing", "id", True)),
@@ -126,7 +128,7 @@ FEATURES_OF_INTEREST = EntitySet(
     "FeaturesOfInterest", "FeatureOfInterest",
     "SELECT d.thing_id AS id, d.device AS name, 'Where device ' || d.device || ' measures' AS description,"
     " 'application/geo+json'::text AS \"encodingType\", " + _POINT + " AS feature, NULL::jsonb AS properties"
-    " FROM devices d WHERE " + _LOCATED + " AND d.device IN " + _VISIBLE_DEVICES,
+    " FROM devices d WHERE " + _LOCATED + " AND (d.org, d.device) IN " + _VISIBLE_DEVICES,
     _fields(("id", "num"), ("name", "text"), ("description", "text"), ("encodingType", "text"),
             ("feature", "geo"), ("properties", "json")),
     _links(("Observations", "Observations", "_thing", "id", True)),
@@ -148,7 +150,7 @@ DATASTREAMS = EntitySet(
     " jsonb_strip_nulls(jsonb_build_object('quantity', s.quantity, 'unit', s.unit,"
     " 'intervalSeconds', s.interval_s, 'low', s.low, 'high', s.high)) AS properties,"
     " d.thing_id AS _thing, op.id AS _op"
-    " FROM series s JOIN devices d ON d.device = s.device"
+    " FROM series s JOIN devices d ON d.org = s.org AND d.device = s.device"
     " JOIN observed_properties op ON op.quantity = s.quantity"
     " LEFT JOIN " + _UNITS + " ON u.senml = s.unit"
     " LEFT JOIN " + _QUANTITIES + " ON q.name = s.quantity"
@@ -181,7 +183,7 @@ OBSERVATIONS = EntitySet(
     " r.time AS \"phenomenonTime\", r.time AS \"resultTime\", nullif(r.value, 'NaN'::float8) AS result,"
     " NULL::jsonb AS \"resultQuality\", NULL::text AS \"validTime\", NULL::jsonb AS parameters,"
     " r.series_id AS _series, r.time AS _time, d.thing_id AS _thing"
-    " FROM readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.device = s.device"
+    " FROM readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.org = s.org AND d.device = s.device"
     " WHERE r.series_id IN (" + READABLE_SERIES + ")",
     _fields(("id", "text"), ("phenomenonTime", "time"), ("resultTime", "time"), ("result", "num"),
             ("resultQuality", "json"), ("validTime", "text"), ("parameters", "json")),

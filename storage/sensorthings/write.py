@@ -14,8 +14,7 @@ def writable_datastream(conn: psycopg.Connection, *, org: str, series_id: int) -
     """(device, quantity, unit) of a series of `org`'s own devices, or None."""
     with map_errors("writable datastream"):
         return conn.execute(
-            "SELECT s.device, s.quantity, s.unit FROM series s JOIN devices d ON d.device = s.device"
-            " WHERE s.id = %s AND d.org = %s",
+            "SELECT s.device, s.quantity, s.unit FROM series s WHERE s.id = %s AND s.org = %s",
             (series_id, org),
         ).fetchone()
 
@@ -39,16 +38,17 @@ def thing_of_device(conn: psycopg.Connection, *, org: str, device: str) -> int |
     return row[0] if row else None
 
 
-def add_series(conn: psycopg.Connection, *, device: str, quantity: str, unit: str | None) -> int | None:
-    """A new series of an existing device; None when the device already has that quantity."""
+def add_series(conn: psycopg.Connection, *, org: str, device: str, quantity: str, unit: str | None) -> int | None:
+    """A new series of an existing device of `org`; None when the device already has that quantity."""
     with map_errors("add series"):
         row = conn.execute(
-            "INSERT INTO series (device, quantity, unit) VALUES (%s, %s, %s)"
-            " ON CONFLICT (device, quantity) DO NOTHING RETURNING id", (device, quantity, unit)).fetchone()
+            "INSERT INTO series (org, device, quantity, unit) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (org, device, quantity) DO NOTHING RETURNING id", (org, device, quantity, unit)).fetchone()
     return row[0] if row else None
 
 
-def series_of_device(conn: psycopg.Connection, *, device: str, quantity: str) -> int | None:
+def series_of_device(conn: psycopg.Connection, *, org: str, device: str, quantity: str) -> int | None:
     with map_errors("series of device"):
-        row = conn.execute("SELECT id FROM series WHERE device = %s AND quantity = %s", (device, quantity)).fetchone()
+        row = conn.execute("SELECT id FROM series WHERE org = %s AND device = %s AND quantity = %s",
+                           (org, device, quantity)).fetchone()
     return row[0] if row else None

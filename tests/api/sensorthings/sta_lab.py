@@ -56,8 +56,8 @@ def seed_sta(url: str) -> StaLab:
                 (device, org, lat, lon)).fetchone()[0]
             for quantity, unit in sensors:
                 series[f"{device}/{quantity}"] = conn.execute(
-                    "INSERT INTO series (device, quantity, unit, interval_s) VALUES (%s, %s, %s, 60) RETURNING id",
-                    (device, quantity, unit)).fetchone()[0]
+                    "INSERT INTO series (org, device, quantity, unit, interval_s) VALUES (%s, %s, %s, %s, 60)"
+                    " RETURNING id", (org, device, quantity, unit)).fetchone()[0]
         rows = [(T0 + timedelta(minutes=i), series["air-1/pm2_5"], i / 2) for i in range(PM25_READINGS)]
         rows += [(T0 + timedelta(minutes=10 * i), series["air-1/no2"], 20.0 + i) for i in range(3)]
         rows += [(T0 + timedelta(minutes=i), series["air-1/temperature"], -2.0 + i) for i in range(10)]

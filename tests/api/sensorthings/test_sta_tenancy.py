@@ -73,3 +73,22 @@ def test_only_providers_write_and_only_to_their_own_datastreams(fresh_lab: StaLa
     with client_of(fresh_lab, fresh_lab.lab.headers) as client:
         foreign = {**body, "Datastream": {"@iot.id": fresh_lab.series["other-1/pm10"]}}
         assert client.post(f"{ROOT}/Observations", json=foreign).status_code == 404
+
+
+def test_same_device_name_in_two_organisations_stays_apart(fresh_lab: StaLab):
+    with psycopg.connect(fresh_lab.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO devices (org, device, lat, lon) VALUES ('other', 'air-1', 60.0, 11.0)")
+        conn.execute("INSERT INTO series (org, device, quantity, unit) VALUES ('other', 'air-1', 'co2', 'ppm')")
+        conn.execute("INSERT INTO readings (time, series_id, value) SELECT now(), id, 415 FROM series"
+                     " WHERE org = 'other' AND device = 'air-1'")
+    with client_of(fresh_lab, fresh_lab.lab.headers) as lab:
+        assert _names(lab, "/Things") == ["air-1", "gw-3", "noise-2", "other-1"]
+        thing = fresh_lab.things["air-1"]
+        assert _names(lab, f"/Things({thing})/Datastreams") == ["air-1/no2", "air-1/pm2_5", "air-1/temperature"]
+        assert lab.get(f"{ROOT}/Observations", params={"$filter": "result eq 415"}).json()["value"] == []
+    with client_of(fresh_lab, fresh_lab.other.headers) as other:
+        things = other.get(f"{ROOT}/Things", params={"$filter": "name eq 'air-1'", "$expand": "Datastreams,Locations"})
+        [air] = things.json()["value"]
+        assert air["@iot.id"] != fresh_lab.things["air-1"]
+        assert [d["name"] for d in air["Datastreams"]] == ["air-1/co2"]
+        assert air["Locations"][0]["location"]["coordinates"] == [11.0, 60.0]
