@@ -68,12 +68,19 @@ def _parser() -> ODataParser:
     return parser
 
 
-_GEOMETRY_PREFIX = re.compile(r"\bgeometry'", re.IGNORECASE)
+_GEOMETRY_PREFIX = re.compile(r"\bgeometry$", re.IGNORECASE)   # before a quoted WKT: geometry'POINT (1 2)'
+_IOT_ID = re.compile(r"(?<![\w.])@iot\.id\b")   # `@iot.id` names the id property, as `id` does
+
+
+def _outside_quotes(text: str, change) -> str:
+    """Apply `change` to the parts of an expression outside string literals ('...', '' escapes)."""
+    parts = re.split(r"('(?:[^']|'')*')", text)
+    return "".join(p if i % 2 else change(p) for i, p in enumerate(parts))
 
 
 def parse_expression(text: str, *, option: str = "$filter") -> Expr:
     """Parse one OData expression into our tree; QueryOptionError / NotSupported."""
-    source = _GEOMETRY_PREFIX.sub("geography'", text)
+    source = _outside_quotes(text, lambda part: _IOT_ID.sub("id", _GEOMETRY_PREFIX.sub("geography", part)))
     try:
         node = _parser().parse(ODataLexer().tokenize(source))
     except odata_errors.UnknownFunctionException as exc:

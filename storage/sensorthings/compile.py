@@ -239,6 +239,10 @@ class Builder:
             if not rest:
                 raise QueryError(f"{entity.singular}/{head} is an entity, not a value: name one of its properties")
             target = ENTITY_SETS[link.target]
+            if rest in (("id",), ("@iot.id",)) and link.target_key == "id" and link.target != "FeaturesOfInterest":
+                # Datastream/id is the Observation's own key column: indexable, and the linked
+                # entity is visible whenever this one is (features exist only for located devices).
+                return self.column(alias, link.source_key), "num"
             inner = self.alias()
             value, kind = self._path(rest, target, inner)
             return sql.SQL("(SELECT {} FROM {} AS {} WHERE {} = {} LIMIT 1)").format(

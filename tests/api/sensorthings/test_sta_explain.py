@@ -38,6 +38,12 @@ def _latest_of_each_datastream(conn, params, lab: StaLab) -> None:
     assert found[lab.series["air-1/pm2_5"]][0]["result"] == 59.5
 
 
+def _observations_filtered_by_datastream_id(conn, params, lab: StaLab) -> None:
+    query = parse_options({"$filter": f"Datastream/@iot.id eq {lab.series['air-1/no2']}", "$top": "100"})
+    page = read_entities(conn, params, [Step("Observations")], query, fields=["id", "result"], keys=[], limit=100)
+    assert [r["result"] for r in page.rows] == [20.0, 21.0, 22.0]
+
+
 def _observation_by_id(conn, params, lab: StaLab) -> None:
     key = f"{lab.series['air-1/no2']}-{int(T0.timestamp()) * 1_000_000}"
     page = read_entities(conn, params, [Step("Observations", key)], parse_options({}), fields=["id", "result"],
@@ -57,6 +63,7 @@ def _count_of_one_datastream(conn, params, lab: StaLab) -> None:
 
 
 @pytest.mark.parametrize("run", [_page_of_one_datastream, _latest_of_each_datastream, _observation_by_id,
+                                 _observations_filtered_by_datastream_id,
                                  _datastreams_with_times, _count_of_one_datastream])
 def test_sensorthings_statements_use_the_readings_index(sta_lab: StaLab, run) -> None:
     plan = _plans(sta_lab, run)

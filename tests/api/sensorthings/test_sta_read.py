@@ -206,6 +206,16 @@ def test_filter_geospatial_functions_on_locations(sta, expression, expected):
     assert names(get(sta, "/Locations", **{"$filter": expression, "$orderby": "name"})) == expected
 
 
+def test_geometry_literals_and_iot_id_in_filters(sta, sta_lab: StaLab):
+    body = get(sta, "/Locations", **{"$filter": f"st_within(location, geometry'{STAVANGER}') and name ne 'geometry'",
+                                     "$orderby": "name"})
+    assert names(body) == ["air-1", "noise-2"]
+    series = sta_lab.series["air-1/no2"]
+    body = get(sta, "/Observations", **{"$filter": f"Datastream/@iot.id eq {series} and @iot.id ne 'x'"})
+    assert [o["result"] for o in body["value"]] == [20.0, 21.0, 22.0]
+    assert names(get(sta, "/Things", **{"$filter": "name eq '@iot.id'"})) == []
+
+
 def test_geospatial_filter_through_navigation(sta):
     body = get(sta, "/Observations", **{
         "$filter": f"st_within(FeatureOfInterest/feature, geography'{STAVANGER}') and Datastream/name eq 'noise-2/noise'"})
