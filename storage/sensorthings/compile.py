@@ -7,12 +7,9 @@ so no text of the request is ever part of the statement. Errors:
     QueryError            the query cannot mean anything here (HTTP 400)
      └── NotSupported     a valid construct this server does not implement (HTTP 501)
 
-Geometries: locations are points (longitude, latitude) held as PostgreSQL
-`point`; literal geometries become `point`, open `path` (LineString) or
-`polygon` parameters, and the spatial relations of the OGC Simple Features
-(st_equals ... st_relate) are evaluated between a point and a literal
-geometry exactly, with distances and lengths in degrees (planar, as a
-geometry without a coordinate reference system).
+Geometries (storage.sensorthings.spatial): locations are PostgreSQL points,
+literal geometries bound parameters; distances and lengths are in degrees
+(planar, as a geometry without a coordinate reference system).
 """
 
 from __future__ import annotations
@@ -21,21 +18,14 @@ from datetime import UTC, datetime, timedelta
 
 from psycopg import sql
 
-from storage.errors import StorageError
+from storage.sensorthings import spatial
 from storage.sensorthings.entities import ENTITY_SETS, EntitySet, Link
+from storage.sensorthings.errors import NotSupported, QueryError
 from storage.sensorthings.tree import (
     Arith, Call, Compare, Expr, Geometry, In, Literal, Logical, Negate, Not, OrderKey, Path,
 )
 
 __all__ = ["Builder", "NotSupported", "QueryError", "parse_observation_id"]
-
-
-class QueryError(StorageError):
-    """A query option that is not valid for this entity set."""
-
-
-class NotSupported(QueryError):
-    """A valid query construct this server does not implement."""
 
 
 _CMP = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
@@ -44,9 +34,6 @@ _STRING_FUNCTIONS = {"tolower": "lower", "toupper": "upper", "trim": "btrim", "l
 _DATE_PARTS = {"year": "year", "month": "month", "day": "day", "hour": "hour", "minute": "minute",
                "second": "second"}
 _MATH = {"round": "round", "floor": "floor", "ceiling": "ceiling"}   # over numeric: halves round away from 0
-_SPATIAL = {"geo.intersects", "st_equals", "st_disjoint", "st_touches", "st_within", "st_overlaps",
-            "st_crosses", "st_intersects", "st_contains", "st_relate"}
-_SWAPPED = {"st_within": "st_contains", "st_contains": "st_within"}
 _UTC_TEXT = "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'"
 
 
@@ -186,7 +173,7 @@ class Builder:
         if isinstance(expr, Literal):
             return self._literal(expr)
         if isinstance(expr, Geometry):
-            return self._geometry(expr), "geo"
+            return spatial.geometry(self, expr), "geo"
         if isinstance(expr, Path):
             return self._path(expr.segments, entity, alias)
         if isinstance(expr, _Bound):
@@ -210,14 +197,6 @@ class Builder:
         if lit.type == "num" and isinstance(lit.value, float):
             return self.param(lit.value, "float8"), "num"
         return self.param(lit.value, casts[lit.type]), lit.type
-
-    def _geometry(self, geom: Geometry) -> sql.Composable:
-        points = ",".join(f"({x!r},{y!r})" for x, y in geom.coords)
-        if geom.kind == "Point":
-            return self.param(points, "point")
-        if geom.kind == "LineString":
-            return self.param(f"[{points}]", "path")
-        return self.param(f"({points})", "polygon")
 
     def _path(self, segments: tuple[str, ...], entity: EntitySet, alias: sql.Identifier) -> tuple[sql.Composable, str]:
         head, rest = segments[0], segments[1:]
@@ -266,8 +245,8 @@ class Builder:
 
     def _call(self, call: Call, entity: EntitySet, alias: sql.Identifier) -> tuple[sql.Composable, str]:
         name = call.name
-        if name in _SPATIAL:
-            return self._spatial(call, entity, alias), "bool"
+        if name in spatial.RELATIONS:
+            return spatial.relation(self, call, entity, alias), "bool"
         args = [self.value(a, entity, alias) for a in call.args]
 
         def text(i: int) -> sql.Composable:
@@ -334,69 +313,6 @@ class Builder:
                 return sql.SQL("(@-@ {})").format(value), "num"
             return sql.SQL("(CASE WHEN {} IS NULL THEN NULL ELSE 0.0 END)").format(value), "num"
         raise NotSupported(f"the function {name}() is not supported")
-
-    def _spatial(self, call: Call, entity: EntitySet, alias: sql.Identifier) -> sql.Composable:
-        name = call.name
-        args = list(call.args)
-        if len(args) != (3 if name == "st_relate" else 2):
-            raise QueryError(f"{name}() takes {3 if name == 'st_relate' else 2} arguments")
-        if isinstance(args[0], Geometry) and not isinstance(args[1], Geometry):
-            if name == "st_relate":
-                raise NotSupported("st_relate() with a literal geometry first is not supported")
-            name = _SWAPPED.get(name, name)
-            args[0], args[1] = args[1], args[0]
-        geom = args[1]
-        if not isinstance(geom, Geometry) or isinstance(args[0], Geometry):
-            raise NotSupported(f"{name}() is supported between a location property and a literal geometry")
-        point, kind = self.value(args[0], entity, alias)
-        if kind != "geo":
-            raise QueryError(f"{name}() takes a geometry property (location, feature or observedArea)")
-        interior, boundary = self._locate(point, geom)
-        intersects = sql.SQL("({} OR {})").format(interior, boundary)
-        if name in ("geo.intersects", "st_intersects"):
-            return intersects
-        if name == "st_disjoint":
-            return sql.SQL("(NOT {})").format(intersects)
-        if name == "st_touches":
-            return boundary
-        if name == "st_within":
-            return interior
-        if name in ("st_equals", "st_contains"):
-            return interior if geom.kind == "Point" else sql.SQL("({} IS NOT NULL AND false)").format(point)
-        if name in ("st_overlaps", "st_crosses"):
-            return sql.SQL("({} IS NOT NULL AND false)").format(point)
-        pattern = args[2]
-        if not (isinstance(pattern, Literal) and pattern.type == "text" and _valid_pattern(pattern.value)):
-            raise QueryError("st_relate() takes a DE-9IM pattern of nine characters out of T F * 0 1 2")
-        dims = {"Point": ("0", "F"), "LineString": ("1", "0"), "Polygon": ("2", "1")}[geom.kind]
-        if geom.kind == "LineString" and geom.coords[0] == geom.coords[-1]:
-            dims = ("1", "F")
-
-        def matrix(where: str) -> str:
-            row_i = "".join("0" if where == w else "F" for w in ("interior", "boundary", "exterior"))
-            return row_i + "FFF" + dims[0] + dims[1] + "2"
-
-        cases = [sql.SQL("true" if _relate(matrix(w), pattern.value) else "false")
-                 for w in ("interior", "boundary", "exterior")]
-        return sql.SQL("(CASE WHEN {} IS NULL THEN NULL WHEN {} THEN {} WHEN {} THEN {} ELSE {} END)").format(
-            point, interior, cases[0], boundary, cases[1], cases[2])
-
-    def _locate(self, point: sql.Composable, geom: Geometry) -> tuple[sql.Composable, sql.Composable]:
-        """(point in the interior of geom, point on its boundary) as SQL booleans."""
-        if geom.kind == "Point":
-            return sql.SQL("({} ~= {})").format(point, self._geometry(geom)), sql.SQL("false")
-        if geom.kind == "LineString":
-            ends = [Geometry("Point", (c,)) for c in (geom.coords[0], geom.coords[-1])]
-            if geom.coords[0] == geom.coords[-1]:
-                return sql.SQL("({} <@ {})").format(point, self._geometry(geom)), sql.SQL("false")
-            on_end = sql.SQL("({} ~= {} OR {} ~= {})").format(point, self._geometry(ends[0]), point,
-                                                              self._geometry(ends[1]))
-            on_line = sql.SQL("({} <@ {})").format(point, self._geometry(geom))
-            return sql.SQL("({} AND NOT {})").format(on_line, on_end), on_end
-        ring = Geometry("LineString", (*geom.coords, geom.coords[0]))
-        on_ring = sql.SQL("({} <@ {})").format(point, self._geometry(ring))
-        inside = sql.SQL("({} @> {})").format(self._geometry(geom), point)
-        return sql.SQL("({} AND NOT {})").format(inside, on_ring), on_ring
 
     # Ordering ----------------------------------------------------------------
 
@@ -504,19 +420,6 @@ def _common(a: str, b: str) -> str:
     if {a, b} <= {"num", "bool"}:
         return "num"
     return "text" if "text" in (a, b) else a
-
-
-def _valid_pattern(pattern: object) -> bool:
-    return isinstance(pattern, str) and len(pattern) == 9 and set(pattern.upper()) <= set("TF*012")
-
-
-def _relate(matrix: str, pattern: str) -> bool:
-    for m, p in zip(matrix, pattern.upper()):
-        if p == "*":
-            continue
-        if p == "T" and m == "F" or p == "F" and m != "F" or p in "012" and m != p:
-            return False
-    return True
 
 
 def parse_observation_id(key: object) -> tuple[int, datetime] | None:
