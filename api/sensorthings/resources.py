@@ -25,14 +25,14 @@ from api.sensorthings.paths import PathError, ResourcePath, parse_path
 from api.sensorthings.query import skiptoken
 from storage.audit import DataRead
 from storage.sensorthings import (
-    ENTITY_SETS, EntitySet, Link, NotSupported, QueryError, count_entities, count_linked, read_entities,
+    ENTITY_SETS, EntitySet, Link, NotSupported, QueryError, Step, count_entities, count_linked, read_entities,
     read_entities_json, read_linked,
 )
 from storage.sensorthings.compile import Builder
 from storage.sensorthings.tree import Query
 from storage.tenants import Principal
 
-__all__ = ["DEFAULT_TOP", "Served", "read_resource"]
+__all__ = ["DEFAULT_TOP", "Served", "read_created", "read_resource"]
 
 DEFAULT_TOP = 100
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -228,6 +228,16 @@ def _json_page(conn, params, base: str, resource: ResourcePath, entity: EntitySe
     if page.more:
         tail = f',"@iot.nextLink":{json.dumps(_next_link(path_url, url_params, entity, options, top, last))}}}'
     return Answer((head + '"value":[' + ",".join(row[0] for row in page.rows) + "]" + tail).encode())
+
+
+def read_created(conn: psycopg.Connection, principal: Principal, *, base: str, entity_set: str, key: object) -> dict:
+    """The entity a write just created, as a read answers it (not audited: the writer's own data)."""
+    entity = ENTITY_SETS[entity_set]
+    page = read_entities(conn, query_params(principal), [Step(entity_set, key)], Query(),
+                         fields=fields_for(entity, ()), keys=["id"], limit=1)
+    if not page.rows:
+        return {"@iot.id": key, "@iot.selfLink": self_link(base, entity, key)}
+    return entity_json(base, entity, page.rows[0])
 
 
 def _json_text(value: object) -> str:

@@ -29,6 +29,7 @@ from api.errors import Problem
 from api.sensorthings.mapping import self_link
 from api.sensorthings.onboarding import create_datastream, create_thing
 from api.sensorthings.paths import PathError, parse_path
+from api.sensorthings.resources import read_created
 from ingest import Message, Pipeline
 from protocol.senml import SENML_JSON, Pack, Record, decode_pack, encode_pack
 from protocol.topics import up_topic
@@ -174,10 +175,10 @@ def create(app: FastAPI, conn: psycopg.Connection, principal: Principal, *, base
         raise Problem(405, f"POST creates entities in a collection, not at {path}")
     name = resource.entity.name
     if name == "Things" and len(resource.steps) == 1:
-        return _created(base, "Things", create_thing(conn, principal, body))
+        return _created(conn, principal, base, "Things", create_thing(conn, principal, body))
     if name == "Datastreams" and (len(resource.steps) == 1 or resource.steps[0].entity == "Things"):
         thing = resource.steps[0].key if len(resource.steps) == 2 else None
-        return _created(base, "Datastreams", create_datastream(conn, principal, body, thing))
+        return _created(conn, principal, base, "Datastreams", create_datastream(conn, principal, body, thing))
     if name != "Observations":
         raise Problem(501, f"creating {name} is not supported by this server: Things (with their Locations and "
                            "Datastreams) and Datastreams are onboarded here or at POST /v1/devices; Sensors, "
@@ -196,13 +197,15 @@ def create(app: FastAPI, conn: psycopg.Connection, principal: Principal, *, base
     [stored] = _commit(app, conn, principal, [reading])
     if stored is None:
         raise Problem(422, "the ingest pipeline refused the Observation; it is in the dead letters with its reason")
-    link = self_link(base, _OBSERVATIONS, stored)
-    return JSONResponse({"@iot.id": stored, "@iot.selfLink": link}, status_code=201, headers={"Location": link})
+    return _created(conn, principal, base, "Observations", stored)
 
 
-def _created(base: str, entity_set: str, key: int) -> JSONResponse:
+def _created(conn: psycopg.Connection, principal: Principal, base: str, entity_set: str,
+             key: object) -> JSONResponse:
+    """201 with the new entity's Location and the entity itself, as FROST answers."""
     link = self_link(base, ENTITY_SETS[entity_set], key)
-    return JSONResponse({"@iot.id": key, "@iot.selfLink": link}, status_code=201, headers={"Location": link})
+    body = read_created(conn, principal, base=base, entity_set=entity_set, key=key)
+    return JSONResponse(body, status_code=201, headers={"Location": link})
 
 
 def _create_observations(app: FastAPI, conn: psycopg.Connection, principal: Principal, base: str,

@@ -331,6 +331,7 @@ def test_req_create_update_delete_deep_insert_status_code(fresh_lab: StaLab):
     with client_of(fresh_lab, fresh_lab.lab.headers) as client:
         created = client.post(f"{ROOT}/Things", json=THING)
         assert created.status_code == 201
+        assert created.json()["name"] == "air-9" and created.json()["@iot.selfLink"] == created.headers["Location"]
         assert re.fullmatch(rf"{BASE}/Things\(\d+\)", created.headers["Location"])
         assert client.post(f"{ROOT}/Things", json=THING).status_code == 409   # the device exists
         bad = {**THING, "name": "air-10", "Datastreams": [{**THING["Datastreams"][0],

@@ -29,6 +29,7 @@ def test_post_observation_is_stored_once_and_readable(fresh_lab: StaLab, lab_cli
     assert response.status_code == 201, response.text
     location = response.headers["Location"]
     assert location.endswith(f"/Observations('{series}-1740909600123456')")
+    assert response.json()["@iot.selfLink"] == location and response.json()["result"] == 42.5
     stored = lab_client.get(location).json()
     assert stored["result"] == 42.5 and stored["phenomenonTime"] == "2025-03-02T10:00:00.123456Z"
     again = lab_client.post(f"{ROOT}/Observations", json={**body, "Datastream": {"@iot.id": series}})
