@@ -73,7 +73,8 @@ def members(entity: EntitySet, select: tuple[str, ...] = ()) -> list[tuple[str, 
         out.append(("@iot.id", "field", "id"))
     if not select or "@iot.selfLink" in wanted:
         out.append(("@iot.selfLink", "self", ""))
-    out += [(name, "field", name) for name in entity.fields if name != "id" and (not select or name in wanted)]
+    out += [(name, "field", name) for name, field in entity.fields.items()
+            if name != "id" and (name in wanted if select else field.held)]
     out += [(f"{name}@iot.navigationLink", "nav", name) for name in entity.links if not select or name in wanted]
     return out
 

@@ -34,6 +34,7 @@ OBSERVATION_TYPE = "http://www.opengis.net/def/observationType/OGC-OM/2.0/OM_Mea
 class Field:
     name: str
     type: str          # num | text | time | json | geo | interval
+    held: bool = True  # False: an optional property citylab never holds (always null), shown only when selected
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +56,8 @@ class EntitySet:
     order: tuple[str, ...] = ("id",)   # the total order that makes paging stable
 
 
-def _fields(*spec: tuple[str, str]) -> dict[str, Field]:
-    return {name: Field(name, kind) for name, kind in spec}
+def _fields(*spec: tuple[str, str], unheld: tuple[str, ...] = ()) -> dict[str, Field]:
+    return {name: Field(name, kind, name not in unheld) for name, kind in spec}
 
 
 def _links(*spec: tuple[str, str, str, str, bool]) -> dict[str, Link]:
@@ -186,7 +187,8 @@ OBSERVATIONS = EntitySet(
     " FROM readings r JOIN series s ON s.id = r.series_id JOIN devices d ON d.org = s.org AND d.device = s.device"
     " WHERE r.series_id IN (" + READABLE_SERIES + ")",
     _fields(("id", "text"), ("phenomenonTime", "time"), ("resultTime", "time"), ("result", "num"),
-            ("resultQuality", "json"), ("validTime", "text"), ("parameters", "json")),
+            ("resultQuality", "json"), ("validTime", "text"), ("parameters", "json"),
+            unheld=("resultQuality", "validTime", "parameters")),
     _links(("Datastream", "Datastreams", "id", "_series", False),
            ("FeatureOfInterest", "FeaturesOfInterest", "id", "_thing", False)),
     order=("_series", "_time"),

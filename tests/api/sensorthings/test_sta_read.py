@@ -258,3 +258,15 @@ def test_data_array_result_format(sta, sta_lab: StaLab):
     assert group["components"] == ["phenomenonTime", "result"]
     assert group["dataArray@iot.count"] == 3
     assert group["dataArray"][0] == ["2025-03-01T12:00:00.000000Z", 20.0]
+
+
+def test_properties_citylab_never_holds_are_shown_only_when_selected(sta, sta_lab: StaLab):
+    path = f"/Datastreams({sta_lab.series['air-1/no2']})/Observations"
+    [first] = get(sta, path, **{"$top": "1"})["value"]
+    assert {"phenomenonTime", "resultTime", "result"} <= set(first)
+    assert not {"resultQuality", "validTime", "parameters"} & set(first)
+    [chosen] = get(sta, path, **{"$top": "1", "$select": "validTime,result"})["value"]
+    assert chosen == {"validTime": None, "result": 20.0}
+    [expanded] = get(sta, f"/Datastreams({sta_lab.series['air-1/no2']})",
+                     **{"$expand": "Observations($top=1)"})["Observations"]
+    assert set(expanded) == set(first)
