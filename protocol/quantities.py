@@ -13,10 +13,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["QUANTITIES", "Quantity", "SmartDataModel", "quantity"]
+__all__ = ["QUANTITIES", "THEMES", "THEME_SCHEME", "DataTheme", "Quantity", "SmartDataModel", "quantity"]
 
 
-_THEME = "http://publications.europa.eu/resource/authority/data-theme/"
+THEME_SCHEME = "http://publications.europa.eu/resource/authority/data-theme"
+_THEME = THEME_SCHEME + "/"
+
+
+@dataclass(frozen=True, slots=True)
+class DataTheme:
+    """A concept of the EU data-theme vocabulary (DCAT-AP ``dcat:theme``) with its
+    labels in English and Norwegian Bokmål, as the Publications Office gives them."""
+
+    code: str
+    label_en: str
+    label_nb: str
+
+    @property
+    def uri(self) -> str:
+        return _THEME + self.code
+
+
+THEMES: dict[str, DataTheme] = {
+    theme.code: theme for theme in (
+        DataTheme("ENVI", "Environment", "Miljø"),
+        DataTheme("ENER", "Energy", "Energi"),
+        DataTheme("TRAN", "Transport", "Transport"),
+        DataTheme("TECH", "Science and technology", "Vitenskap og teknologi"),
+    )
+}
 _SDM = "https://smartdatamodels.org/"
 
 

@@ -47,3 +47,12 @@ def test_protocol_imports_only_stdlib_and_cbor2() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_quantity_theme_is_a_known_eu_data_theme() -> None:
+    from protocol.quantities import THEME_SCHEME, THEMES
+
+    for q in QUANTITIES.values():
+        theme = THEMES[q.theme]
+        assert theme.uri == q.theme_uri and theme.uri.startswith(THEME_SCHEME + "/")
+        assert theme.label_en and theme.label_nb
