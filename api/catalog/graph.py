@@ -400,7 +400,7 @@ def export_description(series: list[ProductSeries], fmt: str) -> str:
     for s in series:
         unit = UNITS.get(s.unit or "")
         meaning = f"{unit.name}, {unit.symbol}, {unit.definition}" if unit else "no unit"
-        parts.append(f"series {s.series_id} {s.device}/{s.quantity} in {s.unit or '-'} ({meaning})")
+        parts.append(f"series {s.series_id} {s.quantity} in {s.unit or '-'} ({meaning})")
     return f"Raw readings, one row per reading; columns {columns}. " + "; ".join(parts) + "."
 
 
