@@ -103,6 +103,9 @@ class Settings(BaseSettings):
         description="Map tiles of the open page and the console ({z}/{x}/{y} template; in Norway Kartverket's "
         "open map service, elsewhere OpenStreetMap). Unset: districts and sensors over a plain outline.",
     )
+    map_tile_attribution: str | None = Field(
+        default=None, description="Attribution the tile source requires, shown under the map (e.g. © Kartverket)."
+    )
 
     @property
     def base_url(self) -> str:

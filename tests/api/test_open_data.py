@@ -103,7 +103,7 @@ def test_nothing_closed_is_reachable_without_a_key(anonymous: TestClient, market
                      (market.priced_product, market.research.org_id))
     closed_devices = ("meter-1", "noise-1")
     public = {"/health", "/v1/products", "/v1/series", "/v1/latest", "/v1/exports/readings",
-              "/catalog", "/catalog.{extension}", "/catalog/{entity}"}
+              "/catalog", "/catalog.{extension}", "/catalog/{entity}", "/open/api/overview", "/open/api/chart"}
     spec = anonymous.get("/openapi.json").json()
     calls = 0
     for path, operations in spec["paths"].items():
@@ -113,6 +113,8 @@ def test_nothing_closed_is_reachable_without_a_key(anonymous: TestClient, market
                 params = dict(RANGE)
                 if path == "/v1/exports/readings":
                     params["series_id"] = series
+                if path == "/open/api/chart":
+                    params["quantity"] = "energy"        # only closed products measure energy
                 r = anonymous.request(method.upper(), url, params=params, json={} if method != "get" else None)
                 calls += 1
                 text = r.text
@@ -120,7 +122,7 @@ def test_nothing_closed_is_reachable_without_a_key(anonymous: TestClient, market
                 assert not re.search(r"cl_[0-9a-f]{12}_", text), (method, path)
                 assert "mqtt_password" not in text and "key_hash" not in text
                 if path in public and method == "get":
-                    assert r.status_code in (200, 401), (method, path, r.status_code, text[:300])
+                    assert r.status_code in (200, 401, 404), (method, path, r.status_code, text[:300])
                     continue
                 assert r.status_code in (401, 405), (method, path, r.status_code, text[:300])
                 if r.status_code == 401:
