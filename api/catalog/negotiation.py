@@ -29,7 +29,7 @@ FORMATS = (
     RdfFormat("nt", "application/n-triples", "nt"),
 )
 _ALIASES = {"application/json": "application/ld+json", "application/xml": "application/rdf+xml",
-            "text/xml": "application/rdf+xml", "application/x-turtle": "text/turtle"}
+            "text/xml": "application/rdf+xml", "application/x-turtle": "text/turtle", "text/n3": "text/turtle"}
 
 
 def by_extension(extension: str) -> RdfFormat | None:

@@ -45,12 +45,17 @@ def _format(extension: str | None, accept: str | None) -> RdfFormat:
     return fmt
 
 
-def _serialise(graph: Graph, fmt: RdfFormat) -> Response:
+def _serialise(graph: Graph, fmt: RdfFormat, *, location: str, head: bool = False) -> Response:
+    """The graph in `fmt`; `location` is the IRI of this very representation (Content-Location)."""
     if fmt.rdflib_name == "json-ld":
         body = graph.serialize(format="json-ld", context=_CONTEXT, auto_compact=True)
     else:
         body = graph.serialize(format=fmt.rdflib_name)
-    return Response(body, media_type=fmt.media_type, headers={"Vary": "Accept"})
+    headers = {"Vary": "Accept", "Content-Location": f"{location}.{fmt.extension}"}
+    if head:
+        headers["Content-Length"] = str(len(body.encode()))
+        return Response(None, media_type=fmt.media_type, headers=headers)
+    return Response(body, media_type=fmt.media_type, headers=headers)
 
 
 def catalog_graph(request: Request, conn, settings) -> Graph:
@@ -70,17 +75,23 @@ def _describe(graph: Graph, subject: URIRef) -> Graph:
     return out
 
 
+@router.head("/catalog", include_in_schema=False, response_class=Response)
 @router.get("/catalog", summary="The DCAT-AP 3 catalogue", responses=_RDF_CONTENT, response_class=Response)
 def read_catalog(request: Request, conn: ConnDep, settings: SettingsDep, reader: ReaderDep,
                  accept: Annotated[str | None, Header()] = None) -> Response:
-    return _serialise(catalog_graph(request, conn, settings), _format(None, accept))
+    fmt = _format(None, accept)
+    return _serialise(catalog_graph(request, conn, settings), fmt, location=f"{settings.base_url}/catalog",
+                      head=request.method == "HEAD")
 
 
+@router.head("/catalog.{extension}", include_in_schema=False, response_class=Response)
 @router.get("/catalog.{extension}", summary="The DCAT-AP 3 catalogue in one format", responses=_RDF_CONTENT,
             response_class=Response)
 def read_catalog_file(request: Request, conn: ConnDep, settings: SettingsDep, reader: ReaderDep,
                       extension: Annotated[str, Path(max_length=8)]) -> Response:
-    return _serialise(catalog_graph(request, conn, settings), _format(extension, None))
+    fmt = _format(extension, None)
+    return _serialise(catalog_graph(request, conn, settings), fmt, location=f"{settings.base_url}/catalog",
+                      head=request.method == "HEAD")
 
 
 @router.get("/catalog/{entity:path}", summary="One entity of the catalogue", responses=_RDF_CONTENT,
@@ -98,4 +109,4 @@ def read_entity(request: Request, conn: ConnDep, settings: SettingsDep, reader: 
     described = _describe(graph, subject)
     if (subject, None, None) not in graph:
         raise Problem(404, f"the catalogue has no entity {entity!r}")
-    return _serialise(described, fmt)
+    return _serialise(described, fmt, location=str(subject))
