@@ -67,7 +67,9 @@ def _toml_str(value: str | Path) -> str:
 
 def _edge_toml(*, org: str, device: str, mqtt_url: str, buffer: Path, sources: list[str],
                credentials: tuple[str, str] | None = None) -> str:
-    login = [f"username = {_toml_str(credentials[0])}", f"password = {_toml_str(credentials[1])}"] if credentials else []
+    # the broker binds each gateway's login to its client id, the username
+    login = [f"username = {_toml_str(credentials[0])}", f"password = {_toml_str(credentials[1])}",
+             f"client_id = {_toml_str(credentials[0])}"] if credentials else []
     return "\n".join(
         [
             "# written by citylab up --demo; edited copies are overwritten",
@@ -182,14 +184,14 @@ def seed_marketplace(conn, *, district_org: str) -> dict[str, str]:
 
 def publish_marketplace(conn, *, district_org: str) -> bool:
     """The two products and the grant, once the district's series exist; False while they do not."""
-    from storage.products import create_product, list_products, request_access, decide_grant
-    from storage.tenants import ensure_org
+    from storage.products import create_product, decide_grant, list_products, request_access
+    from storage.tenants import device_series, ensure_org, list_org_devices
 
     district = ensure_org(conn, slug=district_org, name=f"Demo district ({district_org})", kind="provider")
     if list_products(conn, provider=district_org, limit=1):
         return True
-    series = conn.execute("SELECT s.id, s.quantity FROM series s JOIN devices d ON d.device = s.device"
-                          " WHERE d.org = %s ORDER BY s.id", (district_org,)).fetchall()
+    series = [(sid, quantity) for device in list_org_devices(conn, org=district_org)
+              for sid, quantity, _ in device_series(conn, org=district_org, device=device.device)]
     air = [sid for sid, quantity in series if quantity in AIR_QUALITY]
     rest = [sid for sid, quantity in series if quantity not in AIR_QUALITY]
     if not air or not rest:

@@ -5,7 +5,7 @@
     count_anonymous_request          the per-address request counter of keyless (open data) reads
     save_harvest / external_datasets the datasets harvested from other catalogues
 
-The series are joined to their devices by device name (`devices.device`).
+Series are joined to their devices by (org, device).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def product_series(conn: psycopg.Connection, product_ids: list[int]) -> list[Pro
             " (SELECT r.time FROM readings r WHERE r.series_id = s.id ORDER BY r.time LIMIT 1),"
             " (SELECT r.time FROM readings r WHERE r.series_id = s.id ORDER BY r.time DESC LIMIT 1)"
             " FROM data_product_series ps JOIN series s ON s.id = ps.series_id"
-            " JOIN devices d ON d.device = s.device"
+            " JOIN devices d ON d.org = s.org AND d.device = s.device"
             " WHERE ps.product_id = ANY(%s) ORDER BY ps.product_id, s.id",
             (product_ids,),
         ).fetchall()

@@ -4,7 +4,7 @@ latest values, providers and licences, and per-quantity aggregates across them.
 Places are the console's (`storage.console.LAT_SQL` / `LON_SQL` / `AREA_SQL`): the
 registered location, or the deterministic place of a device registered without one,
 so the open page and the console's map agree. Series are joined to their devices by
-device name (`devices.device`).
+(org, device).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def open_series(conn: psycopg.Connection) -> list[OpenSeries]:
             f"SELECT DISTINCT ON (s.id) s.id, s.device, {AREA_SQL}, s.quantity, s.unit, {LAT_SQL}, {LON_SQL},"
             " p.id, p.title, p.title_nb, o.name, p.licence, l.time, l.value"
             " FROM data_products p JOIN data_product_series ps ON ps.product_id = p.id"
-            " JOIN series s ON s.id = ps.series_id JOIN devices d ON d.device = s.device"
+            " JOIN series s ON s.id = ps.series_id JOIN devices d ON d.org = s.org AND d.device = s.device"
             " JOIN organisations o ON o.id = p.org_id"
             " LEFT JOIN LATERAL (SELECT r.time, r.value FROM readings r WHERE r.series_id = s.id"
             "                    ORDER BY r.time DESC LIMIT 1) l ON true"

@@ -47,7 +47,7 @@ def _device(conn, org: str, device: str, lat: float | None, lon: float | None,
     onboard_device(conn, org=org, device=device, gateway=None, kind="sensor", lat=lat, lon=lon, dev_eui=None,
                    lora_channels=None,
                    sensors=[SensorSpec(q, u, i, None, None) for q, u, i in sensors])
-    return [sid for sid, _, _ in device_series(conn, device=device)]
+    return [sid for sid, _, _ in device_series(conn, org=org, device=device)]
 
 
 def _readings(conn, series_id: int, step_s: int, hours: int) -> None:

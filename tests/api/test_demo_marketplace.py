@@ -20,7 +20,8 @@ def test_the_marketplace_around_the_district(database: str) -> None:
         assert publish_marketplace(conn, district_org="lab") is False      # no series yet
         register_device(conn, org="lab", device="air-1", gateway=None, kind="serial")
         for quantity, unit in (("pm2_5", "ug/m3"), ("no2", "ug/m3"), ("noise", "dB")):
-            conn.execute("INSERT INTO series (device, quantity, unit) VALUES ('air-1', %s, %s)", (quantity, unit))
+            conn.execute("INSERT INTO series (org, device, quantity, unit) VALUES ('lab', 'air-1', %s, %s)",
+                         (quantity, unit))
         assert publish_marketplace(conn, district_org="lab") is True
         assert publish_marketplace(conn, district_org="lab") is True       # once only
         conn.commit()
