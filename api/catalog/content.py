@@ -22,6 +22,9 @@ FACES = (
     DataServiceFace("sensorthings", "/sta/v1.1", "OGC SensorThings API 1.1",
                     "The series as SensorThings Things, Datastreams and Observations.",
                     "http://www.opengis.net/doc/is/sensorthings/1.1", "OGC SensorThings API Part 1: Sensing 1.1"),
+    DataServiceFace("sensorthings", "/v1.1", "OGC SensorThings API 1.1",
+                    "The series as SensorThings Things, Datastreams and Observations.",
+                    "http://www.opengis.net/doc/is/sensorthings/1.1", "OGC SensorThings API Part 1: Sensing 1.1"),
     DataServiceFace("ngsi-ld", "/ngsi-ld/v1", "ETSI NGSI-LD",
                     "The series as NGSI-LD entities of the Smart Data Models.",
                     "https://www.etsi.org/deliver/etsi_gs/CIM/001_099/009/01.08.01_60/gs_CIM009v010801p.pdf",
@@ -33,8 +36,13 @@ MAX_PRODUCTS = 10_000
 
 
 def served_faces(paths: set[str]) -> list[DataServiceFace]:
-    """The faces among FACES that the app serves (a route under the face's path)."""
-    return [f for f in FACES if any(p == f.path or p.startswith(f.path + "/") for p in paths)]
+    """The faces among FACES that the app serves (a route under the face's path); the first
+    path found of each face when it may be mounted at more than one."""
+    found: dict[str, DataServiceFace] = {}
+    for face in FACES:
+        if face.name not in found and any(p == face.path or p.startswith(face.path + "/") for p in paths):
+            found[face.name] = face
+    return list(found.values())
 
 
 def load_content(

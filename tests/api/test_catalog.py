@@ -198,3 +198,12 @@ def test_head_and_content_location(client: TestClient) -> None:
     assert int(head.headers["content-length"]) > 1000
     assert client.get("/catalog", headers={"Accept": "text/n3"}).headers["content-location"] == f"{BASE}/catalog.ttl"
     assert client.get("/catalog.jsonld").headers["vary"] == "Accept"
+
+
+def test_standard_faces_are_data_services_where_the_app_serves_them() -> None:
+    from api.catalog.content import served_faces
+
+    assert [f.name for f in served_faces({"/v1/series", "/health"})] == ["v1"]
+    faces = served_faces({"/v1/series", "/v1.1/Things", "/ngsi-ld/v1/entities"})
+    assert [(f.name, f.path) for f in faces] == [("v1", "/v1"), ("sensorthings", "/v1.1"), ("ngsi-ld", "/ngsi-ld/v1")]
+    assert [f.path for f in served_faces({"/sta/v1.1/Things", "/v1.1/Things"}) if f.name == "sensorthings"] == ["/sta/v1.1"]
