@@ -132,3 +132,36 @@ def test_harvesting_again_replaces_and_bad_sources_are_clear_errors(two_labs) ->
         assert failed.returncode == 1 and message in failed.stderr, (source, failed.stderr)
     with psycopg.connect(a.url) as conn:
         assert conn.execute("SELECT count(*) FROM external_datasets").fetchone()[0] == 2
+
+
+PORTAL = """
+@prefix dcat: <http://www.w3.org/ns/dcat#> . @prefix dct: <http://purl.org/dc/terms/> .
+@prefix foaf: <http://xmlns.com/foaf/0.1/> .
+<https://portal.example/catalog> a dcat:Catalog ; dct:title "Portal"@en ; dct:description "A portal."@en ;
+    dct:publisher <https://portal.example/org> ; dcat:dataset <https://portal.example/ds/1> ;
+    dcat:catalog <https://other.example/catalog> .
+<https://portal.example/org> a foaf:Agent ; foaf:name "Hamar kommune" .
+<https://portal.example/ds/1> a dcat:Dataset ; dct:title "Bysykkel"@nb, "City bikes"@en ;
+    dct:description "Trips."@en ; dct:publisher <https://portal.example/org> ;
+    dcat:distribution [ a dcat:Distribution ; dcat:accessURL <https://portal.example/ds/1.csv> ] .
+<https://other.example/catalog> a dcat:Catalog ; dcat:dataset <https://other.example/ds/9> .
+<https://other.example/ds/9> a dcat:Dataset ; dct:title "Someone else's"@en .
+"""
+
+
+def test_a_third_party_catalogue_with_blank_nodes_and_sub_catalogues() -> None:
+    from api.catalog.harvest import harvested
+
+    harvest = harvested(Graph().parse(data=PORTAL, format="turtle"), "https://portal.example/catalog.ttl")
+    assert harvest.catalog_iri == "https://portal.example/catalog" and harvest.title == "Portal"
+    assert [d.iri for d in harvest.datasets] == ["https://portal.example/ds/1"]   # not the sub-catalogue's
+    (dataset,) = harvest.datasets
+    assert dataset.title == "City bikes" and dataset.publisher == "Hamar kommune"
+    g = Graph().parse(data=dataset.turtle, format="turtle")
+    distribution = g.value(URIRef(dataset.iri), DCAT.distribution)
+    assert g.value(distribution, DCAT.accessURL) == URIRef("https://portal.example/ds/1.csv")
+    assert (URIRef("https://portal.example/org"), FOAF.name, None) in g
+    catalog = Graph().parse(data=harvest.catalog_turtle, format="turtle")
+    assert (URIRef(harvest.catalog_iri), DCAT.dataset, None) not in catalog
+    assert (URIRef(harvest.catalog_iri), DCAT.catalog, None) not in catalog
+    assert (URIRef("https://other.example/ds/9"), None, None) not in catalog
