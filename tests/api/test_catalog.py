@@ -57,6 +57,7 @@ def _violations(data: Graph, *shape_files: str) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_catalogue_validates_against_dcat_ap_3_and_dcat_ap_no(client: TestClient) -> None:
     data = _graph(client)
     assert "\n".join(_violations(data, "shapes.ttl", "range.ttl")) == ""
