@@ -3,7 +3,8 @@
     GET /open                     the page (Norwegian Bokmål and English)
     GET /open/static/{file}       its script and style sheet
     GET /open/api/overview        open series with places and latest values, quantities with units and
-                                  classes, products with provider and licence, the map's tile source
+                                  classes, products with provider and licence, the map's tile source,
+                                  and the datasets harvested from neighbouring labs
     GET /open/api/chart           one quantity over the last day (15 min buckets) or week (1 h buckets),
                                   merged across the open series
 
@@ -27,6 +28,7 @@ from api.errors import Problem
 from protocol.quantities import AIR_QUALITY_CLASSES, LABELS_NB, QUANTITIES
 from protocol.units import UNITS
 from storage.audit import DataRead
+from storage.catalog import external_datasets
 from storage.open_data import open_quantity_buckets, open_series
 from storage.products import LICENCES
 
@@ -83,6 +85,16 @@ class OpenProductPublic(BaseModel):
     dataset: str                   # its entry in the DCAT-AP catalogue
 
 
+class ExternalPublic(BaseModel):
+    """A dataset of a neighbouring lab or portal, harvested into this lab's catalogue."""
+
+    iri: str
+    title: str
+    publisher: str
+    landing_page: str | None
+    source: str
+
+
 class MapPublic(BaseModel):
     tile_url: str | None           # {z}/{x}/{y} template; None: plain outline
     attribution: str | None
@@ -94,6 +106,7 @@ class OverviewPublic(BaseModel):
     quantities: list[QuantityPublic]
     series: list[OpenSeriesPublic]
     products: list[OpenProductPublic]
+    external: list[ExternalPublic]
 
 
 class BucketPublic(BaseModel):
@@ -158,6 +171,8 @@ def read_overview(conn: ConnDep, settings: SettingsDep, principal: ReaderDep) ->
         quantities=sorted(quantities.values(), key=lambda q: q.name),
         series=[OpenSeriesPublic.model_validate(r, from_attributes=True) for r in rows],
         products=list(products.values()),
+        external=[ExternalPublic(iri=e.iri, title=e.title, publisher=e.publisher, landing_page=e.landing_page,
+                                 source=e.source_url) for e in external_datasets(conn)],
     )
 
 

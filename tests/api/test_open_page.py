@@ -14,12 +14,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
 from catalog_lab import Market, seed_market
 from test_catalog_harvest import serving
 
 from citylab.embedded import free_port
 from citylab.settings import Settings
+from storage.catalog import save_harvest
 
 pytestmark = pytest.mark.slow
 
@@ -96,7 +98,18 @@ def _page(browser, url: str, allowed: set[str], *, phone: bool = False):
     return context, page, errors, outside
 
 
+def _neighbour(url: str) -> None:
+    """A dataset harvested from a neighbouring lab (as `citylab catalog harvest` saves it)."""
+    ds = "https://data.hamar.example/catalog/datasets/1"
+    turtle = (f"<{ds}> a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> \"Bysykkel\"@nb .")
+    with psycopg.connect(url, autocommit=True) as conn:
+        save_harvest(conn, url="https://data.hamar.example/catalog", catalog_iri="https://data.hamar.example/catalog",
+                     title="Hamar", description="", datasets=[(ds, "Bysykkel", "Hamar kommune",
+                                                               "https://data.hamar.example/open", turtle)])
+
+
 def test_the_city_page_shows_open_data_only(browser, market: Market, artifacts_dir: Path) -> None:
+    _neighbour(market.url)
     port = free_port()
     with serving(Settings(database_url=market.url, public_base_url=f"http://127.0.0.1:{port}"), port) as api:
         host = urlsplit(api).netloc
@@ -125,6 +138,9 @@ def test_the_city_page_shows_open_data_only(browser, market: Market, artifacts_d
         csv = httpx.get(f"{api}{href}", timeout=20)
         assert csv.status_code == 200 and csv.text.startswith("series_id,device,quantity,unit,time,value")
         assert csv.text.count("\n") > 4 * 300
+        # what neighbouring cities publish, harvested into the catalogue
+        assert "Data fra nabokommuner" in page.inner_text("#external-card")
+        assert page.get_attribute("#external a", "href") == "https://data.hamar.example/open"
         # nothing closed on the page
         body = page.inner_text("body")
         assert "meter-1" not in body and "noise-1" not in body and "energy" not in body.lower()

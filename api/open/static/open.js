@@ -13,7 +13,7 @@ const TEXT = {
     noData: "Ingen åpne data ennå.", noReadings: "ingen målinger", loading: "Henter data …",
     outline: "Kartet viser bydelene og sensorene (ingen bakgrunnskart er satt opp).",
     tiles: "Bakgrunnskart:", unit: "Enhet", classes: "Luftkvalitetsklasser (timesmiddel)",
-    sensors: "sensorer", mean: "gjennomsnitt", range: "min–maks", updated: "Oppdatert", district: "område", error: "Kunne ikke hente data:",
+    external: "Data fra nabokommuner", source: "fra", sensors: "sensorer", mean: "gjennomsnitt", range: "min–maks", updated: "Oppdatert", district: "område", error: "Kunne ikke hente data:",
   },
   en: {
     title: "Open data from the city", intro: "Readings of the city's sensors that their providers have made open: " +
@@ -25,7 +25,7 @@ const TEXT = {
     noData: "No open data yet.", noReadings: "no readings", loading: "Loading data …",
     outline: "The map shows the districts and the sensors (no background map is configured).",
     tiles: "Background map:", unit: "Unit", classes: "Air-quality classes (hourly mean)",
-    sensors: "sensors", mean: "mean", range: "min–max", updated: "Updated", district: "area", error: "Could not load data:",
+    external: "Data from neighbouring cities", source: "from", sensors: "sensors", mean: "mean", range: "min–max", updated: "Updated", district: "area", error: "Could not load data:",
   },
 };
 
@@ -298,6 +298,14 @@ function renderProducts() {
       el("a", { href: `${new URL(p.dataset).pathname}.ttl` }, t("entry"))))));
 }
 
+function renderExternal() {
+  const card = document.getElementById("external-card");
+  card.hidden = !overview.external.length;
+  document.getElementById("external").replaceChildren(...overview.external.map((d) => el("li", {},
+    el("a", { href: d.landing_page || d.iri, rel: "noopener" }, d.title),
+    d.publisher ? ` · ${d.publisher}` : "", el("span", { class: "hint" }, ` (${t("source")} ${new URL(d.source).host})`))));
+}
+
 // Page ---------------------------------------------------------------------------------
 
 function applyLanguage() {
@@ -314,6 +322,7 @@ async function render() {
   renderPlaces();
   renderMeaning();
   renderProducts();
+  renderExternal();
   await renderCharts();
   document.getElementById("state").textContent = `${t("updated")} ${new Date(overview.generated_at).toLocaleString(lang === "nb" ? "nb-NO" : "en-GB")}`;
   document.body.dataset.ready = "true";
