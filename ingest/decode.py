@@ -11,7 +11,7 @@ from ingest.message import Message
 from protocol.errors import ProtocolError
 from protocol.lorawan import decode_uplink, dedup_key, lorawan_network
 from protocol.lpp import decode_lpp
-from protocol.senml import decode_pack
+from protocol.senml import decode_pack, read_identity
 from protocol.topics import parse_topic
 from storage.packs import DeadLetter
 from storage.registry import LoRaWANDevice
@@ -19,6 +19,8 @@ from storage.registry import LoRaWANDevice
 __all__ = ["DecodedPack", "decode_message"]
 
 LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
+
+_MAX_TIME_S = 9.2e12  # about year 293,000: beyond it µs overflow int64
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,8 +42,11 @@ class DecodedPack:
         return len(self.names)
 
 
-def dead_letter(message: Message, reason: str, detail: str, device: str | None = None) -> DeadLetter:
-    return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload)
+def dead_letter(message: Message, reason: str, detail: str, device: str | None = None, *,
+                boot_id: str | None = None, seq: int | None = None) -> DeadLetter:
+    """`boot_id` and `seq` when the pack's identity is known: the dead letter then accounts for it."""
+    return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload,
+                      boot_id=boot_id if seq is not None else None, seq=seq if boot_id is not None else None)
 
 
 def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) -> DecodedPack | DeadLetter:
@@ -64,7 +69,10 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) ->
         if topic.kind == "lpp":
             return _lpp(message, topic.org, topic.device)
     except ProtocolError as exc:
-        return dead_letter(message, exc.reason, str(exc), topic.device)
+        identity = read_identity(message.payload, content_type=topic.content_type or message.content_type) \
+            if topic.kind == "up" else None
+        boot_id, seq = identity or (None, None)
+        return dead_letter(message, exc.reason, str(exc), topic.device, boot_id=boot_id, seq=seq)
     return dead_letter(message, "bad_topic", f"ingest takes up and lpp topics, not {topic.kind!r}", topic.device)
 
 
@@ -74,6 +82,11 @@ def _senml(message: Message, org: str, device: str, content_type: str | None) ->
         return dead_letter(message, "bad_header", "a pack carries both 'bid' and 'seq' or neither", device)
     records = pack.records
     times = np.fromiter((r.time for r in records), dtype=np.float64, count=len(records))
+    if not (np.abs(times) < _MAX_TIME_S).all():
+        i = int(np.argmax(np.abs(times) >= _MAX_TIME_S))
+        return dead_letter(message, "time_out_of_range",
+                           f"record {i}: time {times[i]:.6g} s is beyond what microseconds in int64 hold",
+                           device, boot_id=pack.boot_id, seq=pack.seq)
     return DecodedPack(
         message=message, org=org, device=device, boot_id=pack.boot_id, seq=pack.seq,
         names=[r.name for r in records], units=[r.unit for r in records],
@@ -96,6 +109,7 @@ def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLette
         uplink = decode_uplink(message.topic, message.payload, channels=found.channels)
     boot_id, seq = dedup_key(uplink)
     n = len(uplink.readings)
+
     return DecodedPack(
         message=message, org=found.org, device=found.device, boot_id=boot_id, seq=seq,
         names=[f"{found.device}/{q}" for q, _, _ in uplink.readings], units=[u for _, u, _ in uplink.readings],

@@ -2,10 +2,17 @@
 
 All of it runs inside the transaction that stores the readings, so that what the
 counters say and what the tables hold never disagree, whatever crashes when.
+
+`ingest_packs` holds one row per pack the platform has taken responsibility for:
+stored (`readings` >= 1) or dead-lettered with a readable identity (`readings` = 0,
+its payload is in `dead_letters`). The committed watermark of a (device, boot) is
+the highest seq whose every predecessor 0..seq has such a row: a pack the broker
+dropped leaves a hole that holds the watermark back until the edge sends it again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +21,10 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["DeadLetter", "PackKey", "add_counters", "claim_packs", "insert_dead_letters", "raise_watermarks"]
+__all__ = ["DeadLetter", "PackKey", "add_counters", "advance_watermarks", "claim_packs", "insert_dead_letters"]
+
+# NUL and UTF-16 surrogates: no PostgreSQL text can hold them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +37,16 @@ class PackKey:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A pack refused with its reason. With `boot_id` and `seq` (its identity was readable
+    and storable) the refusal also accounts for the pack: see `claim_packs`."""
+
     topic: str
     device: str | None
     reason: str
     detail: str
     payload: bytes
+    boot_id: str | None = None
+    seq: int | None = None
 
 
 def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarray:
@@ -57,20 +72,41 @@ def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarra
     return claimed
 
 
-def raise_watermarks(conn: psycopg.Connection, marks: Mapping[tuple[str, str], int]) -> dict[tuple[str, str], int]:
-    """Raise the committed watermark of each (device, boot_id) to at least `seq`; return the new ones."""
-    if not marks:
+# From each key's stored watermark (-1: none yet), step to seq + 1 while that pack is in
+# ingest_packs: one index probe per step, so the cost is what the watermark advances.
+_ADVANCE = """
+WITH RECURSIVE start AS (
+    SELECT k.device, k.boot_id, coalesce(w.seq, -1) AS seq
+    FROM unnest(%s::text[], %s::text[]) AS k(device, boot_id)
+    LEFT JOIN ingest_watermarks w ON w.device = k.device AND w.boot_id = k.boot_id
+), walk AS (
+    SELECT device, boot_id, seq FROM start
+    UNION ALL
+    SELECT w.device, w.boot_id, p.seq FROM walk w
+    JOIN ingest_packs p ON p.device = w.device AND p.boot_id = w.boot_id AND p.seq = w.seq + 1
+), reached AS (
+    SELECT device, boot_id, max(seq) AS seq FROM walk GROUP BY device, boot_id
+), saved AS (
+    INSERT INTO ingest_watermarks (device, boot_id, seq)
+    SELECT device, boot_id, seq FROM reached WHERE seq >= 0
+    ON CONFLICT (device, boot_id) DO UPDATE
+    SET seq = greatest(ingest_watermarks.seq, excluded.seq), updated_at = now()
+)
+SELECT device, boot_id, seq FROM reached
+"""
+
+
+def advance_watermarks(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Move the watermark of each (device, boot_id) to the highest seq with no hole below it.
+
+    Call after `claim_packs` in the same transaction. Returns the watermark of every
+    key, -1 where seq 0 itself is not accounted for yet.
+    """
+    if not keys:
         return {}
-    keys = list(marks)
-    with map_errors("raise watermarks"):
-        rows = conn.execute(
-            "INSERT INTO ingest_watermarks (device, boot_id, seq)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])"
-            " ON CONFLICT (device, boot_id) DO UPDATE"
-            " SET seq = greatest(ingest_watermarks.seq, excluded.seq), updated_at = now()"
-            " RETURNING device, boot_id, seq",
-            ([k[0] for k in keys], [k[1] for k in keys], [marks[k] for k in keys]),
-        ).fetchall()
+    keys = list(dict.fromkeys(keys))
+    with map_errors("advance watermarks"):
+        rows = conn.execute(_ADVANCE, ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
     return {(device, boot_id): seq for device, boot_id, seq in rows}
 
 
@@ -80,8 +116,14 @@ def insert_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter])
     with map_errors("insert dead letters"), conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO dead_letters (topic, device, reason, detail, payload) VALUES (%s, %s, %s, %s, %s)",
-            [(d.topic, d.device, d.reason, d.detail, d.payload) for d in letters],
+            [(_storable(d.topic), d.device and _storable(d.device), _storable(d.reason), _storable(d.detail),
+              d.payload) for d in letters],
         )
+
+
+def _storable(text: str) -> str:
+    """A dead letter must never be refused itself: what text cannot hold is replaced."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def add_counters(conn: psycopg.Connection, deltas: Mapping[str, int]) -> None:

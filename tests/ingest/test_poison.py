@@ -1,0 +1,139 @@
+"""Poison packs against the real pipeline and PostgreSQL: each becomes a dead letter, the rest is stored.
+
+Every pack of the list in issue 10 is reproduced byte for byte (SenML JSON written by
+hand, since the encoder refuses them): seq 2^63, NUL in `bid` and in a unit, a
+10,000-character quantity, a lone surrogate, `bt` in the year 12000, `bt` 1e20 and a
+pack spanning 2,500 days. A refusal the validation cannot foresee (a CHECK constraint
+added to the table) is isolated by splitting the batch.
+"""
+
+from __future__ import annotations
+
+import json
+
+import psycopg
+import pytest
+
+from ingest import Message, Pipeline
+from ingest.validate import PackLimits
+from protocol.senml import Pack, Record, encode_pack
+from protocol.topics import Watermark, up_topic
+from storage.registry import register_device
+
+T0 = 1_790_000_000.0  # 2026-09-21
+DAY = 86_400.0
+
+
+def _record(**fields) -> dict:
+    return {"n": "air-1/temperature", "u": "Cel", "v": 20.5, **fields}
+
+
+def poison_packs() -> dict[str, tuple[bytes, str]]:
+    """name -> (raw SenML JSON, expected dead-letter reason). The first record carries bid and seq."""
+    head = {"bt": T0, "bid": "boot-p"}
+    raw = {
+        "seq 2^63": ([{**head, "seq": 2**63, **_record()}], "bad_header"),
+        "NUL in bid": ([{"bt": T0, "bid": "bo\u0000ot", "seq": 1, **_record()}], "bad_header"),
+        "NUL in unit": ([{**head, "seq": 2, **_record(u="C\u0000el")}], "bad_unit"),
+        "10,000-char quantity": ([{**head, "seq": 3, **_record(n="air-1/" + "q" * 10_000)}], "bad_name"),
+        "bt in year 12000": ([{**head, "seq": 5, "bt": (12000 - 1970) * 365.2425 * DAY, **_record()}],
+                             "time_out_of_range"),
+        "bt 1e20": ([{**head, "seq": 6, "bt": 1e20, **_record()}], "time_out_of_range"),
+        "2,500 distinct days": ([{**head, "seq": 7, **_record()}]
+                                + [_record(t=-i * DAY) for i in range(1, 2500)], "too_many_days"),
+    }
+    out = {name: (json.dumps(pack).encode(), reason) for name, (pack, reason) in raw.items()}
+    # json.dumps would escape the surrogate as "\\ud800" too, but say it as the device sent it
+    out["lone surrogate in bid"] = (
+        b'[{"bt":%d,"bid":"\\ud800","seq":4,"n":"air-1/temperature","u":"Cel","v":1}]' % T0, "bad_header")
+    out["lone surrogate in unit"] = (
+        b'[{"bt":%d,"bid":"boot-p","seq":8,"n":"air-1/temperature","u":"\\udc00","v":1}]' % T0, "bad_unit")
+    return out
+
+
+def _message(org: str, device: str, payload: bytes, mid: int = 1) -> Message:
+    return Message(topic=up_topic(org, device), payload=payload, mid=mid, qos=1, content_type=None,
+                   received_us=int(T0 * 1e6))
+
+
+def _good(seq: int, value: float = 21.0, device: str = "air-2", boot: str = "boot-g") -> bytes:
+    return encode_pack(Pack(boot, seq, tuple(
+        Record(f"{device}/temperature", value + i, T0 + seq * 10 + i, "Cel") for i in range(5))))
+
+
+@pytest.fixture
+def pipeline(database: str, org: str):
+    with psycopg.connect(database) as conn:
+        register_device(conn, org=org, device="gw-1", kind="gateway")
+        register_device(conn, org=org, device="air-1", gateway="gw-1", kind="serial")
+        register_device(conn, org=org, device="air-2", gateway="gw-1", kind="serial")
+    pipe = Pipeline(database, limits=PackLimits(max_days_per_pack=31))
+    yield pipe
+    pipe.close()
+
+
+def _table(database: str, sql: str) -> list[tuple]:
+    with psycopg.connect(database) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_every_poison_pack_is_a_dead_letter_and_the_good_ones_are_stored(pipeline: Pipeline, database: str,
+                                                                         org: str) -> None:
+    poisons = poison_packs()
+    messages = [_message(org, "gw-1", _good(0), mid=1)]
+    messages += [_message(org, "gw-1", payload, mid=10 + i) for i, (payload, _) in enumerate(poisons.values())]
+    messages += [_message(org, "gw-1", _good(1), mid=2)]
+    result = pipeline.commit(messages)
+
+    assert (result.packs_stored, result.packs_dead_lettered, result.readings_stored) == (2, len(poisons), 10)
+    letters = _table(database, "SELECT reason, detail, payload FROM dead_letters ORDER BY id")
+    assert sorted(r for r, _, _ in letters) == sorted(reason for _, reason in poisons.values())
+    assert {bytes(p) for _, _, p in letters} == {payload for payload, _ in poisons.values()}  # kept as sent
+    assert all("\x00" not in detail for _, detail, _ in letters)
+    stored = _table(database, "SELECT value FROM readings ORDER BY time")
+    assert [v for (v,) in stored] == [21.0 + i for i in range(5)] * 2
+    counters = dict(_table(database, "SELECT name, value FROM ingest_counters"))
+    assert counters["packs_received"] == counters["packs_stored"] + counters["packs_dead_lettered"] == 2 + len(poisons)
+    # poison packs whose identity is storable are accounted for: their seqs are not holes
+    claimed = _table(database, "SELECT seq, readings FROM ingest_packs WHERE boot_id = 'boot-p' ORDER BY seq")
+    assert claimed == [(2, 0), (3, 0), (5, 0), (6, 0), (7, 0), (8, 0)]
+
+
+def test_a_redelivered_poison_pack_is_a_duplicate_not_a_second_dead_letter(pipeline: Pipeline, database: str,
+                                                                         org: str) -> None:
+    payload, _ = poison_packs()["bt 1e20"]
+    first = pipeline.commit([_message(org, "gw-1", payload)])
+    again = pipeline.commit([_message(org, "gw-1", payload)])
+    assert (first.packs_dead_lettered, again.packs_dead_lettered, again.packs_duplicate) == (1, 0, 1)
+    assert _table(database, "SELECT count(*) FROM dead_letters") == [(1,)]
+
+
+def test_a_refusal_validation_cannot_foresee_is_isolated_by_splitting_the_batch(pipeline: Pipeline, database: str,
+                                                                               org: str) -> None:
+    with psycopg.connect(database) as conn:  # a real refusal by the server: SQLSTATE 23514
+        conn.execute("ALTER TABLE readings ADD CONSTRAINT no_666 CHECK (value <> 666)")
+    messages = [_message(org, "gw-1", _good(seq, value=666.0 if seq == 5 else 1.0), mid=seq + 1) for seq in range(12)]
+    pieces = list(pipeline.commit_pieces(messages))
+
+    assert [end for end, _ in pieces] == sorted(end for end, _ in pieces)  # in order: PUBACKs keep arrival order
+    assert pieces[-1][0] == 12
+    assert sum(r.packs_stored for _, r in pieces) == 11
+    [(reason, detail)] = _table(database, "SELECT reason, detail FROM dead_letters")
+    assert reason == "database_refused" and detail.startswith("SQLSTATE 23514") and "no_666" in detail
+    assert _table(database, "SELECT count(*) FROM readings") == [(55,)]
+    # the refused pack is accounted for, so the watermark passes it
+    marks = {w.boot_id: w for _, r in pieces for w in r.watermarks.values()}
+    assert marks["boot-g"] == Watermark("boot-g", 11)
+
+
+def test_times_outside_a_configured_window_are_refused(database: str, org: str) -> None:
+    with psycopg.connect(database) as conn:
+        register_device(conn, org=org, device="air-2", kind="sensor")
+    pipe = Pipeline(database, limits=PackLimits(time_min_s=T0 - DAY, time_ahead_s=0.0))
+    try:
+        old = encode_pack(Pack("b", 0, (Record("air-2/temperature", 1.0, T0 - 2 * DAY, "Cel"),)))
+        result = pipe.commit([_message(org, "air-2", old), _message(org, "air-2", _good(1))])
+    finally:
+        pipe.close()
+    assert (result.packs_stored, result.packs_dead_lettered) == (1, 1)
+    assert result.dead_letters[0].reason == "time_out_of_range"
