@@ -4,20 +4,27 @@ Every pack of the list in issue 10 is reproduced byte for byte (SenML JSON writt
 hand, since the encoder refuses them): seq 2^63, NUL in `bid` and in a unit, a
 10,000-character quantity, a lone surrogate, `bt` in the year 12000, `bt` 1e20 and a
 pack spanning 2,500 days. A refusal the validation cannot foresee (a CHECK constraint
-added to the table) is isolated by splitting the batch.
+added to the table) is isolated by splitting the batch. Through the real broker,
+each poison pack is followed by a canary from another device that must be stored
+within seconds, and ingest's Prometheus metrics are scraped over HTTP.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+import urllib.request
 
+import paho.mqtt.client as paho
 import psycopg
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
-from ingest import Message, Pipeline
+from ingest import IngestOptions, IngestService, Message, Pipeline
 from ingest.validate import PackLimits
 from protocol.senml import Pack, Record, encode_pack
-from protocol.topics import Watermark, up_topic
+from protocol.topics import Watermark, ingest_filters, up_topic
 from storage.registry import register_device
 
 T0 = 1_790_000_000.0  # 2026-09-21
@@ -137,3 +144,86 @@ def test_times_outside_a_configured_window_are_refused(database: str, org: str) 
         pipe.close()
     assert (result.packs_stored, result.packs_dead_lettered) == (1, 1)
     assert result.dead_letters[0].reason == "time_out_of_range"
+
+
+def _wait_for(probe, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+
+
+def _scrape(port: int) -> dict[str, float]:
+    """Samples of ingest's /metrics, read over HTTP as Prometheus would."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
+@pytest.mark.slow
+def test_each_poison_pack_is_followed_by_a_canary_stored_within_seconds(database: str, mqtt_broker, org: str) -> None:
+    with psycopg.connect(database) as conn:
+        register_device(conn, org=org, device="gw-1", kind="gateway")
+        register_device(conn, org=org, device="air-1", gateway="gw-1", kind="serial")
+        register_device(conn, org=org, device="canary", kind="sensor")
+    service = IngestService(IngestOptions(
+        database_url=database, mqtt_url=mqtt_broker.url, client_id=f"ingest-{org}", batch_max_age_ms=50,
+        filters=ingest_filters(org), metrics_port=0))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    publisher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    publisher.connect("127.0.0.1", mqtt_broker.port)
+    publisher.loop_start()
+    poisons = poison_packs()
+    try:
+        assert service.client.connected.wait(30), "ingest never got its SUBACK"
+        with psycopg.connect(database, autocommit=True) as watch:
+            for i, (name, (payload, _)) in enumerate(poisons.items()):
+                publisher.publish(up_topic(org, "gw-1"), payload, qos=1).wait_for_publish(10)
+                canary = encode_pack(Pack("canary-boot", i, (Record("canary/temperature", float(i), T0 + i, "Cel"),)))
+                publisher.publish(up_topic(org, "canary"), canary, qos=1).wait_for_publish(10)
+                _wait_for(lambda: watch.execute(
+                    "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id"
+                    " WHERE s.device = 'canary' AND r.value = %s", (float(i),)).fetchone()[0] == 1,
+                    10, f"the canary after the poison pack {name!r}")
+            letters = _wait_for(lambda: watch.execute(
+                "SELECT reason FROM dead_letters ORDER BY id").fetchall() if watch.execute(
+                "SELECT count(*) FROM dead_letters").fetchone()[0] == len(poisons) else None, 10, "every dead letter")
+        assert sorted(r for (r,) in letters) == sorted(reason for _, reason in poisons.values())
+        assert thread.is_alive()
+
+        def settled() -> dict[str, float] | None:  # counted just after the commit: wait for it
+            m = _scrape(service.metrics.port)
+            dead = sum(v for k, v in m.items() if k.startswith("citylab_packs_dead_lettered_total{"))
+            return m if (m["citylab_packs_stored_total"], dead) == (len(poisons), len(poisons)) else None
+
+        metrics = _wait_for(settled, 10, "the metrics to count every pack")
+        assert metrics["citylab_packs_received_total"] == 2 * len(poisons)
+        assert metrics["citylab_packs_stored_total"] == len(poisons)
+        assert metrics["citylab_readings_stored_total"] == len(poisons)
+        assert metrics["citylab_packs_duplicate_total"] == 0
+        by_reason = {reason: 0 for _, reason in poisons.values()}
+        for _, reason in poisons.values():
+            by_reason[reason] += 1
+        for reason, n in by_reason.items():
+            assert metrics[f'citylab_packs_dead_lettered_total{{reason="{reason}"}}'] == n
+        assert metrics["citylab_broker_connected"] == 1
+        assert metrics['citylab_ingest_queue_depth{queue="received"}'] == 0
+        assert metrics["citylab_ingest_lag_seconds"] == 0
+        assert metrics["citylab_commit_seconds_count"] >= len(poisons)
+    finally:
+        stop.set()
+        thread.join(15)
+        publisher.loop_stop()
+        publisher.disconnect()
