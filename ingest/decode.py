@@ -20,8 +20,6 @@ __all__ = ["DecodedPack", "decode_message"]
 
 LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
 
-_MAX_TIME_S = 9.2e12  # about year 293,000: beyond it µs overflow int64
-
 
 @dataclass(frozen=True, slots=True)
 class DecodedPack:
@@ -82,11 +80,6 @@ def _senml(message: Message, org: str, device: str, content_type: str | None) ->
         return dead_letter(message, "bad_header", "a pack carries both 'bid' and 'seq' or neither", device)
     records = pack.records
     times = np.fromiter((r.time for r in records), dtype=np.float64, count=len(records))
-    if not (np.abs(times) < _MAX_TIME_S).all():
-        i = int(np.argmax(np.abs(times) >= _MAX_TIME_S))
-        return dead_letter(message, "time_out_of_range",
-                           f"record {i}: time {times[i]:.6g} s is beyond what microseconds in int64 hold",
-                           device, boot_id=pack.boot_id, seq=pack.seq)
     return DecodedPack(
         message=message, org=org, device=device, boot_id=pack.boot_id, seq=pack.seq,
         names=[r.name for r in records], units=[r.unit for r in records],

@@ -25,7 +25,7 @@ import psycopg
 from ingest.decode import DecodedPack, dead_letter, decode_message
 from ingest.message import Message
 from ingest.registry import SeriesResolver
-from ingest.validate import PackLimits, check_pack
+from ingest.validate import PackLimits, PackValidator
 from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark, seq_ranges
 from storage.db import capabilities, connect
@@ -69,7 +69,7 @@ class CommitResult:
 class Pipeline:
     def __init__(self, database_url: str, *, widths_s: Sequence[int] = (60,), limits: PackLimits = PackLimits()) -> None:
         self._url = database_url
-        self.limits = limits
+        self.validator = PackValidator(limits)
         self._conn = connect(database_url, application_name="citylab-ingest")
         self._meta = connect(database_url, autocommit=True, application_name="citylab-ingest-registry")
         self.writer = TimeSeriesWriter(capabilities(self._conn))
@@ -216,32 +216,48 @@ class Pipeline:
             return None
         return PackKey(decoded.device, decoded.boot_id, decoded.seq, 0), decoded.org
 
-    def _prepare(self, message: Message, window_us: tuple[int, int]) -> tuple[DecodedPack, np.ndarray] | DeadLetter:
-        """Decode, validate and authorise one message; StorageError (registry access) propagates."""
-        try:
-            decoded = decode_message(message, lorawan=self.resolver.lorawan_device)
-            if isinstance(decoded, DeadLetter):
-                return decoded
-            refused = check_pack(decoded, self.limits, window_us)
+    def _prepare(self, messages: Sequence[Message]) -> list[tuple[DecodedPack, np.ndarray] | DeadLetter]:
+        """Decode, validate and authorise each message; StorageError (registry access) propagates."""
+        decoded: list[DecodedPack | DeadLetter] = [self._decode(m) for m in messages]
+        packs = [d for d in decoded if not isinstance(d, DeadLetter)]
+        verdicts = iter(self.validator.check(packs))
+        out: list[tuple[DecodedPack, np.ndarray] | DeadLetter] = []
+        for item in decoded:
+            if isinstance(item, DeadLetter):
+                out.append(item)
+                continue
+            refused = next(verdicts)
             if refused is not None:
-                return refused
-            ids = self.resolver.resolve(decoded)
+                out.append(refused)
+                continue
+            try:
+                ids = self.resolver.resolve(item)
+            except StorageError:
+                raise
+            except Exception as exc:  # a bug must not stop ingest: the pack is kept as a dead letter
+                logger.exception("authorising the message on %s failed", item.message.topic)
+                out.append(dead_letter(item.message, "internal_error", f"{type(exc).__name__}: {exc}", item.device))
+                continue
+            if isinstance(ids, DeadLetter):
+                out.append(ids if item.bridged else replace(ids, boot_id=item.boot_id, seq=item.seq))
+            else:
+                out.append((item, ids))
+        return out
+
+    def _decode(self, message: Message) -> DecodedPack | DeadLetter:
+        try:
+            return decode_message(message, lorawan=self.resolver.lorawan_device)
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter
             logger.exception("decoding the message on %s failed", message.topic)
             return dead_letter(message, "internal_error", f"{type(exc).__name__}: {exc}")
-        if isinstance(ids, DeadLetter):
-            return replace(ids, boot_id=decoded.boot_id, seq=decoded.seq) if not decoded.bridged else ids
-        return decoded, ids
 
     def _commit(self, messages: Sequence[Message]) -> CommitResult:
         self.resolver.refresh()
         dead: list[DeadLetter] = []
         packs: list[tuple[DecodedPack, np.ndarray]] = []
-        window_us = self.limits.window_us()
-        for message in messages:
-            prepared = self._prepare(message, window_us)
+        for prepared in self._prepare(messages):
             if isinstance(prepared, DeadLetter):
                 dead.append(prepared)
             else:

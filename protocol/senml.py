@@ -48,6 +48,7 @@ SEQ_MAX = 2**63 - 1          #: ``seq`` is stored as bigint
 BOOT_ID_MAX_CHARS = 64       #: ``bid`` is part of the de-duplication key
 NAME_PART_MAX_CHARS = 64     #: the device and the quantity of a resolved name, each
 UNIT_MAX_CHARS = 32          #: a SenML unit symbol
+TIME_MAX_S = 9.2e12          #: about year 293,000: beyond it, microseconds overflow int64
 
 # NUL (PostgreSQL text cannot hold it) and UTF-16 surrogates (a JSON "\ud800" escape
 # decodes to one; it has no UTF-8 encoding).
@@ -387,7 +388,12 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
             time = float(base_time + t)
         except OverflowError:
             time = math.inf
-        if not isfinite(time) or time < RELATIVE_TIME_LIMIT:
+        if not RELATIVE_TIME_LIMIT <= time <= TIME_MAX_S:  # also false for NaN
+            if isfinite(time) and time > TIME_MAX_S:
+                raise SenMLError(
+                    "time_out_of_range",
+                    f"record {index}: resolved time {time!r} s is beyond what int64 microseconds hold",
+                )
             raise SenMLError(
                 "bad_time",
                 f"record {index}: resolved time {time!r} is not an absolute UTC time; "

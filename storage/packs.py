@@ -72,25 +72,36 @@ def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarra
     return claimed
 
 
-# From each key's stored watermark (-1: none yet), step to seq + 1 while that pack is in
-# ingest_packs: one index probe per step, so the cost is what the watermark advances.
+# For each key, from its stored watermark w (-1: none yet): when pack w + 1 is there (one
+# index probe; false while a hole stays open), the packs above w in seq order form an
+# unbroken run exactly while seq - row_number() = w; the run's end is the new watermark.
+# LATERAL keeps every look-up an index scan of one (device, boot_id); a run is read at
+# most _RUN_LIMIT packs per call (the next commit goes on from there).
+_RUN_LIMIT = 10_000
 _ADVANCE = """
-WITH RECURSIVE start AS (
-    SELECT k.device, k.boot_id, coalesce(w.seq, -1) AS seq
-    FROM unnest(%s::text[], %s::text[]) AS k(device, boot_id)
-    LEFT JOIN ingest_watermarks w ON w.device = k.device AND w.boot_id = k.boot_id
-), walk AS (
-    SELECT device, boot_id, seq FROM start
-    UNION ALL
-    SELECT w.device, w.boot_id, p.seq FROM walk w
-    JOIN ingest_packs p ON p.device = w.device AND p.boot_id = w.boot_id AND p.seq = w.seq + 1
-), reached AS (
-    SELECT device, boot_id, max(seq) AS seq FROM walk GROUP BY device, boot_id
+WITH reached AS (
+    SELECT k.device, k.boot_id, coalesce(run.seq, w.seq, -1) AS seq
+    FROM unnest(%(devices)s::text[], %(boots)s::text[]) AS k(device, boot_id)
+    LEFT JOIN LATERAL (
+        SELECT w.seq FROM ingest_watermarks w WHERE w.device = k.device AND w.boot_id = k.boot_id
+    ) w ON true
+    LEFT JOIN LATERAL (
+        SELECT max(x.seq) AS seq FROM (
+            SELECT p.seq, p.seq - row_number() OVER (ORDER BY p.seq) AS base FROM (
+                SELECT p.seq FROM ingest_packs p
+                WHERE p.device = k.device AND p.boot_id = k.boot_id AND p.seq > coalesce(w.seq, -1)
+                ORDER BY p.seq LIMIT %(limit)s
+            ) p
+            WHERE EXISTS (SELECT 1 FROM ingest_packs q WHERE q.device = k.device AND q.boot_id = k.boot_id
+                          AND q.seq = coalesce(w.seq, -1) + 1)
+        ) x WHERE x.base = coalesce(w.seq, -1)
+    ) run ON true
 ), saved AS (
     INSERT INTO ingest_watermarks (device, boot_id, seq)
     SELECT device, boot_id, seq FROM reached WHERE seq >= 0
     ON CONFLICT (device, boot_id) DO UPDATE
     SET seq = greatest(ingest_watermarks.seq, excluded.seq), updated_at = now()
+    WHERE ingest_watermarks.seq < excluded.seq
 )
 SELECT device, boot_id, seq FROM reached
 """
@@ -106,7 +117,8 @@ def advance_watermarks(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
         return {}
     keys = list(dict.fromkeys(keys))
     with map_errors("advance watermarks"):
-        rows = conn.execute(_ADVANCE, ([k[0] for k in keys], [k[1] for k in keys])).fetchall()
+        rows = conn.execute(_ADVANCE, {"devices": [k[0] for k in keys], "boots": [k[1] for k in keys],
+                                       "limit": _RUN_LIMIT}).fetchall()
     return {(device, boot_id): seq for device, boot_id, seq in rows}
 
 
