@@ -57,3 +57,19 @@ def test_a_boot_whose_first_packs_never_arrive_still_names_what_is_stored(pipeli
 def test_seq_ranges_merge_and_are_bounded() -> None:
     assert seq_ranges([5, 3, 4, 9, 9, 11, 10]) == ((3, 5), (9, 11))
     assert len(seq_ranges(list(range(0, 2000, 2)))) == 256
+
+
+def test_the_migration_recomputes_old_watermarks_without_holes(database: str, org: str) -> None:
+    from storage.migrate import migrations
+
+    [sql] = [m.sql for m in migrations() if m.version == 5]
+    with psycopg.connect(database) as conn:
+        conn.execute("INSERT INTO ingest_packs (device, boot_id, seq, readings) VALUES"
+                     " ('gw-a', 'b', 0, 1), ('gw-a', 'b', 1, 1), ('gw-a', 'b', 3, 1),"
+                     " ('gw-b', 'b', 1, 1), ('gw-c', 'b', 0, 1)")
+        # as the old ingest left them: the highest committed seq, past the holes
+        conn.execute("INSERT INTO ingest_watermarks (device, boot_id, seq) VALUES"
+                     " ('gw-a', 'b', 3), ('gw-b', 'b', 1), ('gw-c', 'b', 0)")
+        conn.execute(sql)
+        assert conn.execute("SELECT device, seq FROM ingest_watermarks ORDER BY device").fetchall() == [
+            ("gw-a", 1), ("gw-c", 0)]
