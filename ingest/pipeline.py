@@ -30,7 +30,15 @@ from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark, seq_ranges
 from storage.db import capabilities, connect
 from storage.errors import DatabaseUnavailable, StorageError, map_errors
-from storage.packs import DeadLetter, PackKey, add_counters, advance_watermarks, claim_packs, insert_dead_letters
+from storage.packs import (
+    DeadLetter,
+    PackKey,
+    add_counters,
+    add_org_counters,
+    advance_watermarks,
+    claim_packs,
+    insert_dead_letters,
+)
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.timeseries import TimeSeriesWriter
@@ -177,23 +185,27 @@ class Pipeline:
         reason, detail = (("database_refused", f"SQLSTATE {sqlstate}: {exc}") if sqlstate
                           else ("internal_error", f"{type(exc).__name__}: {exc}"))
         identity = self._identity(message)
-        letter = dead_letter(message, reason, detail, identity[0].device if identity else _topic_part(message.topic, 2))
+        letter = dead_letter(message, reason, detail,
+                             identity.device if identity else _topic_part(message.topic, 2),
+                             org=identity.org if identity else None)
         logger.error("message on %s dead-lettered: %s", message.topic, detail)
         while True:
             try:
                 with map_errors("dead-letter a refused message"), self._conn.transaction():
-                    duplicate = identity is not None and not claim_packs(self._conn, [identity[0]])[0]
+                    duplicate = identity is not None and not claim_packs(self._conn, [identity])[0]
                     if not duplicate:
                         insert_dead_letters(self._conn, [letter])
                     add_counters(self._conn, {"packs_received": int(not duplicate),
                                               "packs_dead_lettered": int(not duplicate),
                                               "packs_duplicate": int(duplicate)})
+                    add_org_counters(self._conn, stored=[], dead=[] if duplicate else [letter],
+                                     duplicate=[identity.org] if duplicate else [])
                     watermarks = {}
                     if identity is not None:
-                        key, org = identity
-                        prefix = advance_watermarks(self._conn, [(key.device, key.boot_id)])
-                        watermarks[(org, key.device)] = _watermark(
-                            key.boot_id, prefix.get((key.device, key.boot_id), -1), [key.seq])
+                        key = (identity.org, identity.device, identity.boot_id)
+                        prefix = advance_watermarks(self._conn, [key])
+                        watermarks[(identity.org, identity.device)] = _watermark(
+                            identity.boot_id, prefix.get(key, -1), [identity.seq])
                 break
             except DatabaseUnavailable:
                 raise
@@ -206,15 +218,15 @@ class Pipeline:
                             packs_dead_lettered=int(not duplicate), readings_stored=0, anomalies=0,
                             watermarks=watermarks, dead_letters=() if duplicate else (letter,))
 
-    def _identity(self, message: Message) -> tuple[PackKey, str] | None:
-        """(claim of the pack with 0 readings, org) when its identity can be read, else None."""
+    def _identity(self, message: Message) -> PackKey | None:
+        """The claim (0 readings) of the pack when its identity can be read, else None."""
         try:
             decoded = decode_message(message)
         except Exception:
             return None
         if isinstance(decoded, DeadLetter) or decoded.seq is None or decoded.bridged:
             return None
-        return PackKey(decoded.device, decoded.boot_id, decoded.seq, 0), decoded.org
+        return PackKey(decoded.org, decoded.device, decoded.boot_id, decoded.seq, 0)
 
     def _prepare(self, messages: Sequence[Message]) -> list[tuple[DecodedPack, np.ndarray] | DeadLetter]:
         """Decode, validate and authorise each message; StorageError (registry access) propagates."""
@@ -273,11 +285,11 @@ class Pipeline:
         conn = self._conn
         with conn.transaction():
             sequenced = [i for i, (p, _) in enumerate(packs) if p.seq is not None]
-            identified = [d for d in dead if d.seq is not None and d.device is not None]
+            identified = [d for d in dead if d.seq is not None and d.device is not None and d.org is not None]
             claimed = claim_packs(conn, [
-                PackKey(packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq, len(packs[i][0]))
+                PackKey(packs[i][0].org, packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq, len(packs[i][0]))
                 for i in sequenced
-            ] + [PackKey(d.device, d.boot_id, d.seq, 0) for d in identified])
+            ] + [PackKey(d.org, d.device, d.boot_id, d.seq, 0) for d in identified])
             fresh = np.ones(len(packs), dtype=bool)
             fresh[sequenced] = claimed[:len(sequenced)]
             # a dead letter already accounted for (a redelivery) is not written twice
@@ -296,15 +308,12 @@ class Pipeline:
             insert_dead_letters(conn, letters)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.
-            seqs: dict[tuple[str, str], list[int]] = {}
-            orgs: dict[str, str] = {}
+            seqs: dict[tuple[str, str, str], list[int]] = {}
             for pack, _ in packs:
                 if pack.seq is not None and not pack.bridged:
-                    seqs.setdefault((pack.device, pack.boot_id), []).append(pack.seq)
-                    orgs[pack.device] = pack.org
+                    seqs.setdefault((pack.org, pack.device, pack.boot_id), []).append(pack.seq)
             for letter in identified:
-                seqs.setdefault((letter.device, letter.boot_id), []).append(letter.seq)
-                orgs.setdefault(letter.device, _topic_part(letter.topic, 1))
+                seqs.setdefault((letter.org, letter.device, letter.boot_id), []).append(letter.seq)
             prefixes = advance_watermarks(conn, list(seqs))
             duplicates = len(packs) - len(stored) + len(repeated)
             add_counters(conn, {
@@ -314,11 +323,14 @@ class Pipeline:
                 "packs_duplicate": duplicates,
                 "readings_stored": readings,
             })
+            add_org_counters(conn, stored=[(p.org, len(p)) for p, _ in stored], dead=letters,
+                             duplicate=[packs[i][0].org for i in np.flatnonzero(~fresh)]
+                             + [d.org for d in identified if id(d) in repeated])
         self._retry = None
         return CommitResult(
             packs_received=len(messages), packs_stored=len(stored), packs_duplicate=duplicates,
             packs_dead_lettered=len(letters), readings_stored=readings, anomalies=len(anomalies),
-            watermarks={(orgs[d], d): _watermark(b, prefixes.get((d, b), -1), s) for (d, b), s in seqs.items()},
+            watermarks={(o, d): _watermark(b, prefixes.get((o, d, b), -1), s) for (o, d, b), s in seqs.items()},
             dead_letters=tuple(letters),
         )
 

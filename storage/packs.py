@@ -5,7 +5,7 @@ counters say and what the tables hold never disagree, whatever crashes when.
 
 `ingest_packs` holds one row per pack the platform has taken responsibility for:
 stored (`readings` >= 1) or dead-lettered with a readable identity (`readings` = 0,
-its payload is in `dead_letters`). The committed watermark of a (device, boot) is
+its payload is in `dead_letters`). The committed watermark of an (org, device, boot) is
 the highest seq whose every predecessor 0..seq has such a row: a pack the broker
 dropped leaves a hole that holds the watermark back until the edge sends it again.
 """
@@ -21,7 +21,8 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["DeadLetter", "PackKey", "add_counters", "advance_watermarks", "claim_packs", "insert_dead_letters"]
+__all__ = ["DeadLetter", "PackKey", "add_counters", "add_org_counters", "advance_watermarks", "claim_packs",
+           "insert_dead_letters"]
 
 # NUL and UTF-16 surrogates: no PostgreSQL text can hold them.
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -29,6 +30,7 @@ _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 @dataclass(frozen=True, slots=True)
 class PackKey:
+    org: str
     device: str
     boot_id: str
     seq: int
@@ -45,6 +47,7 @@ class DeadLetter:
     reason: str
     detail: str
     payload: bytes
+    org: str | None = None   # the tenant it belongs to (None: not known, e.g. an unknown DevEUI)
     boot_id: str | None = None
     seq: int | None = None
 
@@ -55,17 +58,17 @@ def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarra
         return np.zeros(0, dtype=bool)
     with map_errors("claim packs"):
         rows = conn.execute(
-            "INSERT INTO ingest_packs (device, boot_id, seq, readings)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::integer[])"
-            " ON CONFLICT DO NOTHING RETURNING device, boot_id, seq",
-            ([p.device for p in packs], [p.boot_id for p in packs], [p.seq for p in packs],
+            "INSERT INTO ingest_packs (org, device, boot_id, seq, readings)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[], %s::integer[])"
+            " ON CONFLICT DO NOTHING RETURNING org, device, boot_id, seq",
+            ([p.org for p in packs], [p.device for p in packs], [p.boot_id for p in packs], [p.seq for p in packs],
              [p.readings for p in packs]),
         ).fetchall()
     # A key inserted now is fresh once: a second copy in the same batch is a redelivery too.
     fresh = set(rows)
     claimed = np.zeros(len(packs), dtype=bool)
     for i, p in enumerate(packs):
-        key = (p.device, p.boot_id, p.seq)
+        key = (p.org, p.device, p.boot_id, p.seq)
         if key in fresh:
             claimed[i] = True
             fresh.discard(key)
@@ -75,40 +78,45 @@ def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarra
 # For each key, from its stored watermark w (-1: none yet): when pack w + 1 is there (one
 # index probe; false while a hole stays open), the packs above w in seq order form an
 # unbroken run exactly while seq - row_number() = w; the run's end is the new watermark.
-# LATERAL keeps every look-up an index scan of one (device, boot_id); a run is read at
-# most _RUN_LIMIT packs per call (the next commit goes on from there).
+# LATERAL keeps every look-up an index scan of one (org, device, boot_id); a run is read
+# at most _RUN_LIMIT packs per call (the next commit goes on from there).
 _RUN_LIMIT = 10_000
 _ADVANCE = """
 WITH reached AS (
-    SELECT k.device, k.boot_id, coalesce(run.seq, w.seq, -1) AS seq
-    FROM unnest(%(devices)s::text[], %(boots)s::text[]) AS k(device, boot_id)
+    SELECT k.org, k.device, k.boot_id, coalesce(run.seq, w.seq, -1) AS seq
+    FROM unnest(%(orgs)s::text[], %(devices)s::text[], %(boots)s::text[]) AS k(org, device, boot_id)
     LEFT JOIN LATERAL (
-        SELECT w.seq FROM ingest_watermarks w WHERE w.device = k.device AND w.boot_id = k.boot_id
+        SELECT w.seq FROM ingest_watermarks w
+        WHERE w.org = k.org AND w.device = k.device AND w.boot_id = k.boot_id
     ) w ON true
     LEFT JOIN LATERAL (
         SELECT max(x.seq) AS seq FROM (
             SELECT p.seq, p.seq - row_number() OVER (ORDER BY p.seq) AS base FROM (
                 SELECT p.seq FROM ingest_packs p
-                WHERE p.device = k.device AND p.boot_id = k.boot_id AND p.seq > coalesce(w.seq, -1)
+                WHERE p.org = k.org AND p.device = k.device AND p.boot_id = k.boot_id
+                  AND p.seq > coalesce(w.seq, -1)
                 ORDER BY p.seq LIMIT %(limit)s
             ) p
-            WHERE EXISTS (SELECT 1 FROM ingest_packs q WHERE q.device = k.device AND q.boot_id = k.boot_id
-                          AND q.seq = coalesce(w.seq, -1) + 1)
+            WHERE EXISTS (SELECT 1 FROM ingest_packs q
+                          WHERE q.org = k.org AND q.device = k.device AND q.boot_id = k.boot_id
+                            AND q.seq = coalesce(w.seq, -1) + 1)
         ) x WHERE x.base = coalesce(w.seq, -1)
     ) run ON true
 ), saved AS (
-    INSERT INTO ingest_watermarks (device, boot_id, seq)
-    SELECT device, boot_id, seq FROM reached WHERE seq >= 0
-    ON CONFLICT (device, boot_id) DO UPDATE
+    INSERT INTO ingest_watermarks (org, device, boot_id, seq)
+    SELECT org, device, boot_id, seq FROM reached WHERE seq >= 0
+    ON CONFLICT (org, device, boot_id) DO UPDATE
     SET seq = greatest(ingest_watermarks.seq, excluded.seq), updated_at = now()
     WHERE ingest_watermarks.seq < excluded.seq
 )
-SELECT device, boot_id, seq FROM reached
+SELECT org, device, boot_id, seq FROM reached
 """
 
 
-def advance_watermarks(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Move the watermark of each (device, boot_id) to the highest seq with no hole below it.
+def advance_watermarks(
+    conn: psycopg.Connection, keys: Sequence[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], int]:
+    """Move the watermark of each (org, device, boot_id) to the highest seq with no hole below it.
 
     Call after `claim_packs` in the same transaction. Returns the watermark of every
     key, -1 where seq 0 itself is not accounted for yet.
@@ -117,9 +125,9 @@ def advance_watermarks(conn: psycopg.Connection, keys: Sequence[tuple[str, str]]
         return {}
     keys = list(dict.fromkeys(keys))
     with map_errors("advance watermarks"):
-        rows = conn.execute(_ADVANCE, {"devices": [k[0] for k in keys], "boots": [k[1] for k in keys],
-                                       "limit": _RUN_LIMIT}).fetchall()
-    return {(device, boot_id): seq for device, boot_id, seq in rows}
+        rows = conn.execute(_ADVANCE, {"orgs": [k[0] for k in keys], "devices": [k[1] for k in keys],
+                                       "boots": [k[2] for k in keys], "limit": _RUN_LIMIT}).fetchall()
+    return {(org, device, boot_id): seq for org, device, boot_id, seq in rows}
 
 
 def insert_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter]) -> None:
@@ -127,9 +135,9 @@ def insert_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter])
         return
     with map_errors("insert dead letters"), conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO dead_letters (topic, device, reason, detail, payload) VALUES (%s, %s, %s, %s, %s)",
-            [(_storable(d.topic), d.device and _storable(d.device), _storable(d.reason), _storable(d.detail),
-              d.payload) for d in letters],
+            "INSERT INTO dead_letters (org, topic, device, reason, detail, payload) VALUES (%s, %s, %s, %s, %s, %s)",
+            [(d.org and _storable(d.org), _storable(d.topic), d.device and _storable(d.device), _storable(d.reason),
+              _storable(d.detail), d.payload) for d in letters],
         )
 
 
@@ -147,4 +155,38 @@ def add_counters(conn: psycopg.Connection, deltas: Mapping[str, int]) -> None:
             "UPDATE ingest_counters c SET value = c.value + d.delta"
             " FROM unnest(%s::text[], %s::bigint[]) AS d(name, delta) WHERE c.name = d.name",
             (names, [deltas[n] for n in names]),
+        )
+
+
+def add_org_counters(
+    conn: psycopg.Connection, *, stored: Sequence[tuple[str, int]], duplicate: Sequence[str],
+    dead: Sequence[DeadLetter],
+) -> None:
+    """Per-organisation counters of a batch: `stored` (org, readings) per stored pack,
+    `duplicate` the org of each redelivered pack, `dead` its dead letters (those of
+    no known organisation count lab-wide only)."""
+    deltas: dict[tuple[str, str], int] = {}
+
+    def add(org: str, name: str, n: int = 1) -> None:
+        deltas[(org, name)] = deltas.get((org, name), 0) + n
+
+    for org, readings in stored:
+        add(org, "packs_received")
+        add(org, "packs_stored")
+        add(org, "readings_stored", readings)
+    for org in duplicate:
+        add(org, "packs_duplicate")
+    for letter in dead:
+        if letter.org is not None:
+            add(letter.org, "packs_received")
+            add(letter.org, "packs_dead_lettered")
+    keys = [k for k, v in deltas.items() if v]
+    if not keys:
+        return
+    with map_errors("add organisation counters"):
+        conn.execute(
+            "INSERT INTO ingest_org_counters AS c (org, name, value)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[])"
+            " ON CONFLICT (org, name) DO UPDATE SET value = c.value + excluded.value",
+            ([k[0] for k in keys], [k[1] for k in keys], [deltas[k] for k in keys]),
         )

@@ -64,12 +64,12 @@ def test_the_migration_recomputes_old_watermarks_without_holes(database: str, or
 
     [sql] = [m.sql for m in migrations() if m.version == 5]
     with psycopg.connect(database) as conn:
-        conn.execute("INSERT INTO ingest_packs (device, boot_id, seq, readings) VALUES"
-                     " ('gw-a', 'b', 0, 1), ('gw-a', 'b', 1, 1), ('gw-a', 'b', 3, 1),"
-                     " ('gw-b', 'b', 1, 1), ('gw-c', 'b', 0, 1)")
+        conn.execute("INSERT INTO ingest_packs (org, device, boot_id, seq, readings) VALUES"
+                     " ('o1', 'gw-a', 'b', 0, 1), ('o1', 'gw-a', 'b', 1, 1), ('o1', 'gw-a', 'b', 3, 1),"
+                     " ('o1', 'gw-b', 'b', 1, 1), ('o1', 'gw-c', 'b', 0, 1), ('o2', 'gw-a', 'b', 2, 1)")
         # as the old ingest left them: the highest committed seq, past the holes
-        conn.execute("INSERT INTO ingest_watermarks (device, boot_id, seq) VALUES"
-                     " ('gw-a', 'b', 3), ('gw-b', 'b', 1), ('gw-c', 'b', 0)")
+        conn.execute("INSERT INTO ingest_watermarks (org, device, boot_id, seq) VALUES"
+                     " ('o1', 'gw-a', 'b', 3), ('o1', 'gw-b', 'b', 1), ('o1', 'gw-c', 'b', 0), ('o2', 'gw-a', 'b', 2)")
         conn.execute(sql)
-        assert conn.execute("SELECT device, seq FROM ingest_watermarks ORDER BY device").fetchall() == [
-            ("gw-a", 1), ("gw-c", 0)]
+        assert conn.execute("SELECT org, device, seq FROM ingest_watermarks ORDER BY org, device").fetchall() == [
+            ("o1", "gw-a", 1), ("o1", "gw-c", 0)]
