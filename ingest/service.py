@@ -93,7 +93,7 @@ class IngestService:
                 next_retention = time.monotonic() + self.options.retention_interval_s
                 try:
                     self._pipeline.apply_retention(self.options.retention)
-                except StorageError as exc:
+                except Exception as exc:  # retention waits for its next turn; ingest goes on
                     logger.warning("retention failed, retrying later: %s", exc)
             if time.monotonic() - last_report >= 30:
                 last_report = time.monotonic()
@@ -175,10 +175,13 @@ class IngestService:
             for end, result in self._pipeline.commit_pieces(messages):
                 self.metrics.commit_seconds.observe(time.perf_counter() - started)
                 self.client.ack(self._committing[done:end])
-                for (org, device), watermark in result.watermarks.items():
-                    self.client.publish_watermark(org, device, watermark)
-                self._count(result)
                 done = end
+                try:
+                    for (org, device), watermark in result.watermarks.items():
+                        self.client.publish_watermark(org, device, watermark)
+                    self._count(result)
+                except Exception:  # committed and acknowledged already; a later watermark covers it
+                    logger.exception("publishing the watermarks of a committed piece failed")
                 started = time.perf_counter()
         finally:
             self._committing = self._committing[done:]
