@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     ingest_max_days_per_pack: int = Field(
         default=31, ge=1, description="Distinct UTC days one pack may span (dead letter too_many_days beyond).",
     )
+    ingest_max_days_per_batch: int = Field(
+        default=62, ge=1, description="Distinct UTC days one transaction may touch; a batch spanning more is "
+                                      "committed in pieces (each day is a partition or chunk, with its locks).",
+    )
     ingest_metrics_port: int | None = Field(
         default=None, ge=0, le=65535, description="Ingest's Prometheus /metrics port; 0 picks a free port; unset: off.",
     )
@@ -79,7 +83,8 @@ class Settings(BaseSettings):
         from ingest.validate import PackLimits
 
         return PackLimits(time_min_s=self.ingest_time_min.timestamp(), time_ahead_s=self.ingest_time_ahead_s,
-                          max_days_per_pack=self.ingest_max_days_per_pack)
+                          max_days_per_pack=self.ingest_max_days_per_pack,
+                          max_days_per_batch=max(self.ingest_max_days_per_batch, self.ingest_max_days_per_pack))
 
     def retention_policy(self):  # -> storage.retention.RetentionPolicy (imported lazily: edge-free)
         from storage.retention import RetentionPolicy

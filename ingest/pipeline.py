@@ -25,7 +25,7 @@ import psycopg
 from ingest.decode import DecodedPack, dead_letter, decode_message
 from ingest.message import Message
 from ingest.registry import SeriesResolver
-from ingest.validate import PackLimits, PackValidator
+from ingest.validate import PackLimits, PackValidator, batch_days
 from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark, seq_ranges
 from storage.db import capabilities, connect
@@ -152,6 +152,11 @@ class Pipeline:
                 result = self._commit_piece(piece)
             except DatabaseUnavailable:
                 raise
+            except _TooManyDays as exc:
+                middle = (start + end) // 2
+                logger.info("%d messages span %d days: committing them in two pieces", end - start, exc.days)
+                pending += [(middle, end), (start, middle)]
+                continue
             except Exception as exc:  # a data error, or a bug met by these messages only
                 if end - start > 1:
                     middle = (start + end) // 2
@@ -274,8 +279,11 @@ class Pipeline:
                 dead.append(prepared)
             else:
                 packs.append(prepared)
+        time_all = np.concatenate([p.time_us for p, _ in packs]) if packs else np.zeros(0, np.int64)
+        days = batch_days(time_all)
+        if days > self.validator.limits.max_days_per_batch and len(messages) > 1:
+            raise _TooManyDays(days)
         if self.writer.partitioned and packs:
-            time_all = np.concatenate([p.time_us for p, _ in packs])
             with map_errors("create partitions"):
                 self.writer.partitions.ensure_ahead(self._meta, "readings", time_all)
                 self.writer.partitions.ensure_ahead(self._meta, "anomalies", time_all)
@@ -341,6 +349,14 @@ class Pipeline:
         result = self.processor.process(series_id, time_us, value)
         self._retry = (key, result)
         return result
+
+
+class _TooManyDays(Exception):
+    """The piece's packs span more days than one transaction may touch: split it (no data error)."""
+
+    def __init__(self, days: int) -> None:
+        super().__init__(f"{days} days")
+        self.days = days
 
 
 def _same(a: tuple[tuple[Message, ...], bytes], b: tuple[tuple[Message, ...], bytes]) -> bool:

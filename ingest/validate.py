@@ -7,7 +7,10 @@ platform cannot store or should not accept from one pack:
   dead letter `time_out_of_range`. The window keeps times inside what int64
   microseconds, PostgreSQL timestamptz and Python datetimes all hold;
 - more distinct UTC days than `max_days_per_pack`: dead letter `too_many_days`
-  (every day is a partition or chunk to create, with its locks);
+  (every day is a partition or chunk to create, with its locks); and a batch whose
+  packs together span more than `max_days_per_batch` days is committed in pieces,
+  so that no transaction needs the locks of more days than PostgreSQL's shared lock
+  table holds;
 - names and units the schema cannot hold (length, NUL, unpaired surrogates): dead
   letter `bad_name` / `bad_unit` (SenML packs are refused earlier by the decoder;
   this covers LPP and network-server uplinks too).
@@ -29,7 +32,7 @@ from ingest.decode import DecodedPack, dead_letter
 from protocol.senml import NAME_PART_MAX_CHARS, UNIT_MAX_CHARS, text_problem
 from storage.packs import DeadLetter
 
-__all__ = ["PackLimits", "PackValidator", "check_pack"]
+__all__ = ["PackLimits", "PackValidator", "batch_days", "check_pack"]
 
 DAY_S = 86_400
 _DAY_US = DAY_S * 1_000_000
@@ -42,10 +45,21 @@ class PackLimits:
     time_min_s: float = 0.0             # earliest reading time, Unix seconds (1970-01-01)
     time_ahead_s: float = DAY_S         # latest: ingest's clock plus this
     max_days_per_pack: int = 31
+    max_days_per_batch: int = 62        # a transaction touches at most this many days (split beyond)
 
     def window_us(self, now_s: float | None = None) -> tuple[int, int]:
         now_s = time.time() if now_s is None else now_s
         return int(self.time_min_s * 1e6), int((now_s + self.time_ahead_s) * 1e6)
+
+
+def batch_days(time_us: np.ndarray) -> int:
+    """Distinct UTC days of a batch's readings (a min/max span first: usually all are recent)."""
+    if len(time_us) == 0:
+        return 0
+    first, last = int(time_us.min()) // _DAY_US, int(time_us.max()) // _DAY_US
+    if last - first < 2:
+        return last - first + 1
+    return len(np.unique(time_us // _DAY_US))
 
 
 class PackValidator:

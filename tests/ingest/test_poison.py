@@ -227,3 +227,20 @@ def test_each_poison_pack_is_followed_by_a_canary_stored_within_seconds(database
         thread.join(15)
         publisher.loop_stop()
         publisher.disconnect()
+
+
+def test_a_batch_spanning_many_days_is_committed_in_pieces(database: str, org: str) -> None:
+    # every pack is fine alone; together they would lock one partition per day in one transaction
+    with psycopg.connect(database) as conn:
+        register_device(conn, org=org, device="air-2", kind="sensor")
+    pipe = Pipeline(database, limits=PackLimits(max_days_per_pack=5, max_days_per_batch=8))
+    try:
+        messages = [_message(org, "air-2", encode_pack(Pack("b", i, (
+            Record("air-2/temperature", float(i), T0 - i * DAY, "Cel"),))), mid=i + 1) for i in range(30)]
+        pieces = list(pipe.commit_pieces(messages))
+    finally:
+        pipe.close()
+    assert len(pieces) >= 4 and pieces[-1][0] == 30
+    assert sum(r.packs_stored for _, r in pieces) == 30
+    assert _table(database, "SELECT count(*), count(DISTINCT date_trunc('day', time)) FROM readings") == [(30, 30)]
+    assert _table(database, "SELECT count(*) FROM dead_letters") == [(0,)]
