@@ -52,8 +52,8 @@ def test_0004_carries_0003_data_over(empty_database: str) -> None:
         conn.execute("INSERT INTO gateway_status (device, org, state, reported_at) VALUES"
                      " ('gw-1', 'acme', 'online', now())")
         conn.commit()
-        applied = migrate(conn, use_timescaledb=False, upto=4)
-        assert [m.version for m in applied] == [4]
+        applied = migrate(conn, use_timescaledb=False)
+        assert [m.version for m in applied][:1] == [4]  # and whatever later versions there are
 
         assert _rows(conn, "SELECT org, device, gateway, kind, dev_eui, mqtt_username FROM devices"
                            " ORDER BY org, device") == [
@@ -78,7 +78,7 @@ def test_0004_carries_0003_data_over(empty_database: str) -> None:
         ids = ensure_series(conn, [("city", "air-001", "pm2_5", "ug/m3"), ("acme", "air-001", "pm2_5", "ug/m3")])
         assert ids[("acme", "air-001", "pm2_5")] == sid and ids[("city", "air-001", "pm2_5")] != sid
         conn.commit()
-        assert migrate(conn, use_timescaledb=False, upto=4) == []
+        assert migrate(conn, use_timescaledb=False) == []
 
 
 def test_two_organisations_both_have_air_001(database: str) -> None:
