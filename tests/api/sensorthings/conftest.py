@@ -14,14 +14,13 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from sta_lab import StaLab, seed_sta
+from sta_lab import ROOT, StaLab, client_of, seed_sta
 from stack import serving
 
 from api import create_app
 from citylab.embedded import PostgresServer
 from citylab.settings import Settings
 
-ROOT = "/sta/v1.1"
 TEMPLATE_DB = "citylab_template"
 
 
@@ -46,12 +45,6 @@ def sta_lab(pg_server: PostgresServer) -> Iterator[StaLab]:
 @pytest.fixture
 def fresh_lab(database: str) -> StaLab:
     return seed_sta(database)
-
-
-@contextmanager
-def client_of(lab: StaLab, headers: dict[str, str]) -> Iterator[TestClient]:
-    with TestClient(create_app(Settings(database_url=lab.url)), headers=headers) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,21 @@ sees nothing of its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import psycopg
+from fastapi.testclient import TestClient
 from testbed import Tenant, make_tenant
 
+from api import create_app
+from citylab.settings import Settings
 from storage.products import create_product, decide_grant, request_access
 
+ROOT = "/sta/v1.1"
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PM25_READINGS = 120
 
@@ -74,3 +80,10 @@ def seed_sta(url: str) -> StaLab:
         grant = request_access(conn, product_id=product.id, consumer_org=lab.org_id, message="please")
         decide_grant(conn, grant_id=grant.id, provider_org=other.org_id, approve=True, expires_at=None)
     return StaLab(url, lab, other, city, series, things, grant.id)
+
+
+@contextmanager
+def client_of(lab: StaLab, headers: dict[str, str]) -> Iterator[TestClient]:
+    """A TestClient of the app over the lab's database, sending `headers`."""
+    with TestClient(create_app(Settings(database_url=lab.url)), headers=headers) as client:
+        yield client

@@ -13,8 +13,7 @@ import re
 
 import psycopg
 import pytest
-from conftest import ROOT, client_of
-from sta_lab import PM25_READINGS, StaLab
+from sta_lab import PM25_READINGS, ROOT, StaLab, client_of
 
 REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
 BASE = f"http://testserver{ROOT}"

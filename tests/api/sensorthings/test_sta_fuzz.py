@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
-from conftest import ROOT
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sta_lab import ROOT
 
 TOKENS = ["name", "result", "id", "phenomenonTime", "Datastream/Thing/name", "Datastreams/Observations/result",
           "location", "properties/kind", "eq", "ne", "gt", "and", "or", "not", "add", "div", "mod", "(", ")", ",",

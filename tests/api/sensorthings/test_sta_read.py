@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
-from sta_lab import PM25_READINGS, StaLab
+from sta_lab import PM25_READINGS, ROOT, StaLab
 
 STAVANGER = "POLYGON ((5.6 58.9, 5.8 58.9, 5.8 59.0, 5.6 59.0, 5.6 58.9))"
 

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 
 import psycopg
-from conftest import ROOT, client_of
-from sta_lab import StaLab
+from sta_lab import ROOT, StaLab, client_of
 from testbed import add_key
 
 

@@ -6,8 +6,7 @@ import time
 
 import psycopg
 import pytest
-from conftest import ROOT, client_of
-from sta_lab import StaLab
+from sta_lab import ROOT, StaLab, client_of
 
 
 @pytest.fixture
