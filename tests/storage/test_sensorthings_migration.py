@@ -4,23 +4,9 @@ both stay the same when the device or its series change."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
-import pytest
 
 from storage.migrate import migrate
-
-
-@pytest.fixture
-def empty_database(pg_server) -> Iterator[str]:
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.url_for(name)
-    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_0007_gives_existing_devices_and_quantities_stable_ids(empty_database: str) -> None:
