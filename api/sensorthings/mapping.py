@@ -24,6 +24,7 @@ CONFORMANCE = [
     _REQ + "datamodel",
     _REQ + "resource-path/resource-path-to-entities",
     _REQ + "request-data",
+    _REQ + "create-update-delete",
     _REQ + "data-array/data-array",
 ]
 

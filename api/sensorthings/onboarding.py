@@ -29,12 +29,12 @@ from storage.audit import record_change
 from storage.sensorthings import write
 from storage.tenants import Principal
 
-__all__ = ["create_datastream", "create_thing"]
+__all__ = ["audit", "check_provider", "create_datastream", "create_thing", "location_of", "quantity_of", "unit_of"]
 
 _DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
-def _quantity(conn: psycopg.Connection, observed: object) -> str:
+def quantity_of(conn: psycopg.Connection, observed: object) -> str:
     if not isinstance(observed, dict):
         raise Problem(400, "a Datastream needs its ObservedProperty: {\"@iot.id\": n} or a new one")
     if "@iot.id" in observed:
@@ -52,7 +52,7 @@ def _quantity(conn: psycopg.Connection, observed: object) -> str:
                        f"definition from the vocabulary or properties.quantity, one of: {known}")
 
 
-def _unit(datastream: dict) -> str | None:
+def unit_of(datastream: dict) -> str | None:
     uom = datastream.get("unitOfMeasurement")
     if not isinstance(uom, dict):
         raise Problem(400, "a Datastream needs its unitOfMeasurement (name, symbol, definition)")
@@ -65,16 +65,25 @@ def _unit(datastream: dict) -> str | None:
     raise Problem(400, f"unit {uom!r} is not a SenML unit of the lab's vocabulary (protocol/units.py)")
 
 
-def _location(thing: dict) -> tuple[float | None, float | None]:
+def location_of(conn: psycopg.Connection, principal: Principal, thing: dict) -> tuple[float | None, float | None]:
+    """(lat, lon) of a Thing's `Locations`: one GeoJSON Point, or a link {"@iot.id": n} to a Location
+    of the key's organisation; (None, None) for none."""
     locations = thing.get("Locations") or []
     if not locations:
         return None, None
     if not isinstance(locations, list) or len(locations) != 1 or not isinstance(locations[0], dict):
         raise Problem(400, "a Thing of the lab has one Location")
+    if "@iot.id" in locations[0]:
+        ref = locations[0]["@iot.id"]
+        device = write.device_of_thing_row(conn, org=principal.org_slug, thing_id=ref) \
+            if isinstance(ref, int) and not isinstance(ref, bool) else None
+        if device is None or device["lat"] is None:
+            raise Problem(400, f"no Location {ref!r} of your organisation to link")
+        return device["lat"], device["lon"]
     geometry = locations[0].get("location") or {}
     coords = geometry.get("coordinates") if isinstance(geometry, dict) else None
-    if geometry.get("type") != "Point" or not isinstance(coords, list) or len(coords) < 2 \
-            or not all(isinstance(c, (int, float)) for c in coords[:2]):
+    if not isinstance(geometry, dict) or geometry.get("type") != "Point" or not isinstance(coords, list) \
+            or len(coords) < 2 or not all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in coords[:2]):
         raise Problem(400, "a Location of the lab is a GeoJSON Point")
     lon, lat = float(coords[0]), float(coords[1])
     if not (-180 <= lon <= 180 and -90 <= lat <= 90):
@@ -82,41 +91,41 @@ def _location(thing: dict) -> tuple[float | None, float | None]:
     return lat, lon
 
 
-def _provider(principal: Principal) -> None:
+def check_provider(principal: Principal) -> None:
     if principal.org_kind != "provider":
         raise Problem(403, f"only provider organisations register devices; yours is a {principal.org_kind} organisation")
 
 
-def _audit(conn: psycopg.Connection, principal: Principal, action: str, detail: dict) -> None:
+def audit(conn: psycopg.Connection, principal: Principal, action: str, detail: dict) -> None:
     record_change(conn, actor=actor(principal), action=action, org_id=principal.org_id, key_id=principal.key_id,
                   owner_org=principal.org_id, detail={**detail, "via": "sensorthings"})
 
 
 def create_thing(conn: psycopg.Connection, principal: Principal, body: object) -> int:
     """Onboard the Thing (deep insert of Locations and Datastreams) as a device; its Thing id."""
-    _provider(principal)
+    check_provider(principal)
     if not isinstance(body, dict) or not isinstance(body.get("name"), str) or not _DEVICE.match(body["name"]):
         raise Problem(400, "a Thing needs a name that is a device id: letters, digits, '_' and '-', at most 64")
     datastreams = body.get("Datastreams") or []
     if not isinstance(datastreams, list) or not all(isinstance(d, dict) for d in datastreams):
         raise Problem(400, "Datastreams must be a list of Datastreams")
-    sensors = [tenants.SensorSpec(_quantity(conn, d.get("ObservedProperty")), _unit(d), None, None, None)
+    sensors = [tenants.SensorSpec(quantity_of(conn, d.get("ObservedProperty")), unit_of(d), None, None, None)
                for d in datastreams]
     if len({s.quantity for s in sensors}) != len(sensors):
         raise Problem(400, "each ObservedProperty may appear once per Thing")
-    lat, lon = _location(body)
+    lat, lon = location_of(conn, principal, body)
     try:
         tenants.onboard_device(conn, org=principal.org_slug, device=body["name"], gateway=None, kind="sensor",
                                lat=lat, lon=lon, dev_eui=None, lora_channels=None, sensors=sensors)
     except tenants.DeviceConflict as exc:
         raise Problem(409, str(exc)) from None
-    _audit(conn, principal, "device.create", {"device": body["name"], "sensors": [s.quantity for s in sensors]})
+    audit(conn, principal, "device.create", {"device": body["name"], "sensors": [s.quantity for s in sensors]})
     return write.thing_of_device(conn, org=principal.org_slug, device=body["name"])
 
 
 def create_datastream(conn: psycopg.Connection, principal: Principal, body: object, thing_id: int | None) -> int:
     """A new series of an existing device of the key's organisation; its Datastream id."""
-    _provider(principal)
+    check_provider(principal)
     if not isinstance(body, dict):
         raise Problem(400, "a Datastream is a JSON object")
     if thing_id is None:
@@ -128,10 +137,13 @@ def create_datastream(conn: psycopg.Connection, principal: Principal, body: obje
     device = write.device_of_thing(conn, org=principal.org_slug, thing_id=thing_id)
     if device is None:
         raise Problem(404, f"no Thing {thing_id} of your organisation")
-    quantity, unit = _quantity(conn, body.get("ObservedProperty")), _unit(body)
+    sensor = body.get("Sensor")
+    if isinstance(sensor, dict) and "@iot.id" in sensor and sensor["@iot.id"] != thing_id:
+        raise Problem(400, f"the Sensor of a Datastream is its device's: {{\"@iot.id\": {thing_id}}}")
+    quantity, unit = quantity_of(conn, body.get("ObservedProperty")), unit_of(body)
     created = write.add_series(conn, org=principal.org_slug, device=device, quantity=quantity, unit=unit)
     if created is None:
         raise Problem(409, f"Thing {thing_id} already has a Datastream of {quantity}: "
                            f"Datastreams({write.series_of_device(conn, org=principal.org_slug, device=device, quantity=quantity)})")
-    _audit(conn, principal, "series.create", {"device": device, "quantity": quantity})
+    audit(conn, principal, "series.create", {"device": device, "quantity": quantity})
     return created

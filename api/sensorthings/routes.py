@@ -3,6 +3,8 @@
     GET  /sta/v1.1                      landing page: entity sets and serverSettings.conformance
     GET  /sta/v1.1/{resource path}      entity sets, entities, navigation, properties, $value, $ref
     POST /sta/v1.1/Observations         (and Datastreams(id)/Observations, CreateObservations): writes.py
+    POST /sta/v1.1/Things, Datastreams  onboarding (deep insert, linking by id): onboarding.py
+    PATCH, PUT, DELETE /sta/v1.1/{Things|Locations|Datastreams|Sensors}(id): updates.py
 
 The handlers only adapt HTTP to the functions of resources.py and writes.py.
 """
@@ -22,6 +24,7 @@ from api.sensorthings.auth import StaPrincipalDep, StaWriterDep
 from api.sensorthings.mapping import CONFORMANCE
 from api.sensorthings.query import parse_options
 from api.sensorthings.resources import read_resource
+from api.sensorthings.updates import delete_entity, update_entity
 from api.sensorthings.writes import close_ingest, create
 from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError
 
@@ -79,3 +82,23 @@ def create_resources(path: str, request: Request, conn: ConnDep, principal: StaW
                      body: Annotated[Any, Body()]) -> Response:
     base = service_root(request)
     return create(request.app, conn, principal, base=base, path=path, body=body)
+
+
+@router.patch("/{path:path}", summary="SensorThings update of some properties")
+def update_resource(path: str, request: Request, conn: ConnDep, principal: StaWriterDep,
+                    body: Annotated[Any, Body()]) -> Response:
+    return JSONResponse(update_entity(request.app, conn, principal, base=service_root(request), path=path,
+                                      body=body, replace=False))
+
+
+@router.put("/{path:path}", summary="SensorThings replacement of an entity")
+def replace_resource(path: str, request: Request, conn: ConnDep, principal: StaWriterDep,
+                     body: Annotated[Any, Body()]) -> Response:
+    return JSONResponse(update_entity(request.app, conn, principal, base=service_root(request), path=path,
+                                      body=body, replace=True))
+
+
+@router.delete("/{path:path}", summary="SensorThings deletion")
+def delete_resource(path: str, request: Request, conn: ConnDep, principal: StaWriterDep) -> Response:
+    delete_entity(request.app, conn, principal, path=path)
+    return Response(status_code=200)

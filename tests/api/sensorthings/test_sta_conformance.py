@@ -2,9 +2,9 @@
 named by the requirement's id (http://www.opengis.net/spec/iot_sensing/1.1/req/...).
 
 Conformance classes: core (datamodel, resource-path, request-data), filtering
-(request-data/filter ...), create-update-delete (creation: Observations, and
-Things and Datastreams as device onboarding; no update or delete), data array.
-The MQTT classes are not implemented (docs/sensorthings.md).
+(request-data/filter ...), create-update-delete (creation of Observations, and
+of Things and Datastreams as device onboarding; update and delete as registry
+changes), data array. The MQTT classes are in test_sta_mqtt.py.
 """
 
 from __future__ import annotations
@@ -368,6 +368,27 @@ def test_req_create_update_delete_link_to_existing_entities(fresh_lab: StaLab):
                               json={"result": 7.5, "phenomenonTime": "2025-03-04T00:02:00Z"})
         assert written.status_code == 201
         assert client.get(written.headers["Location"]).json()["result"] == 7.5
+
+
+def test_req_create_update_delete_update_entity(fresh_lab: StaLab):
+    thing = fresh_lab.things["air-1"]
+    with client_of(fresh_lab, fresh_lab.lab.headers) as client:
+        patched = client.patch(f"{ROOT}/Things({thing})", json={"properties": {"enabled": False}})
+        assert patched.status_code == 200
+        assert client.get(f"{ROOT}/Things({thing})").json()["properties"]["enabled"] is False
+        read = client.get(f"{ROOT}/Locations({thing})").json()
+        read["location"] = {"type": "Point", "coordinates": [5.74, 58.96]}
+        assert client.put(f"{ROOT}/Locations({thing})", json=read).status_code == 200
+        assert client.get(f"{ROOT}/Locations({thing})/location").json() == {
+            "location": {"type": "Point", "coordinates": [5.74, 58.96]}}
+
+
+def test_req_create_update_delete_delete_entity(fresh_lab: StaLab):
+    series = fresh_lab.series["air-1/no2"]
+    with client_of(fresh_lab, fresh_lab.lab.headers) as client:
+        assert client.delete(f"{ROOT}/Datastreams({series})").status_code == 200
+        assert client.get(f"{ROOT}/Datastreams({series})").status_code == 404
+        assert client.get(f"{ROOT}/Observations", params={"$filter": f"Datastream/id eq {series}"}).json()["value"] == []
 
 
 # data array ------------------------------------------------------------------------

@@ -1,0 +1,77 @@
+"""Deleting what a provider registered: a series with its data, or a whole device.
+
+    delete_series   a series' readings, aggregates and anomalies, its place in data
+                    products, and the series row: one transaction
+    delete_device   every series of the device as above, its ingest bookkeeping
+                    (packs, watermarks, gateway status) and the device row: one transaction
+
+Both take the owning organisation, so that nobody deletes another tenant's
+rows. Dead letters and the audit log are kept: they are the record of what
+happened. A device that is the gateway of other devices is refused
+(`DeviceInUse`): detach or delete those first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+
+from storage.errors import StorageError, map_errors
+
+__all__ = ["DeviceInUse", "Deleted", "delete_device", "delete_series"]
+
+
+class DeviceInUse(StorageError):
+    """The device is the gateway of other devices."""
+
+
+@dataclass(frozen=True, slots=True)
+class Deleted:
+    series: tuple[int, ...]   # the ids of the series deleted
+    readings: int
+    aggregates: int
+    anomalies: int
+
+
+def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence[int]) -> Deleted:
+    ids = [r[0] for r in conn.execute(
+        "SELECT id FROM series WHERE org = %s AND id = ANY(%s) ORDER BY id FOR UPDATE", (org, list(series_ids)))]
+    if not ids:
+        return Deleted((), 0, 0, 0)
+    counts = [conn.execute(statement, (ids,)).rowcount for statement in (
+        "DELETE FROM readings WHERE series_id = ANY(%s)",
+        "DELETE FROM aggregates WHERE series_id = ANY(%s)",
+        "DELETE FROM anomalies WHERE series_id = ANY(%s)",
+    )]
+    conn.execute("DELETE FROM data_product_series WHERE series_id = ANY(%s)", (ids,))
+    conn.execute("DELETE FROM series WHERE id = ANY(%s)", (ids,))
+    return Deleted(tuple(ids), *counts)
+
+
+def delete_series(conn: psycopg.Connection, *, org: str, series_ids: Sequence[int]) -> Deleted:
+    """Delete `org`'s series among `series_ids` with all their data; what was deleted."""
+    with map_errors("delete series"), conn.transaction():
+        return _delete_series_rows(conn, org, series_ids)
+
+
+def delete_device(conn: psycopg.Connection, *, org: str, device: str) -> Deleted | None:
+    """Delete `org`'s device with its series and their data; None when it has no such device."""
+    with map_errors("delete device"), conn.transaction():
+        found = conn.execute("SELECT 1 FROM devices WHERE org = %s AND device = %s FOR UPDATE",
+                             (org, device)).fetchone()
+        if found is None:
+            return None
+        attached = [r[0] for r in conn.execute(
+            "SELECT device FROM devices WHERE org = %s AND gateway = %s ORDER BY device", (org, device))]
+        if attached:
+            raise DeviceInUse(f"device {device!r} is the gateway of {', '.join(attached)}: detach or delete them first")
+        ids = [r[0] for r in conn.execute("SELECT id FROM series WHERE org = %s AND device = %s", (org, device))]
+        deleted = _delete_series_rows(conn, org, ids)
+        for statement in ("DELETE FROM ingest_packs WHERE org = %s AND device = %s",
+                          "DELETE FROM ingest_watermarks WHERE org = %s AND device = %s",
+                          "DELETE FROM gateway_status WHERE org = %s AND device = %s",
+                          "DELETE FROM devices WHERE org = %s AND device = %s"):
+            conn.execute(statement, (org, device))
+        return deleted
