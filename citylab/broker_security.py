@@ -256,6 +256,7 @@ class DynSec:
             {"acltype": "subscribePattern", "topic": "$share/#", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/committed", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/down", "allow": True},
+            {"acltype": "publishClientSend", "topic": "v1.1/#", "allow": True},   # committed Observations (STA MQTT)
         ]
         client_id = ingest_client_id(username, password)
         self.create_service(username, password, acls=acls, role=f"{INGEST_ROLE}:{username}",

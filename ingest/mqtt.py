@@ -169,5 +169,8 @@ class IngestClient:
                 acked += 1
         return acked
 
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=1)
+
     def publish_watermark(self, org: str, device: str, watermark: Watermark) -> None:
         self._client.publish(committed_topic(org, device), encode_watermark(watermark), qos=1, retain=True)

@@ -16,7 +16,7 @@ aggregates stay exact, the detectors' learned state sees those readings twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -75,8 +75,10 @@ class CommitResult:
 
 
 class Pipeline:
-    def __init__(self, database_url: str, *, widths_s: Sequence[int] = (60,), limits: PackLimits = PackLimits()) -> None:
+    def __init__(self, database_url: str, *, widths_s: Sequence[int] = (60,), limits: PackLimits = PackLimits(),
+                 on_commit: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> None:
         self._url = database_url
+        self.on_commit = on_commit   # called with (series_id, time_us, value) of each committed piece
         self.validator = PackValidator(limits)
         self._conn = connect(database_url, application_name="citylab-ingest")
         self._meta = connect(database_url, autocommit=True, application_name="citylab-ingest-registry")
@@ -335,6 +337,8 @@ class Pipeline:
                              duplicate=[packs[i][0].org for i in np.flatnonzero(~fresh)]
                              + [d.org for d in identified if id(d) in repeated])
         self._retry = None
+        if self.on_commit is not None and len(series_id):
+            self.on_commit(series_id, time_us, value)
         return CommitResult(
             packs_received=len(messages), packs_stored=len(stored), packs_duplicate=duplicates,
             packs_dead_lettered=len(letters), readings_stored=readings, anomalies=len(anomalies),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import Delivery, IngestClient
+from ingest.observation_feed import ObservationFeed
 from ingest.pipeline import CommitResult, Pipeline
 from ingest.validate import PackLimits
 from protocol.topics import INGEST_FILTERS
@@ -104,7 +105,8 @@ class IngestService:
         delay = 0.5
         while not stop.is_set():
             try:
-                return Pipeline(self.options.database_url, widths_s=self.options.widths_s, limits=self.options.limits)
+                return Pipeline(self.options.database_url, widths_s=self.options.widths_s, limits=self.options.limits,
+                                on_commit=ObservationFeed(self.client.publish))
             except StorageError as exc:
                 logger.warning("database not ready, retrying in %.1f s: %s", delay, exc)
                 stop.wait(delay)

@@ -5,6 +5,7 @@
     POST /sta/v1.1/Observations         (and Datastreams(id)/Observations, CreateObservations): writes.py
     POST /sta/v1.1/Things, Datastreams  onboarding (deep insert, linking by id): onboarding.py
     PATCH, PUT, DELETE /sta/v1.1/{Things|Locations|Datastreams|Sensors}(id): updates.py
+    POST /sta/v1.1/MqttCredentials      a broker login for the MQTT extension: mqtt.py
 
 The handlers only adapt HTTP to the functions of resources.py and writes.py.
 """
@@ -21,12 +22,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from api.deps import ConnDep
 from api.errors import Problem
 from api.sensorthings.auth import StaPrincipalDep, StaWriterDep
-from api.sensorthings.mapping import CONFORMANCE
+from api.sensorthings.mapping import CONFORMANCE, MQTT_RECEIVE, query_params
+from api.sensorthings.mqtt import broker_url, subscriber_credentials
+from api.sensorthings.onboarding import audit
 from api.sensorthings.query import parse_options
 from api.sensorthings.resources import read_resource
 from api.sensorthings.updates import delete_entity, update_entity
 from api.sensorthings.writes import close_ingest, create
-from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError
+from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError, readable_series_ids
 
 __all__ = ["ROOT", "router"]
 
@@ -48,10 +51,12 @@ def service_root(request: Request) -> str:
 @router.get("", summary="SensorThings landing page")
 def read_landing_page(request: Request) -> dict:
     base = service_root(request)
-    return {
-        "value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS],
-        "serverSettings": {"conformance": CONFORMANCE},
-    }
+    settings: dict[str, object] = {"conformance": CONFORMANCE}
+    broker = broker_url(request.app.state.settings)
+    if broker and getattr(request.app.state, "dynsec", None) is not None:
+        settings["conformance"] = [*CONFORMANCE, MQTT_RECEIVE]
+        settings[MQTT_RECEIVE] = {"endpoints": [broker]}
+    return {"value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS], "serverSettings": settings}
 
 
 def _options(request: Request):
@@ -62,6 +67,20 @@ def _options(request: Request):
         raise Problem(501, str(exc)) from None
     except QueryError as exc:
         raise Problem(400, str(exc)) from None
+
+
+@router.post("/MqttCredentials", summary="A broker login to subscribe to the Observations this key may read",
+             status_code=201)
+def create_mqtt_credentials(request: Request, conn: ConnDep, principal: StaPrincipalDep) -> dict:
+    dynsec = getattr(request.app.state, "dynsec", None)
+    if dynsec is None:
+        raise Problem(503, "the broker's dynamic security is not configured on this server "
+                           "(CITYLAB_MQTT_URL and CITYLAB_DYNSEC_PASSWORD)")
+    series = readable_series_ids(conn, query_params(principal))
+    username, password, topics = subscriber_credentials(dynsec, principal.key_id, series)
+    audit(conn, principal, "sta.mqtt.credentials", {"username": username, "datastreams": len(series)})
+    return {"url": broker_url(request.app.state.settings), "username": username, "password": password,
+            "client_id": username, "topics": topics}
 
 
 @router.get("/{path:path}", summary="SensorThings resources")

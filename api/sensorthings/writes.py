@@ -30,7 +30,10 @@ from api.sensorthings.mapping import self_link
 from api.sensorthings.onboarding import create_datastream, create_thing
 from api.sensorthings.paths import PathError, parse_path
 from api.sensorthings.resources import read_created
+from api.sensorthings.mqtt import FeedPublisher
+from citylab.broker_security import DynSec
 from ingest import Message, Pipeline
+from ingest.observation_feed import ObservationFeed
 from protocol.senml import SENML_JSON, Pack, Record, decode_pack, encode_pack
 from protocol.topics import up_topic
 from storage.sensorthings import ENTITY_SETS, writable_datastream
@@ -46,15 +49,19 @@ STA_BOOT_ID = "sta"   # the boot id of packs written through SensorThings (seq: 
 class _Ingest:
     """One ingest pipeline per app, used by one request at a time."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, dynsec: DynSec | None) -> None:
         self._url = database_url
+        self._dynsec = dynsec
         self._lock = threading.Lock()
         self._pipeline: Pipeline | None = None
+        self._feed: FeedPublisher | None = None
 
     def commit(self, messages: list[Message]):
         with self._lock:
             if self._pipeline is None:
-                self._pipeline = Pipeline(self._url)
+                if self._feed is None and self._dynsec is not None:
+                    self._feed = FeedPublisher(self._dynsec)   # committed Observations on the broker
+                self._pipeline = Pipeline(self._url, on_commit=ObservationFeed(self._feed.publish) if self._feed else None)
             # An HTTP writer expects the registry as it is now (a device just onboarded or disabled),
             # not as the pipeline cached it up to a second or two ago.
             self._pipeline.resolver.forget()
@@ -70,6 +77,9 @@ class _Ingest:
             if self._pipeline is not None:
                 self._pipeline.close()
                 self._pipeline = None
+            if self._feed is not None:
+                self._feed.close()
+                self._feed = None
 
 
 def close_ingest(app: FastAPI) -> None:
@@ -82,7 +92,8 @@ def close_ingest(app: FastAPI) -> None:
 def _ingest(app: FastAPI) -> _Ingest:
     found = getattr(app.state, "sta_ingest", None)
     if found is None:
-        found = app.state.sta_ingest = _Ingest(app.state.settings.database_url)
+        found = app.state.sta_ingest = _Ingest(app.state.settings.database_url,
+                                               getattr(app.state, "dynsec", None))
     return found
 
 

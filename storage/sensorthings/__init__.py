@@ -12,6 +12,7 @@ from storage.sensorthings.compile import NotSupported, QueryError, parse_observa
 from storage.sensorthings.entities import ENTITY_SETS, OBSERVATION_TYPE, EntitySet, Field, Link, by_singular
 from storage.sensorthings.read import (
     JsonPage, Member, Page, Step, count_entities, count_linked, read_entities, read_entities_json, read_linked,
+    readable_series_ids,
 )
 from storage.sensorthings.write import writable_datastream
 
@@ -34,5 +35,6 @@ __all__ = [
     "read_entities",
     "read_entities_json",
     "read_linked",
+    "readable_series_ids",
     "writable_datastream",
 ]

@@ -28,7 +28,7 @@ from storage.sensorthings.entities import ENTITY_SETS, EntitySet, Link
 from storage.sensorthings.tree import Query
 
 __all__ = ["JsonPage", "Member", "Page", "Step", "count_entities", "count_linked", "read_entities",
-           "read_entities_json", "read_linked"]
+           "read_entities_json", "read_linked", "readable_series_ids"]
 
 # One member of an entity's JSON: (JSON key, "field" | "self" | "nav", field or link name).
 Member = tuple[str, str, str]
@@ -228,3 +228,10 @@ def read_entities_json(
     with map_errors(f"read {entity.name}"), conn.cursor() as cur:
         rows = cur.execute(statement, b.params).fetchall()
     return JsonPage(rows[:limit], len(rows) > limit)
+
+
+def readable_series_ids(conn: psycopg.Connection, params: dict[str, object]) -> list[int]:
+    """The ids of every Datastream the caller of `params` may read (its MQTT topics)."""
+    statement = sql.SQL("SELECT e.id FROM ({}) AS e ORDER BY e.id").format(sql.SQL(ENTITY_SETS["Datastreams"].source))
+    with map_errors("readable series"):
+        return [row[0] for row in conn.execute(statement, params)]

@@ -1,0 +1,94 @@
+"""The SensorThings MQTT extension on the lab's broker: who may subscribe to what,
+and the feed of Observations written over HTTP.
+
+    POST /sta/v1.1/MqttCredentials   a broker login for the calling API key: username
+                                     `sta:key:<key id>`, bound to that client id, allowed to
+                                     subscribe to `v1.1/Datastreams(<id>)/Observations` of
+                                     every Datastream the key may read, nothing else
+
+Committed Observations are published by the ingest pipeline's feed
+(ingest.observation_feed): ingest workers publish what they commit, and the
+API's own pipeline (Observations POSTed over HTTP) publishes through a
+service login of its own, `citylab-sta-feed`, made when it first writes.
+A new call of MqttCredentials gives a new password and the ACLs of the key's
+grants as they are now (a grant approved or revoked later takes effect at the
+next call); a revoked key's login is refused by the broker once it is
+re-issued or deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as paho
+
+from citylab.broker_security import DynSec
+from citylab.settings import Settings
+from ingest.observation_feed import observation_topic
+
+__all__ = ["FEED_USERNAME", "FeedPublisher", "broker_url", "subscriber_acls", "subscriber_credentials"]
+
+logger = logging.getLogger("citylab.api.sensorthings.mqtt")
+
+FEED_USERNAME = "citylab-sta-feed"
+
+
+def broker_url(settings: Settings) -> str | None:
+    """The broker's URL as clients are told it (never with credentials), or None."""
+    url = settings.mqtt_public_url or settings.mqtt_url
+    if not url:
+        return None
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "localhost") + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def subscriber_username(key_id: int) -> str:
+    """A username no device or service login has: device logins are `<org>.<device>`."""
+    return f"sta:key:{key_id}"
+
+
+def subscriber_acls(series_ids: list[int]) -> list[dict[str, Any]]:
+    acls: list[dict[str, Any]] = []
+    for series in series_ids:
+        topic = observation_topic(series)
+        acls += [{"acltype": "subscribeLiteral", "topic": topic, "allow": True},
+                 {"acltype": "unsubscribeLiteral", "topic": topic, "allow": True}]
+    return acls
+
+
+def subscriber_credentials(dynsec: DynSec, key_id: int, series_ids: list[int]) -> tuple[str, str, list[str]]:
+    """(username = client id, password, topics) of a new login for the key, replacing an earlier one."""
+    username = subscriber_username(key_id)
+    password = secrets.token_urlsafe(24)
+    dynsec.create_service(username, password, acls=subscriber_acls(series_ids), role=username, client_id=username)
+    return username, password, [observation_topic(s) for s in series_ids]
+
+
+class FeedPublisher:
+    """A paho client publishing the Observations committed by the API's pipeline."""
+
+    def __init__(self, dynsec: DynSec) -> None:
+        password = secrets.token_urlsafe(24)
+        dynsec.create_service(FEED_USERNAME, password, role=FEED_USERNAME, client_id=FEED_USERNAME,
+                              acls=[{"acltype": "publishClientSend", "topic": "v1.1/#", "allow": True}])
+        self._connected = threading.Event()
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=FEED_USERNAME,
+                                   protocol=paho.MQTTv5)
+        self._client.username_pw_set(FEED_USERNAME, password)
+        self._client.on_connect = lambda c, u, f, reason, p: None if reason.is_failure else self._connected.set()
+        self._client.connect_async(dynsec.host, dynsec.port)
+        self._client.loop_start()
+        if not self._connected.wait(dynsec.timeout_s):
+            logger.warning("the SensorThings feed is not connected to the broker yet; paho keeps trying")
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        self._client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()

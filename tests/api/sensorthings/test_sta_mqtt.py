@@ -1,0 +1,174 @@
+"""The SensorThings MQTT extension (OGC 18-088 §14) on the lab's real Mosquitto with
+dynamic security: real paho subscribers receive each Observation as it is committed,
+whether it came over MQTT (the ingest worker) or HTTP (the API's pipeline), and the
+broker gives each API key's login only the Datastreams that key may read.
+
+One test per requirement of receive-updates-via-mqtt, named by its id.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+import httpx
+import paho.mqtt.client as paho
+import pytest
+from sta_lab import ROOT, StaLab
+from stack import running_stack
+from testbed import DYNSEC_ADMIN, DynsecBroker
+
+from citylab.settings import Settings
+from protocol.senml import SENML_JSON, Pack, Record, encode_pack
+from protocol.topics import up_topic
+
+pytestmark = pytest.mark.slow
+
+REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
+
+
+@pytest.fixture
+def stack(fresh_lab: StaLab, dynsec: DynsecBroker):
+    settings = Settings(database_url=fresh_lab.url, mqtt_url=dynsec.url, dynsec_username=DYNSEC_ADMIN,
+                        dynsec_password=dynsec.admin_password)
+    with running_stack(settings, dynsec) as running:
+        yield running
+
+
+class Subscriber:
+    """A real paho client logged in with the credentials of MqttCredentials."""
+
+    def __init__(self, creds: dict, *, client_id: str | None = None) -> None:
+        parts = urlsplit(creds["url"])
+        self.messages: queue.Queue = queue.Queue(maxsize=1000)
+        self.connected = threading.Event()
+        self.refused = threading.Event()
+        self.granted: queue.Queue = queue.Queue(maxsize=100)
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id or creds["client_id"],
+                                  protocol=paho.MQTTv5)
+        self.client.username_pw_set(creds["username"], creds["password"])
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda c, u, mid, reasons, p: self.granted.put([not r.is_failure for r in reasons])
+        self.client.on_message = lambda c, u, m: self.messages.put((m.topic, json.loads(m.payload)))
+        self.client.connect(parts.hostname, parts.port)
+        self.client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason, props) -> None:
+        (self.refused if reason.is_failure else self.connected).set()
+
+    def subscribe(self, topic: str) -> bool:
+        assert self.connected.wait(10)
+        self.client.subscribe(topic, qos=1)
+        return self.granted.get(timeout=10)[0]
+
+    def next(self, timeout: float = 15) -> tuple[str, dict]:
+        return self.messages.get(timeout=timeout)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@contextmanager
+def subscriber(creds: dict, **kwargs) -> Iterator[Subscriber]:
+    found = Subscriber(creds, **kwargs)
+    try:
+        yield found
+    finally:
+        found.close()
+
+
+def credentials(api: str, headers: dict) -> dict:
+    response = httpx.post(f"{api}{ROOT}/MqttCredentials", headers=headers, timeout=30)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
+    """Observations of a Datastream reach its topic once committed, from HTTP and from MQTT ingest."""
+    series = fresh_lab.series["noise-2/noise"]
+    creds = credentials(stack.api, fresh_lab.lab.headers)
+    topic = f"v1.1/Datastreams({series})/Observations"
+    assert topic in creds["topics"]
+    with subscriber(creds) as sub:
+        assert sub.subscribe(topic)
+        # over HTTP, through the API's pipeline
+        posted = httpx.post(f"{stack.api}{ROOT}/Datastreams({series})/Observations", headers=fresh_lab.lab.headers,
+                            json={"result": 71.5, "phenomenonTime": "2025-03-05T10:00:00Z"}, timeout=30)
+        assert posted.status_code == 201, posted.text
+        got_topic, body = sub.next()
+        assert got_topic == topic
+        assert body == {"@iot.id": f"{series}-1741168800000000", "phenomenonTime": "2025-03-05T10:00:00.000000Z",
+                        "resultTime": "2025-03-05T10:00:00.000000Z", "result": 71.5}
+        assert posted.json()["@iot.id"] == body["@iot.id"]
+        # over MQTT, through the ingest worker: a device onboarded with its broker login
+        device = f"mq-{uuid.uuid4().hex[:6]}"
+        made = httpx.post(f"{stack.api}/v1/devices", headers=fresh_lab.lab.headers, timeout=30, json={
+            "device": device, "sensors": [{"quantity": "noise", "unit": "dB"}]}).json()
+        thing = httpx.get(f"{stack.api}{ROOT}/Things", headers=fresh_lab.lab.headers,
+                          params={"$filter": f"name eq '{device}'", "$expand": "Datastreams"}).json()["value"][0]
+        new_series = thing["Datastreams"][0]["@iot.id"]
+        with subscriber(credentials(stack.api, fresh_lab.lab.headers)) as fresh_sub:
+            new_topic = f"v1.1/Datastreams({new_series})/Observations"
+            assert fresh_sub.subscribe(new_topic)
+            publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=made["mqtt"]["client_id"],
+                                    protocol=paho.MQTTv5)
+            publisher.username_pw_set(made["mqtt"]["username"], made["mqtt"]["password"])
+            parts = urlsplit(stack.settings.mqtt_url)
+            publisher.connect(parts.hostname, parts.port)
+            publisher.loop_start()
+            try:
+                pack = Pack("boot-1", 1, (Record(f"{device}/noise", 55.25, 1741168860.0, "dB"),))
+                publisher.publish(up_topic("lab", device), encode_pack(pack, content_type=SENML_JSON), qos=1)
+                got_topic, body = fresh_sub.next()
+            finally:
+                publisher.disconnect()
+                publisher.loop_stop()
+        assert got_topic == new_topic and body["result"] == 55.25 and body["@iot.id"] == f"{new_series}-1741168860000000"
+        # the first subscriber was not subscribed to the new Datastream
+        assert sub.messages.empty()
+
+
+def test_req_receive_updates_via_mqtt_acl_follows_the_key(stack, fresh_lab: StaLab):
+    """A key's login subscribes to what the key may read (its own, and what a grant sold it), nothing else."""
+    lab = credentials(stack.api, fresh_lab.lab.headers)
+    city = credentials(stack.api, fresh_lab.city.headers)
+    assert city["topics"] == []
+    own, sold, unsold = (f"v1.1/Datastreams({fresh_lab.series[s]})/Observations"
+                         for s in ("air-1/pm2_5", "other-1/pm10", "other-2/co2"))
+    with subscriber(lab) as sub:
+        assert sub.subscribe(own) and sub.subscribe(sold)
+        assert not sub.subscribe(unsold)
+        assert not sub.subscribe("v1.1/#") and not sub.subscribe("v1.1/+/Observations")
+        assert not sub.subscribe("lab/other/other-2/up")
+    with subscriber(city) as sub:
+        assert not sub.subscribe(own)
+    # the login is bound to its client id
+    with subscriber(lab, client_id=f"someone-else-{uuid.uuid4().hex[:4]}") as intruder:
+        deadline = time.monotonic() + 10
+        while not intruder.refused.is_set() and time.monotonic() < deadline:
+            assert not intruder.connected.is_set()
+            intruder.refused.wait(0.1)
+        assert intruder.refused.is_set()
+    # a new call replaces the password: the old login no longer connects
+    credentials(stack.api, fresh_lab.lab.headers)
+    with subscriber(lab) as stale:
+        assert stale.refused.wait(10) and not stale.connected.is_set()
+
+
+def test_landing_page_announces_the_broker(stack, fresh_lab: StaLab):
+    body = httpx.get(f"{stack.api}{ROOT}", timeout=30).json()["serverSettings"]
+    assert REQ + "receive-updates-via-mqtt" in body["conformance"]
+    assert body[REQ + "receive-updates-via-mqtt"]["endpoints"] == [stack.settings.mqtt_url]
+
+
+def test_mqtt_credentials_need_the_broker(sta, sta_lab: StaLab):
+    assert REQ + "receive-updates-via-mqtt" not in sta.get(ROOT).json()["serverSettings"]["conformance"]
+    response = sta.post(f"{ROOT}/MqttCredentials")
+    assert response.status_code == 503 and "dynamic security" in response.json()["detail"]
