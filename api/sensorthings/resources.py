@@ -26,7 +26,7 @@ from api.sensorthings.query import skiptoken
 from storage.audit import DataRead
 from storage.sensorthings import (
     ENTITY_SETS, EntitySet, Link, NotSupported, QueryError, Step, count_entities, count_linked, read_entities,
-    read_entities_json, read_linked,
+    read_entities_text, read_linked,
 )
 from storage.sensorthings.compile import Builder
 from storage.sensorthings.tree import Query
@@ -215,19 +215,18 @@ def _next_link(path_url: str, url_params: dict, entity: EntitySet, options: Quer
 
 def _json_page(conn, params, base: str, resource: ResourcePath, entity: EntitySet, options: Query,
                url_params: dict, path_url: str, served: Served, top: int) -> Answer:
-    """A page without $expand: each entity's JSON built by PostgreSQL, joined here."""
+    """A page without $expand: built and joined as one JSON text by PostgreSQL, sent as it comes."""
     observations = entity.name == "Observations"
-    page = read_entities_json(conn, params, resource.steps, options, members=members(entity, options.select),
+    page = read_entities_text(conn, params, resource.steps, options, members=members(entity, options.select),
                               base=base, keys=["_series", "_time"] if observations else [], limit=top)
-    last = None
     if observations:
-        served.observations.update(row[1] for row in page.rows)
-        last = page.rows[-1][1:] if page.rows else None
+        served.observations.update(page.per_series)
     head = f'{{"@iot.count":{count_entities(conn, params, resource.steps, options)},' if options.count else "{"
-    tail = "}"
+    tail = "]}"
     if page.more:
-        tail = f',"@iot.nextLink":{json.dumps(_next_link(path_url, url_params, entity, options, top, last))}}}'
-    return Answer((head + '"value":[' + ",".join(row[0] for row in page.rows) + "]" + tail).encode())
+        link = _next_link(path_url, url_params, entity, options, top, page.last if observations else None)
+        tail = f'],"@iot.nextLink":{json.dumps(link)}}}'
+    return Answer(b"".join((head.encode(), b'"value":[', page.text.encode(), tail.encode())))
 
 
 def read_created(conn: psycopg.Connection, principal: Principal, *, base: str, entity_set: str, key: object) -> dict:

@@ -12,7 +12,7 @@ from storage.sensorthings.compile import NotSupported, QueryError, parse_observa
 from storage.sensorthings.entities import ENTITY_SETS, OBSERVATION_TYPE, EntitySet, Field, Link, by_singular
 from storage.sensorthings.read import (
     JsonPage, Member, Page, Step, count_entities, count_linked, read_entities, read_entities_json, read_linked,
-    readable_series_ids,
+    JsonText, read_entities_text, readable_series_ids,
 )
 from storage.sensorthings.write import writable_datastream
 
@@ -22,6 +22,7 @@ __all__ = [
     "EntitySet",
     "Field",
     "JsonPage",
+    "JsonText",
     "Link",
     "Member",
     "NotSupported",
@@ -34,6 +35,7 @@ __all__ = [
     "parse_observation_id",
     "read_entities",
     "read_entities_json",
+    "read_entities_text",
     "read_linked",
     "readable_series_ids",
     "writable_datastream",
