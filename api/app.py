@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from api.console import router as console_router
 from api.errors import ConfigurationError, install_problem_handlers
+from api.inputs import InputEdge
 from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
@@ -37,6 +38,11 @@ flags from every provider in one open, documented form.
   `X-API-Key`); the organisation and role come from the key alone. The first
   key of an organisation comes from `citylab admin create-org`.
 * Units are SenML units (RFC 8428), stated with every series.
+* Every string (query parameters, JSON bodies) is refused with 422 naming the field
+  when it holds a NUL byte or an unpaired surrogate; bodies larger than the
+  configured limit are refused with 413; unknown fields in a body are refused.
+* Links the API gives out (`Link: <...>; rel="next"`) are built from its configured
+  public URL, never from the request's `Host`.
 """
 
 TAGS = [
@@ -103,6 +109,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         if settings.mqtt_url and settings.dynsec_password else None
     )
     install_problem_handlers(app)
+    app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")

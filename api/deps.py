@@ -41,6 +41,8 @@ __all__ = [
     "get_pool",
     "get_principal",
     "get_settings",
+    "public_base_url",
+    "public_link",
 ]
 
 
@@ -114,6 +116,18 @@ def get_dynsec(request: Request) -> DynSec:
 
 
 DynSecDep = Annotated[DynSec, Depends(get_dynsec)]
+
+
+def public_base_url(settings: Settings) -> str:
+    """The API's public base URL, from the settings alone (never from the request's Host)."""
+    base = settings.api_public_url or f"http://{settings.api_host}:{settings.api_port}"
+    return base.rstrip("/")
+
+
+def public_link(settings: Settings, request: Request, **params: object) -> str:
+    """The public URL of this request's path and query, with `params` replaced."""
+    url = request.url.include_query_params(**params)
+    return f"{public_base_url(settings)}{url.path}" + (f"?{url.query}" if url.query else "")
 
 
 def actor(principal: Principal) -> str:

@@ -80,3 +80,12 @@ class Settings(BaseSettings):
     mqtt_public_url: str | None = Field(
         default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
     )
+    # The API's edge (issue 11) -----------------------------------------------------
+    api_public_url: str | None = Field(
+        default=None,
+        description="The API's public base URL (https://lab.example.org) for links it gives out (`Link` "
+        "headers); default http://<api_host>:<api_port>. Never taken from the request's Host header.",
+    )
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body the API takes (413 beyond)."
+    )
