@@ -6,6 +6,7 @@
     PrincipalDep   who calls: from the API key alone (401 without a valid key)
     AdminDep, ProviderDep, ConsumerDep
                    the same, requiring that role (admin keys hold every role; 403 otherwise)
+    OperatorDep    the lab's staff (role `operator`, which no admin key holds): lab-wide views
     DynSecDep      the broker's dynamic-security client (503 when not configured)
 
 The key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. The
@@ -26,13 +27,14 @@ from api.errors import Problem
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 from storage.errors import map_errors
-from storage.tenants import Principal, authenticate
+from storage.tenants import OPERATOR, Principal, authenticate
 
 __all__ = [
     "AdminDep",
     "ConnDep",
     "ConsumerDep",
     "DynSecDep",
+    "OperatorDep",
     "PoolDep",
     "PrincipalDep",
     "ProviderDep",
@@ -42,6 +44,7 @@ __all__ = [
     "get_principal",
     "get_settings",
     "public_base_url",
+    "require_operator",
     "public_link",
 ]
 
@@ -102,7 +105,15 @@ def _require(role: str):
     return check
 
 
+def require_operator(principal: PrincipalDep) -> Principal:
+    if principal.role != OPERATOR:
+        raise Problem(403, "lab-wide views are for the lab's operators (a key with role 'operator', made by "
+                           f"`citylab admin create-key --role operator`); yours has role '{principal.role}'")
+    return principal
+
+
 AdminDep = Annotated[Principal, Depends(_require("admin"))]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
 ProviderDep = Annotated[Principal, Depends(_require("provider"))]
 ConsumerDep = Annotated[Principal, Depends(_require("consumer"))]
 
