@@ -61,8 +61,9 @@ def _bad_in_json(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
 
 
 def _is_json(content_type: str) -> bool:
+    """What FastAPI reads as JSON: application/json, */*+json, and a body without a content type."""
     media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
+    return not media or media == "application/json" or media.endswith("+json")
 
 
 def _invalid(where: str, errors: list[tuple[str, str]]) -> Any:

@@ -79,10 +79,13 @@ def test_a_bad_string_anywhere_in_a_json_body_is_a_422_naming_the_field(client: 
         assert r.status_code == 422, (path, r.text)
         assert r.json()["errors"][0] == {"in": "body", "name": name, "message": r.json()["errors"][0]["message"]}
         assert "NUL" in r.json()["detail"] or "surrogate" in r.json()["detail"]
-    # raw JSON text with the escapes, as any client may send it
+    # raw JSON text with the escapes, as any client may send it, with or without a content type
     raw = b'{"device": "ok-2", "sensors": [{"quantity": "\\ud83d"}]}'
-    r = client.post("/v1/devices", headers={**tenant.headers, "Content-Type": "application/json"}, content=raw)
-    assert r.status_code == 422 and r.json()["errors"][0]["name"] == "sensors.0.quantity"
+    for content_type in ("application/json", "application/json; charset=utf-8", "application/merge-patch+json",
+                         None):
+        headers = {**tenant.headers, **({"Content-Type": content_type} if content_type else {})}
+        r = client.post("/v1/devices", headers=headers, content=raw)
+        assert r.status_code == 422 and r.json()["errors"][0]["name"] == "sensors.0.quantity", (content_type, r.text)
     # a correct pair is one character, not a surrogate: it passes the edge and is stored
     r = client.post("/v1/keys", headers={**tenant.headers, "Content-Type": "application/json"},
                     content=b'{"role": "consumer", "label": "air \\ud83d\\ude00"}')
