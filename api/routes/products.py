@@ -130,7 +130,7 @@ def create_product(conn: ConnDep, principal: ProviderDep, body: ProductCreate) -
 
 @router.get("/products", response_model=list[ProductPublic], summary="The data product catalogue",
             description="Every published product (metadata only; the data needs a grant), by id after `cursor`.",
-            responses=problem_responses(401, 422, 503))
+            responses=problem_responses(400, 401, 422, 503))
 def read_products(
     conn: ConnDep, principal: PrincipalDep,
     provider: Annotated[str | None, Query(max_length=64)] = None,

@@ -60,7 +60,7 @@ def _series_public(entry: queries.CatalogueEntry) -> SeriesPublic:
     description="The series your organisation may read (its own devices' and its grants'), by id, filtered by "
     "quantity, provider, bounding box (`bbox=min_lon,min_lat,max_lon,max_lat`) and data product. At most "
     "`limit` per page; a `Link: <...>; rel=\"next\"` header points to the next page.",
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(400, 401, 422, 503),
 )
 def read_series(
     conn: ConnDep,
