@@ -110,3 +110,23 @@ def test_two_organisations_both_have_air_001(database: str) -> None:
         assert devices[("city", "air-001")].kind == "serial"
         series = _rows(conn, "SELECT org, device, quantity FROM series ORDER BY org")
         assert series == [("acme", "air-001", "pm2_5"), ("city", "air-001", "pm2_5")]
+
+
+def test_the_demo_district_never_takes_another_organisations_device(database: str) -> None:
+    from citylab.lab import _register_demo
+    from storage.tenants import set_mqtt_username
+
+    with psycopg.connect(database) as conn:
+        # a tenant already has devices named like the demo district's
+        onboard_device(conn, org="acme", device="gw-01", gateway=None, kind="sensor", lat=58.9, lon=5.7,
+                       dev_eui=None, lora_channels=None, sensors=[SensorSpec("pm2_5", "ug/m3", 60, 0, 1000)])
+        set_mqtt_username(conn, org="acme", device="gw-01", username="acme.gw-01")
+        conn.commit()
+    for _ in range(2):  # at every start
+        count = _register_demo(database, "lab", serial=2, gateways=1, lora=0)
+    assert count == 3
+    with psycopg.connect(database) as conn:
+        rows = _rows(conn, "SELECT org, device, gateway, kind, mqtt_username, lat FROM devices ORDER BY org, device")
+    assert ("acme", "gw-01", None, "sensor", "acme.gw-01", 58.9) in rows
+    assert ("lab", "gw-01", None, "gateway", None, None) in rows
+    assert sorted(r[0] for r in rows) == ["acme", "lab", "lab", "lab"]
