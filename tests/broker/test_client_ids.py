@@ -252,3 +252,31 @@ def test_broker_bind_binds_logins_made_before_binding(database: str, secured_bro
             assert session.outcome() is accepted, client_id
         finally:
             session.close()
+
+
+def test_an_older_plugin_file_gets_its_admin_bound(services_dir) -> None:
+    import json
+
+    from citylab.broker_security import bind_admin_in_config, write_initial_config
+    from citylab.embedded import start_mosquitto
+
+    name = f"mosquitto-old-{uuid.uuid4().hex[:6]}"
+    path = services_dir / name / "dynsec.json"
+    password = new_password()
+    write_initial_config(path, admin_username=ADMIN, admin_password=password)
+    config = json.loads(path.read_text())
+    del config["clients"][0]["clientid"]  # as citylab wrote it before logins were bound
+    path.write_text(json.dumps(config))
+    assert bind_admin_in_config(path, admin_username=ADMIN) is True
+    assert bind_admin_in_config(path, admin_username=ADMIN) is False
+    server = start_mosquitto(services_dir, dynsec=(ADMIN, password), name=name)
+    broker = SecuredBroker(server, password)
+    try:
+        stray = Session(broker, ADMIN, password, "not-the-admin")
+        try:
+            assert stray.outcome() is False
+        finally:
+            stray.close()
+        assert broker.dynsec().create_device("tolder", "d-1").client_id == "tolder.d-1"
+    finally:
+        server.stop()
