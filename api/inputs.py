@@ -7,6 +7,7 @@
       UTF-8 in a query parameter's name or value       422 naming the parameter
     the same in any string of a JSON body (keys too)   422 naming the field ("sensors.0.quantity")
     the same in the path                               404 (no such resource can exist)
+    a JSON body nested too deeply to parse              422
 
 PostgreSQL's text cannot hold NUL, and UTF-8 cannot hold a lone surrogate: without
 this edge such a string reaches the database and fails there. A body that is not
@@ -110,8 +111,11 @@ class InputEdge:
         if body and _is_json(headers.get("content-type", "")):
             try:
                 document = json.loads(body)
-            except (ValueError, RecursionError):
+            except ValueError:
                 document = None  # not JSON: the route's validation answers
+            except RecursionError:
+                await _invalid("body", [("", "is nested too deeply")])(scope, receive, send)
+                return
             errors = list(_bad_in_json(document, "")) if document is not None else []
             if errors:
                 await _invalid("body", sorted(errors)[:20])(scope, receive, send)

@@ -111,6 +111,9 @@ def test_bodies_have_a_size_limit_and_models_forbid_unknown_fields(client: TestC
                        ("/v1/keys", {"role": "consumer", "org_id": 1})]:
         r = client.post(path, headers=tenant.headers, json=body)
         assert r.status_code == 422 and "extra" in r.text.lower(), (path, r.text)
+    deep = b"[" * 50_000 + b"]" * 50_000
+    r = client.post("/v1/keys", headers={**tenant.headers, "Content-Type": "application/json"}, content=deep[:60_000])
+    assert r.status_code == 422
     assert client.get("/v1/devices", headers=tenant.headers).json() == []
 
 
