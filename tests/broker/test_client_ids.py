@@ -103,9 +103,13 @@ def test_no_login_can_use_a_client_id_that_is_not_its_own(database: str, secured
         owner_b = Session(secured_broker, b.username, b.password, b.client_id)
         legit.append(owner_b)
         assert owner_b.outcome()
-        # every client id device A's login should not be able to use, with and without a clean start
-        foreign = [ingest_id, "citylab-ingest", ingest_user, b.client_id, c.client_id, ADMIN, console_id,
-                   f"edge-{org}-dev-a", "", f"{a.client_id}x", a.client_id.upper()]
+        # every client id device A's login should not be able to use, with and without a clean start:
+        # each one the broker has bound to a login (asked of the broker itself), and a few more
+        (listed,) = dynsec.run([{"command": "listClients", "verbose": True}])
+        bound = {client["clientid"] for client in listed["data"]["clients"] if client.get("clientid")}
+        assert {ingest_id, b.client_id, c.client_id, console_id, ADMIN} <= bound
+        foreign = sorted(bound - {a.client_id}) + [
+            "citylab-ingest", ingest_user, f"edge-{org}-dev-a", "", f"{a.client_id}x", a.client_id.upper()]
         for client_id in foreign:
             for clean in (False, True):
                 intruder = Session(secured_broker, a.username, a.password, client_id, clean_start=clean)
