@@ -4,6 +4,8 @@
     SettingsDep    the Settings the app was built with
     PoolDep        the connection pool itself (health checks, streaming exports)
     PrincipalDep   who calls: from the API key alone (401 without a valid key)
+    ReaderDep      the same, or without a key an anonymous reader of open data, counted per
+                   client address in the database (429 past `open_rate_limit` per window)
     AdminDep, ProviderDep, ConsumerDep
                    the same, requiring that role (admin keys hold every role; 403 otherwise)
     OperatorDep    the lab's staff (role `operator`, which no admin key holds): lab-wide views
@@ -16,6 +18,7 @@ tenant is never taken from the path or the body.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
@@ -26,6 +29,7 @@ from psycopg_pool import ConnectionPool
 from api.errors import Problem
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
+from storage.catalog import count_anonymous_request
 from storage.errors import map_errors
 from storage.tenants import OPERATOR, Principal, authenticate
 
@@ -38,12 +42,12 @@ __all__ = [
     "PoolDep",
     "PrincipalDep",
     "ProviderDep",
+    "ReaderDep",
     "SettingsDep",
     "get_connection",
     "get_pool",
     "get_principal",
     "get_settings",
-    "public_base_url",
     "require_operator",
     "public_link",
 ]
@@ -96,6 +100,36 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+class TooManyRequests(Problem):
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(429, detail, title="Too Many Requests")
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+def get_reader(
+    request: Request,
+    conn: ConnDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_header)],
+) -> Principal:
+    """The key's principal; without a key, an anonymous reader of open data (rate-limited)."""
+    if bearer is not None or api_key:
+        return get_principal(conn, bearer, api_key)
+    settings: Settings = request.app.state.settings
+    client = request.client.host if request.client else "unknown"
+    now = datetime.now(UTC)
+    count = count_anonymous_request(conn, client=client, now=now, window_s=settings.open_rate_window_s)
+    if count > settings.open_rate_limit:
+        window = settings.open_rate_window_s
+        raise TooManyRequests(
+            f"more than {settings.open_rate_limit} requests without a key in {window} s from {client}; "
+            "retry later or use an API key", retry_after_s=max(1, window - int(now.timestamp()) % window))
+    return Principal.anonymous_from(client)
+
+
+ReaderDep = Annotated[Principal, Depends(get_reader)]
+
+
 def _require(role: str):
     def check(principal: PrincipalDep) -> Principal:
         if principal.role not in ("admin", role):
@@ -129,18 +163,15 @@ def get_dynsec(request: Request) -> DynSec:
 DynSecDep = Annotated[DynSec, Depends(get_dynsec)]
 
 
-def public_base_url(settings: Settings) -> str:
-    """The API's public base URL, from the settings alone (never from the request's Host)."""
-    base = settings.api_public_url or f"http://{settings.api_host}:{settings.api_port}"
-    return base.rstrip("/")
-
-
 def public_link(settings: Settings, request: Request, **params: object) -> str:
-    """The public URL of this request's path and query, with `params` replaced."""
+    """The public URL of this request's path and query, with `params` replaced: the base
+    from the settings (`CITYLAB_PUBLIC_BASE_URL`), never from the request's Host."""
     url = request.url.include_query_params(**params)
-    return f"{public_base_url(settings)}{url.path}" + (f"?{url.query}" if url.query else "")
+    return f"{settings.base_url}{url.path}" + (f"?{url.query}" if url.query else "")
 
 
 def actor(principal: Principal) -> str:
     """How the audit log names a caller."""
+    if principal.anonymous:
+        return f"anonymous/{principal.client}"
     return f"{principal.org_slug}/key-{principal.key_id}"

@@ -27,7 +27,7 @@ def tenant(database: str) -> Tenant:
 
 @pytest.fixture
 def client(testbed_settings: Settings) -> Iterator[TestClient]:
-    settings = testbed_settings.model_copy(update={"api_public_url": "https://lab.example.org/",
+    settings = testbed_settings.model_copy(update={"public_base_url": "https://lab.example.org/",
                                                    "api_max_body_bytes": 64 * 1024})
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client

@@ -32,7 +32,7 @@ def _raw(api: str, request: bytes) -> bytes:
 
 
 def test_the_edge_over_real_http(testbed_settings: Settings, dynsec: DynsecBroker) -> None:
-    settings = testbed_settings.model_copy(update={"api_public_url": "https://lab.example.org",
+    settings = testbed_settings.model_copy(update={"public_base_url": "https://lab.example.org",
                                                    "api_max_body_bytes": 32 * 1024})
     tenant = make_tenant(settings.database_url, name="Wire Air", kind="provider")
     with running_stack(settings, dynsec) as stack:
