@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from api import ngsild
 from api.console import router as console_router
 from api.errors import ConfigurationError, install_problem_handlers
 from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
@@ -113,5 +114,6 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(console_router)
+    ngsild.install(app)
     return app
 

@@ -1,0 +1,32 @@
+"""The NGSI-LD face (ETSI GS CIM 009 V1.8.1) with Smart Data Models: citylab as a
+context broker under `/ngsi-ld/v1`.
+
+Entities are derived from our devices and series (`entities`), rendered
+against the request's JSON-LD context (`context`, pyld with local copies of
+the core and Smart Data Models contexts), queried with the NGSI-LD query
+language (`query`, a lark grammar) and geo-queries (`geo`), compiled to SQL
+in `storage.ngsild`. Errors are the specification's problem details
+(`errors`). `install(app)` mounts it on the citylab app.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api.ngsild.context import ContextResolver
+from api.ngsild.errors import NgsiLdError, install_error_handlers
+from api.ngsild.outbound import OutboundPolicy
+from api.ngsild.routes import router
+
+__all__ = ["NgsiLdError", "install", "router"]
+
+
+def install(app: FastAPI) -> None:
+    """Mount the face: its router, its context resolver and its error rendering."""
+    settings = app.state.settings
+    policy = OutboundPolicy(allow_loopback=settings.outbound_allow_loopback,
+                            allow_private=settings.outbound_allow_private)
+    app.state.ngsild_contexts = ContextResolver(policy)
+    app.state.ngsild_outbound = policy
+    app.include_router(router)
+    install_error_handlers(app)

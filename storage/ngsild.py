@@ -1,0 +1,388 @@
+"""The queries of the NGSI-LD face: entities derived from devices, their
+latest values, and the filters of NGSI-LD queries compiled to SQL.
+
+An entity is (org, device, model): the series of one device whose quantities
+map to one Smart Data Model. Which quantity maps to which model attribute,
+and how a reading converts to the model's unit, comes in as bound arrays
+(`Vocabulary`, built by the face from the shared vocabulary table); the SQL
+text is fixed. A query language filter (`q`) arrives as a small tree
+(`Comparison`, `Exists`, `And`, `Or`, with attributes already resolved to the
+model's attribute names) and is compiled here to a parameterised condition:
+the tree decides which fixed fragments are joined, its values are parameters.
+
+    device_entities      entities with their latest values, filtered and paged
+    entity_types         the models present among the readable series
+    series_of_entity     the series (with attribute and conversion) behind one entity
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Union
+
+import psycopg
+from psycopg import sql
+
+from storage.errors import map_errors
+from storage.products import READABLE_SERIES
+
+__all__ = [
+    "And",
+    "Comparison",
+    "DeviceEntity",
+    "EntityAttribute",
+    "EntityKey",
+    "EntitySeries",
+    "Exists",
+    "GeoFilter",
+    "Or",
+    "Vocabulary",
+    "device_entities",
+    "entity_types",
+    "readable_tenants",
+    "series_of_entity",
+]
+
+
+# The query tree -------------------------------------------------------------
+
+Operator = Literal["==", "!=", ">", ">=", "<", "<=", "~=", "!~="]
+Scalar = Union[float, str, bool, datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Comparison:
+    """`attribute[.observedAt] op value`; `value` is a scalar, a tuple (value
+    list, == / != only) or a `(low, high)` range with `range=True`. `attribute`
+    is a model attribute name, `dateObserved`, or None (not an attribute of
+    any model: the term never holds)."""
+
+    attribute: str | None
+    op: Operator
+    value: Scalar | tuple[Scalar, ...]
+    path: tuple[str, ...] = ()    # sub-attribute, e.g. ("observedAt",)
+    range: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Exists:
+    attribute: str | None
+    path: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class And:
+    terms: tuple[Filter, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Or:
+    terms: tuple[Filter, ...]
+
+
+Filter = Union[Comparison, Exists, And, Or]
+
+
+@dataclass(frozen=True, slots=True)
+class GeoFilter:
+    """A geo-query on the device's point location (WGS 84, lon/lat).
+
+    `near`: within `max_m` / beyond `min_m` metres of `point`; `within`: in one
+    of `polygons` (outer rings); `equals`/`intersects` with a point: the same
+    point; `disjoint`: the negation of within/intersects."""
+
+    relation: Literal["near", "within", "intersects", "equals", "disjoint", "contains", "overlaps"]
+    point: tuple[float, float] | None = None
+    max_m: float | None = None
+    min_m: float | None = None
+    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Bound arrays: (quantity, series unit or None, model, attribute, a, b)."""
+
+    quantity: list[str]
+    unit: list[str | None]
+    model: list[str]
+    attribute: list[str]
+    a: list[float]
+    b: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class EntityKey:
+    model: str
+    org: str
+    device: str
+
+
+@dataclass(frozen=True, slots=True)
+class EntityAttribute:
+    attribute: str
+    series_id: int
+    time: datetime | None      # None: the series has no reading yet
+    value: float | None        # in the model's unit
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntity:
+    model: str
+    org: str
+    device: str
+    lat: float | None
+    lon: float | None
+    interval_s: float | None   # the smallest expected interval of its series
+    created_at: datetime
+    modified_at: datetime | None
+    observed: datetime | None  # the latest reading time over its attributes
+    attributes: tuple[EntityAttribute, ...] = field(default_factory=tuple)
+
+
+# Compilation -----------------------------------------------------------------
+
+_OPS = {"==": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
+
+
+class _Params:
+    def __init__(self, base: dict[str, Any]) -> None:
+        self.values = base
+
+    def add(self, value: Any) -> sql.Composable:
+        name = f"q{len(self.values)}"
+        self.values[name] = value
+        return sql.Placeholder(name)
+
+
+def _numeric(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _compare(column: sql.Composable, term: Comparison, params: _Params, *, kind: type) -> sql.Composable:
+    """`column op value` for values of `kind` (float or datetime); FALSE when the value is of another kind."""
+    ok = (lambda v: _numeric(v)) if kind is float else (lambda v: isinstance(v, datetime))
+    cast = sql.SQL("::float8") if kind is float else sql.SQL("::timestamptz")
+    if term.op in ("~=", "!~="):
+        return sql.SQL("FALSE")  # patterns apply to strings; our derived attributes are numbers and times
+    if term.range:
+        low, high = term.value  # type: ignore[misc]
+        if not (ok(low) and ok(high)):
+            return sql.SQL("FALSE")
+        inside = sql.SQL("{c} BETWEEN {lo}{t} AND {hi}{t}").format(c=column, lo=params.add(low), hi=params.add(high), t=cast)
+        return inside if term.op == "==" else sql.SQL("NOT ({})").format(inside)
+    if isinstance(term.value, tuple):
+        values = [v for v in term.value if ok(v)]
+        array = sql.SQL("::float8[]") if kind is float else sql.SQL("::timestamptz[]")
+        member = sql.SQL("{c} = ANY({v}{t})").format(c=column, v=params.add(values), t=array)
+        return member if term.op == "==" else sql.SQL("NOT ({})").format(member)
+    if not ok(term.value):
+        return sql.SQL("TRUE") if term.op == "!=" else sql.SQL("FALSE")
+    return sql.SQL("{c} {op} {v}{t}").format(c=column, op=sql.SQL(_OPS[term.op]), v=params.add(term.value), t=cast)
+
+
+def _compile(node: Filter, params: _Params) -> sql.Composable:
+    if isinstance(node, (And, Or)):
+        joiner = sql.SQL(" AND ") if isinstance(node, And) else sql.SQL(" OR ")
+        return sql.SQL("({})").format(joiner.join(_compile(t, params) for t in node.terms))
+    if node.attribute is None:
+        return sql.SQL("FALSE")
+    if node.attribute == "dateObserved":
+        if isinstance(node, Exists):
+            return sql.SQL("e.observed IS NOT NULL")
+        return _compare(sql.SQL("e.observed"), node, params, kind=datetime)
+    name = params.add(node.attribute)
+    sub = node.path[0] if node.path else None
+    if isinstance(node, Exists):
+        if sub not in (None, "observedAt", "unitCode"):
+            return sql.SQL("FALSE")
+        return sql.SQL("EXISTS (SELECT 1 FROM unnest(e.names, e.times) x(n, t) WHERE x.n = {n} AND x.t IS NOT NULL)").format(n=name)
+    if sub == "observedAt":
+        cond = _compare(sql.SQL("x.t"), node, params, kind=datetime)
+    elif sub is None:
+        cond = _compare(sql.SQL("x.v"), node, params, kind=float)
+    else:
+        return sql.SQL("FALSE")
+    return sql.SQL("EXISTS (SELECT 1 FROM unnest(e.names, e.vals, e.times) x(n, v, t)"
+                   " WHERE x.n = {n} AND x.t IS NOT NULL AND {c})").format(n=name, c=cond)
+
+
+_EARTH_M = 6_371_008.8
+
+_DISTANCE = sql.SQL(
+    "(2 * {r} * asin(sqrt(power(sin(radians(e.lat - {lat}) / 2), 2)"
+    " + cos(radians({lat})) * cos(radians(e.lat)) * power(sin(radians(e.lon - {lon}) / 2), 2))))"
+)
+
+
+def _geo(geo: GeoFilter, params: _Params) -> sql.Composable:
+    if geo.relation == "near":
+        assert geo.point is not None
+        lon, lat = params.add(geo.point[0]), params.add(geo.point[1])
+        distance = _DISTANCE.format(r=sql.Literal(_EARTH_M), lat=sql.SQL("{}::float8").format(lat),
+                                    lon=sql.SQL("{}::float8").format(lon))
+        parts = [sql.SQL("e.lat IS NOT NULL")]
+        if geo.max_m is not None:
+            parts.append(sql.SQL("{} <= {}::float8").format(distance, params.add(geo.max_m)))
+        if geo.min_m is not None:
+            parts.append(sql.SQL("{} >= {}::float8").format(distance, params.add(geo.min_m)))
+        return sql.SQL(" AND ").join(parts)
+    if geo.point is not None:   # a point geometry: only the same point matches
+        same = sql.SQL("(e.lon = {}::float8 AND e.lat = {}::float8)").format(
+            params.add(geo.point[0]), params.add(geo.point[1]))
+        if geo.relation in ("equals", "intersects", "within", "contains"):
+            return same
+        if geo.relation == "disjoint":
+            return sql.SQL("(e.lat IS NOT NULL AND NOT {})").format(same)
+        return sql.SQL("FALSE")  # a point overlaps nothing
+    rings = ["(" + ",".join(f"({x!r},{y!r})" for x, y in ring) + ")" for ring in geo.polygons]
+    inside = sql.SQL("(e.lat IS NOT NULL AND EXISTS (SELECT 1 FROM unnest({}::polygon[]) p(g)"
+                     " WHERE p.g @> point(e.lon, e.lat)))").format(params.add(rings))
+    if geo.relation in ("within", "intersects"):
+        return inside
+    if geo.relation == "disjoint":
+        return sql.SQL("(e.lat IS NOT NULL AND NOT {})").format(inside)
+    return sql.SQL("FALSE")  # a point neither contains nor overlaps nor equals a polygon
+
+
+_ENTITIES = """
+WITH vocab AS (
+    SELECT * FROM unnest(%(v_quantity)s::text[], %(v_unit)s::text[], %(v_model)s::text[], %(v_attribute)s::text[],
+                         %(v_a)s::float8[], %(v_b)s::float8[]) AS v(quantity, unit, model, attribute, a, b)
+), attrs AS (
+    SELECT v.model, d.org, d.device, d.lat, d.lon, d.created_at, s.interval_s, s.created_at AS series_created,
+           v.attribute, s.id AS series_id, l.time, l.value * v.a + v.b AS value
+    FROM series s
+    JOIN devices d ON d.device = s.device
+    JOIN vocab v ON v.quantity = s.quantity AND v.unit IS NOT DISTINCT FROM s.unit
+    LEFT JOIN LATERAL (
+        SELECT r.time, r.value FROM readings r
+        WHERE r.series_id = s.id AND r.value <> 'NaN'::float8
+        ORDER BY r.time DESC LIMIT 1
+    ) l ON true
+    WHERE s.id IN ({readable})
+      AND (%(tenant)s::text IS NULL OR d.org = %(tenant)s)
+      AND (%(models)s::text[] IS NULL OR v.model = ANY(%(models)s))
+      AND (%(k_model)s::text[] IS NULL OR (v.model, d.org, d.device) IN
+           (SELECT * FROM unnest(%(k_model)s::text[], %(k_org)s::text[], %(k_device)s::text[])))
+      AND (%(id_pattern)s::text IS NULL
+           OR ('urn:ngsi-ld:' || v.model || ':' || d.org || ':' || d.device) ~ %(id_pattern)s)
+), e AS (
+    SELECT model, org, device, min(lat) AS lat, min(lon) AS lon, min(created_at) AS created_at,
+           min(interval_s) AS interval_s, max(time) AS observed, greatest(max(time), max(series_created)) AS modified,
+           array_agg(attribute ORDER BY attribute) AS names, array_agg(series_id ORDER BY attribute) AS ids,
+           array_agg(value ORDER BY attribute) AS vals, array_agg(time ORDER BY attribute) AS times
+    FROM attrs GROUP BY model, org, device
+)
+SELECT e.model, e.org, e.device, e.lat, e.lon, e.interval_s, e.created_at, e.modified, e.observed,
+       e.names, e.ids, e.times, e.vals, count(*) OVER () AS total
+FROM e
+WHERE {where}
+ORDER BY e.org, e.device, e.model
+OFFSET %(offset)s LIMIT %(limit)s
+"""
+
+
+def device_entities(
+    conn: psycopg.Connection,
+    *,
+    org_id: int,
+    org_slug: str,
+    vocabulary: Vocabulary,
+    tenant: str | None = None,
+    models: list[str] | None = None,
+    keys: list[EntityKey] | None = None,
+    id_pattern: str | None = None,
+    attributes: list[str] | None = None,
+    q: Filter | None = None,
+    geo: GeoFilter | None = None,
+    offset: int = 0,
+    limit: int = 20,
+) -> tuple[list[DeviceEntity], int]:
+    """The entities `org` may read (its own devices' series and its grants'),
+    filtered, ordered by (org, device, model); and how many match in all.
+
+    `attributes`: only entities with at least one of these model attributes."""
+    params = _Params({
+        "org_id": org_id, "org_slug": org_slug, "tenant": tenant, "models": models,
+        "v_quantity": vocabulary.quantity, "v_unit": vocabulary.unit, "v_model": vocabulary.model,
+        "v_attribute": vocabulary.attribute, "v_a": vocabulary.a, "v_b": vocabulary.b,
+        "k_model": [k.model for k in keys] if keys is not None else None,
+        "k_org": [k.org for k in keys] if keys is not None else None,
+        "k_device": [k.device for k in keys] if keys is not None else None,
+        "id_pattern": id_pattern, "offset": offset, "limit": limit,
+    })
+    where: list[sql.Composable] = [sql.SQL("TRUE")]
+    if attributes is not None:
+        where.append(sql.SQL("e.names && {}::text[]").format(params.add(attributes)))
+    if q is not None:
+        where.append(_compile(q, params))
+    if geo is not None:
+        where.append(_geo(geo, params))
+    query = sql.SQL(_ENTITIES).format(readable=sql.SQL(READABLE_SERIES), where=sql.SQL(" AND ").join(where))
+    with map_errors("NGSI-LD entities"):
+        rows = conn.execute(query, params.values).fetchall()
+    total = rows[0][-1] if rows else _count(conn, query, params.values) if offset else 0
+    entities = [
+        DeviceEntity(model, org, device, lat, lon, interval_s, created, modified, observed, tuple(
+            EntityAttribute(n, i, t, v) for n, i, t, v in zip(names, ids, times, vals)))
+        for model, org, device, lat, lon, interval_s, created, modified, observed, names, ids, times, vals, _ in rows
+    ]
+    return entities, total
+
+
+def _count(conn: psycopg.Connection, query: sql.Composable, values: dict[str, Any]) -> int:
+    """The total when the page is past the end (no row carries the window count)."""
+    with map_errors("NGSI-LD entity count"):
+        row = conn.execute(query, {**values, "offset": 0, "limit": None}).fetchall()
+    return len(row)
+
+
+def entity_types(conn: psycopg.Connection, *, org_id: int, org_slug: str, vocabulary: Vocabulary,
+                 tenant: str | None = None) -> list[tuple[str, list[str], int]]:
+    """(model, its attribute names present, number of entities) over what `org` may read."""
+    entities, _ = device_entities(conn, org_id=org_id, org_slug=org_slug, vocabulary=vocabulary, tenant=tenant,
+                                  limit=1_000_000)
+    found: dict[str, tuple[set[str], int]] = {}
+    for entity in entities:
+        names, count = found.get(entity.model, (set(), 0))
+        found[entity.model] = (names | {a.attribute for a in entity.attributes}, count + 1)
+    return [(model, sorted(names), count) for model, (names, count) in sorted(found.items())]
+
+
+@dataclass(frozen=True, slots=True)
+class EntitySeries:
+    series_id: int
+    attribute: str
+    a: float
+    b: float
+
+
+def series_of_entity(conn: psycopg.Connection, *, org_id: int, org_slug: str, vocabulary: Vocabulary,
+                     key: EntityKey) -> list[EntitySeries]:
+    """The readable series behind one entity, with their attribute and conversion."""
+    with map_errors("NGSI-LD entity series"):
+        rows = conn.execute(
+            "WITH vocab AS (SELECT * FROM unnest(%(v_quantity)s::text[], %(v_unit)s::text[], %(v_model)s::text[],"
+            "    %(v_attribute)s::text[], %(v_a)s::float8[], %(v_b)s::float8[]) AS v(quantity, unit, model, attribute, a, b))"
+            " SELECT s.id, v.attribute, v.a, v.b FROM series s JOIN devices d ON d.device = s.device"
+            " JOIN vocab v ON v.quantity = s.quantity AND v.unit IS NOT DISTINCT FROM s.unit"
+            " WHERE v.model = %(model)s AND d.org = %(org)s AND d.device = %(device)s"
+            " AND s.id IN (" + READABLE_SERIES + ") ORDER BY v.attribute",
+            {"v_quantity": vocabulary.quantity, "v_unit": vocabulary.unit, "v_model": vocabulary.model,
+             "v_attribute": vocabulary.attribute, "v_a": vocabulary.a, "v_b": vocabulary.b,
+             "model": key.model, "org": key.org, "device": key.device, "org_id": org_id, "org_slug": org_slug},
+        ).fetchall()
+    return [EntitySeries(*row) for row in rows]
+
+
+def readable_tenants(conn: psycopg.Connection, *, org_id: int, org_slug: str) -> set[str]:
+    """The organisations (slugs) whose entities `org` may read: itself and the
+    owners of the series its active grants cover."""
+    with map_errors("NGSI-LD tenants"):
+        rows = conn.execute(
+            "SELECT DISTINCT d.org FROM series s JOIN devices d ON d.device = s.device"
+            " WHERE s.id IN (" + READABLE_SERIES + ")",
+            {"org_id": org_id, "org_slug": org_slug},
+        ).fetchall()
+    return {org_slug} | {row[0] for row in rows}
