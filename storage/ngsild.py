@@ -322,7 +322,7 @@ def device_entities(
     query = sql.SQL(_ENTITIES).format(readable=sql.SQL(READABLE_SERIES), where=sql.SQL(" AND ").join(where))
     with map_errors("NGSI-LD entities"):
         rows = conn.execute(query, params.values).fetchall()
-    total = rows[0][-1] if rows else _count(conn, query, params.values) if offset else 0
+    total = rows[0][-1] if rows else _count(conn, query, params.values) if offset or not limit else 0
     entities = [
         DeviceEntity(model, org, device, lat, lon, interval_s, created, modified, observed, tuple(
             EntityAttribute(n, i, t, v) for n, i, t, v in zip(names, ids, times, vals)))
@@ -334,8 +334,9 @@ def device_entities(
 def _count(conn: psycopg.Connection, query: sql.Composable, values: dict[str, Any]) -> int:
     """The total when the page is past the end (no row carries the window count)."""
     with map_errors("NGSI-LD entity count"):
-        row = conn.execute(query, {**values, "offset": 0, "limit": None}).fetchall()
-    return len(row)
+        row = conn.execute(sql.SQL("SELECT count(*) FROM ({}) page").format(query),
+                           {**values, "offset": 0, "limit": None}).fetchone()
+    return int(row[0])
 
 
 def entity_types(conn: psycopg.Connection, *, org_id: int, org_slug: str, vocabulary: Vocabulary,

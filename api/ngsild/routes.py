@@ -161,7 +161,7 @@ def query_entities(
     wanted = _iris(ctx, attrs)
     picked = _iris(ctx, pick) if pick is not None else wanted
     if picked is not None:
-        picked |= {"id", "type"}
+        picked = picked | {"id", "type"}
     omitted = _iris(ctx, omit)
     measured = None
     if wanted is not None:
@@ -229,7 +229,7 @@ def read_entity(
         raise NgsiLdError("ResourceNotFound", f"no entity {entityId} that your API key may read")
     picked = _iris(ctx, pick) if pick is not None else _iris(ctx, attrs)
     if picked is not None:
-        picked |= {"id", "type"}
+        picked = picked | {"id", "type"}
     entity = render(native_entity(rows[0]), ctx, fmt=fmt, pick=picked, omit=_iris(ctx, omit), sys_attrs=sys_attrs)
     if accept == GEOJSON:
         return JSONResponse(_feature(entity, ctx), media_type=GEOJSON, headers={"Link": link_header(ctx.link)})
