@@ -36,12 +36,17 @@ __all__ = [
     "EntitySeries",
     "Exists",
     "GeoFilter",
+    "Instance",
     "Or",
+    "Period",
     "Vocabulary",
+    "aggregate_readings",
     "device_entities",
     "entity_types",
     "readable_tenants",
+    "readings_between",
     "series_of_entity",
+    "series_time_range",
 ]
 
 
@@ -387,3 +392,73 @@ def readable_tenants(conn: psycopg.Connection, *, org_id: int, org_slug: str) ->
             {"org_id": org_id, "org_slug": org_slug},
         ).fetchall()
     return {org_slug} | {row[0] for row in rows}
+
+
+# Temporal --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    time: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """Aggregates of one period of a series' readings (raw units)."""
+
+    start: datetime
+    count: int
+    distinct: int | None    # None when answered from stored aggregates (they do not keep it)
+    sum: float
+    min: float
+    max: float
+    sumsq: float
+
+
+def readings_between(conn: psycopg.Connection, series_id: int, start: datetime | None, end: datetime | None, *,
+                     limit: int, newest_first: bool = False) -> list[Instance]:
+    """Readings in [start, end) (open where None), oldest first, or the newest
+    `limit` when `newest_first` (still returned oldest first). NaN is left out:
+    an NGSI-LD value cannot carry it."""
+    order = "DESC" if newest_first else "ASC"
+    query = (
+        "SELECT time, value FROM readings WHERE series_id = %(series)s AND value <> 'NaN'::float8"
+        " AND (%(start)s::timestamptz IS NULL OR time >= %(start)s)"
+        " AND (%(end)s::timestamptz IS NULL OR time < %(end)s)"
+        f" ORDER BY time {order} LIMIT %(limit)s"
+    )
+    with map_errors("NGSI-LD temporal readings"):
+        rows = conn.execute(query, {"series": series_id, "start": start, "end": end, "limit": limit}).fetchall()
+    if newest_first:
+        rows.reverse()
+    return [Instance(t, v) for t, v in rows]
+
+
+def aggregate_readings(conn: psycopg.Connection, series_id: int, start: datetime, end: datetime, *,
+                       period_s: float | None) -> list[Period]:
+    """Aggregates of the raw readings in [start, end) per period of `period_s`
+    seconds from `start` (None: one period over the whole range)."""
+    with map_errors("NGSI-LD temporal aggregation"):
+        rows = conn.execute(
+            "SELECT CASE WHEN %(period)s::float8 IS NULL THEN %(start)s::timestamptz"
+            "       ELSE %(start)s::timestamptz + floor(extract(epoch FROM time - %(start)s::timestamptz)"
+            "            / %(period)s::float8) * make_interval(secs => %(period)s::float8) END AS b,"
+            " count(*), count(DISTINCT value), sum(value), min(value), max(value), sum(value * value)"
+            " FROM readings WHERE series_id = %(series)s AND value <> 'NaN'::float8"
+            " AND time >= %(start)s AND time < %(end)s GROUP BY b ORDER BY b",
+            {"series": series_id, "start": start, "end": end, "period": period_s},
+        ).fetchall()
+    return [Period(*row) for row in rows]
+
+
+def series_time_range(conn: psycopg.Connection, series_ids: list[int]) -> tuple[datetime | None, datetime | None]:
+    """The first and last reading time over the series (two index probes each)."""
+    with map_errors("NGSI-LD series range"):
+        row = conn.execute(
+            "SELECT min(f.time), max(l.time) FROM unnest(%s::int[]) s(id)"
+            " LEFT JOIN LATERAL (SELECT time FROM readings WHERE series_id = s.id ORDER BY time LIMIT 1) f ON true"
+            " LEFT JOIN LATERAL (SELECT time FROM readings WHERE series_id = s.id ORDER BY time DESC LIMIT 1) l ON true",
+            (series_ids,),
+        ).fetchone()
+    return row[0], row[1]

@@ -17,6 +17,7 @@ from api.ngsild.context import ContextResolver
 from api.ngsild.errors import NgsiLdError, install_error_handlers
 from api.ngsild.outbound import OutboundPolicy
 from api.ngsild.routes import router
+from api.ngsild.temporal import router as temporal_router
 
 __all__ = ["NgsiLdError", "install", "router"]
 
@@ -29,4 +30,5 @@ def install(app: FastAPI) -> None:
     app.state.ngsild_contexts = ContextResolver(policy)
     app.state.ngsild_outbound = policy
     app.include_router(router)
+    app.include_router(temporal_router)
     install_error_handlers(app)

@@ -10,6 +10,17 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+ERR = "https://uri.etsi.org/ngsi-ld/errors/"
+CTX_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
+
+
+def context_url(domain: str) -> str:
+    """The published @context of a Smart Data Models domain (served from local copies)."""
+    return f"https://raw.githubusercontent.com/smart-data-models/dataModel.{domain}/master/context.jsonld"
+
+
+def link(domain: str) -> dict[str, str]:
+    return {"Link": f"<{context_url(domain)}>; {CTX_REL}"}
 
 # device -> (lat, lon, [(quantity, unit, [values at T0, T0 + 1 min, ...])])
 DEVICES = {

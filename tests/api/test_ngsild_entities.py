@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator, FormatChecker
-from ngsild_lab import NgsiLab, seed
+from ngsild_lab import CTX_REL, ERR, NgsiLab, context_url, link, seed
 from referencing import Registry, Resource
 from testbed import Tenant, make_tenant
 
@@ -20,18 +20,8 @@ from citylab.settings import Settings
 
 SDM = Path(__file__).resolve().parents[3] / "shared" / "data" / "smart-data-models"
 BASE = "/ngsi-ld/v1"
-ERR = "https://uri.etsi.org/ngsi-ld/errors/"
-CTX_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 DOMAIN = {"AirQualityObserved": "Environment", "NoiseLevelObserved": "Environment", "WeatherObserved": "Weather",
           "TrafficFlowObserved": "Transportation", "ACMeasurement": "Energy"}
-
-
-def context_url(domain: str) -> str:
-    return f"https://raw.githubusercontent.com/smart-data-models/dataModel.{domain}/master/context.jsonld"
-
-
-def link(domain: str) -> dict[str, str]:
-    return {"Link": f"<{context_url(domain)}>; {CTX_REL}"}
 
 
 def _registry() -> Registry:
