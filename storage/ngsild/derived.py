@@ -1,5 +1,5 @@
-"""The queries of the NGSI-LD face: entities derived from devices, their
-latest values, and the filters of NGSI-LD queries compiled to SQL.
+"""Entities derived from devices: their latest values, their history and the
+filters of NGSI-LD queries over them.
 
 An entity is (org, device, model): the series of one device whose quantities
 map to one Smart Data Model. Which quantity maps to which model attribute,
@@ -19,25 +19,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Union
+from typing import Any
 
 import psycopg
 from psycopg import sql
 
 from storage.errors import map_errors
+from storage.ngsild.filters import And, Comparison, Exists, Filter, GeoFilter, Or, Params, compare, geo_condition
 from storage.products import READABLE_SERIES
 
 __all__ = [
-    "And",
-    "Comparison",
     "DeviceEntity",
     "EntityAttribute",
     "EntityKey",
     "EntitySeries",
-    "Exists",
-    "GeoFilter",
     "Instance",
-    "Or",
     "Period",
     "Vocabulary",
     "aggregate_readings",
@@ -48,60 +44,6 @@ __all__ = [
     "series_of_entity",
     "series_time_range",
 ]
-
-
-# The query tree -------------------------------------------------------------
-
-Operator = Literal["==", "!=", ">", ">=", "<", "<=", "~=", "!~="]
-Scalar = Union[float, str, bool, datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class Comparison:
-    """`attribute[.observedAt] op value`; `value` is a scalar, a tuple (value
-    list, == / != only) or a `(low, high)` range with `range=True`. `attribute`
-    is a model attribute name, `dateObserved`, or None (not an attribute of
-    any model: the term never holds)."""
-
-    attribute: str | None
-    op: Operator
-    value: Scalar | tuple[Scalar, ...]
-    path: tuple[str, ...] = ()    # sub-attribute, e.g. ("observedAt",)
-    range: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Exists:
-    attribute: str | None
-    path: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    terms: tuple[Filter, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    terms: tuple[Filter, ...]
-
-
-Filter = Union[Comparison, Exists, And, Or]
-
-
-@dataclass(frozen=True, slots=True)
-class GeoFilter:
-    """A geo-query on the device's point location (WGS 84, lon/lat).
-
-    `near`: within `max_m` / beyond `min_m` metres of `point`; `within`: in one
-    of `polygons` (outer rings); `equals`/`intersects` with a point: the same
-    point; `disjoint`: the negation of within/intersects."""
-
-    relation: Literal["near", "within", "intersects", "equals", "disjoint", "contains", "overlaps"]
-    point: tuple[float, float] | None = None
-    max_m: float | None = None
-    min_m: float | None = None
-    polygons: tuple[tuple[tuple[float, float], ...], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,46 +89,8 @@ class DeviceEntity:
 
 # Compilation -----------------------------------------------------------------
 
-_OPS = {"==": "=", "!=": "<>", ">": ">", ">=": ">=", "<": "<", "<=": "<="}
 
-
-class _Params:
-    def __init__(self, base: dict[str, Any]) -> None:
-        self.values = base
-
-    def add(self, value: Any) -> sql.Composable:
-        name = f"q{len(self.values)}"
-        self.values[name] = value
-        return sql.Placeholder(name)
-
-
-def _numeric(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _compare(column: sql.Composable, term: Comparison, params: _Params, *, kind: type) -> sql.Composable:
-    """`column op value` for values of `kind` (float or datetime); FALSE when the value is of another kind."""
-    ok = (lambda v: _numeric(v)) if kind is float else (lambda v: isinstance(v, datetime))
-    cast = sql.SQL("::float8") if kind is float else sql.SQL("::timestamptz")
-    if term.op in ("~=", "!~="):
-        return sql.SQL("FALSE")  # patterns apply to strings; our derived attributes are numbers and times
-    if term.range:
-        low, high = term.value  # type: ignore[misc]
-        if not (ok(low) and ok(high)):
-            return sql.SQL("FALSE")
-        inside = sql.SQL("{c} BETWEEN {lo}{t} AND {hi}{t}").format(c=column, lo=params.add(low), hi=params.add(high), t=cast)
-        return inside if term.op == "==" else sql.SQL("NOT ({})").format(inside)
-    if isinstance(term.value, tuple):
-        values = [v for v in term.value if ok(v)]
-        array = sql.SQL("::float8[]") if kind is float else sql.SQL("::timestamptz[]")
-        member = sql.SQL("{c} = ANY({v}{t})").format(c=column, v=params.add(values), t=array)
-        return member if term.op == "==" else sql.SQL("NOT ({})").format(member)
-    if not ok(term.value):
-        return sql.SQL("TRUE") if term.op == "!=" else sql.SQL("FALSE")
-    return sql.SQL("{c} {op} {v}{t}").format(c=column, op=sql.SQL(_OPS[term.op]), v=params.add(term.value), t=cast)
-
-
-def _compile(node: Filter, params: _Params) -> sql.Composable:
+def _compile(node: Filter, params: Params) -> sql.Composable:
     if isinstance(node, (And, Or)):
         joiner = sql.SQL(" AND ") if isinstance(node, And) else sql.SQL(" OR ")
         return sql.SQL("({})").format(joiner.join(_compile(t, params) for t in node.terms))
@@ -195,7 +99,7 @@ def _compile(node: Filter, params: _Params) -> sql.Composable:
     if node.attribute == "dateObserved":
         if isinstance(node, Exists):
             return sql.SQL("e.observed IS NOT NULL")
-        return _compare(sql.SQL("e.observed"), node, params, kind=datetime)
+        return compare(sql.SQL("e.observed"), node, params, kind=datetime)
     name = params.add(node.attribute)
     sub = node.path[0] if node.path else None
     if isinstance(node, Exists):
@@ -203,51 +107,13 @@ def _compile(node: Filter, params: _Params) -> sql.Composable:
             return sql.SQL("FALSE")
         return sql.SQL("EXISTS (SELECT 1 FROM unnest(e.names, e.times) x(n, t) WHERE x.n = {n} AND x.t IS NOT NULL)").format(n=name)
     if sub == "observedAt":
-        cond = _compare(sql.SQL("x.t"), node, params, kind=datetime)
+        cond = compare(sql.SQL("x.t"), node, params, kind=datetime)
     elif sub is None:
-        cond = _compare(sql.SQL("x.v"), node, params, kind=float)
+        cond = compare(sql.SQL("x.v"), node, params, kind=float)
     else:
         return sql.SQL("FALSE")
     return sql.SQL("EXISTS (SELECT 1 FROM unnest(e.names, e.vals, e.times) x(n, v, t)"
                    " WHERE x.n = {n} AND x.t IS NOT NULL AND {c})").format(n=name, c=cond)
-
-
-_EARTH_M = 6_371_008.8
-
-_DISTANCE = sql.SQL(
-    "(2 * {r} * asin(sqrt(power(sin(radians(e.lat - {lat}) / 2), 2)"
-    " + cos(radians({lat})) * cos(radians(e.lat)) * power(sin(radians(e.lon - {lon}) / 2), 2))))"
-)
-
-
-def _geo(geo: GeoFilter, params: _Params) -> sql.Composable:
-    if geo.relation == "near":
-        assert geo.point is not None
-        lon, lat = params.add(geo.point[0]), params.add(geo.point[1])
-        distance = _DISTANCE.format(r=sql.Literal(_EARTH_M), lat=sql.SQL("{}::float8").format(lat),
-                                    lon=sql.SQL("{}::float8").format(lon))
-        parts = [sql.SQL("e.lat IS NOT NULL")]
-        if geo.max_m is not None:
-            parts.append(sql.SQL("{} <= {}::float8").format(distance, params.add(geo.max_m)))
-        if geo.min_m is not None:
-            parts.append(sql.SQL("{} >= {}::float8").format(distance, params.add(geo.min_m)))
-        return sql.SQL(" AND ").join(parts)
-    if geo.point is not None:   # a point geometry: only the same point matches
-        same = sql.SQL("(e.lon = {}::float8 AND e.lat = {}::float8)").format(
-            params.add(geo.point[0]), params.add(geo.point[1]))
-        if geo.relation in ("equals", "intersects", "within", "contains"):
-            return same
-        if geo.relation == "disjoint":
-            return sql.SQL("(e.lat IS NOT NULL AND NOT {})").format(same)
-        return sql.SQL("FALSE")  # a point overlaps nothing
-    rings = ["(" + ",".join(f"({x!r},{y!r})" for x, y in ring) + ")" for ring in geo.polygons]
-    inside = sql.SQL("(e.lat IS NOT NULL AND EXISTS (SELECT 1 FROM unnest({}::polygon[]) p(g)"
-                     " WHERE p.g @> point(e.lon, e.lat)))").format(params.add(rings))
-    if geo.relation in ("within", "intersects"):
-        return inside
-    if geo.relation == "disjoint":
-        return sql.SQL("(e.lat IS NOT NULL AND NOT {})").format(inside)
-    return sql.SQL("FALSE")  # a point neither contains nor overlaps nor equals a polygon
 
 
 _ENTITIES = """
@@ -308,7 +174,7 @@ def device_entities(
     filtered, ordered by (org, device, model); and how many match in all.
 
     `attributes`: only entities with at least one of these model attributes."""
-    params = _Params({
+    params = Params({
         "org_id": org_id, "org_slug": org_slug, "tenant": tenant, "models": models,
         "v_quantity": vocabulary.quantity, "v_unit": vocabulary.unit, "v_model": vocabulary.model,
         "v_attribute": vocabulary.attribute, "v_a": vocabulary.a, "v_b": vocabulary.b,
@@ -323,7 +189,7 @@ def device_entities(
     if q is not None:
         where.append(_compile(q, params))
     if geo is not None:
-        where.append(_geo(geo, params))
+        where.append(geo_condition(geo, params, lat=sql.SQL("e.lat"), lon=sql.SQL("e.lon")))
     query = sql.SQL(_ENTITIES).format(readable=sql.SQL(READABLE_SERIES), where=sql.SQL(" AND ").join(where))
     with map_errors("NGSI-LD entities"):
         rows = conn.execute(query, params.values).fetchall()
