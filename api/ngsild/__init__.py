@@ -11,11 +11,16 @@ in `storage.ngsild`. Errors are the specification's problem details
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from api.ngsild.context import ContextResolver
 from api.ngsild.errors import NgsiLdError, install_error_handlers
+from api.ngsild.observations import IngestDoor
 from api.ngsild.outbound import OutboundPolicy
+from api.ngsild.provision import router as provision_router
 from api.ngsild.routes import router
 from api.ngsild.temporal import router as temporal_router
 
@@ -29,6 +34,21 @@ def install(app: FastAPI) -> None:
                             allow_private=settings.outbound_allow_private)
     app.state.ngsild_contexts = ContextResolver(policy)
     app.state.ngsild_outbound = policy
+    door = IngestDoor(settings.database_url, widths_s=settings.window_widths_s)
+    app.state.ngsild_ingest = door
     app.include_router(router)
     app.include_router(temporal_router)
+    app.include_router(provision_router)
     install_error_handlers(app)
+
+    outer = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: FastAPI) -> AsyncIterator[object]:
+        async with outer(app_) as state:
+            try:
+                yield state
+            finally:
+                door.close()
+
+    app.router.lifespan_context = lifespan

@@ -30,8 +30,9 @@ from api.ngsild.context import Context
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.vocabulary import MODELS, Model
 from storage.ngsild import DeviceEntity, EntityKey
+from storage.ngsild.context import ContextEntity
 
-__all__ = ["Format", "entity_id", "native_entity", "parse_entity_id", "render"]
+__all__ = ["Format", "NativeEntity", "context_native", "entity_id", "native_entity", "parse_entity_id", "render"]
 
 Format = Literal["normalized", "concise", "keyValues"]
 
@@ -82,6 +83,10 @@ class NativeEntity:
     modified_at: datetime | None
 
 
+def context_native(row: ContextEntity) -> NativeEntity:
+    return NativeEntity(row.id, row.type, row.attributes, row.created_at, row.modified_at)
+
+
 def native_entity(row: DeviceEntity) -> NativeEntity:
     model = MODELS[row.model]
     attrs: dict[str, dict[str, Any]] = {}
@@ -107,13 +112,24 @@ def native_entity(row: DeviceEntity) -> NativeEntity:
                         row.modified_at)
 
 
-def _concise(attribute: dict[str, Any]) -> Any:
-    rest = {k: v for k, v in attribute.items() if k != "type"}
-    if attribute.get("type") == "Relationship":
-        return rest
-    if set(rest) == {"value"}:
-        return rest["value"]
-    return rest
+_KEYWORDS = {"type", "value", "object", "observedAt", "unitCode", "datasetId", "createdAt", "modifiedAt",
+             "instanceId", "languageMap", "json", "valueList", "objectList", "objectType", "vocab", "lang"}
+_VALUE_KEYS = ("value", "object", "languageMap", "json", "valueList", "objectList", "vocab")
+
+
+def _shape(attribute: dict[str, Any], fmt: Format, ctx: Context) -> Any:
+    """One attribute in `fmt`, sub-attribute names compacted."""
+    if fmt == "keyValues":
+        return next((attribute[k] for k in _VALUE_KEYS if k in attribute), None)
+    out = {(k if k in _KEYWORDS else ctx.compact(k)): (v if k in _KEYWORDS else _shape(v, fmt, ctx))
+           for k, v in attribute.items()}
+    if fmt == "concise":
+        kind = out.pop("type", None)
+        if kind == "Relationship" or kind == "ListRelationship":
+            return out
+        if set(out) == {"value"}:
+            return out["value"]
+    return out
 
 
 def render(
@@ -125,14 +141,7 @@ def render(
     for iri, attribute in entity.attributes.items():
         if (pick is not None and iri not in pick) or (omit is not None and iri in omit):
             continue
-        attribute = dict(attribute)
-        if fmt == "keyValues":
-            value: Any = attribute["value"] if "value" in attribute else attribute.get("object")
-        elif fmt == "concise":
-            value = _concise(attribute)
-        else:
-            value = attribute
-        out[ctx.compact(iri)] = value
+        out[ctx.compact(iri)] = _shape(attribute, fmt, ctx)
     if sys_attrs and fmt != "keyValues":
         out[CREATED_AT] = _time(entity.created_at)
         if entity.modified_at is not None:

@@ -37,7 +37,8 @@ _GRAMMAR = r"""
     ?term: "(" query ")"
          | attribute OP value              -> compare
          | attribute                       -> exists
-    attribute: NAME ("." NAME)* ("[" NAME "]")*
+    attribute: NAME ("." NAME)* trail
+    trail: ("[" NAME "]")*
     ?value: scalar ("," scalar)+           -> value_list
           | scalar ".." scalar             -> value_range
           | scalar
@@ -61,7 +62,11 @@ _PARSER = Lark(_GRAMMAR, start="query", parser="lalr")
 
 @v_args(inline=True)
 class _Tree(Transformer):
-    def attribute(self, *names: Token) -> tuple[str, ...]:
+    def attribute(self, *parts) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        *names, trail = parts
+        return tuple(str(n) for n in names), trail
+
+    def trail(self, *names: Token) -> tuple[str, ...]:
         return tuple(str(n) for n in names)
 
     def number(self, token: Token) -> float:
@@ -92,19 +97,20 @@ class _Tree(Transformer):
     def value_range(self, low, high):
         return ("range", (low, high))
 
-    def compare(self, path: tuple[str, ...], op: Token, value):
-        op = str(op)
+    def compare(self, attribute, op: Token, value):
+        (path, trail), op = attribute, str(op)
         if isinstance(value, tuple) and value and value[0] in ("list", "range"):
             kind, items = value
             if op not in ("==", "!="):
                 raise NgsiLdError("BadRequestData", f"a value {kind} takes == or !=, not {op}")
-            return Comparison(path[0], op, items, path[1:], range=kind == "range")  # type: ignore[arg-type]
+            return Comparison(path[0], op, items, path[1:], range=kind == "range", trail=trail)  # type: ignore[arg-type]
         if isinstance(value, datetime) and value.tzinfo is None:
             raise NgsiLdError("BadRequestData", f"the date-time {value.isoformat()} has no time zone")
-        return Comparison(path[0], op, value, path[1:])  # type: ignore[arg-type]
+        return Comparison(path[0], op, value, path[1:], trail=trail)  # type: ignore[arg-type]
 
-    def exists(self, path: tuple[str, ...]):
-        return Exists(path[0], path[1:])
+    def exists(self, attribute):
+        path, trail = attribute
+        return Exists(path[0], path[1:], trail)
 
     def all_of(self, *terms):
         return And(tuple(terms)) if len(terms) > 1 else terms[0]
@@ -129,8 +135,14 @@ def parse_q(text: str) -> Filter:
         raise NgsiLdError("BadRequestData", f"invalid q expression {text!r}: {message}") from None
 
 
-def resolve(node: Filter, name_of: Callable[[str], str | None]) -> Filter:
-    """The tree with each attribute term replaced by `name_of(term)`."""
+def resolve(node: Filter, name_of: Callable[[str], str | None],
+            path_of: Callable[[str], str] | None = None) -> Filter:
+    """The tree with each attribute term replaced by `name_of(term)` (and each
+    sub-attribute term by `path_of(term)` when given)."""
     if isinstance(node, (And, Or)):
-        return type(node)(tuple(resolve(t, name_of) for t in node.terms))
-    return type(node)(**{**{f: getattr(node, f) for f in node.__dataclass_fields__}, "attribute": name_of(node.attribute)})
+        return type(node)(tuple(resolve(t, name_of, path_of) for t in node.terms))
+    fields = {f: getattr(node, f) for f in node.__dataclass_fields__}
+    fields["attribute"] = name_of(node.attribute) if node.attribute is not None else None
+    if path_of is not None:
+        fields["path"] = tuple(path_of(p) for p in node.path)
+    return type(node)(**fields)

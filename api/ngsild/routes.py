@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-import re
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -17,13 +17,13 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
 from api.ngsild.context import CORE_CONTEXT, Context, link_header
-from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, parse_entity_id, render
+from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, render
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.geo import parse_geo
-from api.ngsild.query import parse_q, resolve
-from api.ngsild.request import GEOJSON, JSON, JSONLD, AcceptDep, CallerDep, ContextDep, vocabulary
+from api.ngsild.request import GEOJSON, JSON, JSONLD, AcceptDep, Caller, CallerDep, ContextDep, vocabulary
+from api.ngsild.selection import Selected, Selection, iris, select
 from api.ngsild.vocabulary import MODELS
 from storage import ngsild as store
+from storage.ngsild.context import context_entities
 
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 
@@ -67,51 +67,6 @@ def parse_format(options: str | None, fmt: str | None) -> tuple[Format, bool]:
     return chosen, sys_attrs
 
 
-def _names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    if not names:
-        raise NgsiLdError("BadRequestData", "an empty list of names")
-    return names
-
-
-def _iris(ctx: Context, text: str | None) -> set[str] | None:
-    names = _names(text)
-    return None if names is None else {ctx.expand(n) for n in names}
-
-
-def _attribute_names(iris: set[str]) -> dict[str, str]:
-    """IRI -> model attribute name, for the IRIs that are attributes of a model."""
-    found = {}
-    for model in MODELS.values():
-        for attribute in model.attributes:
-            if attribute.iri in iris:
-                found[attribute.iri] = attribute.attribute
-    return found
-
-
-def _models_of(ctx: Context, text: str) -> list[str]:
-    """The models named by a type list (`A,B` or `A|B`, clause 4.17 selectors without `;`)."""
-    names = [n.strip(" ()") for n in re.split(r"[,|]", text) if n.strip(" ()")]
-    if ";" in text or not names:
-        raise NgsiLdError("BadRequestData", f"type {text!r}: only lists of types (A,B or A|B) are supported")
-    iris = {ctx.expand(n) for n in names}
-    return [m.name for m in MODELS.values() if m.type_iri in iris]
-
-
-def _q_name(ctx: Context):
-    from api.ngsild.entities import DATE_OBSERVED
-
-    def name_of(term: str) -> str | None:
-        iri = ctx.expand(term)
-        if iri == DATE_OBSERVED:
-            return "dateObserved"
-        return _attribute_names({iri}).get(iri)
-
-    return name_of
-
-
 @router.get("/entities", summary="Query entities")
 def query_entities(
     conn: ConnDep,
@@ -143,39 +98,14 @@ def query_entities(
         raise NgsiLdError("TooManyResults", f"limit {limit} exceeds this broker's maximum page of {MAX_LIMIT}")
     if limit == 0 and not count:
         raise NgsiLdError("BadRequestData", "limit=0 is only meaningful with count=true")
-    geo = parse_geo(georel, geometry, coordinates)
-    if not any(v is not None for v in (id, type, idPattern, attrs, q, georel)):
-        raise NgsiLdError("BadRequestData", "a query needs at least one of type, id, idPattern, attrs, q or georel")
-    keys: list[store.EntityKey] | None = None
-    if id is not None:
-        ids = _names(id) or []
-        for each in ids:
-            check_uri(each)
-        keys = [k for k in (parse_entity_id(i) for i in ids) if k is not None]
-    if idPattern is not None:
-        try:
-            re.compile(idPattern)
-        except re.error as exc:
-            raise NgsiLdError("BadRequestData", f"idPattern {idPattern!r} is not a regular expression: {exc}") from None
-    models = _models_of(ctx, type) if type is not None else None
-    wanted = _iris(ctx, attrs)
-    picked = _iris(ctx, pick) if pick is not None else wanted
+    selection = Selection.parse(ctx, id=id, type=type, idPattern=idPattern, attrs=attrs, q=q, georel=georel,
+                                geometry=geometry, coordinates=coordinates, geoproperty=geoproperty)
+    picked = iris(ctx, pick) if pick is not None else selection.attributes
     if picked is not None:
         picked = picked | {"id", "type"}
-    omitted = _iris(ctx, omit)
-    measured = None
-    if wanted is not None:
-        named = _attribute_names(wanted)
-        measured = list(named.values()) if len(named) == len(wanted) else None
-    tree = resolve(parse_q(q), _q_name(ctx)) if q is not None else None
-    empty = (models is not None and not models) or (keys is not None and not keys) or (
-        geoproperty is not None and ctx.expand(geoproperty) != LOCATION)
-    rows, total = ([], 0) if empty else store.device_entities(
-        conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
-        models=models, keys=keys, id_pattern=idPattern, attributes=measured, q=tree, geo=geo,
-        offset=offset, limit=limit)
-    entities = [render(native_entity(r), ctx, fmt=fmt, pick=picked, omit=omitted, sys_attrs=sys_attrs)
-                for r in rows]
+    omitted = iris(ctx, omit)
+    rows, total = select(conn, caller, selection, offset=offset, limit=limit)
+    entities = [render(r.native, ctx, fmt=fmt, pick=picked, omit=omitted, sys_attrs=sys_attrs) for r in rows]
     headers: dict[str, str] = {}
     if count:
         headers["NGSILD-Results-Count"] = str(total)
@@ -206,6 +136,15 @@ def _feature_collection(entities: list[dict[str, Any]], ctx: Context) -> dict[st
     return {"type": "FeatureCollection", "features": [_feature(e, ctx) for e in entities]}
 
 
+def one_entity(conn, caller: Caller, ctx: Context, entity_id: str) -> Selected:
+    """The entity with this id that the caller may read; 404 ResourceNotFound otherwise."""
+    check_uri(entity_id)
+    rows, _ = select(conn, caller, Selection.parse(ctx, id=entity_id), offset=0, limit=1)
+    if not rows:
+        raise NgsiLdError("ResourceNotFound", f"no entity {entity_id} that your API key may read")
+    return rows[0]
+
+
 @router.get("/entities/{entityId:path}", summary="Retrieve an entity")
 def read_entity(
     entityId: str,
@@ -220,20 +159,42 @@ def read_entity(
     format: Annotated[str | None, Query(max_length=40)] = None,
 ) -> JSONResponse:
     fmt, sys_attrs = parse_format(options, format)
-    check_uri(entityId)
-    key = parse_entity_id(entityId)
-    rows = [] if key is None else store.device_entities(
-        conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
-        keys=[key], limit=1)[0]
-    if not rows:
-        raise NgsiLdError("ResourceNotFound", f"no entity {entityId} that your API key may read")
-    picked = _iris(ctx, pick) if pick is not None else _iris(ctx, attrs)
+    found = one_entity(conn, caller, ctx, entityId)
+    picked = iris(ctx, pick) if pick is not None else iris(ctx, attrs)
     if picked is not None:
         picked = picked | {"id", "type"}
-    entity = render(native_entity(rows[0]), ctx, fmt=fmt, pick=picked, omit=_iris(ctx, omit), sys_attrs=sys_attrs)
+    entity = render(found.native, ctx, fmt=fmt, pick=picked, omit=iris(ctx, omit), sys_attrs=sys_attrs)
     if accept == GEOJSON:
         return JSONResponse(_feature(entity, ctx), media_type=GEOJSON, headers={"Link": link_header(ctx.link)})
     return respond(entity, accept=accept, ctx=ctx)
+
+
+@dataclass
+class _TypeInfo:
+    count: int = 0
+    attributes: dict[str, set[str]] = field(default_factory=dict)   # attribute IRI -> attribute types
+
+
+def _inventory(conn, caller: Caller) -> dict[str, _TypeInfo]:
+    """Type IRI -> its entities' count and attributes, over what the caller may read.
+
+    The measured attributes of our device entities, and every attribute of the
+    context entities."""
+    found: dict[str, _TypeInfo] = {}
+    for model, names, count in store.entity_types(conn, org_id=caller.org_id, org_slug=caller.org_slug,
+                                                  vocabulary=vocabulary(), tenant=caller.tenant):
+        info = found.setdefault(MODELS[model].type_iri, _TypeInfo())
+        info.count += count
+        for name in names:
+            info.attributes.setdefault(MODELS[model].attribute_named(name).iri, set()).add("Property")
+    if caller.tenant in (None, caller.org_slug):
+        rows, _ = context_entities(conn, orgs=[caller.org_slug], limit=100_000)
+        for row in rows:
+            info = found.setdefault(row.type, _TypeInfo())
+            info.count += 1
+            for iri, attribute in row.attributes.items():
+                info.attributes.setdefault(iri, set()).add(str(attribute.get("type", "Property")))
+    return found
 
 
 @router.get("/types", summary="Available entity types")
@@ -241,49 +202,50 @@ def read_types(
     conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep,
     details: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
-    found = store.entity_types(conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(),
-                               tenant=caller.tenant)
+    found = _inventory(conn, caller)
     if details:
-        body: Any = [
-            {"id": MODELS[m].type_iri, "type": "EntityType", "typeName": ctx.compact(MODELS[m].type_iri),
-             "attributeNames": [ctx.compact(MODELS[m].attribute_named(a).iri) for a in names]}
-            for m, names, _ in found
-        ]
+        body: Any = [{"id": iri, "type": "EntityType", "typeName": ctx.compact(iri),
+                      "attributeNames": sorted(ctx.compact(a) for a in info.attributes)}
+                     for iri, info in sorted(found.items())]
     else:
         body = {"id": f"urn:ngsi-ld:EntityTypeList:{caller.tenant or caller.org_slug}", "type": "EntityTypeList",
-                "typeList": [ctx.compact(MODELS[m].type_iri) for m, _, _ in found]}
+                "typeList": sorted(ctx.compact(iri) for iri in found)}
     return respond(body, accept=accept, ctx=ctx)
 
 
 @router.get("/types/{type:path}", summary="Details of an entity type")
 def read_type(type: str, conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep) -> JSONResponse:
     iri = ctx.expand(type)
-    found = [t for t in store.entity_types(conn, org_id=caller.org_id, org_slug=caller.org_slug,
-                                           vocabulary=vocabulary(), tenant=caller.tenant)
-             if MODELS[t[0]].type_iri == iri]
-    if not found:
+    info = _inventory(conn, caller).get(iri)
+    if info is None:
         raise NgsiLdError("ResourceNotFound", f"no entities of type {type!r}")
-    model, names, count = found[0]
     body = {
-        "id": iri, "type": "EntityTypeInfo", "typeName": ctx.compact(iri), "entityCount": count,
+        "id": iri, "type": "EntityTypeInfo", "typeName": ctx.compact(iri), "entityCount": info.count,
         "attributeDetails": [
-            {"id": MODELS[model].attribute_named(a).iri, "type": "Attribute",
-             "attributeName": ctx.compact(MODELS[model].attribute_named(a).iri), "attributeTypes": ["Property"]}
-            for a in names
+            {"id": a, "type": "Attribute", "attributeName": ctx.compact(a), "attributeTypes": sorted(kinds)}
+            for a, kinds in sorted(info.attributes.items())
         ],
     }
     return respond(body, accept=accept, ctx=ctx)
 
 
-def _attributes(conn, caller) -> dict[str, tuple[set[str], int]]:
-    """attribute IRI -> (type IRIs having it, number of entities)."""
-    found: dict[str, tuple[set[str], int]] = {}
+def _attributes(conn, caller: Caller) -> dict[str, tuple[set[str], set[str], int]]:
+    """attribute IRI -> (type IRIs having it, attribute types, number of entities)."""
+    found: dict[str, tuple[set[str], set[str], int]] = {}
+
+    def add(type_iri: str, iri: str, kind: str) -> None:
+        types, kinds, n = found.get(iri, (set(), set(), 0))
+        found[iri] = (types | {type_iri}, kinds | {kind}, n + 1)
+
     rows, _ = store.device_entities(conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(),
                                     tenant=caller.tenant, limit=1_000_000)
     for row in rows:
-        for iri in native_entity(row).attributes:
-            types, n = found.get(iri, (set(), 0))
-            found[iri] = (types | {MODELS[row.model].type_iri}, n + 1)
+        for iri, attribute in native_entity(row).attributes.items():
+            add(MODELS[row.model].type_iri, iri, attribute["type"])
+    if caller.tenant in (None, caller.org_slug):
+        for entity in context_entities(conn, orgs=[caller.org_slug], limit=100_000)[0]:
+            for iri, attribute in entity.attributes.items():
+                add(entity.type, iri, str(attribute.get("type", "Property")))
     return found
 
 
@@ -295,7 +257,8 @@ def read_attributes(
     found = _attributes(conn, caller)
     if details:
         body: Any = [{"id": iri, "type": "Attribute", "attributeName": ctx.compact(iri),
-                      "typeNames": sorted(ctx.compact(t) for t in types)} for iri, (types, _) in sorted(found.items())]
+                      "attributeTypes": sorted(kinds), "typeNames": sorted(ctx.compact(t) for t in types)}
+                     for iri, (types, kinds, _) in sorted(found.items())]
     else:
         body = {"id": f"urn:ngsi-ld:AttributeList:{caller.tenant or caller.org_slug}", "type": "AttributeList",
                 "attributeList": sorted(ctx.compact(iri) for iri in found)}
@@ -308,10 +271,9 @@ def read_attribute(attrId: str, conn: ConnDep, caller: CallerDep, ctx: ContextDe
     found = _attributes(conn, caller)
     if iri not in found:
         raise NgsiLdError("ResourceNotFound", f"no attribute {attrId!r}")
-    types, count = found[iri]
-    kind = "GeoProperty" if iri == LOCATION else "Property"
+    types, kinds, count = found[iri]
     body = {"id": iri, "type": "Attribute", "attributeName": ctx.compact(iri), "attributeCount": count,
-            "attributeTypes": [kind], "typeNames": sorted(ctx.compact(t) for t in types)}
+            "attributeTypes": sorted(kinds), "typeNames": sorted(ctx.compact(t) for t in types)}
     return respond(body, accept=accept, ctx=ctx)
 
 

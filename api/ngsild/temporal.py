@@ -31,13 +31,12 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
 from api.ngsild.context import Context
-from api.ngsild.entities import LOCATION, check_uri, native_entity, parse_entity_id
+from api.ngsild.entities import LOCATION, NativeEntity
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.request import AcceptDep, CallerDep, ContextDep, vocabulary
-from api.ngsild.routes import DEFAULT_LIMIT, MAX_LIMIT, _iris, _models_of, _q_name, respond
+from api.ngsild.routes import DEFAULT_LIMIT, MAX_LIMIT, one_entity, respond
+from api.ngsild.selection import Selected, Selection, iris, select
 from api.ngsild.vocabulary import MODELS
-from api.ngsild.geo import parse_geo
-from api.ngsild.query import parse_q, resolve
 from storage import ngsild as store
 from storage import queries
 
@@ -193,11 +192,37 @@ def _aggregated(p: store.Period, series: store.EntitySeries, method: str) -> flo
     return math.sqrt(max(sumsq - total * total / n, 0.0) / (n - 1)) if n > 1 else 0.0  # stddev (sample)
 
 
-def temporal_entity(conn, caller, ctx: Context, row: store.DeviceEntity, query: _Query, *,
+def _context_temporal(native: NativeEntity, ctx: Context, query: _Query, pick: set[str] | None) -> dict[str, Any]:
+    """A context entity keeps no history: each attribute is its one current instance."""
+    out: dict[str, Any] = {"id": native.id, "type": ctx.compact(native.type)}
+    for iri, attribute in native.attributes.items():
+        if pick is not None and iri not in pick:
+            continue
+        at = attribute.get("observedAt")
+        if at is not None:
+            t = datetime.fromisoformat(at.replace("Z", "+00:00"))
+            if (query.start is not None and t < query.start) or (query.end is not None and t >= query.end):
+                continue
+        term = ctx.compact(iri)
+        if query.representation == "temporalValues":
+            value = attribute.get("value", attribute.get("object"))
+            out[term] = {"type": attribute.get("type", "Property"), "values": [[value, at or _time(native.modified_at)]]}
+        elif query.representation == "aggregatedValues":
+            continue
+        else:
+            out[term] = [{k: v for k, v in attribute.items()
+                          if not (query.representation == "concise" and k == "type")}]
+    return out
+
+
+def temporal_entity(conn, caller, ctx: Context, selected: Selected, query: _Query, *,
                     pick: set[str] | None) -> tuple[dict[str, Any], list[tuple[datetime, datetime]]]:
     """The temporal representation of one entity and the ranges of truncated attributes."""
+    native = selected.native
+    row = selected.device
+    if row is None:
+        return _context_temporal(native, ctx, query, pick), []
     model = MODELS[row.model]
-    native = native_entity(row)
     out: dict[str, Any] = {"id": native.id, "type": ctx.compact(model.type_iri)}
     if LOCATION in native.attributes and (pick is None or LOCATION in pick):
         location = native.attributes[LOCATION]
@@ -282,14 +307,8 @@ def read_temporal_entity(
     query = _Query(timerel=timerel, timeAt=timeAt, endTimeAt=endTimeAt, timeproperty=timeproperty, lastN=lastN,
                    options=options, format=format, aggrMethods=aggrMethods, aggrPeriodDuration=aggrPeriodDuration,
                    widths=_widths(request))
-    check_uri(entityId)
-    key = parse_entity_id(entityId)
-    rows = [] if key is None else store.device_entities(
-        conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
-        keys=[key], limit=1)[0]
-    if not rows:
-        raise NgsiLdError("ResourceNotFound", f"no entity {entityId} that your API key may read")
-    body, truncated = temporal_entity(conn, caller, ctx, rows[0], query, pick=_iris(ctx, pick or attrs))
+    found = one_entity(conn, caller, ctx, entityId)
+    body, truncated = temporal_entity(conn, caller, ctx, found, query, pick=iris(ctx, pick or attrs))
     return _partial(body, truncated, query, accept=accept, ctx=ctx)
 
 
@@ -322,22 +341,10 @@ def query_temporal_entities(
         raise NgsiLdError("BadRequestData", "limit and offset must not be negative; limit=0 needs count=true")
     if limit > MAX_LIMIT:
         raise NgsiLdError("TooManyResults", f"limit {limit} exceeds this broker's maximum page of {MAX_LIMIT}")
-    if not any(v is not None for v in (id, type, idPattern, attrs, q, georel)):
-        raise NgsiLdError("BadRequestData", "a query needs at least one of type, id, idPattern, attrs, q or georel")
-    geo = parse_geo(georel, geometry, coordinates)
-    keys = None
-    if id is not None:
-        ids = [i.strip() for i in id.split(",") if i.strip()]
-        for each in ids:
-            check_uri(each)
-        keys = [k for k in (parse_entity_id(i) for i in ids) if k is not None]
-    models = _models_of(ctx, type) if type is not None else None
-    tree = resolve(parse_q(q), _q_name(ctx)) if q is not None else None
-    empty = (models is not None and not models) or (keys is not None and not keys)
-    rows, total = ([], 0) if empty else store.device_entities(
-        conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
-        models=models, keys=keys, id_pattern=idPattern, q=tree, geo=geo, offset=offset, limit=limit)
-    picked = _iris(ctx, pick or attrs)
+    selection = Selection.parse(ctx, id=id, type=type, idPattern=idPattern, attrs=attrs, q=q, georel=georel,
+                                geometry=geometry, coordinates=coordinates)
+    rows, total = select(conn, caller, selection, offset=offset, limit=limit)
+    picked = iris(ctx, pick or attrs)
     bodies, truncated = [], []
     for row in rows:
         body, cut = temporal_entity(conn, caller, ctx, row, query, pick=picked)

@@ -94,7 +94,7 @@ def _compile(node: Filter, params: Params) -> sql.Composable:
     if isinstance(node, (And, Or)):
         joiner = sql.SQL(" AND ") if isinstance(node, And) else sql.SQL(" OR ")
         return sql.SQL("({})").format(joiner.join(_compile(t, params) for t in node.terms))
-    if node.attribute is None:
+    if node.attribute is None or node.trail:  # our derived values are numbers: no keys inside
         return sql.SQL("FALSE")
     if node.attribute == "dateObserved":
         if isinstance(node, Exists):
