@@ -18,10 +18,12 @@ from fastapi import FastAPI
 
 from api.ngsild.context import ContextResolver
 from api.ngsild.errors import NgsiLdError, install_error_handlers
+from api.ngsild.notifier import Notifier
 from api.ngsild.observations import IngestDoor
 from api.ngsild.outbound import OutboundPolicy
 from api.ngsild.provision import router as provision_router
 from api.ngsild.routes import router
+from api.ngsild.subscriptions import router as subscriptions_router
 from api.ngsild.temporal import router as temporal_router
 
 __all__ = ["NgsiLdError", "install", "router"]
@@ -32,13 +34,17 @@ def install(app: FastAPI) -> None:
     settings = app.state.settings
     policy = OutboundPolicy(allow_loopback=settings.outbound_allow_loopback,
                             allow_private=settings.outbound_allow_private)
-    app.state.ngsild_contexts = ContextResolver(policy)
+    resolver = ContextResolver(policy)
+    app.state.ngsild_contexts = resolver
     app.state.ngsild_outbound = policy
     door = IngestDoor(settings.database_url, widths_s=settings.window_widths_s)
     app.state.ngsild_ingest = door
+    notifier = Notifier(app.state.pool, resolver, policy)
+    app.state.ngsild_notifier = notifier
     app.include_router(router)
     app.include_router(temporal_router)
     app.include_router(provision_router)
+    app.include_router(subscriptions_router)
     install_error_handlers(app)
 
     outer = app.router.lifespan_context
@@ -49,6 +55,7 @@ def install(app: FastAPI) -> None:
             try:
                 yield state
             finally:
+                notifier.close()
                 door.close()
 
     app.router.lifespan_context = lifespan

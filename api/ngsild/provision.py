@@ -77,6 +77,16 @@ class _Write:
         self.door = door_of(request)
         self.packs: list[tuple[str, str, list[Reading]]] = []
         self.owners: list[str] = []      # entity id of each pack
+        self.notifier = request.app.state.ngsild_notifier
+        self.changes: dict[str, set[str]] = {}   # entity id -> attribute IRIs written
+
+    def changed(self, entity_id: str, iris) -> None:
+        self.changes.setdefault(entity_id, set()).update(iris)
+
+    def notify(self, *, only: list[str] | None = None) -> None:
+        """After the commit: hand the changes to the notifier (it never blocks the answer)."""
+        changes = [(e, a) for e, a in self.changes.items() if only is None or e in only]
+        self.notifier.changed(self.org, self.principal.org_id, changes)
 
     # derived entities ------------------------------------------------------
 
@@ -202,6 +212,7 @@ def _plan(write: _Write, body: Any, ctx, *, mode: str) -> _Planned:
         if found is None:
             write.onboard(key, attributes, entity_id)
         write.observe(key, attributes, entity_id)
+        write.changed(entity_id, attributes)
         return _Planned(entity_id, found is None)
     current = context_entity(write.conn, org=write.org, entity_id=entity_id)
     if mode == "create" and current is not None:
@@ -210,6 +221,7 @@ def _plan(write: _Write, body: Any, ctx, *, mode: str) -> _Planned:
         raise NgsiLdError("ResourceNotFound", f"no entity {entity_id}")
     merge = mode in ("update", "merge") and current is not None
     write.link(attributes, entity_id)
+    write.changed(entity_id, attributes)
 
     def store() -> None:
         if mode == "create":
@@ -245,6 +257,7 @@ async def create_entity(request: Request, conn: ConnDep, principal: ProviderDep)
     _reject_reasons(write.commit())
     if planned.store is not None:
         planned.store()
+    write.notify()
     return Response(status_code=201, headers={"Location": f"/ngsi-ld/v1/entities/{planned.entity_id}"})
 
 
@@ -302,6 +315,7 @@ async def _entity_batch(request: Request, conn, principal: Principal, mode: str)
         success.append(plan.entity_id)
         if plan.created:
             created.append(plan.entity_id)
+    write.notify(only=success)
     if mode == "create":
         return _batch_result(success, errors, ok_status=201)
     if mode in ("upsert", "merge"):
@@ -388,6 +402,7 @@ async def _attrs(request: Request, conn, principal: Principal, entity_id: str, *
             del attributes[iri]
         if attributes:
             write.observe(key, attributes, entity_id)
+            write.changed(entity_id, attributes)
         _reject_reasons(write.commit())
     else:
         current = context_entity(conn, org=write.org, entity_id=entity_id)
@@ -410,6 +425,8 @@ async def _attrs(request: Request, conn, principal: Principal, entity_id: str, *
             merged = {**latest.attributes, **taken}
             replace_context_entity(conn, org=write.org, entity_id=entity_id, entity_type=latest.type,
                                    attributes=merged, point=point_of(merged, LOCATION))
+        write.changed(entity_id, taken)
+    write.notify()
     if not_updated:
         updated = [ctx.compact(i) for i in attributes if all(n["attributeName"] != ctx.compact(i) for n in not_updated)]
         return JSONResponse({"updated": updated, "notUpdated": not_updated}, status_code=207)
@@ -472,6 +489,8 @@ async def _temporal_write(request: Request, conn, principal: Principal, body: An
             write.onboard(key, {k: v[-1] for k, v in attributes.items()}, entity_id)
         write.add(key.org, key.device, readings, entity_id)
         _reject_reasons(write.commit())
+        write.changed(entity_id, attributes)
+        write.notify()
         return found is None
     current = context_entity(conn, org=write.org, entity_id=entity_id)
     if current is None and entity_type is None:
@@ -486,6 +505,8 @@ async def _temporal_write(request: Request, conn, principal: Principal, body: An
             conn, org=write.org, entity_id=entity_id,
             entity_type=current.type if current else ctx.expand(entity_type),
             attributes=merged, point=point_of(merged, LOCATION))
+    write.changed(entity_id, attributes)
+    write.notify()
     return created
 
 
