@@ -79,6 +79,8 @@ class _Write:
         self.owners: list[str] = []      # entity id of each pack
         self.notifier = request.app.state.ngsild_notifier
         self.changes: dict[str, set[str]] = {}   # entity id -> attribute IRIs written
+        self.known: set[str] = set()     # devices of the batch that are registered
+        self.checked: set[str] = set()   # devices of the batch looked up
 
     def changed(self, entity_id: str, iris) -> None:
         self.changes.setdefault(entity_id, set()).update(iris)
@@ -90,11 +92,22 @@ class _Write:
 
     # derived entities ------------------------------------------------------
 
-    def device(self, key: store.EntityKey, entity_id: str, *, must_exist: bool):
+    def prefetch(self, entity_ids: list[str]) -> None:
+        """Look up the devices of a batch's device entities in one statement."""
+        devices = [k.device for k in (parse_entity_id(i) for i in entity_ids) if k is not None and k.org == self.org]
+        if devices:
+            self.known = store.known_devices(self.conn, org=self.org, devices=devices)
+            self.checked = set(devices)
+
+    def device(self, key: store.EntityKey, entity_id: str, *, must_exist: bool) -> bool:
+        """Whether the entity's device is registered (it must be one of the caller's organisation)."""
         if key.org != self.org:
             raise Problem(403, f"{entity_id}: your key writes only entities of organisation {self.org!r}")
-        found = tenants.device_of_org(self.conn, org=key.org, device=key.device)
-        if found is None and must_exist:
+        if key.device in self.checked:
+            found = key.device in self.known
+        else:
+            found = store.known_devices(self.conn, org=key.org, devices=[key.device]) != set()
+        if not found and must_exist:
             raise NgsiLdError("ResourceNotFound", f"no entity {entity_id}")
         return found
 
@@ -154,7 +167,7 @@ class _Write:
             device = _device_of(target) if isinstance(target, str) else None
             if device is None or device[0] != self.org:
                 continue
-            if tenants.device_of_org(self.conn, org=device[0], device=device[1]) is None:
+            if not store.known_devices(self.conn, org=device[0], devices=[device[1]]):
                 continue
             readings = linked_readings(readings_from if readings_from is not None else attributes)
             if readings:
@@ -170,8 +183,7 @@ class _Write:
         """Commit the queued readings; entity id -> reason of a refused pack."""
         if not self.packs:
             return {}
-        units = {(d, q): u for org, d, _ in self.packs
-                 for _, q, u in tenants.device_series(self.conn, device=d)}
+        units = store.device_units(self.conn, sorted({d for _, d, _ in self.packs}))
         _, reasons = self.door.commit(self.packs, units=units)
         return {self.owners[i]: r for i, r in enumerate(reasons) if r is not None}
 
@@ -206,14 +218,15 @@ def _plan(write: _Write, body: Any, ctx, *, mode: str) -> _Planned:
             raise NgsiLdError("BadRequestData", f"{entity_id} is a {key.model} entity; the body says type "
                                                 f"{body.get('type')!r} (send the model's @context)")
         found = write.device(key, entity_id, must_exist=mode == "update")
-        if found is not None and mode == "create":
+        if found and mode == "create":
             raise NgsiLdError("AlreadyExists", f"entity {entity_id} already exists")
         write.check(key, attributes, entity_id)
-        if found is None:
+        if not found:
             write.onboard(key, attributes, entity_id)
+            write.known.add(key.device)
         write.observe(key, attributes, entity_id)
         write.changed(entity_id, attributes)
-        return _Planned(entity_id, found is None)
+        return _Planned(entity_id, not found)
     current = context_entity(write.conn, org=write.org, entity_id=entity_id)
     if mode == "create" and current is not None:
         raise NgsiLdError("AlreadyExists", f"entity {entity_id} already exists")
@@ -291,6 +304,7 @@ async def _entity_batch(request: Request, conn, principal: Principal, mode: str)
     then store the context entities whose readings were taken."""
     body, ctx = await read_body(request, resolver_of(request))
     write = _Write(conn, principal, request)
+    write.prefetch([i.get("id") for i in _batch(body) if isinstance(i, dict) and isinstance(i.get("id"), str)])
     planned: list[_Planned] = []
     errors: list[dict[str, Any]] = []
     for item in _batch(body):
@@ -485,13 +499,13 @@ async def _temporal_write(request: Request, conn, principal: Principal, body: An
                 raise NgsiLdError("BadRequestData", f"every instance of {spec.attribute} needs observedAt")
         readings = model_readings(model, {k: v for k, v in attributes.items() if k != LOCATION},
                                   default_time=now_s())
-        if found is None:
+        if not found:
             write.onboard(key, {k: v[-1] for k, v in attributes.items()}, entity_id)
         write.add(key.org, key.device, readings, entity_id)
         _reject_reasons(write.commit())
         write.changed(entity_id, attributes)
         write.notify()
-        return found is None
+        return not found
     current = context_entity(conn, org=write.org, entity_id=entity_id)
     if current is None and entity_type is None:
         raise NgsiLdError("ResourceNotFound", f"no entity {entity_id}")

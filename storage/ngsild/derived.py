@@ -38,7 +38,9 @@ __all__ = [
     "Vocabulary",
     "aggregate_readings",
     "device_entities",
+    "device_units",
     "entity_types",
+    "known_devices",
     "readable_tenants",
     "readings_between",
     "series_of_entity",
@@ -328,3 +330,18 @@ def series_time_range(conn: psycopg.Connection, series_ids: list[int]) -> tuple[
             (series_ids,),
         ).fetchone()
     return row[0], row[1]
+
+
+def known_devices(conn: psycopg.Connection, *, org: str, devices: list[str]) -> set[str]:
+    """Which of `devices` are registered under `org` (one statement for a batch)."""
+    with map_errors("NGSI-LD known devices"):
+        rows = conn.execute("SELECT device FROM devices WHERE org = %s AND device = ANY(%s)",
+                            (org, devices)).fetchall()
+    return {row[0] for row in rows}
+
+
+def device_units(conn: psycopg.Connection, devices: list[str]) -> dict[tuple[str, str], str | None]:
+    """(device, quantity) -> the unit its series is registered in, for a batch of devices."""
+    with map_errors("NGSI-LD series units"):
+        rows = conn.execute("SELECT device, quantity, unit FROM series WHERE device = ANY(%s)", (devices,)).fetchall()
+    return {(d, q): u for d, q, u in rows}
