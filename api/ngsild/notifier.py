@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import threading
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -158,8 +158,6 @@ class Notifier:
 def _entity_matches(selectors: list[dict[str, Any]] | None, entity_id: str) -> bool:
     if not selectors:
         return True
-    import re
-
     for selector in selectors:
         if "id" in selector and selector["id"] != entity_id:
             continue
@@ -188,5 +186,3 @@ def _post(uri: str, body: dict[str, Any], headers: dict[str, str], policy: Outbo
 def _now_text() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
-
-_ = time

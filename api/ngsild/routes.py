@@ -16,10 +16,10 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ConnDep
-from api.ngsild.context import CORE_CONTEXT, Context, link_header
+from api.ngsild.context import Context, link_header
 from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, render
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.request import GEOJSON, JSON, JSONLD, AcceptDep, Caller, CallerDep, ContextDep, vocabulary
+from api.ngsild.request import GEOJSON, JSONLD, AcceptDep, Caller, CallerDep, ContextDep, vocabulary
 from api.ngsild.selection import Selected, Selection, iris, select
 from api.ngsild.vocabulary import MODELS
 from storage import ngsild as store
@@ -277,4 +277,4 @@ def read_attribute(attrId: str, conn: ConnDep, caller: CallerDep, ctx: ContextDe
     return respond(body, accept=accept, ctx=ctx)
 
 
-__all__ = ["CORE_CONTEXT", "JSON", "router"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "one_entity", "respond", "router"]

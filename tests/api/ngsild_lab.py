@@ -4,12 +4,19 @@ device of another organisation (`other`) that `lab` may not read."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import psycopg
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SDM = Path(__file__).resolve().parents[3] / "shared" / "data" / "smart-data-models"
+DOMAIN = {"AirQualityObserved": "Environment", "NoiseLevelObserved": "Environment", "WeatherObserved": "Weather",
+          "TrafficFlowObserved": "Transportation", "ACMeasurement": "Energy"}
 ERR = "https://uri.etsi.org/ngsi-ld/errors/"
 CTX_REL = 'rel="http://www.w3.org/ns/json-ld#context"; type="application/ld+json"'
 
@@ -57,3 +64,25 @@ def seed(url: str) -> NgsiLab:
                         "INSERT INTO readings (time, series_id, value) VALUES (%s, %s, %s)",
                         [(T0 + timedelta(minutes=i), sid, v) for i, v in enumerate(values)])
     return NgsiLab(url, series)
+
+
+def _registry() -> Registry:
+    files = {
+        "https://smart-data-models.github.io/data-models/common-schema.json": SDM / "common-schema.json",
+        "https://smart-data-models.github.io/dataModel.Environment/Environment-schema.json":
+            SDM / "Environment" / "Environment-schema.json",
+        "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/Environment-schema.json":
+            SDM / "Environment" / "Environment-schema.json",
+        "https://smart-data-models.github.io/dataModel.Weather/weather-schema.json":
+            SDM / "Weather" / "weather-schema.json",
+    }
+    return Registry().with_resources(
+        (url, Resource.from_contents(json.loads(path.read_text()))) for url, path in files.items())
+
+
+REGISTRY = _registry()
+
+
+def validator(model: str) -> Draft202012Validator:
+    schema = json.loads((SDM / DOMAIN[model] / model / "schema.json").read_text())
+    return Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker())

@@ -6,44 +6,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from jsonschema import Draft202012Validator, FormatChecker
-from ngsild_lab import CTX_REL, ERR, NgsiLab, context_url, link, seed
-from referencing import Registry, Resource
+from ngsild_lab import CTX_REL, DOMAIN, ERR, NgsiLab, context_url, link, seed, validator
 from testbed import Tenant, make_tenant
 
 from api import create_app
 from citylab.settings import Settings
 
-SDM = Path(__file__).resolve().parents[3] / "shared" / "data" / "smart-data-models"
 BASE = "/ngsi-ld/v1"
-DOMAIN = {"AirQualityObserved": "Environment", "NoiseLevelObserved": "Environment", "WeatherObserved": "Weather",
-          "TrafficFlowObserved": "Transportation", "ACMeasurement": "Energy"}
-
-
-def _registry() -> Registry:
-    files = {
-        "https://smart-data-models.github.io/data-models/common-schema.json": SDM / "common-schema.json",
-        "https://smart-data-models.github.io/dataModel.Environment/Environment-schema.json":
-            SDM / "Environment" / "Environment-schema.json",
-        "https://raw.githubusercontent.com/smart-data-models/dataModel.Environment/master/Environment-schema.json":
-            SDM / "Environment" / "Environment-schema.json",
-        "https://smart-data-models.github.io/dataModel.Weather/weather-schema.json":
-            SDM / "Weather" / "weather-schema.json",
-    }
-    return Registry().with_resources(
-        (url, Resource.from_contents(json.loads(path.read_text()))) for url, path in files.items())
-
-
-REGISTRY = _registry()
-
-
-def validator(model: str) -> Draft202012Validator:
-    schema = json.loads((SDM / DOMAIN[model] / model / "schema.json").read_text())
-    return Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker())
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from ngsild_lab import ERR, T0, NgsiLab, context_url, link, seed
+from ngsild_lab import ERR, T0, NgsiLab, link, seed, validator
 from testbed import Tenant, add_key, make_tenant
 
 from api import create_app
@@ -235,6 +235,8 @@ def test_creating_an_entity_for_a_new_device_onboards_it(client: TestClient, ngs
     served = client.get(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:lab:air-new", headers=link("Environment"),
                         params={"format": "keyValues"}).json()
     assert served["no2"] == 17.0 and served["location"]["coordinates"] == [5.75, 58.96]
+    errors = [e.message for e in validator("AirQualityObserved").iter_errors(served)]
+    assert not errors, errors
     assert client.post(f"{BASE}/entities", json=entity, headers=link("Environment")).status_code == 409
     # another organisation's id is not ours to write
     theirs = dict(entity, id="urn:ngsi-ld:AirQualityObserved:other:air-x")
@@ -307,4 +309,3 @@ def test_write_errors(client: TestClient) -> None:
     assert r.status_code == 207 and r.json()["success"] == ["urn:x:1"]
     r = client.delete(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:lab:air-1")
     assert r.status_code == 422 and r.json()["type"] == ERR + "OperationNotSupported"
-    _ = context_url
