@@ -59,7 +59,7 @@ def seed(url: str, devices: int) -> tuple[str, str, int]:
         register_device(conn, org=org.slug, device="air-week")
         for i in range(devices):
             register_device(conn, org=org.slug, device=f"air-{i:04d}")
-        sid = ensure_series(conn, [("air-week", "pm2_5", "ug/m3")])[("air-week", "pm2_5")]
+        sid = ensure_series(conn, [(org.slug, "air-week", "pm2_5", "ug/m3")])[(org.slug, "air-week", "pm2_5")]
         conn.execute("UPDATE devices SET lat = 58.97, lon = 5.73")
     with psycopg.connect(url) as conn:
         writer = TimeSeriesWriter(capabilities(conn))

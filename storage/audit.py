@@ -55,10 +55,12 @@ def record_change(
 
 
 def record_reads(
-    conn: psycopg.Connection, *, actor: str, action: str, org_id: int, key_id: int, reads: list[DataRead],
+    conn: psycopg.Connection, *, actor: str, action: str, org_id: int | None, key_id: int | None,
+    reads: list[DataRead],
     start: datetime | None, end: datetime | None,
 ) -> None:
-    """One row per series read; the owner is looked up from the series' device."""
+    """One row per series read; the owner is looked up from the series' device. An anonymous
+    read (open data, no key) has no organisation nor key: its actor names the client address."""
     if not reads:
         return
     with map_errors("audit reads"):
@@ -66,8 +68,7 @@ def record_reads(
             "INSERT INTO audit_log (actor, action, org_id, key_id, owner_org, series_id, time_start, time_end, rows)"
             " SELECT %s, %s, %s, %s, o.id, r.series_id, %s, %s, r.rows"
             " FROM unnest(%s::integer[], %s::bigint[]) AS r(series_id, rows)"
-            " JOIN series s ON s.id = r.series_id JOIN devices d ON d.device = s.device"
-            " LEFT JOIN organisations o ON o.slug = d.org",
+            " JOIN series s ON s.id = r.series_id LEFT JOIN organisations o ON o.slug = s.org",
             (actor, action, org_id, key_id, start, end, [r.series_id for r in reads], [r.rows for r in reads]),
         )
 

@@ -183,7 +183,7 @@ class _Write:
         """Commit the queued readings; entity id -> reason of a refused pack."""
         if not self.packs:
             return {}
-        units = store.device_units(self.conn, sorted({d for _, d, _ in self.packs}))
+        units = store.device_units(self.conn, org=self.org, devices=sorted({d for _, d, _ in self.packs}))
         _, reasons = self.door.commit(self.packs, units=units)
         return {self.owners[i]: r for i, r in enumerate(reasons) if r is not None}
 

@@ -126,7 +126,7 @@ WITH vocab AS (
     SELECT v.model, d.org, d.device, d.lat, d.lon, d.created_at, s.interval_s, s.created_at AS series_created,
            v.attribute, s.id AS series_id, l.time, l.value * v.a + v.b AS value
     FROM series s
-    JOIN devices d ON d.device = s.device
+    JOIN devices d ON d.org = s.org AND d.device = s.device
     JOIN vocab v ON v.quantity = s.quantity AND v.unit IS NOT DISTINCT FROM s.unit
     LEFT JOIN LATERAL (
         SELECT r.time, r.value FROM readings r
@@ -239,7 +239,7 @@ def series_of_entity(conn: psycopg.Connection, *, org_id: int, org_slug: str, vo
         rows = conn.execute(
             "WITH vocab AS (SELECT * FROM unnest(%(v_quantity)s::text[], %(v_unit)s::text[], %(v_model)s::text[],"
             "    %(v_attribute)s::text[], %(v_a)s::float8[], %(v_b)s::float8[]) AS v(quantity, unit, model, attribute, a, b))"
-            " SELECT s.id, v.attribute, v.a, v.b FROM series s JOIN devices d ON d.device = s.device"
+            " SELECT s.id, v.attribute, v.a, v.b FROM series s JOIN devices d ON d.org = s.org AND d.device = s.device"
             " JOIN vocab v ON v.quantity = s.quantity AND v.unit IS NOT DISTINCT FROM s.unit"
             " WHERE v.model = %(model)s AND d.org = %(org)s AND d.device = %(device)s"
             " AND s.id IN (" + READABLE_SERIES + ") ORDER BY v.attribute",
@@ -255,8 +255,7 @@ def readable_tenants(conn: psycopg.Connection, *, org_id: int, org_slug: str) ->
     owners of the series its active grants cover."""
     with map_errors("NGSI-LD tenants"):
         rows = conn.execute(
-            "SELECT DISTINCT d.org FROM series s JOIN devices d ON d.device = s.device"
-            " WHERE s.id IN (" + READABLE_SERIES + ")",
+            "SELECT DISTINCT s.org FROM series s WHERE s.id IN (" + READABLE_SERIES + ")",
             {"org_id": org_id, "org_slug": org_slug},
         ).fetchall()
     return {org_slug} | {row[0] for row in rows}
@@ -340,8 +339,9 @@ def known_devices(conn: psycopg.Connection, *, org: str, devices: list[str]) -> 
     return {row[0] for row in rows}
 
 
-def device_units(conn: psycopg.Connection, devices: list[str]) -> dict[tuple[str, str], str | None]:
-    """(device, quantity) -> the unit its series is registered in, for a batch of devices."""
+def device_units(conn: psycopg.Connection, *, org: str, devices: list[str]) -> dict[tuple[str, str], str | None]:
+    """(device, quantity) -> the unit its series is registered in, for a batch of `org`'s devices."""
     with map_errors("NGSI-LD series units"):
-        rows = conn.execute("SELECT device, quantity, unit FROM series WHERE device = ANY(%s)", (devices,)).fetchall()
+        rows = conn.execute("SELECT device, quantity, unit FROM series WHERE org = %s AND device = ANY(%s)",
+                            (org, devices)).fetchall()
     return {(d, q): u for d, q, u in rows}

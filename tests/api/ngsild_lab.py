@@ -57,8 +57,8 @@ def seed(url: str) -> NgsiLab:
                              (device, org, lat, lon))
                 for quantity, unit, values in quantities:
                     sid = conn.execute(
-                        "INSERT INTO series (device, quantity, unit, interval_s) VALUES (%s, %s, %s, 60)"
-                        " RETURNING id", (device, quantity, unit)).fetchone()[0]
+                        "INSERT INTO series (org, device, quantity, unit, interval_s) VALUES (%s, %s, %s, %s, 60)"
+                        " RETURNING id", (org, device, quantity, unit)).fetchone()[0]
                     series[(device, quantity)] = sid
                     conn.cursor().executemany(
                         "INSERT INTO readings (time, series_id, value) VALUES (%s, %s, %s)",

@@ -87,7 +87,7 @@ def readings(url: str, device: str, quantity: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
         return conn.execute(
             "SELECT r.time, r.value, s.unit FROM readings r JOIN series s ON s.id = r.series_id"
-            " WHERE s.device = %s AND s.quantity = %s ORDER BY r.time", (device, quantity)).fetchall()
+            " WHERE s.org = 'lab' AND s.device = %s AND s.quantity = %s ORDER BY r.time", (device, quantity)).fetchall()
 
 
 def building(**extra) -> dict:
