@@ -35,7 +35,7 @@ from api.ngsild.entities import LOCATION, check_uri, parse_entity_id
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.observations import IngestDoor, Reading, linked_readings, model_readings, now_s
 from api.ngsild.payload import normalize_attributes, normalize_entity, point_of, read_body
-from api.ngsild.request import resolver_of
+from api.ngsild.request import ContextDep, resolver_of
 from api.ngsild.vocabulary import MODELS
 from storage import ngsild as store
 from storage import tenants
@@ -389,6 +389,46 @@ def _delete_one(conn, org: str, entity_id: str) -> None:
         raise NgsiLdError("ResourceNotFound", f"no entity {entity_id}")
 
 
+# Attribute routes come before the entity routes: an entity id may contain "/".
+
+
+@router.delete("/entities/{entityId:path}/attrs/{attrId}", status_code=204, summary="Delete an attribute")
+def delete_attribute(entityId: str, attrId: str, conn: ConnDep, principal: ProviderDep, request: Request,
+                     ctx: ContextDep) -> Response:
+    check_uri(entityId)
+    org = _tenant(principal, request)
+    if parse_entity_id(entityId) is not None:
+        raise NgsiLdError("OperationNotSupported", f"{entityId} is a citylab device's entity: its attributes are "
+                                                   "its series")
+    iri = ctx.expand(attrId)
+    with conn.transaction():
+        current = context_entity(conn, org=org, entity_id=entityId, for_update=True)
+        if current is None or iri not in current.attributes:
+            raise NgsiLdError("ResourceNotFound", f"no attribute {attrId!r} of entity {entityId}")
+        rest = {k: v for k, v in current.attributes.items() if k != iri}
+        replace_context_entity(conn, org=org, entity_id=entityId, entity_type=current.type, attributes=rest,
+                               point=point_of(rest, LOCATION))
+    return Response(status_code=204)
+
+
+@router.patch("/entities/{entityId:path}/attrs/{attrId}", status_code=204, summary="Partial attribute update")
+async def update_attribute(entityId: str, attrId: str, request: Request, conn: ConnDep, principal: ProviderDep
+                           ) -> Response:
+    check_uri(entityId)
+    fragment, ctx = await read_body(request, resolver_of(request))
+    if not isinstance(fragment, dict):
+        raise NgsiLdError("BadRequestData", "the attribute fragment must be a JSON object")
+    iri = ctx.expand(attrId)
+    key = parse_entity_id(entityId)
+    if key is None:
+        current = context_entity(conn, org=_tenant(principal, request), entity_id=entityId)
+        if current is None or iri not in current.attributes:
+            raise NgsiLdError("ResourceNotFound", f"no attribute {attrId!r} of entity {entityId}")
+        fragment = {**current.attributes[iri], **fragment}
+    return await _attrs(request, conn, principal, entityId, append=False, no_overwrite=False,
+                        given=({iri: fragment}, ctx))
+
+
 @router.delete("/entities/{entityId:path}", status_code=204, summary="Delete an entity")
 def delete_entity(entityId: str, conn: ConnDep, principal: ProviderDep, request: Request) -> Response:
     _delete_one(conn, _tenant(principal, request), entityId)
@@ -396,10 +436,23 @@ def delete_entity(entityId: str, conn: ConnDep, principal: ProviderDep, request:
 
 
 async def _attrs(request: Request, conn, principal: Principal, entity_id: str, *, append: bool,
-                 no_overwrite: bool) -> Response:
+                 no_overwrite: bool, given: tuple[dict[str, Any], Any] | None = None,
+                 fragment_of_entity: bool = False) -> Response:
+    """Update (append=False), append or merge attributes. `given`: attributes by IRI
+    already read (one attribute's update)."""
     check_uri(entity_id)
-    fragment, ctx = await read_body(request, resolver_of(request))
-    attributes = normalize_attributes(fragment, ctx)
+    if given is not None:
+        from api.ngsild.payload import normalize_attribute
+
+        raw, ctx = given
+        attributes = {iri: normalize_attribute(ctx.compact(iri), value, ctx) for iri, value in raw.items()}
+    else:
+        fragment, ctx = await read_body(request, resolver_of(request))
+        if fragment_of_entity and isinstance(fragment, dict):
+            if fragment.get("id", entity_id) != entity_id:
+                raise NgsiLdError("BadRequestData", "the id in the body differs from the id in the path")
+            fragment = {k: v for k, v in fragment.items() if k not in ("id", "type")}
+        attributes = normalize_attributes(fragment, ctx)
     if not attributes:
         raise NgsiLdError("BadRequestData", "no attributes to update")
     write = _Write(conn, principal, request)
@@ -550,3 +603,37 @@ def delete_temporal_entity(entityId: str, conn: ConnDep, principal: ProviderDep,
     _delete_one(conn, _tenant(principal, request), entityId)
     return Response(status_code=204)
 
+
+# After every /entities/{id}/... route: the path converter of the entity id takes "/".
+
+
+@router.patch("/entities/{entityId:path}", status_code=204, summary="Merge an entity")
+async def merge_entity(entityId: str, request: Request, conn: ConnDep, principal: ProviderDep) -> Response:
+    return await _attrs(request, conn, principal, entityId, append=True, no_overwrite=False, fragment_of_entity=True)
+
+
+@router.put("/entities/{entityId:path}", status_code=204, summary="Replace an entity")
+async def replace_entity(entityId: str, request: Request, conn: ConnDep, principal: ProviderDep) -> Response:
+    check_uri(entityId)
+    body, ctx = await read_body(request, resolver_of(request))
+    if not isinstance(body, dict):
+        raise NgsiLdError("BadRequestData", "an entity is a JSON object")
+    if body.get("id", entityId) != entityId:
+        raise NgsiLdError("BadRequestData", "the id in the body differs from the id in the path")
+    write = _Write(conn, principal, request)
+    current_type = None
+    key = parse_entity_id(entityId)
+    if key is None:
+        current = context_entity(conn, org=write.org, entity_id=entityId)
+        if current is None:
+            raise NgsiLdError("ResourceNotFound", f"no entity {entityId}")
+        current_type = current.type
+    body = {**body, "id": entityId}
+    if "type" not in body:
+        body["type"] = current_type or MODELS[key.model].type_iri  # type: ignore[union-attr]
+    planned = _plan(write, body, ctx, mode="update" if current_type is None else "upsert")
+    _reject_reasons(write.commit())
+    if planned.store is not None:
+        planned.store()
+    write.notify()
+    return Response(status_code=204)

@@ -309,3 +309,32 @@ def test_write_errors(client: TestClient) -> None:
     assert r.status_code == 207 and r.json()["success"] == ["urn:x:1"]
     r = client.delete(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:lab:air-1")
     assert r.status_code == 422 and r.json()["type"] == ERR + "OperationNotSupported"
+
+
+def test_merge_replace_and_single_attribute_operations(client: TestClient, ngsi_lab: NgsiLab,
+                                                       city_context: str) -> None:
+    assert client.post(f"{BASE}/entities", json=building(), headers=LD).status_code == 201
+    url = f"{BASE}/entities/urn:ngsi-ld:Building:town-hall"
+    headers = city(city_context)
+    assert client.patch(url, json={"floors": 7, "height": {"value": 31, "unitCode": "MTR"}},
+                        headers=headers).status_code == 204
+    body = client.get(url, headers=headers).json()
+    assert body["floors"]["value"] == 7 and body["height"] == {"type": "Property", "value": 31, "unitCode": "MTR"}
+    assert body["category"]["value"] == "civic"
+    r = client.patch(f"{url}/attrs/floors", json={"value": 8, "observedAt": "2025-03-01T12:00:00Z"}, headers=headers)
+    assert r.status_code == 204, r.text
+    assert client.get(url, headers=headers).json()["floors"] == {
+        "type": "Property", "value": 8, "observedAt": "2025-03-01T12:00:00.000000Z"}
+    assert client.patch(f"{url}/attrs/nothing", json={"value": 1}, headers=headers).status_code == 404
+    assert client.delete(f"{url}/attrs/category", headers=headers).status_code == 204
+    assert "category" not in client.get(url, headers=headers).json()
+    assert client.delete(f"{url}/attrs/category", headers=headers).json()["type"] == ERR + "ResourceNotFound"
+    r = client.put(url, json={"type": "Building", "floors": 1}, headers=headers)
+    assert r.status_code == 204, r.text
+    replaced = client.get(url, headers=headers, params={"format": "keyValues"}).json()
+    assert replaced == {"id": "urn:ngsi-ld:Building:town-hall", "type": "Building", "floors": 1}
+    # a device entity's single attribute is an observation
+    r = client.patch(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:lab:air-1/attrs/pm25", headers=link("Environment"),
+                     json={"value": 77.0, "observedAt": iso(T0 + timedelta(hours=2))})
+    assert r.status_code == 204, r.text
+    assert readings(ngsi_lab.url, "air-1", "pm2_5")[-1][1] == 77.0
