@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.ngsild.backfill import router as backfill_router
 from api.ngsild.context import ContextResolver
 from api.ngsild.errors import NgsiLdError, install_error_handlers
 from api.ngsild.notifier import Notifier
@@ -44,6 +45,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(temporal_router)
     app.include_router(provision_router)
+    app.include_router(backfill_router)
     app.include_router(subscriptions_router)
     install_error_handlers(app)
 

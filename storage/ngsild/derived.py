@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from storage.errors import map_errors
-from storage.ngsild.filters import And, Comparison, Exists, Filter, GeoFilter, Or, Params, compare, geo_condition
+from storage.ngsild.filters import And, Exists, Filter, GeoFilter, Or, Params, compare, geo_condition
 from storage.products import READABLE_SERIES
 
 __all__ = [

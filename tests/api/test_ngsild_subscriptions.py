@@ -129,6 +129,7 @@ def test_notification_after_commit_with_status(client: TestClient, receiver: Rec
     assert listed.json()[0]["watchedAttributes"] == ["pm25"]
 
 
+@pytest.mark.slow
 def test_failed_deliveries_are_retried_and_recorded(client: TestClient, receiver: Receiver) -> None:
     receiver.status = 500
     sub_url = client.post(f"{BASE}/subscriptions", json=subscription(receiver.url),

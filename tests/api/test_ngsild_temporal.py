@@ -129,6 +129,7 @@ def test_query_temporal_entities_and_errors(client: TestClient) -> None:
     assert r.status_code == 404 and r.json()["type"] == ERR + "ResourceNotFound"
 
 
+@pytest.mark.slow
 def test_a_week_of_minutes_is_paged_with_206(client: TestClient, ngsi_lab: NgsiLab) -> None:
     series = ngsi_lab.series[("air-2", "pm2_5")]
     with psycopg.connect(ngsi_lab.url, autocommit=True) as conn:
