@@ -166,7 +166,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
-        filters=filters,
+        filters=filters, limits=settings.pack_limits(),
+        metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
     ))
     service.run(stop)
     return 0
