@@ -22,7 +22,7 @@ from api.deps import ConnDep, ProviderDep
 from api.ngsild.entities import LOCATION, check_uri, parse_entity_id
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.observations import model_readings, now_s
-from api.ngsild.payload import point_of, read_body
+from api.ngsild.payload import normalize_attribute, point_of, read_body
 from api.ngsild.request import resolver_of
 from api.ngsild.vocabulary import MODELS
 from api.ngsild.writes import Write, delete_one, reject_refused, tenant_of
@@ -36,8 +36,6 @@ router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 
 def _temporal_attributes(body: dict[str, Any], ctx) -> dict[str, list[dict[str, Any]]]:
     """Attribute IRI -> its instances (each normalized)."""
-    from api.ngsild.payload import normalize_attribute
-
     out: dict[str, list[dict[str, Any]]] = {}
     for name, raw in body.items():
         if name in ("id", "type", "@context", "createdAt", "modifiedAt"):

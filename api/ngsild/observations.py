@@ -35,7 +35,7 @@ from protocol.quantities import QUANTITIES
 from protocol.senml import SENML_JSON, Pack, Record, encode_pack
 from protocol.units import UNITS, convert, convertible
 
-__all__ = ["IngestDoor", "Reading", "model_readings", "linked_readings"]
+__all__ = ["IngestDoor", "Reading", "linked_readings", "model_readings", "now_s", "seconds_of"]
 
 BOOT_ID = "ngsi-ld"
 RECORDS_PER_PACK = 5_000
@@ -50,7 +50,8 @@ class Reading:
     time: float            # UTC seconds
 
 
-def _seconds(text: str) -> float:
+def seconds_of(text: str) -> float:
+    """UTC seconds of an ISO 8601 date-time with zone."""
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
@@ -95,7 +96,7 @@ def model_readings(model: Model, attributes: dict[str, Any], *, default_time: fl
             value = _number(instance)
             if value is None:
                 raise NgsiLdError("BadRequestData", f"{spec.attribute} must be a Property with a numeric value")
-            at = _seconds(instance["observedAt"]) if "observedAt" in instance else default_time
+            at = seconds_of(instance["observedAt"]) if "observedAt" in instance else default_time
             number, unit = _in_quantity_unit(spec, value, instance.get("unitCode"), spec.attribute)
             readings.append(Reading(spec.quantity, unit, number, at))
     return readings
@@ -128,7 +129,7 @@ def linked_readings(attributes: dict[str, Any]) -> list[Reading]:
             else:
                 units = [u.senml for u in UNITS.values() if u.cefact == code] if code else []
                 number, unit = value, (units[0] if units else None)
-            readings.append(Reading(quantity, unit, number, _seconds(instance["observedAt"])))
+            readings.append(Reading(quantity, unit, number, seconds_of(instance["observedAt"])))
     return readings
 
 

@@ -34,7 +34,7 @@ from api.deps import ConnDep, ProviderDep
 from api.errors import Problem
 from api.ngsild.entities import LOCATION, check_uri, parse_entity_id
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.payload import normalize_attributes, point_of, read_body
+from api.ngsild.payload import normalize_attribute, normalize_attributes, point_of, read_body
 from api.ngsild.request import ContextDep, resolver_of
 from api.ngsild.vocabulary import MODELS
 from api.ngsild.writes import DATE_OBSERVED, Planned, Write, delete_one, plan, problem_of, reject_refused, tenant_of
@@ -218,8 +218,6 @@ async def _attrs(request: Request, conn, principal: Principal, entity_id: str, *
     already read (one attribute's update)."""
     check_uri(entity_id)
     if given is not None:
-        from api.ngsild.payload import normalize_attribute
-
         raw, ctx = given
         attributes = {iri: normalize_attribute(ctx.compact(iri), value, ctx) for iri, value in raw.items()}
     else:

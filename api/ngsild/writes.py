@@ -13,6 +13,7 @@ waits for every transaction that has read the readings.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,8 +23,8 @@ from fastapi import Request
 from api.errors import Problem
 from api.ngsild.entities import LOCATION, check_uri, parse_entity_id
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.observations import IngestDoor, Reading, linked_readings, model_readings, now_s
-from api.ngsild.payload import normalize_entity, point_of
+from api.ngsild.observations import IngestDoor, Reading, linked_readings, model_readings, now_s, seconds_of
+from api.ngsild.payload import instant, normalize_entity, point_of
 from api.ngsild.vocabulary import MODELS
 from storage import ngsild as store
 from storage import tenants
@@ -98,14 +99,11 @@ class Write:
         return found
 
     def onboard(self, key: store.EntityKey, attributes: dict[str, Any], entity_id: str) -> None:
-        import re
-
+        """Register the device as `POST /v1/devices` does; its series are created by
+        the pipeline with the units its readings carry."""
         if not re.match(DEVICE_NAME, key.device):
             raise NgsiLdError("BadRequestData", f"{entity_id}: device name {key.device!r} must match {DEVICE_NAME}")
         point = point_of(attributes, LOCATION)
-        model = MODELS[key.model]
-        sensors = [tenants.SensorSpec(a.quantity, None, None, None, None) for a in model.attributes
-                   if a.iri in attributes]
         try:
             tenants.onboard_device(self.conn, org=key.org, device=key.device, gateway=None, kind="sensor",
                                    lat=point[1] if point else None, lon=point[0] if point else None,
@@ -113,7 +111,6 @@ class Write:
         except tenants.DeviceConflict:
             raise NgsiLdError("AlreadyExists", f"{entity_id}: the device name {key.device!r} is taken") from None
         self.door.registry_changed()
-        del sensors  # series are created by the pipeline with the units the readings carry
 
     def check(self, key: store.EntityKey, attributes: dict[str, Any], entity_id: str) -> None:
         """Refuse what our device entity cannot take: nothing is silently dropped."""
@@ -132,10 +129,7 @@ class Write:
         observed = attributes.get(DATE_OBSERVED)
         default = now_s()
         if isinstance(observed, dict) and isinstance(observed.get("value"), str):
-            from api.ngsild.payload import instant
-            from api.ngsild.observations import _seconds
-
-            default = _seconds(instant(observed["value"], "dateObserved"))
+            default = seconds_of(instant(observed["value"], "dateObserved"))
         readings = model_readings(model, attributes, default_time=default)
         self.add(key.org, key.device, readings, entity_id)
         return [a.attribute for a in model.attributes if a.iri in attributes]
