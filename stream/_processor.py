@@ -43,7 +43,8 @@ class StreamProcessor:
     demand); one instance per ingest worker. Not thread-safe: call ``process`` from one thread.
 
     >>> import numpy as np
-    >>> proc = StreamProcessor(widths_s=(60,), params=DetectorParams(spike_z=5.0, novelty_tol=float("inf"), ctx_bins=0))
+    >>> proc = StreamProcessor(widths_s=(60,), params=DetectorParams(
+    ...     threshold=0.5, spike_z=5.0, novelty_tol=float("inf"), recent_tol=float("inf"), ctx_bins=0))
     >>> rng = np.random.default_rng(7)
     >>> values = 20.0 + rng.normal(0.0, 0.5, 100)
     >>> values[80] = 35.0                                  # a spike
