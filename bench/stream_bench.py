@@ -3,7 +3,8 @@
     python -m bench stream [--readings 10000000] [--series 10000] [--batch 1000000] [--repeat 3]
 
 - `readings_per_s`: ``StreamProcessor.process`` over the whole stream in batches of `--batch`
-  (validation, the (series, time) sort, partial aggregates for every width, scoring and flags),
+  (validation, the (series, time) sort, partial aggregates for every width, scoring and flags,
+  one threshold rule per series: above 35 held for 30 s, cleared below 30),
   one thread, a fresh processor with `DetectorParams()` (contextual detector on), the best of
   `--repeat` runs;
 - `two_threads_readings_per_s`: the same stream split by series over two threads, one processor
@@ -55,15 +56,18 @@ def make_stream(readings: int, series: int, seed: int = 1) -> tuple[np.ndarray, 
     return sid, t, value
 
 
-def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int]:
-    """Wall seconds, aggregate rows and flags of `threads` processors, each taking the series
+def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int, int]:
+    """Wall seconds, aggregate rows, flags and rule events of `threads` processors, each taking the series
     ``sid % threads == k`` of every batch in its own thread."""
     warm = StreamProcessor(widths_s=WIDTHS_S)  # load the cached kernels outside the timing
     warm.process(sid[:1000], t[:1000], value[:1000])
     parts = [np.flatnonzero(sid % threads == k) for k in range(threads)] if threads > 1 else [None]
     inputs = [(sid, t, value) if idx is None else (sid[idx], t[idx], value[idx]) for idx in parts]
     procs = [StreamProcessor(widths_s=WIDTHS_S) for _ in inputs]
-    totals = [[0, 0] for _ in inputs]
+    series = np.unique(sid)
+    for proc in procs:  # every processor holds the rules of every series; each sees its own
+        proc.rules.add(series, series, on=35.0, off=30.0, hold_s=30)
+    totals = [[0, 0, 0] for _ in inputs]
 
     def work(k: int) -> None:
         s, tt, v = inputs[k]
@@ -72,6 +76,7 @@ def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int]
             result = procs[k].process(s[lo:lo + step], tt[lo:lo + step], v[lo:lo + step])
             totals[k][0] += sum(len(a) for a in result.aggregates)
             totals[k][1] += len(result.anomalies)
+            totals[k][2] += len(result.rule_events)
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
     start = time.perf_counter()
@@ -80,7 +85,7 @@ def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int]
     for w in workers:
         w.join()
     seconds = time.perf_counter() - start
-    return seconds, sum(r for r, _ in totals), sum(a for _, a in totals)
+    return seconds, sum(x[0] for x in totals), sum(x[1] for x in totals), sum(x[2] for x in totals)
 
 
 def _pandas(sid, t, value) -> tuple[float, int]:
@@ -117,14 +122,14 @@ def run(args) -> dict:
     sid, t, value = make_stream(args.readings, args.series)
     load_before = os.getloadavg()
     runs = [_ours(sid, t, value, args.batch) for _ in range(args.repeat)]
-    seconds, rows, anomalies = min(runs)
+    seconds, rows, anomalies, events = min(runs)
     two = min(_ours(sid, t, value, args.batch, threads=2) for _ in range(args.repeat))
     result: dict = {
         "readings": int(sid.size), "series": args.series, "batch": args.batch, "widths_s": list(WIDTHS_S),
         "readings_per_s": round(sid.size / seconds), "seconds": round(seconds, 3),
         "seconds_all_runs": [round(r[0], 3) for r in runs],
         "two_threads_readings_per_s": round(sid.size / two[0]), "two_threads_seconds": round(two[0], 3),
-        "aggregate_rows": rows, "anomalies": anomalies,
+        "aggregate_rows": rows, "anomalies": anomalies, "rules": args.series, "rule_events": events,
         "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
     }
     if not args.no_peers:

@@ -255,3 +255,39 @@ class Detector:
             return 0.0, False
         raw = sum(new) / len(contexts)
         return (raw if s.since >= p.ctx_rest else 0.0), raw >= p.ctx_threshold
+
+
+@dataclass
+class NaiveRule:
+    """A threshold rule of stream/_rules.py, one reading at a time."""
+
+    rule_id: int
+    series_id: int
+    on: float
+    off: float
+    hold_us: int
+    above: bool = True
+    pending: int | None = None
+    active: bool = False
+    last: int | None = None
+
+    def one(self, t: int, x: float) -> bool | None:
+        """True when this reading opens an episode, False when it clears one, else None."""
+        if (self.last is not None and t < self.last) or not math.isfinite(x):
+            return None
+        self.last = t
+        beyond_on = x > self.on if self.above else x < self.on
+        back = x < self.off if self.above else x > self.off
+        if self.active:
+            if back:
+                self.active, self.pending = False, None
+                return False
+            return None
+        if not beyond_on:
+            self.pending = None
+            return None
+        self.pending = t if self.pending is None else self.pending
+        if t - self.pending >= self.hold_us:
+            self.active = True
+            return True
+        return None
