@@ -7,6 +7,8 @@
   one threshold rule per series: above 35 held for 30 s, cleared below 30),
   one thread, a fresh processor with `DetectorParams()` (contextual detector on), the best of
   `--repeat` runs;
+- `cpu_seconds`, `pandas_cpu_seconds`, `speedup_vs_pandas_cpu`: process CPU time of the same
+  runs (on a shared machine wall time also counts the time other work held the cores);
 - `two_threads_readings_per_s`: the same stream split by series over two threads, one processor
   each (as two ingest workers share a machine; the kernels release the GIL), wall time;
 - `pandas_readings_per_s`: the same aggregates (count, sum, min, max, mean, last, std per series
@@ -56,8 +58,8 @@ def make_stream(readings: int, series: int, seed: int = 1) -> tuple[np.ndarray, 
     return sid, t, value
 
 
-def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int, int]:
-    """Wall seconds, aggregate rows, flags and rule events of `threads` processors, each taking the series
+def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int, int, float]:
+    """Wall seconds, aggregate rows, flags, rule events and CPU seconds of `threads` processors, each taking the series
     ``sid % threads == k`` of every batch in its own thread."""
     warm = StreamProcessor(widths_s=WIDTHS_S)  # load the cached kernels outside the timing
     warm.process(sid[:1000], t[:1000], value[:1000])
@@ -79,19 +81,19 @@ def _ours(sid, t, value, batch: int, threads: int = 1) -> tuple[float, int, int,
             totals[k][2] += len(result.rule_events)
 
     workers = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    seconds = time.perf_counter() - start
-    return seconds, sum(x[0] for x in totals), sum(x[1] for x in totals), sum(x[2] for x in totals)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return seconds, sum(x[0] for x in totals), sum(x[1] for x in totals), sum(x[2] for x in totals), cpu
 
 
-def _pandas(sid, t, value) -> tuple[float, int]:
+def _pandas(sid, t, value) -> tuple[float, int, float]:
     import pandas as pd
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     frame = pd.DataFrame({"series_id": sid, "time": t, "value": value}).sort_values(["series_id", "time"],
                                                                                     kind="stable")
     rows = 0
@@ -101,7 +103,7 @@ def _pandas(sid, t, value) -> tuple[float, int]:
         agg = frame.groupby(["series_id", "bucket"], sort=True)["value"].agg(
             ["count", "sum", "min", "max", "mean", "last", "std"])
         rows += len(agg)
-    return time.perf_counter() - start, rows
+    return time.perf_counter() - start, rows, time.process_time() - cpu
 
 
 def _river(value: np.ndarray, sample: int) -> float:
@@ -122,21 +124,23 @@ def run(args) -> dict:
     sid, t, value = make_stream(args.readings, args.series)
     load_before = os.getloadavg()
     runs = [_ours(sid, t, value, args.batch) for _ in range(args.repeat)]
-    seconds, rows, anomalies, events = min(runs)
+    seconds, rows, anomalies, events, cpu = min(runs)
     two = min(_ours(sid, t, value, args.batch, threads=2) for _ in range(args.repeat))
     result: dict = {
         "readings": int(sid.size), "series": args.series, "batch": args.batch, "widths_s": list(WIDTHS_S),
-        "readings_per_s": round(sid.size / seconds), "seconds": round(seconds, 3),
+        "readings_per_s": round(sid.size / seconds), "seconds": round(seconds, 3), "cpu_seconds": round(cpu, 3),
         "seconds_all_runs": [round(r[0], 3) for r in runs],
         "two_threads_readings_per_s": round(sid.size / two[0]), "two_threads_seconds": round(two[0], 3),
         "aggregate_rows": rows, "anomalies": anomalies, "rules": args.series, "rule_events": events,
         "cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in load_before],
     }
     if not args.no_peers:
-        p_seconds, p_rows = min(_pandas(sid, t, value) for _ in range(args.repeat))
+        p_seconds, p_rows, p_cpu = min(_pandas(sid, t, value) for _ in range(args.repeat))
         result["pandas_readings_per_s"] = round(sid.size / p_seconds)
         result["pandas_aggregate_rows"] = p_rows
+        result["pandas_cpu_seconds"] = round(p_cpu, 3)
         result["speedup_vs_pandas"] = round(p_seconds / seconds, 1)
+        result["speedup_vs_pandas_cpu"] = round(p_cpu / cpu, 1)  # CPU time: less sensitive to other load
         result["two_threads_speedup_vs_pandas"] = round(p_seconds / two[0], 1)
         sample = min(args.river_sample, sid.size)
         r_seconds = _river(value, sample)
