@@ -66,8 +66,8 @@ def test_migrations_make_hypertables_and_are_idempotent(conn: psycopg.Connection
 
 def test_writer_compression_retention_and_queries(conn: psycopg.Connection) -> None:
     register_device(conn, org="lab", device="air-1")
-    ids = ensure_series(conn, [("air-1", "temperature", "Cel")])
-    sid = ids[("air-1", "temperature")]
+    ids = ensure_series(conn, [("lab", "air-1", "temperature", "Cel")])
+    sid = ids[("lab", "air-1", "temperature")]
     writer = TimeSeriesWriter(capabilities(conn))
     now_us = int(datetime.now(timezone.utc).timestamp() * 1e6)
     # 50 days of hourly readings: some chunks past compression, some past retention
@@ -75,14 +75,14 @@ def test_writer_compression_retention_and_queries(conn: psycopg.Connection) -> N
     value = np.sin(np.arange(len(time_us)) / 10.0)
     series = np.full(len(time_us), sid, np.int32)
     with conn.transaction():
-        claimed = claim_packs(conn, [PackKey("air-1", "b", 0, len(time_us))])
+        claimed = claim_packs(conn, [PackKey("lab", "air-1", "b", 0, len(time_us))])
         assert claimed.tolist() == [True]
         assert writer.write_readings(conn, series, time_us, value) == len(time_us)
         buckets = (time_us // 3_600_000_000) * 3_600_000_000
         writer.merge_aggregates(conn, [Partials(3600, [
             (sid, b, 1, v, v, v, v, t, 0.0) for b, v, t in zip(buckets.tolist(), value.tolist(), time_us.tolist())])])
         writer.insert_anomalies(conn, series[:2], time_us[:2], value[:2], np.array([0.95, 0.99]), ["spike", "stuck"])
-        raise_watermarks(conn, {("air-1", "b"): 0})
+        raise_watermarks(conn, {("lab", "air-1", "b"): 0})
         add_counters(conn, {"packs_stored": 1, "readings_stored": len(time_us)})
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == len(time_us)
     # a second partial for the same windows merges (count adds up)
