@@ -261,3 +261,23 @@ def test_pattern_is_off_for_sensor_quantities() -> None:
     from stream import QUANTITY_PARAMS
 
     assert all(p.ctx_bins == 0 for p in QUANTITY_PARAMS.values()) and DetectorParams().ctx_bins > 0
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 20])
+def test_no_flag_of_a_learned_kind_during_the_warm_up(warmup) -> None:
+    # spikes, repeats (stuck) and a gap inside the warm-up: silent; the same after it: flagged
+    params = DetectorParams(warmup=warmup, stuck_run=3, gap_factor=2.0, gap_warmup=1, spike_z=2.0, threshold=0.5)
+    v = np.array([1.0, 2.0, 1.0, 2.0, 50.0, 7.0, 7.0, 7.0, 1.0, 2.0] * 5)
+    t = BASE + np.arange(v.size, dtype=np.int64) * SECOND
+    t[6:] += 60 * SECOND  # a gap at reading 6
+    t[26:] += 60 * SECOND  # and one at reading 26
+    proc = StreamProcessor(params=params)
+    proc.set_bounds([0], -100.0, 100.0)
+    v[3] = 1e6  # out of range: flagged even during the warm-up (bounds are configured, not learned)
+    result = proc.process(np.zeros(v.size, np.int32), t, v)
+    index = {int(x): i for i, x in enumerate(t)}
+    at = [index[int(x)] for x in result.anomalies.time]
+    assert all(i >= warmup for i, kind in zip(at, result.anomalies.kind_names) if kind != "out_of_range")
+    assert 3 in at and np.all(result.scores[1:warmup][np.arange(1, warmup) != 3] == 0.0)
+    if warmup == 20:
+        assert {"gap", "stuck", "spike"} <= set(k for i, k in zip(at, result.anomalies.kind_names) if i >= 20)
