@@ -17,7 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from api.console import router as console_router
 from api.errors import ConfigurationError, install_problem_handlers
-from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
+from api.routes import alarms, anomalies, audit, devices, exports, health, keys, products, series, status
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
@@ -106,6 +106,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
+    app.include_router(alarms.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(keys.router, prefix="/v1")
     app.include_router(devices.router, prefix="/v1")

@@ -21,13 +21,17 @@ from psycopg.rows import class_row
 from storage.errors import StorageError, map_errors
 
 __all__ = [
-    "ALARM_STATES", "Alarm", "AlertRule", "Episode", "acknowledge_alarm", "apply_episodes", "create_rule",
+    "ALARM_STATES", "Alarm", "AlertRule", "Episode", "SeriesNotFound", "acknowledge_alarm", "apply_episodes", "create_rule",
     "list_alarms", "list_rules",
 ]
 
 ALARM_STATES = ("open", "acknowledged", "cleared")
 SEVERITIES = ("info", "warning", "critical")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class SeriesNotFound(StorageError):
+    """The organisation has no series of that id (it may be another organisation's)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +98,7 @@ def create_rule(
             (org, name, above, float(on), float(off), float(hold_s), severity, series_id, org),
         ).fetchone()
     if rule is None:
-        raise StorageError(f"rule {name!r}: series {series_id} not found in organisation {org!r}")
+        raise SeriesNotFound(f"rule {name!r}: series {series_id} not found in organisation {org!r}")
     return rule
 
 
