@@ -167,6 +167,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
         filters=filters,
+        notify_allow_loopback=settings.notify_allow_loopback, notify_allow_private=settings.notify_allow_private,
     ))
     service.run(stop)
     return 0

@@ -42,6 +42,12 @@ class Settings(BaseSettings):
         description="Several ingest workers share the topics ($share/<group>/...); each then needs its own "
                     "client id (the host name is appended).",
     )
+    notify_allow_loopback: bool = Field(
+        default=False, description="Alarm notifications may go to loopback addresses (the embedded lab sets it)."
+    )
+    notify_allow_private: bool = Field(
+        default=False, description="Alarm notifications may go to private (RFC 1918, ULA) addresses."
+    )
     lorawan_bridge: bool = Field(
         default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations."
     )

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass
 
 from ingest.mqtt import Delivery, IngestClient
+from ingest.notify import start_dispatcher
 from ingest.pipeline import CommitResult, Pipeline
 from protocol.topics import INGEST_FILTERS
 from storage.errors import DatabaseUnavailable, StorageError
@@ -41,6 +42,8 @@ class IngestOptions:
     filters: tuple[str, ...] = INGEST_FILTERS  # narrower filters shard the lab by org
     retention: RetentionPolicy | None = None   # None: this worker leaves retention to others
     retention_interval_s: float = 3600.0
+    notify_allow_loopback: bool = False  # alarm notifications (ingest/notify.py): the SSRF guard's exceptions
+    notify_allow_private: bool = False
 
 
 class IngestService:
@@ -57,6 +60,8 @@ class IngestService:
         if self._pipeline is None:
             return
         self.client.start()
+        start_dispatcher(self.options.database_url, stop, allow_loopback=self.options.notify_allow_loopback,
+                         allow_private=self.options.notify_allow_private)
         logger.info("ingest running (batches of up to %d messages or %d ms)",
                     self.options.batch_max_messages, self.options.batch_max_age_ms)
         last_report = time.monotonic()

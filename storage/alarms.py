@@ -22,7 +22,7 @@ from storage.errors import StorageError, map_errors
 
 __all__ = [
     "ALARM_STATES", "Alarm", "AlertRule", "Episode", "SeriesNotFound", "acknowledge_alarm", "apply_episodes", "create_rule",
-    "list_alarms", "list_rules",
+    "Channel", "Notification", "claim_due", "create_channel", "list_channels", "list_alarms", "list_rules", "record_attempt",
 ]
 
 ALARM_STATES = ("open", "acknowledged", "cleared")
@@ -133,6 +133,7 @@ def apply_episodes(conn: psycopg.Connection, episodes: Iterable[Episode]) -> lis
                 ).fetchone()
                 if row is not None:
                     changed.append((row[0], "open"))
+                    _enqueue(cur, row[0], "open")
             else:
                 row = cur.execute(
                     "UPDATE alarms SET state = 'cleared', cleared_at = %s, clear_value = %s, updated_at = now()"
@@ -141,17 +142,38 @@ def apply_episodes(conn: psycopg.Connection, episodes: Iterable[Episode]) -> lis
                 ).fetchone()
                 if row is not None:
                     changed.append((row[0], "cleared"))
+                    _enqueue(cur, row[0], "cleared")
     return changed
+
+
+def _enqueue(cur: psycopg.Cursor, alarm_id: int, state: str) -> None:
+    """Queue one notification of this state change per enabled channel of the alarm's
+    organisation, in the transaction that made the change (the outbox)."""
+    cur.execute(
+        "INSERT INTO notifications (channel_id, alarm_id, state, payload)"
+        " SELECT c.id, a.id, %(state)s::text, jsonb_build_object("
+        "   'alarm_id', a.id, 'org', a.org, 'rule_id', a.rule_id, 'rule', r.name, 'severity', r.severity,"
+        "   'series_id', a.series_id, 'state', %(state)s::text, 'opened_at', a.opened_at, 'open_value', a.open_value,"
+        "   'cleared_at', a.cleared_at, 'clear_value', a.clear_value, 'acked_by', a.acked_by,"
+        "   'ack_comment', a.ack_comment)"
+        " FROM alarms a JOIN alert_rules r ON r.id = a.rule_id"
+        " JOIN notification_channels c ON c.org = a.org AND c.enabled"
+        " WHERE a.id = %(alarm)s ON CONFLICT (channel_id, alarm_id, state) DO NOTHING",
+        {"state": state, "alarm": alarm_id},
+    )
 
 
 def acknowledge_alarm(conn: psycopg.Connection, *, org: str, alarm_id: int, by: str, comment: str) -> Alarm | None:
     """Acknowledge an open alarm of `org` with a comment; None when `org` has no such open alarm."""
     with map_errors(f"acknowledge alarm {alarm_id}"), conn.cursor(row_factory=class_row(Alarm)) as cur:
-        return cur.execute(
+        alarm = cur.execute(
             f"UPDATE alarms SET state = 'acknowledged', acked_at = now(), acked_by = %s, ack_comment = %s,"
             f" updated_at = now() WHERE id = %s AND org = %s AND state = 'open' RETURNING {_ALARM_COLUMNS}",
             (by, comment, alarm_id, org),
         ).fetchone()
+        if alarm is not None:
+            _enqueue(cur, alarm.id, "acknowledged")
+        return alarm
 
 
 def list_alarms(
@@ -173,3 +195,90 @@ def list_alarms(
             f" ORDER BY opened_at DESC, id DESC LIMIT %(limit)s",
             {"org": org, "states": states, "since": since, "until": until, "limit": limit},
         ).fetchall()
+
+
+# Notification channels and the outbox ---------------------------------------------------
+
+CHANNEL_KINDS = ("webhook", "smtp")
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: int
+    org: str
+    kind: str
+    target: str
+    secret: str | None
+    smtp_host: str | None
+    smtp_port: int | None
+    enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    """A queued notification and the channel it goes to."""
+
+    id: int
+    alarm_id: int
+    state: str
+    payload: dict
+    attempts: int
+    channel: Channel
+
+
+_CHANNEL_COLUMNS = "id, org, kind, target, secret, smtp_host, smtp_port, enabled"
+
+
+def create_channel(
+    conn: psycopg.Connection, *, org: str, kind: str, target: str, secret: str | None = None,
+    smtp_host: str | None = None, smtp_port: int | None = None,
+) -> Channel:
+    """A webhook (`target` its URL, `secret` the HMAC key) or e-mail channel (`target` the
+    recipient, handed to `smtp_host`:`smtp_port`) of `org`."""
+    if kind not in CHANNEL_KINDS:
+        raise StorageError(f"channel kind must be one of {', '.join(CHANNEL_KINDS)}, got {kind!r}")
+    with map_errors(f"create {kind} channel of {org}"), conn.cursor(row_factory=class_row(Channel)) as cur:
+        return cur.execute(
+            f"INSERT INTO notification_channels (org, kind, target, secret, smtp_host, smtp_port)"
+            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_CHANNEL_COLUMNS}",
+            (org, kind, target, secret, smtp_host, smtp_port),
+        ).fetchone()
+
+
+def list_channels(conn: psycopg.Connection, *, org: str) -> list[Channel]:
+    with map_errors("list channels"), conn.cursor(row_factory=class_row(Channel)) as cur:
+        return cur.execute(f"SELECT {_CHANNEL_COLUMNS} FROM notification_channels WHERE org = %s ORDER BY id",
+                           (org,)).fetchall()
+
+
+def claim_due(conn: psycopg.Connection, *, limit: int = 100, exclude: Iterable[int] = ()) -> list[Notification]:
+    """Pending notifications whose time has come (but those in `exclude`), locked for the
+    caller's transaction (other dispatchers skip them), oldest first."""
+    with map_errors("claim notifications"), conn.cursor() as cur:
+        rows = cur.execute(
+            f"SELECT n.id, n.alarm_id, n.state, n.payload, n.attempts,"
+            f" {', '.join('c.' + c for c in _CHANNEL_COLUMNS.split(', '))}"
+            f" FROM notifications n JOIN notification_channels c ON c.id = n.channel_id"
+            f" WHERE n.status = 'pending' AND n.next_at <= now() AND NOT n.id = ANY(%s)"
+            f" ORDER BY n.id LIMIT %s FOR UPDATE OF n SKIP LOCKED",
+            (list(exclude), limit),
+        ).fetchall()
+    return [Notification(r[0], r[1], r[2], r[3], r[4], Channel(*r[5:])) for r in rows]
+
+
+def record_attempt(
+    conn: psycopg.Connection, notification_id: int, *, ok: bool, detail: str, retry_in_s: float | None,
+) -> str:
+    """Record one delivery try; the notification becomes delivered (ok), pending again in
+    `retry_in_s` seconds, or dead (no retry left). Returns its new status."""
+    status = "delivered" if ok else ("pending" if retry_in_s is not None else "dead")
+    with map_errors(f"record notification attempt {notification_id}"), conn.cursor() as cur:
+        cur.execute("INSERT INTO notification_attempts (notification_id, ok, detail) VALUES (%s, %s, %s)",
+                    (notification_id, ok, detail[:2000]))
+        cur.execute(
+            "UPDATE notifications SET attempts = attempts + 1, status = %s,"
+            " next_at = CASE WHEN %s = 'pending' THEN now() + make_interval(secs => %s) ELSE next_at END,"
+            " finished_at = CASE WHEN %s = 'pending' THEN NULL ELSE now() END WHERE id = %s",
+            (status, status, retry_in_s or 0.0, status, notification_id),
+        )
+    return status

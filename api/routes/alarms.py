@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -96,6 +97,53 @@ def create_rule(conn: ConnDep, principal: PrincipalDep, body: RuleCreate) -> Rul
             responses=problem_responses(401, 503))
 def read_rules(conn: ConnDep, principal: PrincipalDep) -> list[RulePublic]:
     return [RulePublic.model_validate(r) for r in store.list_rules(conn, org=principal.org_slug)]
+
+
+class ChannelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["webhook", "smtp"]
+    target: str = Field(min_length=3, max_length=2000, description="Webhook URL (http or https), or the recipient.")
+    secret: str | None = Field(None, min_length=16, max_length=200, description="Webhook: the HMAC-SHA256 key.")
+    smtp_host: str | None = Field(None, min_length=1, max_length=253)
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+
+
+class ChannelPublic(BaseModel):
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+    id: int
+    kind: str
+    target: str
+    smtp_host: str | None
+    smtp_port: int | None
+    enabled: bool
+
+
+@router.post("/channels", response_model=ChannelPublic, status_code=201, summary="Add a notification channel",
+             description="Where your alarms are sent when they open, are acknowledged and clear: a webhook "
+             "(JSON, signed: `X-Citylab-Signature: sha256=HMAC(secret, timestamp + '.' + body)`) or an e-mail "
+             "address with the SMTP server to hand it to. Private and loopback addresses are refused when "
+             "the notification is sent, unless the deployment allows them.",
+             responses=problem_responses(401, 403, 422, 503))
+def create_channel(conn: ConnDep, principal: PrincipalDep, body: ChannelCreate) -> ChannelPublic:
+    if principal.role != "admin":
+        raise Problem(403, "notification channels need an admin key")
+    if body.kind == "webhook":
+        url = urlsplit(body.target)
+        if url.scheme not in ("http", "https") or not url.hostname or body.secret is None:
+            raise Problem(422, "a webhook needs an http(s) URL with a host and a secret of at least 16 characters")
+    elif body.smtp_host is None or body.smtp_port is None or "@" not in body.target:
+        raise Problem(422, "an e-mail channel needs a recipient address, smtp_host and smtp_port")
+    channel = store.create_channel(conn, org=principal.org_slug, kind=body.kind, target=body.target,
+                                   secret=body.secret, smtp_host=body.smtp_host, smtp_port=body.smtp_port)
+    record_change(conn, actor=actor(principal), action="alarm_channel.create", org_id=principal.org_id,
+                  key_id=principal.key_id, owner_org=principal.org_id, detail={"channel_id": channel.id})
+    return ChannelPublic.model_validate(channel)
+
+
+@router.get("/channels", response_model=list[ChannelPublic], summary="Your notification channels",
+            responses=problem_responses(401, 503))
+def read_channels(conn: ConnDep, principal: PrincipalDep) -> list[ChannelPublic]:
+    return [ChannelPublic.model_validate(c) for c in store.list_channels(conn, org=principal.org_slug)]
 
 
 @router.get("", response_model=list[AlarmPublic], summary="Your alarms",

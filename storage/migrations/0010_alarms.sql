@@ -39,3 +39,43 @@ CREATE TABLE alarms (
 -- One episode at a time per rule: a replayed open event finds the alarm already there.
 CREATE UNIQUE INDEX alarms_one_episode_per_rule ON alarms (rule_id) WHERE state <> 'cleared';
 CREATE INDEX alarms_org_opened ON alarms (org, opened_at DESC);
+
+-- Notifications: channels per organisation, and an outbox written in the transaction that
+-- changes an alarm, so that a notification leaves only after that commit and is never
+-- queued twice for one state change (ingest/notify.py delivers it; every try is recorded).
+CREATE TABLE notification_channels (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    org         text NOT NULL,
+    kind        text NOT NULL CHECK (kind IN ('webhook', 'smtp')),
+    target      text NOT NULL,                 -- webhook URL, or the e-mail recipient
+    secret      text,                          -- webhook: the HMAC-SHA256 key
+    smtp_host   text,                          -- smtp: the server to hand the mail to
+    smtp_port   integer CHECK (smtp_port BETWEEN 1 AND 65535),
+    enabled     boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CHECK (kind <> 'webhook' OR secret IS NOT NULL),
+    CHECK (kind <> 'smtp' OR (smtp_host IS NOT NULL AND smtp_port IS NOT NULL))
+);
+
+CREATE TABLE notifications (
+    id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    channel_id    bigint NOT NULL REFERENCES notification_channels (id),
+    alarm_id      bigint NOT NULL REFERENCES alarms (id),
+    state         text NOT NULL CHECK (state IN ('open', 'acknowledged', 'cleared')),
+    payload       jsonb NOT NULL,
+    status        text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'dead')),
+    attempts      integer NOT NULL DEFAULT 0,
+    next_at       timestamptz NOT NULL DEFAULT now(),
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    UNIQUE (channel_id, alarm_id, state)      -- one notification per state change and channel
+);
+CREATE INDEX notifications_due ON notifications (next_at) WHERE status = 'pending';
+
+CREATE TABLE notification_attempts (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    notification_id  bigint NOT NULL REFERENCES notifications (id),
+    at               timestamptz NOT NULL DEFAULT now(),
+    ok               boolean NOT NULL,
+    detail           text NOT NULL            -- HTTP status, SMTP reply or the refusal / error
+);

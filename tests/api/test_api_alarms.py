@@ -56,3 +56,16 @@ def test_rules_alarms_and_acknowledgement(client: TestClient, other: TestClient,
     assert client.post(f"/v1/alarms/{open_id}/ack", json={"comment": "again"}).status_code == 404
     assert client.post(f"/v1/alarms/{alarms[1]['id']}/ack", json={"comment": "late"}).status_code == 404
     assert client.post(f"/v1/alarms/{open_id}/ack", json={"comment": ""}).status_code == 422
+
+
+def test_channels(client: TestClient, other: TestClient) -> None:
+    hook = {"kind": "webhook", "target": "https://hooks.city.example/alarms", "secret": "0123456789abcdef"}
+    created = client.post("/v1/alarms/channels", json=hook)
+    assert created.status_code == 201 and "secret" not in created.json()
+    assert client.post("/v1/alarms/channels", json={**hook, "target": "ftp://x/"}).status_code == 422
+    assert client.post("/v1/alarms/channels", json={**hook, "secret": None}).status_code == 422
+    mail = {"kind": "smtp", "target": "duty@city.example", "smtp_host": "mail.city.example", "smtp_port": 25}
+    assert client.post("/v1/alarms/channels", json=mail).status_code == 201
+    assert client.post("/v1/alarms/channels", json={**mail, "smtp_port": None}).status_code == 422
+    assert [c["kind"] for c in client.get("/v1/alarms/channels").json()] == ["webhook", "smtp"]
+    assert other.get("/v1/alarms/channels").json() == []
