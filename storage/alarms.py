@@ -21,8 +21,9 @@ from psycopg.rows import class_row
 from storage.errors import StorageError, map_errors
 
 __all__ = [
-    "ALARM_STATES", "Alarm", "AlertRule", "Episode", "SeriesNotFound", "acknowledge_alarm", "apply_episodes", "create_rule",
-    "Channel", "Notification", "claim_due", "create_channel", "list_channels", "list_alarms", "list_rules", "record_attempt",
+    "ALARM_STATES", "Alarm", "AlertRule", "Channel", "Episode", "Notification", "SeriesNotFound",
+    "acknowledge_alarm", "apply_episodes", "claim_due", "create_channel", "create_rule", "list_alarms",
+    "list_channels", "list_rules", "record_attempt",
 ]
 
 ALARM_STATES = ("open", "acknowledged", "cleared")

@@ -78,7 +78,8 @@ class Ack(BaseModel):
 def create_rule(conn: ConnDep, principal: PrincipalDep, body: RuleCreate) -> RulePublic:
     off = body.on if body.off is None else body.off
     if (body.above and off > body.on) or (not body.above and off < body.on):
-        raise Problem(422, f"off must be {'<=' if body.above else '>='} on for {'an above' if body.above else 'a below'} rule")
+        side, kind = ("<=", "an above") if body.above else (">=", "a below")
+        raise Problem(422, f"off must be {side} on for {kind} rule")
     try:
         rule = store.create_rule(conn, org=principal.org_slug, name=body.name, series_id=body.series_id, on=body.on,
                                  off=off, hold_s=body.hold_s, above=body.above, severity=body.severity)

@@ -158,3 +158,39 @@ def test_email_through_a_real_smtp_receiver(alarm_lab, database) -> None:
     subjects = [next(line for line in m[2].decode().splitlines() if line.startswith("Subject:")) for m in inbox.messages]
     assert subjects == ["Subject: [citylab] warning alarm pm25-class: " + s for s in ("open", "acknowledged", "cleared")]
     assert "crew sent" in inbox.messages[1][2].decode()
+
+
+def test_ingest_killed_between_commit_and_send_still_notifies_once(database, receiver, org) -> None:
+    from ingest import Message, Pipeline
+    from protocol.senml import Pack, Record, encode_pack
+    from protocol.topics import up_topic
+
+    receiver.fail = 0
+    with psycopg.connect(database) as conn:
+        register_device(conn, org=org, device="gw-1", kind="gateway")
+        register_device(conn, org=org, device="air-1", gateway="gw-1", kind="serial")
+        sid = ensure_series(conn, [(org, "air-1", "pm2_5", "ug/m3")])[(org, "air-1", "pm2_5")]
+        create_rule(conn, org=org, name="pm25", series_id=sid, on=25.0, off=20.0)
+        create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{receiver.server_address[1]}/",
+                       secret=SECRET)
+    def message(seq: int) -> Message:
+        pack = Pack("boot-a", seq, tuple(Record("air-1/pm2_5", 30.0 + i, 1_790_000_000.0 + 60 * (3 * seq + i), "ug/m3")
+                                         for i in range(3)))
+        return Message(topic=up_topic(org, "gw-1"), payload=encode_pack(pack), mid=seq + 1, qos=1,
+                       content_type=None, received_us=1_790_000_000_000_000)
+
+    first = Pipeline(database)
+    first.commit([message(0)])  # the alarm and its notification commit ...
+    first.close()               # ... and ingest dies before anything is sent
+    assert receiver.requests == []
+    # restarted with a fresh stream state: the broker redelivers the pack, the next one follows,
+    # still above the limit, so the rule opens its episode again in the stream
+    second = Pipeline(database)
+    second.commit([message(0), message(1)])
+    second.close()
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT count(*) FROM alarms").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM notifications").fetchone()[0] == 1
+    d = dispatcher(database)
+    assert d.run_once()["delivered"] == 1 and d.run_once()["delivered"] == 0
+    assert len(receiver.requests) == 1 and json.loads(receiver.requests[0][1])["state"] == "open"
