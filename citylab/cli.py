@@ -166,7 +166,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
-        filters=filters,
+        filters=filters, limits=settings.pack_limits(),
+        metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
         notify_allow_loopback=settings.notify_allow_loopback, notify_allow_private=settings.notify_allow_private,
     ))
     service.run(stop)
@@ -208,7 +209,7 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
 
 # Modules that add their own subcommands: each has `register(sub)`, which adds
 # parsers to the subparsers object and sets `func` on them.
-_EXTENSIONS = ("citylab.admin", "dashboards.cli")
+_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog")
 
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:

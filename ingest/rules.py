@@ -11,6 +11,7 @@ alarm already open and changes nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import psycopg
 
@@ -25,8 +26,9 @@ def _spec(rule: AlertRule) -> tuple:
 
 
 class RuleHook:
-    def __init__(self, meta: psycopg.Connection, processor: StreamProcessor, *, refresh_s: float = 5.0) -> None:
-        self._meta = meta  # autocommit registry connection
+    def __init__(self, meta: Callable[[], psycopg.Connection], processor: StreamProcessor, *,
+                 refresh_s: float = 5.0) -> None:
+        self._meta = meta  # the pipeline's current autocommit registry connection (it reconnects)
         self._processor = processor
         self._refresh_s = refresh_s
         self._loaded: dict[int, tuple] = {}
@@ -38,7 +40,7 @@ class RuleHook:
         if not force and now - self._at < self._refresh_s:
             return
         self._at = now
-        rules = {r.id: r for r in list_rules(self._meta)}
+        rules = {r.id: r for r in list_rules(self._meta())}
         gone = [k for k in self._loaded if k not in rules]
         if gone:
             self._processor.rules.remove(gone)
