@@ -9,7 +9,10 @@ dispatcher skips them) and tries each once:
   the same on every retry, so receivers can drop a repeat), ``X-Citylab-Timestamp`` (Unix
   seconds) and ``X-Citylab-Signature: sha256=<hex>``, the HMAC-SHA256 with the channel's secret
   over ``"<timestamp>.<body>"``; a 2xx answer is a delivery;
-* **smtp**: one e-mail to the channel's recipient through its SMTP server.
+* **smtp**: one e-mail to the channel's recipient through its SMTP server;
+* **mqtt**: the alarm's state, retained, on ``lab/{org}/alarms/{alarm id}`` (the channel's
+  target), through ingest's own broker session (``publish``), so a subscriber sees the current
+  state of every alarm as soon as it subscribes.
 
 Every try is recorded (``notification_attempts``). A failed one is retried after
 ``backoff_s · 2^(tries − 1)`` seconds; after ``max_attempts`` the notification is dead, with
@@ -87,6 +90,7 @@ class Dispatcher:
     max_attempts: int = 5
     backoff_s: float = 2.0
     sender: str = "citylab@localhost"
+    publish: Callable[[str, bytes], bool] | None = None  # retained MQTT publish; None: no broker
 
     def run_once(self, limit: int = 100) -> dict[str, int]:
         """Try every due notification once; counts of the statuses they ended in."""
@@ -110,6 +114,8 @@ class Dispatcher:
         try:
             if note.channel.kind == "webhook":
                 return self._webhook(note)
+            if note.channel.kind == "mqtt":
+                return self._mqtt(note)
             return self._smtp(note)
         except GuardError as exc:
             return False, f"refused: {exc}"
@@ -137,6 +143,13 @@ class Dispatcher:
             return 200 <= response.status < 300, f"HTTP {response.status}"
         finally:
             conn.close()
+
+    def _mqtt(self, note: Notification) -> tuple[bool, str]:
+        if self.publish is None:
+            return False, "no broker session to publish on"
+        topic = f"{note.channel.target}/{note.alarm_id}"
+        body = json.dumps({"id": note.id, **note.payload}, sort_keys=True, default=str).encode()
+        return (True, f"published {topic}") if self.publish(topic, body) else (False, f"publish {topic} failed")
 
     def _smtp(self, note: Notification) -> tuple[bool, str]:
         channel: Channel = note.channel

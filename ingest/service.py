@@ -76,7 +76,7 @@ class IngestService:
                 return
             self.client.start()
             start_dispatcher(self.options.database_url, stop, allow_loopback=self.options.notify_allow_loopback,
-                             allow_private=self.options.notify_allow_private)
+                             allow_private=self.options.notify_allow_private, publish=self.client.publish_retained)
             logger.info("ingest running (batches of up to %d messages or %d ms, receive maximum %d)",
                         self.options.batch_max_messages, self.options.batch_max_age_ms, self.client.receive_maximum)
             try:

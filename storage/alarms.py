@@ -200,7 +200,7 @@ def list_alarms(
 
 # Notification channels and the outbox ---------------------------------------------------
 
-CHANNEL_KINDS = ("webhook", "smtp")
+CHANNEL_KINDS = ("webhook", "smtp", "mqtt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +234,9 @@ def create_channel(
     conn: psycopg.Connection, *, org: str, kind: str, target: str, secret: str | None = None,
     smtp_host: str | None = None, smtp_port: int | None = None,
 ) -> Channel:
-    """A webhook (`target` its URL, `secret` the HMAC key) or e-mail channel (`target` the
-    recipient, handed to `smtp_host`:`smtp_port`) of `org`."""
+    """A webhook (`target` its URL, `secret` the HMAC key), e-mail (`target` the recipient,
+    handed to `smtp_host`:`smtp_port`) or MQTT channel (`target` the topic prefix, its alarms
+    retained under ``<target>/<alarm id>``) of `org`."""
     if kind not in CHANNEL_KINDS:
         raise StorageError(f"channel kind must be one of {', '.join(CHANNEL_KINDS)}, got {kind!r}")
     with map_errors(f"create {kind} channel of {org}"), conn.cursor(row_factory=class_row(Channel)) as cur:

@@ -102,8 +102,9 @@ def read_rules(conn: ConnDep, principal: PrincipalDep) -> list[RulePublic]:
 
 class ChannelCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["webhook", "smtp"]
-    target: str = Field(min_length=3, max_length=2000, description="Webhook URL (http or https), or the recipient.")
+    kind: Literal["webhook", "smtp", "mqtt"]
+    target: str | None = Field(None, min_length=3, max_length=2000,
+                               description="Webhook URL (http or https), or the recipient; mqtt: always lab/{org}/alarms.")
     secret: str | None = Field(None, min_length=16, max_length=200, description="Webhook: the HMAC-SHA256 key.")
     smtp_host: str | None = Field(None, min_length=1, max_length=253)
     smtp_port: int | None = Field(None, ge=1, le=65535)
@@ -128,13 +129,16 @@ class ChannelPublic(BaseModel):
 def create_channel(conn: ConnDep, principal: PrincipalDep, body: ChannelCreate) -> ChannelPublic:
     if principal.role != "admin":
         raise Problem(403, "notification channels need an admin key")
-    if body.kind == "webhook":
-        url = urlsplit(body.target)
+    target = body.target or ""
+    if body.kind == "mqtt":
+        target = f"lab/{principal.org_slug}/alarms"  # the organisation's own topic, never another's
+    elif body.kind == "webhook":
+        url = urlsplit(target)
         if url.scheme not in ("http", "https") or not url.hostname or body.secret is None:
             raise Problem(422, "a webhook needs an http(s) URL with a host and a secret of at least 16 characters")
-    elif body.smtp_host is None or body.smtp_port is None or "@" not in body.target:
+    elif body.smtp_host is None or body.smtp_port is None or "@" not in target:
         raise Problem(422, "an e-mail channel needs a recipient address, smtp_host and smtp_port")
-    channel = store.create_channel(conn, org=principal.org_slug, kind=body.kind, target=body.target,
+    channel = store.create_channel(conn, org=principal.org_slug, kind=body.kind, target=target,
                                    secret=body.secret, smtp_host=body.smtp_host, smtp_port=body.smtp_port)
     record_change(conn, actor=actor(principal), action="alarm_channel.create", org_id=principal.org_id,
                   key_id=principal.key_id, owner_org=principal.org_id, detail={"channel_id": channel.id})

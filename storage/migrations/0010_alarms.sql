@@ -46,8 +46,8 @@ CREATE INDEX alarms_org_opened ON alarms (org, opened_at DESC);
 CREATE TABLE notification_channels (
     id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     org         text NOT NULL,
-    kind        text NOT NULL CHECK (kind IN ('webhook', 'smtp')),
-    target      text NOT NULL,                 -- webhook URL, or the e-mail recipient
+    kind        text NOT NULL CHECK (kind IN ('webhook', 'smtp', 'mqtt')),
+    target      text NOT NULL,                 -- webhook URL, e-mail recipient, or the MQTT topic prefix
     secret      text,                          -- webhook: the HMAC-SHA256 key
     smtp_host   text,                          -- smtp: the server to hand the mail to
     smtp_port   integer CHECK (smtp_port BETWEEN 1 AND 65535),

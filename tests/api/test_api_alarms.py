@@ -67,5 +67,7 @@ def test_channels(client: TestClient, other: TestClient) -> None:
     mail = {"kind": "smtp", "target": "duty@city.example", "smtp_host": "mail.city.example", "smtp_port": 25}
     assert client.post("/v1/alarms/channels", json=mail).status_code == 201
     assert client.post("/v1/alarms/channels", json={**mail, "smtp_port": None}).status_code == 422
-    assert [c["kind"] for c in client.get("/v1/alarms/channels").json()] == ["webhook", "smtp"]
+    mqtt = client.post("/v1/alarms/channels", json={"kind": "mqtt", "target": "lab/other/alarms"})
+    assert mqtt.status_code == 201 and mqtt.json()["target"] == "lab/lab/alarms"  # only its own topic
+    assert [c["kind"] for c in client.get("/v1/alarms/channels").json()] == ["webhook", "smtp", "mqtt"]
     assert other.get("/v1/alarms/channels").json() == []

@@ -1,5 +1,6 @@
 """Alarms end to end: packs published to a real Mosquitto, ingest with a real PostgreSQL opens and
-clears an alarm from a threshold rule, and the notifications reach a real local webhook."""
+clears an alarm from a threshold rule, and the notifications reach a real local webhook and the
+broker (the alarm's state retained on lab/{org}/alarms/{id})."""
 
 from __future__ import annotations
 
@@ -98,6 +99,7 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
             create_rule(conn, org=org, name="pm25", series_id=sid, on=25.0, off=20.0, hold_s=300)
             create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{hook.server_address[1]}/h",
                            secret=SECRET)
+            create_channel(conn, org=org, kind="mqtt", target=f"lab/{org}/alarms")
         # ingest reloads its rules at most every 5 s, when it commits a batch: keep it committing
         rules = ingest._pipeline.processor.rules
         _wait_for(lambda: len(rules) == 1 or (publish([12.0], T0 + 60), time.sleep(0.2))[0], what="the rule")
@@ -105,6 +107,16 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
         _wait_for(lambda: hook.received, what="the open notification")
         publish([24.0, 19.0], T0 + 1200)
         _wait_for(lambda: len(hook.received) >= 2, what="the clear notification")
+        # a subscriber that comes later sees the alarm's current state, retained
+        retained: list[tuple[str, dict]] = []
+        watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        watcher.on_message = lambda c, u, m: retained.append((m.topic, json.loads(m.payload)))
+        watcher.connect("127.0.0.1", mqtt_broker.port)
+        watcher.loop_start()
+        watcher.subscribe(f"lab/{org}/alarms/#", qos=1)
+        _wait_for(lambda: any(p["state"] == "cleared" for _, p in retained), what="the retained alarm state")
+        watcher.loop_stop()
+        watcher.disconnect()
     finally:
         client.loop_stop()
         client.disconnect()
@@ -116,3 +128,4 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
         assert headers["X-Citylab-Signature"] == sign(SECRET, int(headers["X-Citylab-Timestamp"]), body)
         states.append(json.loads(body)["state"])
     assert states == ["open", "cleared"]
+    assert {t for t, _ in retained} == {f"lab/{org}/alarms/{alarm.id}"}
