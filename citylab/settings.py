@@ -43,12 +43,6 @@ class Settings(BaseSettings):
         description="Several ingest workers share the topics ($share/<group>/...); each then needs its own "
                     "client id (the host name is appended).",
     )
-    notify_allow_loopback: bool = Field(
-        default=False, description="Alarm notifications may go to loopback addresses (the embedded lab sets it)."
-    )
-    notify_allow_private: bool = Field(
-        default=False, description="Alarm notifications may go to private (RFC 1918, ULA) addresses."
-    )
     lorawan_bridge: bool = Field(
         default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations."
     )
@@ -111,6 +105,15 @@ class Settings(BaseSettings):
     )
     mqtt_public_url: str | None = Field(
         default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
+    )
+    outbound_allow_loopback: bool = Field(
+        default=False,
+        description="Let outbound requests to addresses users give (NGSI-LD @context URLs, alarm webhooks and "
+        "SMTP servers) reach loopback "
+        "addresses; the embedded lab (`citylab up`) turns this on so local tools work.",
+    )
+    outbound_allow_private: bool = Field(
+        default=False, description="Let those outbound requests reach private (RFC 1918, ULA) addresses."
     )
     # Open data: the DCAT-AP catalogue, keyless open products and the public page (issue 15) ----
     public_base_url: str | None = Field(

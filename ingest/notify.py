@@ -71,6 +71,8 @@ def check_address(host: str, port: int, *, allow_loopback: bool, allow_private: 
         raise GuardError(f"{host}: does not resolve: {exc}") from exc
     for info in infos:
         ip = ipaddress.ip_address(info[4][0].split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
         if ip.is_loopback:
             if not allow_loopback:
                 raise GuardError(f"{host} resolves to loopback address {ip}: refused")
