@@ -7,8 +7,9 @@
 
 Both take the owning organisation, so that nobody deletes another tenant's
 rows. Dead letters and the audit log are kept: they are the record of what
-happened. A device that is the gateway of other devices is refused
-(`DeviceInUse`): detach or delete those first.
+happened. A device that is the gateway of other devices, and a series with
+alert rules (whose alarms and notifications are a history of their own), are
+refused (`InUse`): detach or delete those first.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import psycopg
 
 from storage.errors import StorageError, map_errors
 
-__all__ = ["DeviceInUse", "Deleted", "delete_device", "delete_series"]
+__all__ = ["Deleted", "InUse", "delete_device", "delete_series"]
 
 
-class DeviceInUse(StorageError):
-    """The device is the gateway of other devices."""
+class InUse(StorageError):
+    """Other rows depend on what was to be deleted (devices on a gateway, alert rules on a series)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,10 @@ def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence
         "SELECT id FROM series WHERE org = %s AND id = ANY(%s) ORDER BY id FOR UPDATE", (org, list(series_ids)))]
     if not ids:
         return Deleted((), 0, 0, 0)
+    ruled = [r[0] for r in conn.execute(
+        "SELECT DISTINCT series_id FROM alert_rules WHERE series_id = ANY(%s) ORDER BY 1", (ids,))]
+    if ruled:
+        raise InUse(f"Datastreams {', '.join(map(str, ruled))} have alert rules: delete those first")
     counts = [conn.execute(statement, (ids,)).rowcount for statement in (
         "DELETE FROM readings WHERE series_id = ANY(%s)",
         "DELETE FROM aggregates WHERE series_id = ANY(%s)",
@@ -66,7 +71,7 @@ def delete_device(conn: psycopg.Connection, *, org: str, device: str) -> Deleted
         attached = [r[0] for r in conn.execute(
             "SELECT device FROM devices WHERE org = %s AND gateway = %s ORDER BY device", (org, device))]
         if attached:
-            raise DeviceInUse(f"device {device!r} is the gateway of {', '.join(attached)}: detach or delete them first")
+            raise InUse(f"device {device!r} is the gateway of {', '.join(attached)}: detach or delete them first")
         ids = [r[0] for r in conn.execute("SELECT id FROM series WHERE org = %s AND device = %s", (org, device))]
         deleted = _delete_series_rows(conn, org, ids)
         for statement in ("DELETE FROM ingest_packs WHERE org = %s AND device = %s",

@@ -224,6 +224,13 @@ def delete_entity(app: FastAPI, conn: psycopg.Connection, principal: Principal, 
     check_provider(principal)
     if not _owned(conn, principal, entity_set, key):
         raise Problem(404, f"no {entity_set[:-1]} {key} of your organisation")
+    try:
+        _delete(app, conn, principal, entity_set, key)
+    except deletion.InUse as exc:
+        raise Problem(409, str(exc)) from None
+
+
+def _delete(app: FastAPI, conn: psycopg.Connection, principal: Principal, entity_set: str, key: int) -> None:
     org = principal.org_slug
     if entity_set == "Datastreams":
         deleted = deletion.delete_series(conn, org=org, series_ids=[key])
@@ -244,10 +251,7 @@ def delete_entity(app: FastAPI, conn: psycopg.Connection, principal: Principal, 
     if device["mqtt_username"] and dynsec is None:
         raise Problem(503, "the device has broker credentials and the broker's dynamic security is not "
                            "configured on this server")
-    try:
-        deleted = deletion.delete_device(conn, org=org, device=device["device"])
-    except deletion.DeviceInUse as exc:
-        raise Problem(409, str(exc)) from None
+    deleted = deletion.delete_device(conn, org=org, device=device["device"])
     if device["mqtt_username"]:
         dynsec.run([{"command": "deleteClient", "username": device["mqtt_username"]}], ignore_errors=True)
     audit(conn, principal, "device.delete", {"device": device["device"], "series": list(deleted.series),

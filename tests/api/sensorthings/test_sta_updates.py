@@ -154,3 +154,14 @@ def test_updates_are_for_the_owner_and_for_roles_that_onboard(fresh_lab: StaLab,
     assert lab_client.delete(f"{ROOT}/Observations").status_code == 405
     assert lab_client.delete(f"{ROOT}/ObservedProperties(1)").status_code == 501
     assert _one(fresh_lab.url, "SELECT count(*) FROM devices WHERE device IN ('other-1', 'air-1')") == (2,)
+
+
+def test_delete_of_a_datastream_with_alert_rules_is_refused(fresh_lab: StaLab, lab_client):
+    series = fresh_lab.series["air-1/no2"]
+    with psycopg.connect(fresh_lab.url, autocommit=True) as conn:
+        conn.execute("INSERT INTO alert_rules (org, name, series_id, on_value, off_value)"
+                     " VALUES ('lab', 'no2 high', %s, 200, 180)", (series,))
+    for path in (f"Datastreams({series})", f"Things({fresh_lab.things['air-1']})"):
+        response = lab_client.delete(f"{ROOT}/{path}")
+        assert response.status_code == 409 and "alert rules" in response.json()["detail"]
+    assert _one(fresh_lab.url, "SELECT count(*) FROM readings WHERE series_id = %s", series) == (3,)
