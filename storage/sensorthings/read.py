@@ -274,18 +274,18 @@ def read_entities_text(
         "(SELECT string_agg({}, ',') FROM (SELECT *, {} AS _link FROM page AS {} WHERE {} <= {} ORDER BY {}) AS {})"
     ).format(_json_object(b, entity, ordered, members, base, link=b.column(ordered, "_link")),
              link, page, n, limit_p, n, ordered)
-    last = sql.SQL(", ").join(
-        [sql.SQL("(SELECT {} FROM page AS {} WHERE {} <= {} ORDER BY {} DESC LIMIT 1)").format(
-            b.column(page, k), page, n, limit_p, n) for k in keys] or [sql.SQL("NULL")])
+    # The last entity's keys, and the page's count per series, without sorting the page again.
+    last = sql.SQL(", ").join([b.column(page, k) for k in keys] or [sql.SQL("NULL")])
     if entity.name == "Observations":
-        counts = sql.SQL("(SELECT array_agg({s} ORDER BY {s}) FROM (SELECT {s}, count(*) AS c FROM page AS {p}"
-                         " WHERE {n} <= {lim} GROUP BY 1) AS {p}), (SELECT array_agg(c ORDER BY {s}) FROM"
-                         " (SELECT {s}, count(*) AS c FROM page AS {p} WHERE {n} <= {lim} GROUP BY 1) AS {p})").format(
+        counts = sql.SQL("SELECT array_agg(g.s ORDER BY g.s), array_agg(g.c ORDER BY g.s) FROM"
+                         " (SELECT {s} AS s, count(*) AS c FROM page AS {p} WHERE {n} <= {lim} GROUP BY 1) AS g").format(
             s=b.column(page, "_series"), p=page, n=n, lim=limit_p)
     else:
-        counts = sql.SQL("NULL, NULL")
-    statement = sql.SQL("WITH page AS MATERIALIZED ({}) SELECT {}, (SELECT count(*) FROM page) > {}, {}, {}").format(
-        inner, text, b.param(limit), counts, last)
+        counts = sql.SQL("SELECT NULL, NULL")
+    statement = sql.SQL(
+        "WITH page AS MATERIALIZED ({}) SELECT {}, (SELECT count(*) FROM page) > {}, c.*, l.* FROM ({}) AS c"
+        " LEFT JOIN (SELECT {} FROM page AS {} WHERE {} = (SELECT least(max(_n), {}) FROM page)) AS l ON true"
+    ).format(inner, text, b.param(limit), counts, last, page, n, limit_p)
     with map_errors(f"read {entity.name}"), conn.cursor() as cur:
         row = cur.execute(statement, b.params).fetchone()
     body, more, series, numbers, *tail = row
