@@ -29,7 +29,8 @@ from storage.audit import record_change
 from storage.sensorthings import write
 from storage.tenants import Principal
 
-__all__ = ["audit", "check_provider", "create_datastream", "create_thing", "location_of", "quantity_of", "unit_of"]
+__all__ = ["audit", "check_provider", "create_datastream", "create_thing", "location_of", "quantity_of",
+           "unit_of"]
 
 _DEVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 

@@ -61,7 +61,8 @@ class _Ingest:
             if self._pipeline is None:
                 if self._feed is None and self._dynsec is not None:
                     self._feed = FeedPublisher(self._dynsec)   # committed Observations on the broker
-                self._pipeline = Pipeline(self._url, on_commit=ObservationFeed(self._feed.publish) if self._feed else None)
+                feed = ObservationFeed(self._feed.publish) if self._feed else None
+                self._pipeline = Pipeline(self._url, on_commit=feed)
             # An HTTP writer expects the registry as it is now (a device just onboarded or disabled),
             # not as the pipeline cached it up to a second or two ago.
             self._pipeline.resolver.forget()

@@ -9,9 +9,9 @@ import pytest
 from explain import plans_of
 from sta_lab import T0, StaLab
 
-from api.sensorthings.mapping import query_params
+from api.sensorthings.mapping import members, query_params
 from api.sensorthings.query import parse_options
-from storage.sensorthings import ENTITY_SETS, Step, count_entities, read_entities, read_linked
+from storage.sensorthings import ENTITY_SETS, Step, count_entities, read_entities, read_entities_text, read_linked
 from storage.tenants import Principal
 
 
@@ -28,6 +28,18 @@ def _page_of_one_datastream(conn, params, lab: StaLab) -> None:
     page = read_entities(conn, params, steps, query, fields=list(ENTITY_SETS["Observations"].fields),
                          keys=["id", "_series"], limit=10_000)
     assert len(page.rows) == 90
+
+
+def _served_page_of_one_datastream(conn, params, lab: StaLab) -> None:
+    """The statement a page without $expand is served by: one JSON text."""
+    start = (T0 + timedelta(minutes=30)).isoformat().replace("+00:00", "Z")
+    query = parse_options({"$filter": f"phenomenonTime ge {start}", "$top": "50", "$orderby": "phenomenonTime"})
+    steps = [Step("Datastreams", lab.series["air-1/pm2_5"]), Step("Observations", None, "Observations")]
+    observations = ENTITY_SETS["Observations"]
+    page = read_entities_text(conn, params, steps, query, members=members(observations), base="http://x",
+                              keys=["_series", "_time"], limit=50)
+    assert page.more and page.text.count('"@iot.id":') == 50
+    assert page.per_series == {lab.series["air-1/pm2_5"]: 50} and page.last[0] == lab.series["air-1/pm2_5"]
 
 
 def _latest_of_each_datastream(conn, params, lab: StaLab) -> None:
@@ -62,7 +74,8 @@ def _count_of_one_datastream(conn, params, lab: StaLab) -> None:
     assert count_entities(conn, params, steps, parse_options({"$filter": "result gt 10"})) == 99
 
 
-@pytest.mark.parametrize("run", [_page_of_one_datastream, _latest_of_each_datastream, _observation_by_id,
+@pytest.mark.parametrize("run", [_page_of_one_datastream, _served_page_of_one_datastream, _latest_of_each_datastream,
+                                 _observation_by_id,
                                  _observations_filtered_by_datastream_id,
                                  _datastreams_with_times, _count_of_one_datastream])
 def test_sensorthings_statements_use_the_readings_index(sta_lab: StaLab, run) -> None:
@@ -72,7 +85,8 @@ def test_sensorthings_statements_use_the_readings_index(sta_lab: StaLab, run) ->
     assert "readings_series_time" in plan or "readings_default_series_id_time_idx" in plan, plan
 
 
-def test_time_filter_of_a_page_is_an_index_condition(sta_lab: StaLab) -> None:
-    plan = _plans(sta_lab, _page_of_one_datastream)
+@pytest.mark.parametrize("run", [_page_of_one_datastream, _served_page_of_one_datastream])
+def test_time_filter_of_a_page_is_an_index_condition(sta_lab: StaLab, run) -> None:
+    plan = _plans(sta_lab, run)
     conditions = [line for line in plan.splitlines() if "Index Cond" in line and "series_id" in line]
     assert any('"time" >=' in line for line in conditions), plan
