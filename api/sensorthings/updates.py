@@ -33,6 +33,7 @@ from api.errors import Problem
 from api.sensorthings.onboarding import audit, check_provider, location_of, quantity_of, unit_of
 from api.sensorthings.paths import PathError, parse_path
 from api.sensorthings.resources import read_created
+from citylab.broker_security import device_role
 from storage import deletion, tenants
 from storage.sensorthings import write
 from storage.tenants import Principal
@@ -253,6 +254,7 @@ def _delete(app: FastAPI, conn: psycopg.Connection, principal: Principal, entity
                            "configured on this server")
     deleted = deletion.delete_device(conn, org=org, device=device["device"])
     if device["mqtt_username"]:
-        dynsec.run([{"command": "deleteClient", "username": device["mqtt_username"]}], ignore_errors=True)
+        dynsec.run([{"command": "deleteClient", "username": device["mqtt_username"]},
+                    {"command": "deleteRole", "rolename": device_role(org, device["device"])}], ignore_errors=True)
     audit(conn, principal, "device.delete", {"device": device["device"], "series": list(deleted.series),
                                              "readings": deleted.readings})

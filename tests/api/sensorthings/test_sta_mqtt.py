@@ -162,6 +162,21 @@ def test_req_receive_updates_via_mqtt_acl_follows_the_key(stack, fresh_lab: StaL
         assert stale.refused.wait(10) and not stale.connected.is_set()
 
 
+def test_deleting_a_thing_deletes_its_broker_login(stack, fresh_lab: StaLab):
+    device = f"gone-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{stack.api}/v1/devices", headers=fresh_lab.lab.headers, timeout=30, json={
+        "device": device, "sensors": [{"quantity": "noise", "unit": "dB"}]}).json()
+    login = {"url": stack.settings.mqtt_url, **{k: made["mqtt"][k] for k in ("username", "password", "client_id")}}
+    with subscriber(login) as before:
+        assert before.connected.wait(10)
+    thing = httpx.get(f"{stack.api}{ROOT}/Things", headers=fresh_lab.lab.headers,
+                      params={"$filter": f"name eq '{device}'"}).json()["value"][0]["@iot.id"]
+    deleted = httpx.delete(f"{stack.api}{ROOT}/Things({thing})", headers=fresh_lab.lab.headers, timeout=30)
+    assert deleted.status_code == 200, deleted.text
+    with subscriber(login) as after:
+        assert after.refused.wait(10) and not after.connected.is_set()
+
+
 def test_landing_page_announces_the_broker(stack, fresh_lab: StaLab):
     body = httpx.get(f"{stack.api}{ROOT}", timeout=30).json()["serverSettings"]
     assert REQ + "receive-updates-via-mqtt" in body["conformance"]
