@@ -19,7 +19,7 @@ from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
-from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
+from api.routes import anomalies, audit, devices, exports, gdpr, health, keys, products, series, status
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
@@ -53,6 +53,8 @@ TAGS = [
     {"name": "exports", "description": "Streamed CSV and Parquet exports of raw readings."},
     {"name": "products", "description": "Data products, access requests, grants, usage and quality."},
     {"name": "audit", "description": "Who read what, and every administrative change."},
+    {"name": "gdpr", "description": "Classification (W3C DPV), erasure, grant minimisation, access and retention "
+     "reports."},
     {"name": "catalog", "description": "The DCAT-AP 3 catalogue of listed products (Turtle, JSON-LD, RDF/XML)."},
     {"name": "open data", "description": "The public city page's data: open products only, no key needed."},
 ]
@@ -118,6 +120,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(exports.router, prefix="/v1")
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
+    gdpr.install(app)
     app.include_router(console_router)
     app.include_router(catalog_router)
     app.include_router(open_router)

@@ -26,7 +26,7 @@ from api.deps import ConnDep, ConsumerDep, PrincipalDep, ProviderDep, ReaderDep,
 from api.errors import Problem
 from api.params import Instant
 from api.routes import problem_responses
-from storage import products
+from storage import gdpr, products
 from storage.audit import record_change
 from storage.tenants import Principal
 
@@ -100,6 +100,9 @@ class QualityPublic(BaseModel):
 class AccessRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: str = Field(default="", max_length=2000, description="Purpose of use, for the provider.")
+    purpose: str | None = Field(default=None, max_length=64, description="The DPV purpose of use (e.g. "
+                                "AcademicResearch); required for a product holding personal data. Reads "
+                                "through the grant state it (see docs/gdpr.md).")
 
 
 class Decision(BaseModel):
@@ -208,9 +211,17 @@ def read_quality(conn: ConnDep, principal: ReaderDep, settings: SettingsDep, pro
 def request_access(conn: ConnDep, principal: ConsumerDep, product_id: Id,
                    body: AccessRequestCreate | None = None) -> GrantPublic:
     product = _product_or_404(conn, product_id)
+    purpose = body.purpose if body else None
+    if purpose is not None and purpose not in gdpr.PURPOSES:
+        raise Problem(422, f"purpose must be a DPV purpose: one of {gdpr.PURPOSES}", title="Invalid request")
+    if purpose is None and any(c.personal for c in gdpr.classifications(conn, product.series_ids).values()):
+        raise Problem(422, f"data product {product_id} holds personal data: name the purpose of use "
+                           f"(`purpose`, one of {gdpr.PURPOSES})", title="Invalid request")
     grant = products.request_access(conn, product_id=product_id, consumer_org=principal.org_id,
                                     message=body.message if body else "")
-    _audit(conn, principal, "grant.request", product.org_id, {"grant_id": grant.id, "product_id": product_id})
+    gdpr.set_grant_purpose(conn, grant_id=grant.id, purpose=purpose)
+    _audit(conn, principal, "grant.request", product.org_id, {"grant_id": grant.id, "product_id": product_id,
+                                                              "purpose": purpose})
     return GrantPublic.model_validate(grant)
 
 
