@@ -19,6 +19,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from rdflib import Graph, URIRef
+from test_catalog import _violations
 from testbed import Tenant, make_tenant
 
 from api import create_app
@@ -146,6 +147,8 @@ def test_classification_travels_with_the_data(world: World) -> None:
     assert g.value(dataset, URIRef(DPV + "hasPurpose")) == URIRef(DPV + "ServiceOptimisation")
     controller = g.value(dataset, URIRef(DPV + "hasDataController"))
     assert str(g.value(controller, URIRef("http://xmlns.com/foaf/0.1/name"))) == "Stavanger kommune"
+    # still a valid DCAT-AP 3 catalogue with the DPV terms on it
+    assert "\n".join(_violations(g, "shapes.ttl", "range.ttl")) == ""
 
 
 def test_purpose_limitation(world: World) -> None:
