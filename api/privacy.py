@@ -36,10 +36,13 @@ __all__ = [
     "PurposeMiddleware",
     "classification_header",
     "coarsen",
+    "holds_personal",
     "k_withheld",
     "minimisation_of",
     "privacy_of",
     "purpose_refusals",
+    "refusal_detail",
+    "sidecar",
     "stated_purpose",
 ]
 
@@ -91,6 +94,11 @@ class PrivacyPublic(BaseModel):
 
 def privacy_of(conn: psycopg.Connection, series_ids) -> dict[int, PrivacyPublic]:
     return {sid: PrivacyPublic.model_validate(c.dpv()) for sid, c in gdpr.classifications(conn, series_ids).items()}
+
+
+def holds_personal(conn: psycopg.Connection, series_ids) -> bool:
+    """True when any of the series is classified personal or pseudonymous (effectively)."""
+    return any(c.personal for c in gdpr.classifications(conn, series_ids).values())
 
 
 def classification_header(conn: psycopg.Connection, series_ids: list[int]) -> dict[str, str]:

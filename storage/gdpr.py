@@ -61,6 +61,7 @@ __all__ = [
     "list_erasures",
     "minimisations",
     "org_report",
+    "open_series",
     "org_series",
     "record_refusals",
     "purpose_covers",
@@ -264,6 +265,14 @@ def org_series(
             (org, device, device, series_ids, series_ids),
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def open_series(conn: psycopg.Connection, series_ids: list[int]) -> set[int]:
+    """Those of `series_ids` that an open product holds (readable without a key)."""
+    with map_errors("open series"):
+        rows = conn.execute("SELECT ps.series_id FROM data_product_series ps JOIN data_products p"
+                            " ON p.id = ps.product_id WHERE p.open AND ps.series_id = ANY(%s)", (series_ids,)).fetchall()
+    return {r[0] for r in rows}
 
 
 # Grants: purpose and minimisation ----------------------------------------------

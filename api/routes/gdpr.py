@@ -26,7 +26,7 @@ from api.access import readable
 from api.deps import ConnDep, PrincipalDep, ReaderDep, actor
 from api.errors import Problem
 from api.params import Instant
-from api.privacy import PrivacyPublic, PurposeMiddleware, privacy_of
+from api.privacy import PrivacyPublic, PurposeMiddleware, privacy_of, sidecar
 from api.routes import problem_responses
 from api.tabular import Format, table_response
 from storage import gdpr
@@ -128,6 +128,12 @@ def _data_org(principal: Principal, org: str | None) -> str:
     return principal.org_slug
 
 
+def _not_open(conn, body: ClassificationUpdate, series_ids: list[int]) -> None:
+    if body.personal_data in ("pseudonymous", "personal") and gdpr.open_series(conn, series_ids):
+        raise Problem(422, "an open product holds this data: personal data cannot be open data (close the "
+                           "product first)", title="Invalid request")
+
+
 def _audit(conn, principal: Principal, action: str, detail: dict[str, Any]) -> None:
     record_change(conn, actor=actor(principal), action=action, org_id=principal.org_id, key_id=principal.key_id,
                   owner_org=principal.org_id, detail=detail)
@@ -138,6 +144,7 @@ def _audit(conn, principal: Principal, action: str, detail: dict[str, Any]) -> N
 def classify_series(conn: ConnDep, principal: PrincipalDep, series_id: SeriesId, body: ClassificationUpdate,
                     org: OrgQ = None) -> PrivacyPublic:
     data_org = _data_org(principal, org)
+    _not_open(conn, body, [series_id])
     if not gdpr.classify_series(conn, org=data_org, series_id=series_id, **body.model_dump()):
         raise Problem(404, f"no series {series_id} of {data_org}")
     _audit(conn, principal, "gdpr.classify", {"series_id": series_id, **body.model_dump()})
@@ -152,6 +159,7 @@ def classify_device(conn: ConnDep, principal: PrincipalDep, device: Annotated[st
     if body.retention_days is not None:
         raise Problem(422, "retention is set per series or product, not per device", title="Invalid request")
     fields = body.model_dump(exclude={"retention_days"})
+    _not_open(conn, body, gdpr.org_series(conn, org=data_org, device=device))
     if not gdpr.classify_device(conn, org=data_org, device=device, **fields):
         raise Problem(404, f"no device {device!r} of {data_org}")
     _audit(conn, principal, "gdpr.classify", {"device": device, **fields})
@@ -164,11 +172,13 @@ def classify_device(conn: ConnDep, principal: PrincipalDep, device: Annotated[st
 def classify_product(conn: ConnDep, principal: PrincipalDep, product_id: Id, body: ClassificationUpdate
                      ) -> dict[int, PrivacyPublic]:
     _data_org(principal, None)
+    current = get_product(conn, product_id)
+    if current is not None and current.org_id == principal.org_id:
+        _not_open(conn, body, current.series_ids)
     if not gdpr.classify_product(conn, org_id=principal.org_id, product_id=product_id, **body.model_dump()):
         raise Problem(404, f"your organisation has no data product with id {product_id}")
     _audit(conn, principal, "gdpr.classify", {"product_id": product_id, **body.model_dump()})
-    product = get_product(conn, product_id)
-    return privacy_of(conn, product.series_ids if product else [])
+    return privacy_of(conn, current.series_ids if current else [])
 
 
 @router.get("/classification", summary="Classification of series (the exports' sidecar)",
@@ -181,9 +191,7 @@ def read_classification(conn: ConnDep, principal: ReaderDep,
     missing = [sid for sid in wanted if sid not in allowed]
     if missing:
         raise Problem(404, f"no series with id {missing[0]} that your organisation may read")
-    return {"@context": {"dpv": gdpr.DPV},
-            "series": [{"series_id": sid, **p.model_dump(by_alias=True)}
-                       for sid, p in sorted(privacy_of(conn, wanted).items())]}
+    return sidecar(conn, wanted)
 
 
 @router.post("/erasure", response_model=ErasurePublic, status_code=201, summary="Erase data (GDPR Art. 17)",

@@ -357,3 +357,23 @@ def test_retention_per_series_and_the_dpia_report(world: World, tmp_path: Path) 
     markdown = (tmp_path / "gdpr-prov.md").read_text()
     assert "| " + str(w.series_id) + " | wifi-1 | traffic_count | personal | Consent | AcademicResearch |" in markdown
     assert "| city | active | AcademicResearch |" in markdown
+
+
+def test_personal_data_is_never_open_data(world: World) -> None:
+    w = world
+    _classify_personal(w)
+    r = w.client.patch(f"/v1/products/{w.product_id}", headers=w.prov.headers, json={"open": True})
+    assert r.status_code == 422 and "personal data" in r.json()["detail"]
+    r = w.client.post("/v1/products", headers=w.prov.headers, json={
+        "title": "Open counts", "licence": "CC-BY-4.0", "series_ids": [w.series_id], "open": True})
+    assert r.status_code == 422
+    # the other way round: data of an open product cannot be classified personal
+    w.client.put(f"/v1/products/{w.product_id}/classification", headers=w.prov.headers, json={})
+    w.client.put("/v1/devices/wifi-1/classification", headers=w.prov.headers, json={})
+    opened = w.client.post("/v1/products", headers=w.prov.headers, json={
+        "title": "Open counts", "licence": "CC-BY-4.0", "series_ids": [w.series_id], "open": True})
+    assert opened.status_code == 201, opened.text
+    r = w.client.put(f"/v1/series/{w.series_id}/classification", headers=w.prov.headers,
+                     json={"personal_data": "personal"})
+    assert r.status_code == 422
+    assert w.client.get("/v1/series").json()[0]["privacy"]["personal_data"] == "none"   # read without a key
