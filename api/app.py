@@ -15,11 +15,13 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from api import ngsild
 from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
 from api.routes import anomalies, audit, devices, exports, gdpr, health, keys, products, series, status
+from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
@@ -121,7 +123,9 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     gdpr.install(app)
+    app.include_router(sensorthings_router)
     app.include_router(console_router)
+    ngsild.install(app)
     app.include_router(catalog_router)
     app.include_router(open_router)
     return app
