@@ -8,6 +8,7 @@
                                  outside the grant's purpose: refused, and each refusal audited
     coarsen(lat, lon, m)         a location at the grant's precision (a grid in metres or an H3 cell)
     k_withheld(...)              the k-anonymity threshold of aggregates of a personal series
+    minimise_entities(...)       both of the above for the entities of a standard face (NGSI-LD)
 
 The purpose of a read is stated per request: the `purpose` query parameter or
 the `Data-Purpose` header (a DPV purpose, e.g. `AcademicResearch`); a narrower
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
@@ -39,6 +41,7 @@ __all__ = [
     "holds_personal",
     "k_withheld",
     "minimisation_of",
+    "minimise_entities",
     "privacy_of",
     "purpose_refusals",
     "refusal_detail",
@@ -179,6 +182,26 @@ def coarsen(lat: float | None, lon: float | None, m: gdpr.Minimisation | None) -
         lon_step = m.location_grid_m / (_M_PER_DEGREE * max(math.cos(math.radians(lat)), 1e-6))
         lon = (math.floor(lon / lon_step) + 0.5) * lon_step
     return lat, lon
+
+
+def minimise_entities(conn: psycopg.Connection, principal: Principal, rows: list) -> tuple[list, int]:
+    """Entities of a standard face (rows with `attributes` of `series_id`, `lat`, `lon`): the attributes
+    outside the purpose of the caller's grant left out (an entity left with none is dropped), the
+    location at the grant's precision. Returns the rows and how many were dropped."""
+    ids = sorted({a.series_id for r in rows for a in r.attributes})
+    if not ids:
+        return rows, 0
+    refused = purpose_refusals(conn, principal, ids, action="ngsild.read")
+    minimised = minimisation_of(conn, principal, ids)
+    out = []
+    for row in rows:
+        attributes = tuple(a for a in row.attributes if a.series_id not in refused)
+        if row.attributes and not attributes:
+            continue
+        precision = next((minimised[a.series_id] for a in attributes if a.series_id in minimised), None)
+        lat, lon = coarsen(row.lat, row.lon, precision)
+        out.append(replace(row, attributes=attributes, lat=lat, lon=lon))
+    return out, len(rows) - len(out)
 
 
 def k_withheld(conn: psycopg.Connection, principal: Principal, series_id: int) -> int | None:

@@ -377,3 +377,37 @@ def test_personal_data_is_never_open_data(world: World) -> None:
                      json={"personal_data": "personal"})
     assert r.status_code == 422
     assert w.client.get("/v1/series").json()[0]["privacy"]["personal_data"] == "none"   # read without a key
+
+
+def test_standard_faces_after_erasure_with_purpose_and_precision(world: World) -> None:
+    """SensorThings and NGSI-LD serve what /v1 serves: no more after erasure, within the purpose, coarse."""
+    w = world
+    _classify_personal(w)
+    grant = _grant(w)
+    w.client.put(f"/v1/grants/{grant}/minimisation", headers=w.prov.headers, json={"location_h3_res": 6})
+    w.client.post("/v1/erasure", headers=w.prov.headers, json={
+        "device": "wifi-1", "start": BASE.isoformat(), "end": (BASE + timedelta(minutes=3)).isoformat()})
+    observations = f"/sta/v1.1/Datastreams({w.series_id})/Observations"
+    q = {"$count": "true", "$top": "1000"}
+    assert w.client.get(observations, headers=w.city.headers, params=q).status_code == 403
+    sta = w.client.get(observations, headers={**w.city.headers, "Data-Purpose": "AcademicResearch"}, params=q)
+    assert sta.status_code == 200, sta.text
+    assert sta.json()["@iot.count"] == 35
+    assert not [o for o in sta.json()["value"]
+                if datetime.fromisoformat(o["phenomenonTime"].replace("Z", "+00:00")) < BASE + timedelta(minutes=3)]
+
+    entity = "urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1"
+    flow = {"type": "https://smartdatamodels.org/dataModel.Transportation/TrafficFlowObserved"}
+    listing = w.client.get("/ngsi-ld/v1/entities", headers=w.city.headers, params=flow)
+    assert listing.status_code == 200 and listing.json() == []            # outside any granted purpose
+    listing = w.client.get("/ngsi-ld/v1/entities", headers={**w.city.headers, "Data-Purpose": "AcademicResearch"},
+                           params=flow)
+    assert [e["id"] for e in listing.json()] == [entity]
+    lon, lat = listing.json()[0]["location"]["value"]["coordinates"]
+    assert (lat, lon) == pytest.approx(h3.cell_to_latlng(h3.latlng_to_cell(LAT, LON, 6)))
+    own = w.client.get("/ngsi-ld/v1/entities", headers=w.prov.headers, params=flow)
+    assert own.json()[0]["location"]["value"]["coordinates"] == [LON, LAT]
+    single = w.client.get(f"/ngsi-ld/v1/entities/{entity}", headers=w.city.headers)
+    assert single.status_code == 404
+    single = w.client.get(f"/ngsi-ld/v1/entities/{entity}", headers={**w.city.headers, "Data-Purpose": "AcademicResearch"})
+    assert single.status_code == 200 and single.json()["location"] == listing.json()[0]["location"]
