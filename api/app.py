@@ -43,6 +43,9 @@ flags from every provider in one open, documented form.
   (an open licence, no price) are readable without a key, rate-limited per
   client address; the DCAT-AP catalogue is at `/catalog`, the city page at `/open`.
 * Units are SenML units (RFC 8428), stated with every series.
+* Every series carries its classification (personal data, legal basis, purpose and
+  controller as W3C DPV terms); a read of personal data through a grant states its
+  purpose (`purpose` parameter or `Data-Purpose` header). See docs/gdpr.md.
 """
 
 TAGS = [

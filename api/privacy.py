@@ -34,6 +34,7 @@ from storage.errors import map_errors
 from storage.tenants import Principal
 
 __all__ = [
+    "CATALOGUE_PRECISION",
     "PrivacyPublic",
     "PurposeMiddleware",
     "classification_header",
@@ -168,6 +169,9 @@ def minimisation_of(conn: psycopg.Connection, principal: Principal, series_ids) 
 
 
 _M_PER_DEGREE = 111_320.0
+# Where the public DCAT-AP catalogue places a product holding personal data: its H3 cell of
+# resolution 7 (about 5 km²), never the devices' points.
+CATALOGUE_PRECISION = gdpr.Minimisation(grant_id=0, location_h3_res=7)
 
 
 def coarsen(lat: float | None, lon: float | None, m: gdpr.Minimisation | None) -> tuple[float | None, float | None]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -9,6 +10,7 @@ import psycopg
 from api.catalog.graph import CatalogContent, DataServiceFace
 from citylab.settings import Settings
 from storage import catalog as store
+from api.privacy import CATALOGUE_PRECISION, coarsen
 from storage.gdpr import CATEGORIES, classifications
 from storage.products import list_products, product_quality
 
@@ -66,6 +68,10 @@ def load_content(
     privacy = {pid: max((classes[s.series_id] for s in rows if s.series_id in classes),
                         key=lambda c: CATEGORIES.index(c.personal_data))
                for pid, rows in series.items() if any(s.series_id in classes for s in rows)}
+    for pid, rows in series.items():   # the public catalogue never places personal data exactly
+        if pid in privacy and privacy[pid].personal:
+            series[pid] = [replace(r, **dict(zip(("lat", "lon"), coarsen(r.lat, r.lon, CATALOGUE_PRECISION))))
+                           for r in rows]
     return CatalogContent(
         base=settings.base_url, title=settings.catalog_title, description=settings.catalog_description,
         publisher=publisher, products=products, publishers={p.org_id: everyone[p.org_id] for p in products},

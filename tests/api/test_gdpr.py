@@ -147,6 +147,10 @@ def test_classification_travels_with_the_data(world: World) -> None:
     assert g.value(dataset, URIRef(DPV + "hasPurpose")) == URIRef(DPV + "ServiceOptimisation")
     controller = g.value(dataset, URIRef(DPV + "hasDataController"))
     assert str(g.value(controller, URIRef("http://xmlns.com/foaf/0.1/name"))) == "Stavanger kommune"
+    # personal data is placed by its H3 cell of resolution 7, never the device's point
+    centroid = str(next(g.objects(None, URIRef("http://www.w3.org/ns/dcat#centroid"))))
+    lat7, lon7 = h3.cell_to_latlng(h3.latlng_to_cell(LAT, LON, 7))
+    assert centroid == f"POINT({lon7:.6f} {lat7:.6f})"
     # still a valid DCAT-AP 3 catalogue with the DPV terms on it
     assert "\n".join(_violations(g, "shapes.ttl", "range.ttl")) == ""
 
