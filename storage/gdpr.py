@@ -538,7 +538,7 @@ def retention_report(conn: psycopg.Connection, *, org: str | None, limit: int = 
 # Access reports ------------------------------------------------------------------
 
 # The face an audit action belongs to, by its first segment.
-FACES = {"read": "/v1", "export": "exports", "sensorthings": "SensorThings", "ngsild": "NGSI-LD",
+FACES = {"read": "/v1", "export": "exports", "sta": "SensorThings", "ngsild": "NGSI-LD",
          "open": "open data", "catalog": "catalogue"}
 
 ACCESS_COLUMNS = ("at", "actor", "reader", "face", "action", "series_id", "device", "quantity", "time_start",

@@ -352,6 +352,9 @@ def test_retention_per_series_and_the_dpia_report(world: World, tmp_path: Path) 
     done = subprocess.run([sys.executable, "-m", "citylab", "gdpr", "report", "--org", "prov", "--out",
                            str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+    by_hand = subprocess.run([sys.executable, "-m", "citylab", "db", "retention"], env=env, capture_output=True,
+                             text=True, timeout=120)
+    assert by_hand.returncode == 0 and "per-series retention deleted rows of 0 series" in by_hand.stdout, by_hand.stderr
     facts = json.loads((tmp_path / "gdpr-prov.json").read_text())
     assert [s["id"] for s in facts["series"]] == [w.series_id]
     assert facts["series"][0]["legal_basis"] == "Consent" and facts["series"][0]["retention_days"] == 7
@@ -399,6 +402,10 @@ def test_standard_faces_after_erasure_with_purpose_and_precision(world: World) -
     assert sta.json()["@iot.count"] == 35
     assert not [o for o in sta.json()["value"]
                 if datetime.fromisoformat(o["phenomenonTime"].replace("Z", "+00:00")) < BASE + timedelta(minutes=3)]
+
+    report = w.client.get("/v1/access-report", headers=w.prov.headers, params={"device": "wifi-1"}).json()["reads"]
+    assert [(r["face"], r["action"], r["rows"], r["stated_purpose"]) for r in report if r["reader"] == "city"] == [
+        ("SensorThings", "refused.sta.read.observations", 0, None), ("SensorThings", "sta.read.observations", 35, None)]
 
     entity = "urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1"
     flow = {"type": "https://smartdatamodels.org/dataModel.Transportation/TrafficFlowObserved"}
