@@ -20,6 +20,7 @@ from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
+from api.inputs import InputEdge
 from api.routes import anomalies, audit, devices, exports, gdpr, health, keys, products, series, status
 from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
@@ -46,6 +47,11 @@ flags from every provider in one open, documented form.
 * Every series carries its classification (personal data, legal basis, purpose and
   controller as W3C DPV terms); a read of personal data through a grant states its
   purpose (`purpose` parameter or `Data-Purpose` header). See docs/gdpr.md.
+* Every string (query parameters, JSON bodies) is refused with 422 naming the field
+  when it holds a NUL byte or an unpaired surrogate; bodies larger than the
+  configured limit are refused with 413; unknown fields in a body are refused.
+* Links the API gives out (`Link: <...>; rel="next"`) are built from its configured
+  public URL, never from the request's `Host`.
 """
 
 TAGS = [
@@ -116,6 +122,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         if settings.mqtt_url and settings.dynsec_password else None
     )
     install_problem_handlers(app)
+    app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
