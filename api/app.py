@@ -21,7 +21,7 @@ from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
 from api.inputs import InputEdge
-from api.routes import anomalies, audit, devices, exports, gdpr, health, keys, products, series, status
+from api.routes import alarms, anomalies, audit, devices, exports, gdpr, health, keys, products, series, status
 from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
@@ -126,6 +126,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
+    app.include_router(alarms.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(keys.router, prefix="/v1")
     app.include_router(devices.router, prefix="/v1")
