@@ -9,6 +9,7 @@
     coarsen(lat, lon, m)         a location at the grant's precision (a grid in metres or an H3 cell)
     k_withheld(...)              the k-anonymity threshold of aggregates of a personal series
     minimise_entities(...)       both of the above for the entities of a standard face (NGSI-LD)
+    minimise_geojson(...)        the precision for SensorThings Locations and FeaturesOfInterest
 
 The purpose of a read is stated per request: the `purpose` query parameter or
 the `Data-Purpose` header (a DPV purpose, e.g. `AcademicResearch`); a narrower
@@ -43,6 +44,7 @@ __all__ = [
     "k_withheld",
     "minimisation_of",
     "minimise_entities",
+    "minimise_geojson",
     "privacy_of",
     "purpose_refusals",
     "refusal_detail",
@@ -206,6 +208,37 @@ def minimise_entities(conn: psycopg.Connection, principal: Principal, rows: list
         lat, lon = coarsen(row.lat, row.lon, precision)
         out.append(replace(row, attributes=attributes, lat=lat, lon=lon))
     return out, len(rows) - len(out)
+
+
+def minimise_geojson(conn: psycopg.Connection, principal: Principal, body: Any) -> Any:
+    """A SensorThings answer with every Location's `location` and FeatureOfInterest's `feature`
+    (their `@iot.id` is the device's thing id) at the precision of the caller's grant."""
+    found: list[tuple[dict, str]] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("location", "feature"):
+                geo = node.get(key)
+                if isinstance(geo, dict) and geo.get("type") == "Point" and isinstance(node.get("@iot.id"), int):
+                    found.append((node, key))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(body)
+    if not found or principal.anonymous:
+        return body
+    things = gdpr.thing_series(conn, sorted({n["@iot.id"] for n, _ in found}))
+    minimised = minimisation_of(conn, principal, [s for ids in things.values() for s in ids])
+    for node, key in found:
+        precision = next((minimised[s] for s in things.get(node["@iot.id"], []) if s in minimised), None)
+        if precision is not None:
+            lon, lat = node[key]["coordinates"][:2]
+            lat, lon = coarsen(lat, lon, precision)
+            node[key] = {**node[key], "coordinates": [lon, lat]}
+    return body
 
 
 def k_withheld(conn: psycopg.Connection, principal: Principal, series_id: int) -> int | None:

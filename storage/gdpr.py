@@ -62,6 +62,7 @@ __all__ = [
     "minimisations",
     "org_report",
     "open_series",
+    "thing_series",
     "org_series",
     "record_refusals",
     "purpose_covers",
@@ -273,6 +274,17 @@ def open_series(conn: psycopg.Connection, series_ids: list[int]) -> set[int]:
         rows = conn.execute("SELECT ps.series_id FROM data_product_series ps JOIN data_products p"
                             " ON p.id = ps.product_id WHERE p.open AND ps.series_id = ANY(%s)", (series_ids,)).fetchall()
     return {r[0] for r in rows}
+
+
+def thing_series(conn: psycopg.Connection, thing_ids: list[int]) -> dict[int, list[int]]:
+    """SensorThings thing id (devices.thing_id) -> the ids of its device's series."""
+    with map_errors("thing series"):
+        rows = conn.execute("SELECT d.thing_id, s.id FROM devices d JOIN series s ON s.org = d.org"
+                            " AND s.device = d.device WHERE d.thing_id = ANY(%s)", (thing_ids,)).fetchall()
+    out: dict[int, list[int]] = {}
+    for thing, sid in rows:
+        out.setdefault(thing, []).append(sid)
+    return out
 
 
 # Grants: purpose and minimisation ----------------------------------------------

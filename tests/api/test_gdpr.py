@@ -403,6 +403,18 @@ def test_standard_faces_after_erasure_with_purpose_and_precision(world: World) -
     assert not [o for o in sta.json()["value"]
                 if datetime.fromisoformat(o["phenomenonTime"].replace("Z", "+00:00")) < BASE + timedelta(minutes=3)]
 
+    cell = pytest.approx(h3.cell_to_latlng(h3.latlng_to_cell(LAT, LON, 6)))
+    things = w.client.get("/sta/v1.1/Things", headers=w.city.headers,
+                          params={"$expand": "Locations"}).json()["value"]
+    lon6, lat6 = things[0]["Locations"][0]["location"]["coordinates"]
+    assert (lat6, lon6) == cell
+    locations = w.client.get("/sta/v1.1/Locations", headers=w.city.headers).json()["value"]
+    assert (locations[0]["location"]["coordinates"][1], locations[0]["location"]["coordinates"][0]) == cell
+    features = w.client.get("/sta/v1.1/FeaturesOfInterest", headers=w.city.headers).json()["value"]
+    assert (features[0]["feature"]["coordinates"][1], features[0]["feature"]["coordinates"][0]) == cell
+    own = w.client.get("/sta/v1.1/Locations", headers=w.prov.headers).json()["value"]
+    assert own[0]["location"]["coordinates"] == [LON, LAT]
+
     report = w.client.get("/v1/access-report", headers=w.prov.headers, params={"device": "wifi-1"}).json()["reads"]
     assert [(r["face"], r["action"], r["rows"], r["stated_purpose"]) for r in report if r["reader"] == "city"] == [
         ("SensorThings", "refused.sta.read.observations", 0, None), ("SensorThings", "sta.read.observations", 35, None)]
