@@ -6,8 +6,11 @@
                     (packs, watermarks, gateway status) and the device row: one transaction
 
 Both take the owning organisation, so that nobody deletes another tenant's
-rows. Dead letters and the audit log are kept: they are the record of what
-happened. A device that is the gateway of other devices, and a series with
+rows. The data goes through the GDPR erasure (`storage.gdpr.erase`) over the
+span the series hold, so that the deletion has its erasure receipt and audit
+row like any other (and the device's dead letters of that span go with it);
+what lies outside that span (an aggregate or anomaly without its reading) is
+deleted after it. The audit log is kept. A device that is the gateway of other devices, and a series with
 alert rules (whose alarms and notifications are a history of their own), are
 refused (`InUse`): detach or delete those first.
 """
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 
 import psycopg
 
+from storage import gdpr
 from storage.errors import StorageError, map_errors
 
 __all__ = ["Deleted", "InUse", "delete_device", "delete_series"]
@@ -36,7 +41,18 @@ class Deleted:
     anomalies: int
 
 
-def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence[int]) -> Deleted:
+_SPAN = """
+SELECT min(t), max(t) FROM (
+    SELECT min(time) AS t FROM readings WHERE series_id = ANY(%(ids)s)
+    UNION ALL SELECT max(time) FROM readings WHERE series_id = ANY(%(ids)s)
+    UNION ALL SELECT min(time) FROM anomalies WHERE series_id = ANY(%(ids)s)
+    UNION ALL SELECT max(time) FROM anomalies WHERE series_id = ANY(%(ids)s)
+) AS span
+"""
+
+
+def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence[int], actor: str,
+                        org_id: int | None, key_id: int | None, device: str | None = None) -> Deleted:
     ids = [r[0] for r in conn.execute(
         "SELECT id FROM series WHERE org = %s AND id = ANY(%s) ORDER BY id FOR UPDATE", (org, list(series_ids)))]
     if not ids:
@@ -45,6 +61,12 @@ def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence
         "SELECT DISTINCT series_id FROM alert_rules WHERE series_id = ANY(%s) ORDER BY 1", (ids,))]
     if ruled:
         raise InUse(f"Datastreams {', '.join(map(str, ruled))} have alert rules: delete those first")
+    erased = {"readings": 0, "aggregates": 0, "anomalies": 0}
+    first, last = conn.execute(_SPAN, {"ids": ids}).fetchone()
+    if first is not None:
+        receipt = gdpr.erase(conn, org=org, start=first, end=last + timedelta(microseconds=1), actor=actor,
+                             org_id=org_id, key_id=key_id, device=device, series_ids=None if device else ids)
+        erased = receipt.deleted if receipt is not None else erased
     counts = [conn.execute(statement, (ids,)).rowcount for statement in (
         "DELETE FROM readings WHERE series_id = ANY(%s)",
         "DELETE FROM aggregates WHERE series_id = ANY(%s)",
@@ -52,16 +74,18 @@ def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence
     )]
     conn.execute("DELETE FROM data_product_series WHERE series_id = ANY(%s)", (ids,))
     conn.execute("DELETE FROM series WHERE id = ANY(%s)", (ids,))
-    return Deleted(tuple(ids), *counts)
+    return Deleted(tuple(ids), *(erased[t] + n for t, n in zip(("readings", "aggregates", "anomalies"), counts)))
 
 
-def delete_series(conn: psycopg.Connection, *, org: str, series_ids: Sequence[int]) -> Deleted:
+def delete_series(conn: psycopg.Connection, *, org: str, series_ids: Sequence[int], actor: str,
+                  org_id: int | None = None, key_id: int | None = None) -> Deleted:
     """Delete `org`'s series among `series_ids` with all their data; what was deleted."""
     with map_errors("delete series"), conn.transaction():
-        return _delete_series_rows(conn, org, series_ids)
+        return _delete_series_rows(conn, org, series_ids, actor, org_id, key_id)
 
 
-def delete_device(conn: psycopg.Connection, *, org: str, device: str) -> Deleted | None:
+def delete_device(conn: psycopg.Connection, *, org: str, device: str, actor: str, org_id: int | None = None,
+                  key_id: int | None = None) -> Deleted | None:
     """Delete `org`'s device with its series and their data; None when it has no such device."""
     with map_errors("delete device"), conn.transaction():
         found = conn.execute("SELECT 1 FROM devices WHERE org = %s AND device = %s FOR UPDATE",
@@ -73,7 +97,7 @@ def delete_device(conn: psycopg.Connection, *, org: str, device: str) -> Deleted
         if attached:
             raise InUse(f"device {device!r} is the gateway of {', '.join(attached)}: detach or delete them first")
         ids = [r[0] for r in conn.execute("SELECT id FROM series WHERE org = %s AND device = %s", (org, device))]
-        deleted = _delete_series_rows(conn, org, ids)
+        deleted = _delete_series_rows(conn, org, ids, actor, org_id, key_id, device=device)
         for statement in ("DELETE FROM ingest_packs WHERE org = %s AND device = %s",
                           "DELETE FROM ingest_watermarks WHERE org = %s AND device = %s",
                           "DELETE FROM gateway_status WHERE org = %s AND device = %s",

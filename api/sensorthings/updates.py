@@ -29,6 +29,7 @@ import math
 import psycopg
 from fastapi import FastAPI
 
+from api.deps import actor
 from api.errors import Problem
 from api.sensorthings.onboarding import audit, check_provider, location_of, quantity_of, unit_of
 from api.sensorthings.paths import PathError, parse_path
@@ -231,10 +232,14 @@ def delete_entity(app: FastAPI, conn: psycopg.Connection, principal: Principal, 
         raise Problem(409, str(exc)) from None
 
 
+def _who(principal: Principal) -> dict:
+    return {"actor": actor(principal), "org_id": principal.org_id, "key_id": principal.key_id}
+
+
 def _delete(app: FastAPI, conn: psycopg.Connection, principal: Principal, entity_set: str, key: int) -> None:
     org = principal.org_slug
     if entity_set == "Datastreams":
-        deleted = deletion.delete_series(conn, org=org, series_ids=[key])
+        deleted = deletion.delete_series(conn, org=org, series_ids=[key], **_who(principal))
         audit(conn, principal, "series.delete", {"series": key, "readings": deleted.readings})
         return
     device = write.device_of_thing_row(conn, org=org, thing_id=key)
@@ -244,7 +249,7 @@ def _delete(app: FastAPI, conn: psycopg.Connection, principal: Principal, entity
         return
     if entity_set == "Sensors":
         ids = [s[0] for s in tenants.device_series(conn, org=org, device=device["device"])]
-        deleted = deletion.delete_series(conn, org=org, series_ids=ids)
+        deleted = deletion.delete_series(conn, org=org, series_ids=ids, **_who(principal))
         audit(conn, principal, "sensor.delete", {"device": device["device"], "series": list(deleted.series),
                                                  "readings": deleted.readings})
         return
@@ -252,7 +257,7 @@ def _delete(app: FastAPI, conn: psycopg.Connection, principal: Principal, entity
     if device["mqtt_username"] and dynsec is None:
         raise Problem(503, "the device has broker credentials and the broker's dynamic security is not "
                            "configured on this server")
-    deleted = deletion.delete_device(conn, org=org, device=device["device"])
+    deleted = deletion.delete_device(conn, org=org, device=device["device"], **_who(principal))
     if device["mqtt_username"]:
         dynsec.run([{"command": "deleteClient", "username": device["mqtt_username"]},
                     {"command": "deleteRole", "rolename": device_role(org, device["device"])}], ignore_errors=True)

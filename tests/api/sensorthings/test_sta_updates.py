@@ -114,6 +114,8 @@ def test_delete_datastream_deletes_its_observations(fresh_lab: StaLab, lab_clien
     assert lab_client.get(f"{ROOT}/Datastreams({series})").status_code == 404
     assert _one(fresh_lab.url, "SELECT count(*) FROM readings WHERE series_id = %s", series) == (0,)
     assert _one(fresh_lab.url, "SELECT detail->>'readings' FROM audit_log WHERE action = 'series.delete'") == ("10",)
+    # through the GDPR erasure: its receipt names the series and what was deleted
+    assert _one(fresh_lab.url, "SELECT deleted->>'readings' FROM erasures WHERE %s = ANY(series_ids)", series) == ("10",)
     assert lab_client.delete(f"{ROOT}/Datastreams({series})").status_code == 404
 
 
