@@ -17,6 +17,8 @@ from psycopg_pool import ConnectionPool
 
 from api.console import router as console_router
 from api.errors import ConfigurationError, install_problem_handlers
+from api.metrics import ApiMetrics, RequestMetrics
+from api.metrics import router as metrics_router
 from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
@@ -103,7 +105,11 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         if settings.mqtt_url and settings.dynsec_password else None
     )
     install_problem_handlers(app)
+    app.state.metrics = ApiMetrics(health=lambda: health.component_health(app),
+                                   supervised=lambda: health.supervised_components(app))
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")

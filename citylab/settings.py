@@ -80,3 +80,13 @@ class Settings(BaseSettings):
     mqtt_public_url: str | None = Field(
         default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
     )
+    # Operations: metrics and health (issue 10) --------------------------------------
+    ingest_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535,
+        description="Ingest serves Prometheus metrics on this port (`citylab up` picks one); unset: none.",
+    )
+    ingest_metrics_url: str | None = Field(
+        default=None,
+        description="Where the API finds ingest's metrics for /health (http://host:port/metrics); unset: "
+                    "/health does not report ingest.",
+    )
