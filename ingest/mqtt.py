@@ -88,6 +88,7 @@ class IngestClient:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         self._client = client
@@ -101,6 +102,13 @@ class IngestClient:
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
         logger.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
                     flags.session_present)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        # `connected` means subscribed: only after the SUBACK does the broker route packs to us
+        refused = [f for f, code in zip(self.filters, reason_codes, strict=False) if code.is_failure]
+        if refused:
+            logger.error("broker refused the subscriptions %s: %s", refused, reason_codes)
+        logger.info("subscribed to %s", ", ".join(self.filters))
         self.connected.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
