@@ -307,8 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    _setup_logging(_settings().log_level if args.command not in ("status",) else "WARNING")
+    try:
+        settings = _settings()
+    except ValidationError as exc:
+        print(f"citylab {args.command}: settings refused: "
+              + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()), file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level if args.command not in ("status",) else "WARNING")
     from citylab.lab import LabError
 
     try:

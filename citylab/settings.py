@@ -8,11 +8,16 @@ instead, so that a gateway needs none of the server dependencies.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["DOCUMENTED_SECRETS", "Settings"]
+
+# the passwords docs and deploy/local.env show: fine on a laptop, refused anywhere else
+DOCUMENTED_SECRETS = frozenset({"citylab", "postgres", "changeme"})
 
 
 class Settings(BaseSettings):
@@ -90,3 +95,27 @@ class Settings(BaseSettings):
         description="Where the API finds ingest's metrics for /health (http://host:port/metrics); unset: "
                     "/health does not report ingest.",
     )
+    environment: Literal["local", "production"] = Field(
+        default="local",
+        description="production (docker-compose's default) refuses the documented default secrets; local "
+                    "(a laptop, `citylab up`, the tests) accepts them.",
+    )
+    grafana_admin_password: str | None = Field(
+        default=None, description="Grafana's admin password; read only to refuse the documented default."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_documented_secrets(self) -> Settings:
+        if self.environment == "local":
+            return self
+        secrets = {
+            "CITYLAB_DATABASE_URL's password": urlsplit(self.database_url).password if self.database_url else None,
+            "CITYLAB_MQTT_URL's password": urlsplit(self.mqtt_url).password if self.mqtt_url else None,
+            "CITYLAB_DYNSEC_PASSWORD": self.dynsec_password,
+            "CITYLAB_GRAFANA_ADMIN_PASSWORD": self.grafana_admin_password,
+        }
+        weak = [name for name, value in secrets.items() if value in DOCUMENTED_SECRETS]
+        if weak:
+            raise ValueError(f"{', '.join(weak)}: the documented default secret is refused outside "
+                             "CITYLAB_ENVIRONMENT=local; set your own")
+        return self
