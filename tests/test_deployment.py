@@ -302,6 +302,15 @@ def test_prometheus_scrapes_ingest_and_the_api(services: dict) -> None:
     assert (source["type"], source["uid"], source["url"]) == ("prometheus", "prometheus", "http://prometheus:9090")
 
 
+def test_promtool_accepts_the_prometheus_configuration() -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool (Debian package prometheus, scripts/setup-system.sh) is not installed")
+    done = subprocess.run([promtool, "check", "config", str(REPO / "deploy" / "prometheus" / "prometheus.yml")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "SUCCESS" in done.stdout + done.stderr, done.stdout + done.stderr
+
+
 def _shipped(path: str, pattern: str) -> bool:
     """Does a package-data glob take `path`? (Its `*` stays inside one directory.)"""
     directory, _, name = pattern.rpartition("/")
