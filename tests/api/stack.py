@@ -40,6 +40,12 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
     stop = threading.Event()
     ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
     ingest_thread.start()
+    # Ingest's client id is new, so the broker holds nothing for it before its subscription is
+    # granted: a pack published earlier reaches no one. Ingest opens its database and builds its
+    # stream state (seconds on a loaded machine) before it subscribes; wait for the SUBACK.
+    deadline = time.monotonic() + 60
+    while not ingest.client.connected.wait(0.2):
+        assert ingest_thread.is_alive() and time.monotonic() < deadline, "ingest did not subscribe"
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     api_thread = threading.Thread(target=server.run, daemon=True)
