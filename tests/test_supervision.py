@@ -59,7 +59,7 @@ class LedgerPublisher(threading.Thread):
         self.stopping = threading.Event()
         self._acks: dict[int, float] = {}  # mid -> PUBACK time, filled by paho's thread
         self._cond = threading.Condition()
-        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"edge-{ORG}-{GATEWAY}", protocol=paho.MQTTv5)
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id=username, protocol=paho.MQTTv5)
         client.username_pw_set(username, password)
         client.reconnect_delay_set(min_delay=1, max_delay=2)
         client.on_publish = self._on_publish

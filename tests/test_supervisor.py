@@ -55,3 +55,22 @@ def test_the_budget_is_per_window_and_the_supervisor_never_gives_up(tmp_path: Pa
         supervisor.stop(timeout=5)
     assert not steady.up
     assert not (tmp_path / "supervisor.json").exists()
+
+
+def test_ports_are_chosen_once_and_kept(tmp_path: Path, caplog) -> None:
+    import socket
+
+    from citylab.lab import Ports
+
+    first = Ports(tmp_path, "127.0.0.1")
+    broker, database = first.get("mosquitto"), first.get("postgres")
+    assert broker != database
+    assert (tmp_path / "ports.json").stat().st_mode & 0o777 == 0o600
+    again = Ports(tmp_path, "127.0.0.1")  # the next `citylab up`
+    assert (again.get("mosquitto"), again.get("postgres")) == (broker, database)
+    with socket.socket() as taken:  # something else took the broker's port meanwhile
+        taken.bind(("127.0.0.1", broker))
+        taken.listen()
+        moved = Ports(tmp_path, "127.0.0.1").get("mosquitto")
+    assert moved != broker and Ports(tmp_path, "127.0.0.1").get("mosquitto") == moved
+    assert any("port %d kept in" % broker in r.getMessage() and "taken" in r.getMessage() for r in caplog.records)

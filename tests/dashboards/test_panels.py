@@ -36,8 +36,8 @@ def _publish_garbage(lab: DemoLab) -> None:
     creds = DynSec(lab.mqtt_url, username=admin["username"], password=admin["password"]).create_device(
         DEMO_ORG, "not-a-device")
     host, port = lab.mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"edge-{DEMO_ORG}-not-a-device",
-                         protocol=mqtt.MQTTv5)
+    # a device's login is its client id
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=creds.username, protocol=mqtt.MQTTv5)
     client.username_pw_set(creds.username, creds.password)
     client.connect(host, int(port))
     client.loop_start()
