@@ -36,6 +36,7 @@ __all__ = [
     "render_mosquitto_conf",
     "start_mosquitto",
     "start_postgres",
+    "write_private",
 ]
 
 logger = logging.getLogger("citylab.embedded")
@@ -238,11 +239,11 @@ def _secret(path: Path) -> str | None:
         return None
 
 
-def _write_secret(path: Path, value: str) -> None:
-    """`value` into `path`, created 0600 (never readable by others, not even for a moment)."""
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, created 0600 (never readable by others, not even for a moment)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write(value + "\n")
+        out.write(text)
     path.chmod(0o600)
 
 
@@ -273,7 +274,7 @@ def start_postgres(
         _hand_over(data_dir, user)
         logger.info("initialising PostgreSQL cluster in %s", data_dir)
         pwfile = root / "postgres" / "initdb.pw"  # read by initdb (as the server's user), then removed
-        _write_secret(pwfile, password)
+        write_private(pwfile, password + "\n")
         _hand_over(pwfile, user)
         try:
             init = subprocess.run(
@@ -285,7 +286,7 @@ def start_postgres(
             pwfile.unlink(missing_ok=True)
         if init.returncode != 0:
             raise EmbeddedError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
-        _write_secret(secret_path, password)
+        write_private(secret_path, password + "\n")
     elif password is None:
         legacy = True
         password = secrets.token_urlsafe(24)
@@ -312,7 +313,7 @@ def _require_password(server: PostgresServer, password: str, secret_path: Path) 
         hba.write_text(_HBA)
         _hand_over(hba, server._user)
         conn.execute("SELECT pg_reload_conf()")
-    _write_secret(secret_path, password)
+    write_private(secret_path, password + "\n")
     server.password = password
 
 

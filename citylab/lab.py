@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citylab.embedded import write_private
 from citylab.settings import Settings
 from citylab.supervisor import STATE_FILE as SUPERVISOR_FILE
 from citylab.supervisor import Supervisor
@@ -172,7 +173,7 @@ def _secured_broker(home: Path) -> tuple[str, str]:
     except (OSError, ValueError, KeyError):
         pass
     username, password = "citylab-admin", new_password()
-    _write_private(secret, json.dumps({"username": username, "password": password}))
+    write_private(secret, json.dumps({"username": username, "password": password}))
     # a new admin password needs a new plugin file
     (home / "mosquitto" / "dynsec.json").unlink(missing_ok=True)
     return username, password
@@ -205,13 +206,6 @@ def _private_home(home: Path) -> None:
     home.chmod(0o711 if os.geteuid() == 0 else 0o700)
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    path.chmod(0o600)
-
-
 class Ports:
     """Each server's port, chosen once and kept in `home/ports.json`, so that it survives
     restarts of the server and of the lab (gateways' configuration never goes stale)."""
@@ -234,7 +228,7 @@ class Ports:
                                "(clients configured with the old one must be updated)", name, port, self.path, name)
             port = free_port(self.host)
             self.ports[name] = port
-            _write_private(self.path, json.dumps(self.ports, indent=2))
+            write_private(self.path, json.dumps(self.ports, indent=2))
         return port
 
 
@@ -312,7 +306,7 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         state = LabState(database_url=database_url, mqtt_url=mqtt_url, api_url=api_url, pid=os.getpid(),
                          started_at=time.time(), demo=demo)
         state_path = home / STATE_FILE
-        _write_private(state_path, json.dumps(asdict(state), indent=2))
+        write_private(state_path, json.dumps(asdict(state), indent=2))
         stack.callback(state_path.unlink, missing_ok=True)
         print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json; health: {api_url}/health;"
               f" metrics: {api_url}/metrics)\n"
