@@ -9,7 +9,7 @@ acknowledged after its last persistence snapshot, and that ingest had not commit
 dies with a SIGKILLed broker. A SIGKILLed postmaster loses nothing (ingest acknowledges
 only after commit; the broker redelivers). Each server must come back on the port it
 had (kept in the lab home's ports.json), and /health, /metrics and `citylab status`
-must count the restarts.
+must count the restarts; while ingest is down (SIGKILLed once) /health answers 503.
 """
 
 from __future__ import annotations
@@ -136,6 +136,15 @@ def _stored_seqs(database_url: str) -> list[int]:
     return [int(v) // 10 for (v,) in values]
 
 
+def _health_if(api_url: str, status: int) -> dict | None:
+    """/health's body when it answers `status`."""
+    try:
+        response = httpx.get(f"{api_url}/health", timeout=15)
+    except httpx.HTTPError:
+        return None
+    return response.json() if response.status_code == status else None
+
+
 def _ingest_connected_at(home: Path) -> int:
     """When ingest last connected to the broker (epoch seconds, from the broker's own log)."""
     times = re.findall(r"^(\d+): New client connected .* as citylab-ingest ", (home / "mosquitto" / "mosquitto.log"
@@ -200,6 +209,15 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
             # the path works again end to end before the next crash
             _wait(lambda b=before: len(_stored_seqs(database_url)) > b + 50, 120, f"readings after {component} restarted")
 
+        # ingest dies: /health names it and answers 503 until the supervisor has it back
+        os.kill(_wait(lambda: _pid(home, "ingest"), 60, "ingest to be up"), signal.SIGKILL)
+        down = _wait(lambda: _health_if(api_url, 503), 60, "/health to say 503")
+        assert down["status"] == "degraded" and down["components"]["ingest"]["up"] is False, down
+        assert down["components"]["database"]["up"] and down["components"]["broker"]["up"], down
+        _wait(lambda: _health_if(api_url, 200), 120, "/health to say 200 again")
+        before = len(_stored_seqs(database_url))
+        _wait(lambda: len(_stored_seqs(database_url)) > before + 50, 120, "readings after ingest restarted")
+
         publisher.close()
         acked = publisher.acked
         # every acknowledged pack outside the windows arrives (the redeliveries included)
@@ -218,6 +236,7 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
         components = health.json()["components"]
         assert components["broker"] == {"up": True, "restarts": KILLS}
         assert components["database"] == {"up": True, "restarts": KILLS}
+        assert components["ingest"]["up"] and components["ingest"]["restarts"] == 1
         metrics = httpx.get(f"{api_url}/metrics", timeout=15).text
         assert f'citylab_component_restarts_total{{component="mosquitto"}} {KILLS}.0' in metrics
         assert f'citylab_component_restarts_total{{component="postgres"}} {KILLS}.0' in metrics
