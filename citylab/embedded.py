@@ -100,6 +100,13 @@ def _hand_over(path: Path, user: pwd.struct_passwd | None) -> None:
             os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
 
 
+def _open_log(path: Path):
+    """A server's log, appended to, 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
+
+
 def _tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -215,7 +222,7 @@ class PostgresServer:
         args = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for key, value in settings.items():
             args += ["-c", f"{key}={value}"]
-        with open(log, "ab") as log_file:
+        with _open_log(log) as log_file:
             self.process = subprocess.Popen(
                 args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 preexec_fn=_child_setup(self._user, signal.SIGINT),
@@ -265,6 +272,7 @@ def start_postgres(
     secret_path = root / "postgres.secret"
     run_dir.mkdir(parents=True, exist_ok=True)
     _hand_over(root / "postgres", user)
+    (root / "postgres").chmod(0o700)  # its logs and socket are the server's (and our) business alone
 
     password = _secret(secret_path)
     legacy = False  # a cluster made before passwords: it trusts, until we set one below
@@ -391,7 +399,7 @@ class MosquittoServer:
             raise EmbeddedError("mosquitto not found; install it with `apt-get install mosquitto` (make setup does this)")
         conf = self.root / "mosquitto.conf"
         log = self.root / "mosquitto.log"
-        with open(log, "ab") as log_file:
+        with _open_log(log) as log_file:
             self.process = subprocess.Popen(
                 [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 preexec_fn=_child_setup(self._user, signal.SIGTERM),
@@ -426,6 +434,7 @@ def start_mosquitto(
                               dynsec_config=str(dynsec_file) if dynsec_file else None)
     )
     _hand_over(broker_dir, user)
+    broker_dir.chmod(0o700)  # the plugin's file holds the password hashes
     server = MosquittoServer(root=broker_dir, port=port, host=host, _user=user)
     server.start()
     return server

@@ -249,6 +249,8 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
     log_dir = home / "logs"
     log_dir.mkdir(exist_ok=True)
     log_dir.chmod(0o700)
+    for path in log_dir.iterdir():  # logs of a lab from before they were private
+        path.chmod(0o600)
     ports = Ports(home, "127.0.0.1")
     supervisor = Supervisor(log_dir=log_dir, state_path=home / SUPERVISOR_FILE)
     with ExitStack() as stack:

@@ -128,8 +128,11 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         # secrets at rest: the home, its logs, the state file and the secrets are the owner's alone
         for path in (home, home / "logs"):
             assert path.stat().st_mode & 0o066 == 0, oct(path.stat().st_mode)
-        for path in (home / "lab.json", home / "postgres.secret", home / "broker-admin.json",
-                     home / "ports.json", *(home / "logs").iterdir()):
+        for path in (home / "postgres", home / "mosquitto"):
+            assert path.stat().st_mode & 0o777 == 0o700, (path, oct(path.stat().st_mode))
+        for path in (home / "lab.json", home / "postgres.secret", home / "broker-admin.json", home / "ports.json",
+                     home / "postgres" / "server.log", home / "mosquitto" / "mosquitto.log",
+                     *(home / "logs").iterdir()):
             assert path.stat().st_mode & 0o777 == 0o600, (path, oct(path.stat().st_mode))
         hba = (home / "postgres" / "data" / "pg_hba.conf").read_text()
         assert "trust" not in [line.split()[-1] for line in hba.splitlines() if line and not line.startswith("#")]
