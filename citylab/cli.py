@@ -203,11 +203,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         # a shared subscription: the broker hands each message to one worker of the group
         filters = tuple(f"$share/{settings.ingest_share_group}/{f}" for f in filters)
         client_id = f"{client_id}-{socket.gethostname()}"
-    if settings.ingest_metrics_port:
+    if settings.ingest_metrics_port and "metrics_port" not in IngestOptions.__dataclass_fields__:
         from prometheus_client import start_http_server
 
-        # Prometheus scrapes ingest here; bound like the API (CITYLAB_API_HOST)
-        start_http_server(settings.ingest_metrics_port, addr=settings.api_host)
+        # an ingest that does not serve its own metrics: the process's are served here
+        start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
     service = IngestService(IngestOptions(
         database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=client_id,
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,

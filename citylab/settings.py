@@ -90,6 +90,7 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535,
         description="Ingest serves Prometheus metrics on this port (`citylab up` picks one); unset: none.",
     )
+    ingest_metrics_host: str = Field(default="127.0.0.1", description="Address ingest's /metrics listens on.")
     ingest_metrics_url: str | None = Field(
         default=None,
         description="Where the API finds ingest's metrics for /health (http://host:port/metrics); unset: "

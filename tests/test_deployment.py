@@ -292,7 +292,7 @@ def test_prometheus_scrapes_ingest_and_the_api(services: dict) -> None:
     ingest_port = int(services["ingest"]["environment"]["CITYLAB_INGEST_METRICS_PORT"])
     (sd,) = jobs["citylab-ingest"]["dns_sd_configs"]
     assert sd["names"] == ["ingest"] and sd["port"] == ingest_port  # every replica
-    assert services["ingest"]["environment"]["CITYLAB_API_HOST"] == "0.0.0.0"  # its listener's address
+    assert services["ingest"]["environment"]["CITYLAB_INGEST_METRICS_HOST"] == "0.0.0.0"  # its listener's address
     assert jobs["citylab-api"]["static_configs"] == [{"targets": ["api:8080"]}]
     assert jobs["citylab-api"]["metrics_path"] == "/metrics"
     assert services["api"]["environment"]["CITYLAB_INGEST_METRICS_URL"] == f"http://ingest:{ingest_port}/metrics"
