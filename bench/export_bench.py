@@ -63,7 +63,7 @@ def seed(url: str, rows: int) -> tuple[str, int]:
         org = create_org(conn, name=f"Export bench {os.getpid()}", kind="provider")
         _, key = create_key(conn, org_id=org.id, role="admin")
         register_device(conn, org=org.slug, device="bench-meter")
-        sid = ensure_series(conn, [("bench-meter", "energy", "kWh")])[("bench-meter", "energy")]
+        sid = ensure_series(conn, [(org.slug, "bench-meter", "energy", "kWh")])[(org.slug, "bench-meter", "energy")]
     with psycopg.connect(url) as conn:
         writer = TimeSeriesWriter(capabilities(conn))
         for i in range(0, rows, 500_000):

@@ -7,6 +7,12 @@
     citylab admin list-orgs [--json]
     citylab admin broker-init --out FILE --username U --password P
         the dynamic-security plugin's file with its admin client (for docker-compose)
+    citylab admin broker-bind
+        bind every device's broker login to its client id (logins made before
+        logins were bound; each device then connects with its username as client id)
+
+Keys with role `operator` (the lab's staff: lab-wide status and audit log) are
+made here only (`create-key --role operator`), never through the API.
 
 The database is the running lab's (as `citylab status` finds it) or
 CITYLAB_DATABASE_URL. Keys are printed once and stored hashed.
@@ -90,6 +96,30 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_broker_bind(args: argparse.Namespace) -> int:
+    from citylab.broker_security import DynSec, device_client_id
+    from citylab.cli import _resolve_urls, _settings
+    from citylab.lab import LabError
+    from storage import connect
+    from storage.tenants import device_logins
+
+    settings = _settings()
+    database_url, mqtt_url = _resolve_urls(settings)
+    admin = (settings.dynsec_username, settings.dynsec_password) if settings.dynsec_password else None
+    secret = settings.home / "broker-admin.json"
+    if admin is None and secret.exists():
+        data = json.loads(secret.read_text())
+        admin = (data["username"], data["password"])
+    if admin is None or not mqtt_url:
+        raise LabError("broker-bind needs the broker's admin: CITYLAB_DYNSEC_PASSWORD (or a running `citylab up`)")
+    with connect(database_url) as conn:
+        logins = device_logins(conn)
+    DynSec(mqtt_url, username=admin[0], password=admin[1]).bind_client_ids(
+        {username: device_client_id(org, device) for org, device, username in logins})
+    print(f"bound {len(logins)} device logins to their client ids")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from storage.tenants import KINDS, ROLES
 
@@ -119,3 +149,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--username", default="citylab-admin")
     init.add_argument("--password", required=True)
     init.set_defaults(func=cmd_broker_init)
+
+    bind = commands.add_parser("broker-bind", help="bind every device's broker login to its client id")
+    bind.set_defaults(func=cmd_broker_bind)

@@ -6,7 +6,21 @@ answered on `$CONTROL/dynamic-security/v1/response`. `DynSec` sends a batch
 of commands and waits for its answers (matched by `correlationData`); one
 short-lived connection per batch keeps it simple and thread-safe.
 
-Each device gets its own client (username `<org>.<device>`) and role:
+Every login citylab creates is bound to its own MQTT client id (the plugin's
+`clientid` of a client): the broker refuses the login under any other client
+id. Since every login is bound, no login can take over another's session:
+
+    device          username `<org>.<device>`, client id the same (org slugs hold no dot,
+                    so the pair is unambiguous)
+    ingest worker   client id `<username>-<HMAC of its password>` (`ingest_client_id`):
+                    stable across restarts (its persistent session), not guessable;
+                    workers of a share group share a login and add their host name
+    other services  (the console's status listener) a random client id
+    admin           the plugin's admin: client id = its username (`write_initial_config`);
+                    one exchange at a time per process, and an exchange whose
+                    connection is taken over before it sent anything is retried
+
+Each device gets its own client and role:
 
     publishClientSend  lab/<org>/<device>/#           its own prefix, nothing else
     subscribeLiteral   lab/<org>/<device>/committed   its watermark
@@ -25,10 +39,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import logging
+import random
 import secrets
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +62,9 @@ __all__ = [
     "DeviceCredentials",
     "DynSec",
     "device_acls",
+    "device_client_id",
     "device_username",
+    "ingest_client_id",
     "new_password",
     "write_initial_config",
 ]
@@ -67,6 +86,7 @@ class BrokerSecurityError(RuntimeError):
 class DeviceCredentials:
     username: str
     password: str
+    client_id: str   # the only MQTT client id the broker accepts for this login
 
 
 def new_password() -> str:
@@ -74,7 +94,23 @@ def new_password() -> str:
 
 
 def device_username(org: str, device: str) -> str:
+    """`<org>.<device>`: unique, since an organisation's slug holds no dot."""
+    if "." in org:
+        raise ValueError(f"organisation {org!r} holds a dot: its device usernames would be ambiguous")
     return f"{org}.{device}"
+
+
+def device_client_id(org: str, device: str) -> str:
+    """The client id a device's login is bound to: its username."""
+    return device_username(org, device)
+
+
+def ingest_client_id(username: str, password: str) -> str:
+    """The client id ingest's login is bound to: derived from its password, so that it
+    is the same at every start (ingest's persistent session) and guessable by nobody
+    who does not hold the password."""
+    tag = hmac.new(password.encode(), b"citylab-ingest-client-id:" + username.encode(), hashlib.sha256)
+    return f"{username}-{tag.hexdigest()[:24]}"
 
 
 def device_role(org: str, device: str) -> str:
@@ -105,7 +141,7 @@ def write_initial_config(path: Path, *, admin_username: str, admin_password: str
     ]
     config = {
         "clients": [{
-            "username": admin_username, "textName": "citylab broker administration",
+            "username": admin_username, "clientid": admin_username, "textName": "citylab broker administration",
             "password": _hash(admin_password, salt, _ITERATIONS), "salt": base64.b64encode(salt).decode(),
             "iterations": _ITERATIONS, "roles": [{"rolename": "admin"}],
         }],
@@ -127,6 +163,15 @@ def url_with_credentials(url: str, username: str, password: str) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
+_LOCKS: dict[tuple[str, int, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+_ATTEMPTS = 8
+
+
+class _TakenOver(Exception):
+    """The exchange's connection was closed before it published its commands."""
+
+
 class DynSec:
     """Sends dynamic-security commands to the broker at `url` as its admin client."""
 
@@ -137,13 +182,17 @@ class DynSec:
         self.username = username
         self.password = password
         self.timeout_s = timeout_s
-        self._lock = threading.Lock()
+        # one exchange at a time per admin login in this process: they share one client id
+        with _LOCKS_GUARD:
+            self._lock = _LOCKS.setdefault((self.host, self.port, username), threading.Lock())
 
     # -- device clients -----------------------------------------------------------
 
     def create_device(self, org: str, device: str) -> DeviceCredentials:
-        """A client and role for the device, with a new password (replacing earlier ones)."""
+        """A client and role for the device, with a new password (replacing earlier ones),
+        bound to the client id `device_client_id(org, device)`."""
         username, role = device_username(org, device), device_role(org, device)
+        client_id = device_client_id(org, device)
         password = new_password()
         # Idempotent: delete what a half-finished earlier attempt may have left.
         self.run([{"command": "deleteClient", "username": username},
@@ -151,16 +200,28 @@ class DynSec:
         commands: list[dict[str, Any]] = [{"command": "createRole", "rolename": role}]
         commands += [{"command": "addRoleACL", "rolename": role, "priority": 0, **acl} for acl in device_acls(org, device)]
         commands.append({"command": "createClient", "username": username, "password": password,
-                         "textname": f"device {device} of {org}", "roles": [{"rolename": role}]})
+                         "clientid": client_id, "textname": f"device {device} of {org}",
+                         "roles": [{"rolename": role}]})
         self.run(commands)
-        return DeviceCredentials(username, password)
+        return DeviceCredentials(username, password, client_id)
 
-    def set_password(self, username: str) -> str:
-        """Rotate: a new password; the old one stops working and the client is disconnected."""
+    def set_password(self, username: str, *, client_id: str | None = None) -> str:
+        """Rotate: a new password; the old one stops working and the client is disconnected.
+        With `client_id`, the login is (re)bound to it as well (logins made before binding)."""
         password = new_password()
-        self.run([{"command": "setClientPassword", "username": username, "password": password},
-                  {"command": "enableClient", "username": username}])
+        commands: list[dict[str, Any]] = [{"command": "setClientPassword", "username": username, "password": password}]
+        if client_id is not None:
+            commands.append({"command": "setClientId", "username": username, "clientid": client_id})
+        commands.append({"command": "enableClient", "username": username})
+        self.run(commands)
         return password
+
+    def bind_client_ids(self, bindings: dict[str, str]) -> None:
+        """Bind existing logins (username -> client id), e.g. devices onboarded before
+        logins were bound; a bound client is disconnected and must reconnect with its id."""
+        commands = [{"command": "setClientId", "username": u, "clientid": c} for u, c in bindings.items()]
+        for start in range(0, len(commands), 100):
+            self.run(commands[start:start + 100])
 
     def disable_client(self, username: str) -> None:
         """The client is disconnected and cannot connect until enabled again."""
@@ -169,25 +230,37 @@ class DynSec:
     def enable_client(self, username: str) -> None:
         self.run([{"command": "enableClient", "username": username}])
 
-    def create_service(self, username: str, password: str, *, acls: list[dict[str, Any]], role: str) -> None:
-        """A platform service client (ingest) with its own role; replaces an earlier one."""
+    def create_service(self, username: str, password: str, *, acls: list[dict[str, Any]], role: str,
+                       client_id: str | None) -> None:
+        """A platform service client with its own role, bound to `client_id` (None: a login
+        shared by workers, see `create_ingest`); replaces an earlier one."""
         self.run([{"command": "deleteClient", "username": username},
                   {"command": "deleteRole", "rolename": role}], ignore_errors=True)
         commands: list[dict[str, Any]] = [{"command": "createRole", "rolename": role}]
         commands += [{"command": "addRoleACL", "rolename": role, "priority": 0, **acl} for acl in acls]
+        binding = {"clientid": client_id} if client_id is not None else {}
         commands.append({"command": "createClient", "username": username, "password": password,
-                         "roles": [{"rolename": role}]})
+                         "roles": [{"rolename": role}], **binding})
         self.run(commands)
 
-    def create_ingest(self, username: str, password: str) -> None:
-        """Ingest reads every pack of the lab and publishes the committed watermarks."""
+    def create_ingest(self, username: str, password: str, *, shared: bool = False) -> str:
+        """Ingest reads every pack of the lab and publishes the committed watermarks.
+
+        Returns the client id the login is bound to (`ingest_client_id`): ingest
+        must connect with it. A login `shared` by the workers of a share group is
+        not bound to one id: each worker connects as `<that id>-<host>`, which
+        needs the password to know, and which no other login can take, since
+        every other login citylab makes is bound to its own id."""
         acls = [
             {"acltype": "subscribePattern", "topic": "lab/#", "allow": True},
             {"acltype": "subscribePattern", "topic": "$share/#", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/committed", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/down", "allow": True},
         ]
-        self.create_service(username, password, acls=acls, role=INGEST_ROLE)
+        client_id = ingest_client_id(username, password)
+        self.create_service(username, password, acls=acls, role=f"{INGEST_ROLE}:{username}",
+                            client_id=None if shared else client_id)
+        return client_id
 
     # -- transport ------------------------------------------------------------------
 
@@ -200,7 +273,17 @@ class DynSec:
         for i, command in enumerate(commands):
             command["correlationData"] = f"{tag}-{i}"
         with self._lock:
-            responses = self._exchange(commands, tag)
+            for attempt in range(_ATTEMPTS):
+                try:
+                    responses = self._exchange(commands, tag)
+                    break
+                except _TakenOver:
+                    # another process's exchange took the admin's client id over: nothing
+                    # was sent, so trying again is safe
+                    if attempt == _ATTEMPTS - 1:
+                        raise BrokerSecurityError(f"broker at {self.host}:{self.port}: the admin's session "
+                                                  f"was taken over {_ATTEMPTS} times") from None
+                    time.sleep(random.uniform(0.05, 0.3) * (attempt + 1))
         if not ignore_errors:
             for command, response in zip(commands, responses):
                 if response.get("error"):
@@ -210,6 +293,8 @@ class DynSec:
     def _exchange(self, commands: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
         done = threading.Event()
         subscribed = threading.Event()
+        published = threading.Event()
+        lost: list[bool] = []
         answers: dict[str, dict[str, Any]] = {}
         failure: list[str] = []
 
@@ -226,7 +311,15 @@ class DynSec:
                 done.set()
                 return
             subscribed.set()
+            published.set()
             client.publish(CONTROL_TOPIC, json.dumps({"commands": commands}), qos=1)
+
+        def on_disconnect(client: paho.Client, userdata: object, flags: object, reason: Any, props: object) -> None:
+            if not done.is_set():
+                lost.append(published.is_set())
+                failure.append(f"connection closed during the exchange: {reason}")
+                done.set()
+            client.disconnect()  # no automatic reconnect: it would take the session back
 
         def on_message(client: paho.Client, userdata: object, message: paho.MQTTMessage) -> None:
             try:
@@ -240,10 +333,11 @@ class DynSec:
             if len(answers) >= len(commands):
                 done.set()
 
-        client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                             client_id=f"citylab-dynsec-{tag[:8]}", protocol=paho.MQTTv5)
+        client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=self.username,
+                             protocol=paho.MQTTv5)
         client.username_pw_set(self.username, self.password)
         client.on_connect = on_connect
+        client.on_disconnect = on_disconnect
         client.on_subscribe = on_subscribe
         client.on_message = on_message
         try:
@@ -259,6 +353,8 @@ class DynSec:
         finally:
             client.disconnect()
             client.loop_stop()
+        if lost and not lost[0] and len(answers) < len(commands):
+            raise _TakenOver()
         if failure:
             raise BrokerSecurityError(f"broker at {self.host}:{self.port}: {failure[0]}")
         return [answers.get(c["correlationData"], {}) for c in commands]

@@ -16,6 +16,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 from citylab.settings import Settings
 from storage.errors import StorageError
@@ -197,10 +198,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     filters = ingest_filters(settings.ingest_org) + (LORAWAN_FILTERS if settings.lorawan_bridge else ())
     client_id = settings.ingest_client_id
+    login = urlsplit(settings.mqtt_url)
+    if login.username and login.password:
+        from citylab.broker_security import ingest_client_id
+
+        # a broker login made by citylab is bound to the client id derived from it (DynSec.create_ingest)
+        client_id = ingest_client_id(unquote(login.username), unquote(login.password))
     if settings.ingest_share_group:
         import socket
 
-        # a shared subscription: the broker hands each message to one worker of the group
+        # a shared subscription: the broker hands each message to one worker of the group; the
+        # workers share a login made with `shared=True` and each takes its own client id
         filters = tuple(f"$share/{settings.ingest_share_group}/{f}" for f in filters)
         client_id = f"{client_id}-{socket.gethostname()}"
     if settings.ingest_metrics_port and "metrics_port" not in IngestOptions.__dataclass_fields__:

@@ -66,7 +66,9 @@ def _toml_str(value: str | Path) -> str:
 
 def _edge_toml(*, org: str, device: str, mqtt_url: str, buffer: Path, sources: list[str],
                credentials: tuple[str, str] | None = None) -> str:
-    login = [f"username = {_toml_str(credentials[0])}", f"password = {_toml_str(credentials[1])}"] if credentials else []
+    # the broker binds each gateway's login to its client id, the username
+    login = [f"username = {_toml_str(credentials[0])}", f"password = {_toml_str(credentials[1])}",
+             f"client_id = {_toml_str(credentials[0])}"] if credentials else []
     return "\n".join(
         [
             "# written by citylab up --demo; edited copies are overwritten",

@@ -19,7 +19,7 @@ def _by_area(quantity: str) -> Query:
                sum(a.sum) / sum(a.count) AS value
         FROM aggregates a
         JOIN series s ON s.id = a.series_id
-        JOIN devices d ON d.device = s.device
+        JOIN devices d ON d.org = s.org AND d.device = s.device
         WHERE a.width_s = 60 AND a.count > 0 AND s.quantity = '{quantity}' AND $__timeFilter(a.bucket)
         GROUP BY 1, 2
         ORDER BY 1
@@ -29,10 +29,10 @@ def _by_area(quantity: str) -> Query:
 _MAP = Query(f"""
     SELECT d.device, {AREA_SQL} AS area, d.kind, {LAT_SQL} AS latitude, {LON_SQL} AS longitude,
            (SELECT sum(a.sum) / sum(a.count) FROM aggregates a JOIN series s ON s.id = a.series_id
-            WHERE s.device = d.device AND s.quantity = 'pm2_5' AND a.width_s = 60 AND a.count > 0
+            WHERE s.org = d.org AND s.device = d.device AND s.quantity = 'pm2_5' AND a.width_s = 60 AND a.count > 0
               AND $__timeFilter(a.bucket)) AS pm2_5,
            (SELECT max(a.last_time) FROM aggregates a JOIN series s ON s.id = a.series_id
-            WHERE s.device = d.device AND a.width_s = 60 AND $__timeFilter(a.bucket)) AS last_seen
+            WHERE s.org = d.org AND s.device = d.device AND a.width_s = 60 AND $__timeFilter(a.bucket)) AS last_seen
     FROM devices d
     ORDER BY d.device
 """, ("device", "area", "kind", "latitude", "longitude", "pm2_5", "last_seen"), format="table")
@@ -42,7 +42,7 @@ _AREA_TABLE = Query(f"""
            sum(a.sum) / sum(a.count) AS mean, min(a.min) AS min, max(a.max) AS max
     FROM aggregates a
     JOIN series s ON s.id = a.series_id
-    JOIN devices d ON d.device = s.device
+    JOIN devices d ON d.org = s.org AND d.device = s.device
     WHERE a.width_s = 60 AND a.count > 0 AND $__timeFilter(a.bucket)
       AND s.quantity IN ('pm2_5', 'pm10', 'no2', 'noise', 'temperature', 'power', 'energy')
     GROUP BY 1, 2, 3

@@ -26,9 +26,9 @@ _LAST_SEEN = f"""
            greatest(
                (SELECT max(newest.time) FROM series s CROSS JOIN LATERAL (
                     SELECT r.time FROM readings r WHERE r.series_id = s.id ORDER BY r.time DESC LIMIT 1) newest
-                WHERE s.device = d.device),
+                WHERE s.org = d.org AND s.device = d.device),
                CASE WHEN g.state = 'online' THEN g.reported_at END) AS last_seen
-    FROM devices d LEFT JOIN gateway_status g ON g.device = d.device
+    FROM devices d LEFT JOIN gateway_status g ON g.org = d.org AND g.device = d.device
 """
 
 _COUNTS = Query(f"""

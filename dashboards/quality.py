@@ -25,7 +25,7 @@ _PER_SERIES = """
            max(a.last_time) AS newest
     FROM aggregates a
     JOIN series s ON s.id = a.series_id
-    JOIN devices d ON d.device = s.device
+    JOIN devices d ON d.org = s.org AND d.device = s.device
     WHERE a.width_s = 60 AND a.count > 0 AND $__timeFilter(a.bucket)
     GROUP BY s.id, d.org, s.device, s.quantity, s.interval_s
 """
@@ -81,7 +81,7 @@ _READINGS = Query("""
     SELECT $__timeGroupAlias(a.bucket, $__interval), d.org AS metric, sum(a.count) AS value
     FROM aggregates a
     JOIN series s ON s.id = a.series_id
-    JOIN devices d ON d.device = s.device
+    JOIN devices d ON d.org = s.org AND d.device = s.device
     WHERE a.width_s = 60 AND $__timeFilter(a.bucket)
     GROUP BY 1, 2
     ORDER BY 1
@@ -90,12 +90,12 @@ _READINGS = Query("""
 _ANOMALY_RATE = Query("""
     WITH r AS (
         SELECT $__timeGroupAlias(a.bucket, $__interval), d.org, sum(a.count) AS readings
-        FROM aggregates a JOIN series s ON s.id = a.series_id JOIN devices d ON d.device = s.device
+        FROM aggregates a JOIN series s ON s.id = a.series_id JOIN devices d ON d.org = s.org AND d.device = s.device
         WHERE a.width_s = 60 AND $__timeFilter(a.bucket)
         GROUP BY 1, 2
     ), f AS (
         SELECT $__timeGroupAlias(an.time, $__interval), d.org, count(*) AS flagged
-        FROM anomalies an JOIN series s ON s.id = an.series_id JOIN devices d ON d.device = s.device
+        FROM anomalies an JOIN series s ON s.id = an.series_id JOIN devices d ON d.org = s.org AND d.device = s.device
         WHERE $__timeFilter(an.time)
         GROUP BY 1, 2
     )

@@ -64,7 +64,8 @@ class Agent:
         )
         self.link = MqttLink(
             config.mqtt,
-            client_id=config.mqtt.client_id or f"edge-{gw.org}-{gw.device}",
+            # onboarded logins are bound to their client id, which is the username
+            client_id=config.mqtt.client_id or config.mqtt.username or f"edge-{gw.org}-{gw.device}",
             will=Will(self.status_topic, json.dumps({"state": "offline"}).encode()),
             subscribe=self.committed_topic,
         )

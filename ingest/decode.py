@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,8 +41,23 @@ class DecodedPack:
         return len(self.names)
 
 
-def dead_letter(message: Message, reason: str, detail: str, device: str | None = None) -> DeadLetter:
-    return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload)
+_ORG_SEGMENT = re.compile(r"[A-Za-z0-9_.:-]+")
+
+
+def topic_org(topic: str) -> str | None:
+    """The `{org}` of a `lab/{org}/...` topic, when it is a valid topic level."""
+    parts = topic.split("/", 2)
+    if len(parts) == 3 and parts[0] == "lab" and _ORG_SEGMENT.fullmatch(parts[1]):
+        return parts[1]
+    return None
+
+
+def dead_letter(message: Message, reason: str, detail: str, device: str | None = None, *,
+                org: str | None = None) -> DeadLetter:
+    """`org` defaults to the organisation of a `lab/{org}/...` topic (the broker lets a
+    device publish under its own prefix only); None for other topics."""
+    return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload,
+                      org=org if org is not None else topic_org(message.topic))
 
 
 def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) -> DecodedPack | DeadLetter:

@@ -20,7 +20,7 @@ from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark
 from storage.db import capabilities, connect
 from storage.errors import map_errors
-from storage.packs import DeadLetter, PackKey, add_counters, claim_packs, insert_dead_letters, raise_watermarks
+from storage.packs import DeadLetter, PackKey, add_counters, add_org_counters, claim_packs, insert_dead_letters, raise_watermarks
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.timeseries import TimeSeriesWriter
@@ -126,7 +126,7 @@ class Pipeline:
         with conn.transaction():
             sequenced = [i for i, (p, _) in enumerate(packs) if p.seq is not None]
             claimed = claim_packs(conn, [
-                PackKey(packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq, len(packs[i][0]))
+                PackKey(packs[i][0].org, packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq, len(packs[i][0]))
                 for i in sequenced
             ])
             fresh = np.ones(len(packs), dtype=bool)
@@ -144,13 +144,11 @@ class Pipeline:
             insert_dead_letters(conn, dead)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.
-            marks: dict[tuple[str, str], int] = {}
-            orgs: dict[str, str] = {}
+            marks: dict[tuple[str, str, str], int] = {}
             for pack, _ in packs:
                 if pack.seq is not None and not pack.bridged:
-                    key = (pack.device, pack.boot_id)
+                    key = (pack.org, pack.device, pack.boot_id)
                     marks[key] = max(marks.get(key, -1), pack.seq)
-                    orgs[pack.device] = pack.org
             committed = raise_watermarks(conn, marks)
             duplicates = len(packs) - len(stored)
             add_counters(conn, {
@@ -160,11 +158,13 @@ class Pipeline:
                 "packs_duplicate": duplicates,
                 "readings_stored": readings,
             })
+            add_org_counters(conn, stored=[(p.org, len(p)) for p, _ in stored], dead=dead,
+                             duplicate=[packs[i][0].org for i in np.flatnonzero(~fresh)])
         self._retry = None
         return CommitResult(
             packs_received=len(messages), packs_stored=len(stored), packs_duplicate=duplicates,
             packs_dead_lettered=len(dead), readings_stored=readings, anomalies=len(anomalies),
-            watermarks={(orgs[d], d): Watermark(boot_id=b, seq=s) for (d, b), s in committed.items()},
+            watermarks={(o, d): Watermark(boot_id=b, seq=s) for (o, d, b), s in committed.items()},
             dead_letters=tuple(dead),
         )
 

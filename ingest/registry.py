@@ -1,7 +1,12 @@
 """Authorising packs against the device registry and naming their series.
 
 A pack published on `lab/{org}/{device}/up` may carry readings of `device` itself
-and of the devices registered behind it as their gateway, nothing else. The
+and of the devices of `org` registered behind it as their gateway, nothing else.
+Every device a pack names is checked, not only the publisher: an unknown device
+(`unknown_device`), a disabled one (`device_disabled`) and one that is not behind
+the publishing gateway (`not_behind_gateway`) make the pack a dead letter. Names
+are resolved within the topic's organisation only, so a pack can never reach a
+device of another organisation. The
 first time a (publisher, series, unit) combination is seen it is checked against
 the registry and its series id is created; after that the check is one dict
 lookup per reading. The registry is re-read when an unknown device shows up,
@@ -41,14 +46,14 @@ class SeriesResolver:
         self._conn = conn  # autocommit connection: series creation is idempotent and outlives a failed batch
         self._on_new_series = on_new_series
         self.reload_interval_s = reload_interval_s
-        self._devices: dict[str, Device] = {}
+        self._devices: dict[tuple[str, str], Device] = {}
         self._loaded_at = float("-inf")
         self._checked_at = float("-inf")
         self._version: tuple[int, int] | None = None
         self._lorawan: dict[str, LoRaWANDevice] = {}
         self._lorawan_loaded_at = float("-inf")
-        # publisher -> {(name, unit): series id}, only for combinations already authorised
-        self._known: dict[str, dict[tuple[str, str | None], int]] = {}
+        # (org, publisher) -> {(name, unit): series id}, only for combinations already authorised
+        self._known: dict[tuple[str, str], dict[tuple[str, str | None], int]] = {}
 
     def refresh(self, *, every_s: float = 2.0) -> bool:
         """Forget cached decisions when the registry changed (a device disabled, moved, added)."""
@@ -66,7 +71,7 @@ class SeriesResolver:
 
     def resolve(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
         """Series ids of the pack's readings (int32), or the reason it is refused."""
-        known = self._known.get(pack.device)
+        known = self._known.get((pack.org, pack.device))
         if known is not None:
             ids = [known.get(key, -1) for key in zip(pack.names, pack.units)]
             if -1 not in ids:
@@ -93,59 +98,51 @@ class SeriesResolver:
         self._loaded_at = float("-inf")
         self._lorawan_loaded_at = float("-inf")
 
-    def _device(self, device: str) -> Device | None:
-        found = self._devices.get(device)
+    def _device(self, org: str, device: str) -> Device | None:
+        found = self._devices.get((org, device))
         if found is None and time.monotonic() - self._loaded_at >= self.reload_interval_s:
             self._devices = load_devices(self._conn)
             self._loaded_at = time.monotonic()
-            found = self._devices.get(device)
+            found = self._devices.get((org, device))
         return found
 
     def _authorise(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
-        publisher = self._device(pack.device)
-        if publisher is None:
-            return dead_letter(pack.message, "unknown_device", f"device {pack.device!r} is not registered", pack.device)
-        if publisher.org != pack.org:
-            return dead_letter(
-                pack.message, "wrong_org", f"device {pack.device!r} is not registered under org {pack.org!r}",
-                pack.device,
-            )
-        if not publisher.enabled:
-            return dead_letter(pack.message, "device_disabled", f"device {pack.device!r} is disabled", pack.device)
+        def refuse(reason: str, detail: str) -> DeadLetter:
+            return dead_letter(pack.message, reason, detail, pack.device, org=pack.org)
 
-        wanted: dict[tuple[str, str | None], tuple[str, str]] = {}
+        publisher = self._device(pack.org, pack.device)
+        if publisher is None:
+            return refuse("unknown_device", f"device {pack.device!r} is not registered under org {pack.org!r}")
+        if not publisher.enabled:
+            return refuse("device_disabled", f"device {pack.device!r} is disabled")
+
+        wanted: dict[tuple[str, str | None], tuple[str, str, str]] = {}
         for name, unit in zip(pack.names, pack.units):
             if (name, unit) in wanted:
                 continue
             device, _, quantity = name.partition("/")
             if device != pack.device:
-                member = self._device(device)
+                member = self._device(pack.org, device)
                 if member is None:
-                    return dead_letter(
-                        pack.message, "unknown_device", f"reading {name!r} names unregistered device {device!r}",
-                        pack.device,
-                    )
+                    return refuse("unknown_device", f"reading {name!r} names unregistered device {device!r}")
                 if member.gateway != pack.device:
-                    return dead_letter(
-                        pack.message, "not_behind_gateway",
-                        f"device {device!r} is not registered behind gateway {pack.device!r}", pack.device,
-                    )
-            wanted[(name, unit)] = (device, quantity)
+                    return refuse("not_behind_gateway",
+                                  f"device {device!r} is not registered behind gateway {pack.device!r}")
+                if not member.enabled:
+                    return refuse("device_disabled", f"reading {name!r} names disabled device {device!r}")
+            wanted[(name, unit)] = (pack.org, device, quantity)
 
-        ids = ensure_series(self._conn, [(d, q, u) for (_, u), (d, q) in wanted.items()])
+        ids = ensure_series(self._conn, [(o, d, q, u) for (_, u), (o, d, q) in wanted.items()])
         units = series_units(self._conn, [ids[key] for key in wanted.values()])
-        known = self._known.setdefault(pack.device, {})
+        known = self._known.setdefault((pack.org, pack.device), {})
         new_ids, new_quantities = [], []
         for (name, unit), key in wanted.items():
             sid = ids[key]
             if units[sid] != unit:
-                return dead_letter(
-                    pack.message, "unit_mismatch",
-                    f"series {name!r} is registered in {units[sid]!r}, the pack says {unit!r}", pack.device,
-                )
+                return refuse("unit_mismatch", f"series {name!r} is registered in {units[sid]!r}, the pack says {unit!r}")
             if (name, unit) not in known:
                 new_ids.append(sid)
-                new_quantities.append(key[1])
+                new_quantities.append(key[2])
             known[(name, unit)] = sid
         if new_ids:
             self._on_new_series(new_ids, new_quantities)

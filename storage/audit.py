@@ -66,8 +66,7 @@ def record_reads(
             "INSERT INTO audit_log (actor, action, org_id, key_id, owner_org, series_id, time_start, time_end, rows)"
             " SELECT %s, %s, %s, %s, o.id, r.series_id, %s, %s, r.rows"
             " FROM unnest(%s::integer[], %s::bigint[]) AS r(series_id, rows)"
-            " JOIN series s ON s.id = r.series_id JOIN devices d ON d.device = s.device"
-            " LEFT JOIN organisations o ON o.slug = d.org",
+            " JOIN series s ON s.id = r.series_id LEFT JOIN organisations o ON o.slug = s.org",
             (actor, action, org_id, key_id, start, end, [r.series_id for r in reads], [r.rows for r in reads]),
         )
 

@@ -78,15 +78,15 @@ class GatewayStatus:
 _FLEET = f"""
     SELECT d.device, d.org, d.kind, d.gateway, {AREA_SQL} AS area, d.enabled,
            {LAT_SQL} AS lat, {LON_SQL} AS lon,
-           (SELECT count(*) FROM series s WHERE s.device = d.device) AS series,
+           (SELECT count(*) FROM series s WHERE s.org = d.org AND s.device = d.device) AS series,
            (SELECT max(newest.time) FROM series s CROSS JOIN LATERAL (
                 SELECT r.time FROM readings r WHERE r.series_id = s.id
                 ORDER BY r.time DESC LIMIT 1) newest
-            WHERE s.device = d.device) AS last_seen,
+            WHERE s.org = d.org AND s.device = d.device) AS last_seen,
            g.state, g.buffer_depth, g.reported_at
-    FROM devices d LEFT JOIN gateway_status g ON g.device = d.device
+    FROM devices d LEFT JOIN gateway_status g ON g.org = d.org AND g.device = d.device
     WHERE d.org = %(org_slug)s
-       OR d.device IN (SELECT s.device FROM series s WHERE s.id IN ({READABLE_SERIES}))
+       OR (d.org, d.device) IN (SELECT s.org, s.device FROM series s WHERE s.id IN ({READABLE_SERIES}))
     ORDER BY d.kind = 'gateway' DESC, d.device
 """
 
@@ -103,7 +103,7 @@ def gateway_statuses(conn: psycopg.Connection) -> list[GatewayStatus]:
     with map_errors("read gateway status"):
         rows = conn.execute(
             "SELECT device, org, state, buffer_depth, boot_id, reported_at, received_at"
-            " FROM gateway_status ORDER BY device"
+            " FROM gateway_status ORDER BY org, device"
         ).fetchall()
     return [GatewayStatus(*row) for row in rows]
 
@@ -118,8 +118,8 @@ def record_gateway_status(
             """
             INSERT INTO gateway_status (device, org, state, buffer_depth, boot_id, reported_at, status)
             VALUES (%s, %s, %s, %s, %s, %s, %s::jsonb)
-            ON CONFLICT (device) DO UPDATE SET
-                org = excluded.org, state = excluded.state, buffer_depth = excluded.buffer_depth,
+            ON CONFLICT (org, device) DO UPDATE SET
+                state = excluded.state, buffer_depth = excluded.buffer_depth,
                 boot_id = excluded.boot_id, reported_at = excluded.reported_at,
                 received_at = now(), status = excluded.status
             WHERE gateway_status.reported_at <= excluded.reported_at

@@ -63,9 +63,11 @@ def migrations() -> list[Migration]:
 
 
 def migrate(
-    conn: psycopg.Connection, *, use_timescaledb: bool = True, retention: RetentionPolicy | None = None
+    conn: psycopg.Connection, *, use_timescaledb: bool = True, retention: RetentionPolicy | None = None,
+    upto: int | None = None,
 ) -> list[Migration]:
-    """Apply the pending migrations; return those applied (empty when up to date)."""
+    """Apply the pending migrations (up to version `upto`, default all); return those
+    applied (empty when up to date)."""
     applied: list[Migration] = []
     conn.autocommit = True
     with map_errors("migrate"):
@@ -80,7 +82,7 @@ def migrate(
             engine = _engine(conn, capabilities(conn), use_timescaledb)
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             for migration in migrations():
-                if migration.version in done:
+                if migration.version in done or (upto is not None and migration.version > upto):
                     continue
                 try:
                     with conn.transaction():

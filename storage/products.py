@@ -38,7 +38,7 @@ __all__ = [
 
 # The series an organisation may read: its own devices' and its active grants'.
 READABLE_SERIES = """
-    SELECT s.id FROM series s JOIN devices d ON d.device = s.device WHERE d.org = %(org_slug)s
+    SELECT s.id FROM series s WHERE s.org = %(org_slug)s
     UNION
     SELECT ps.series_id FROM access_grants g JOIN data_product_series ps ON ps.product_id = g.product_id
     WHERE g.consumer_org = %(org_id)s AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > now())
@@ -110,7 +110,7 @@ def create_product(
     """Publish a product of the provider's own series; ValueError names series that are not its own."""
     with map_errors("create data product"), conn.transaction():
         own = {row[0] for row in conn.execute(
-            "SELECT s.id FROM series s JOIN devices d ON d.device = s.device WHERE d.org = %s AND s.id = ANY(%s)",
+            "SELECT s.id FROM series s WHERE s.org = %s AND s.id = ANY(%s)",
             (org_slug, series_ids),
         )}
         foreign = sorted(set(series_ids) - own)

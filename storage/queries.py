@@ -9,8 +9,8 @@ statement is served by an index:
     read_readings                readings (series_id, time)
     read_aggregates              aggregates primary key (width_s, series_id, bucket)
     read_anomalies               anomalies (series_id, time), or (time) for all series
-    lab_status                   readings (series_id, time), one probe per series
-    dead_letters                 dead_letters (received_at)
+    lab_status / org_status      readings (series_id, time), one probe per series
+    dead_letters                 dead_letters (received_at), or (org, received_at)
 
 Results are frozen dataclasses of plain values. psycopg errors leave as
 `StorageError` / `DatabaseUnavailable` (see `storage.errors`).
@@ -38,6 +38,7 @@ __all__ = [
     "dead_letters",
     "get_series",
     "lab_status",
+    "org_status",
     "list_series",
     "ping",
     "read_aggregates",
@@ -56,6 +57,7 @@ class SeriesInfo:
     device: str
     quantity: str
     unit: str | None
+    provider: str      # the device's organisation (slug): (provider, device) names the device
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +98,7 @@ class LabStatus:
     dead_letters: int                 # rows in the dead-letter table
     devices: int
     series: int
-    newest_reading: datetime | None   # latest reading time over all series
+    newest_reading: datetime | None   # latest reading time over all series (of the org)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ def ping(conn: psycopg.Connection) -> None:
 
 # Series ----------------------------------------------------------------------
 
-_SERIES = "SELECT id, device, quantity, unit FROM series"
+_SERIES = "SELECT id, device, quantity, unit, org FROM series"
 
 
 def list_series(conn: psycopg.Connection) -> list[SeriesInfo]:
@@ -198,7 +200,7 @@ def catalogue(
     with map_errors("series catalogue"):
         rows = conn.execute(
             "SELECT s.id, s.device, s.quantity, s.unit, d.org, d.lat, d.lon, s.interval_s, s.low, s.high"
-            " FROM series s JOIN devices d ON d.device = s.device"
+            " FROM series s JOIN devices d ON d.org = s.org AND d.device = s.device"
             " WHERE s.id IN (" + READABLE_SERIES + ") AND s.id > %(after)s"
             " AND (%(quantity)s::text IS NULL OR s.quantity = %(quantity)s)"
             " AND (%(provider)s::text IS NULL OR d.org = %(provider)s)"
@@ -352,6 +354,17 @@ def read_anomalies(
 _COUNTERS = ("packs_received", "packs_stored", "packs_dead_lettered", "packs_duplicate", "readings_stored")
 
 
+def _status(row: tuple) -> LabStatus:
+    counters, n_dead, n_devices, n_series, newest = row
+    return LabStatus(
+        *(int(counters.get(name, 0)) for name in _COUNTERS),
+        dead_letters=n_dead,
+        devices=n_devices,
+        series=n_series,
+        newest_reading=newest,
+    )
+
+
 def lab_status(conn: psycopg.Connection) -> LabStatus:
     """Ingest counters, table sizes and the newest reading, in one statement
     (so one snapshot)."""
@@ -369,26 +382,42 @@ def lab_status(conn: psycopg.Connection) -> LabStatus:
                      ORDER BY r.time DESC LIMIT 1) newest)
             """
         ).fetchone()
-    counters, n_dead, n_devices, n_series, newest = row
-    return LabStatus(
-        *(int(counters.get(name, 0)) for name in _COUNTERS),
-        dead_letters=n_dead,
-        devices=n_devices,
-        series=n_series,
-        newest_reading=newest,
-    )
+    return _status(row)
+
+
+def org_status(conn: psycopg.Connection, org: str) -> LabStatus:
+    """What `lab_status` says, for one organisation's devices, series, packs and
+    dead letters only (its counters are kept per organisation by ingest)."""
+    with map_errors("read organisation status"):
+        row = conn.execute(
+            """
+            SELECT
+                (SELECT coalesce(jsonb_object_agg(name, value), '{}'::jsonb) FROM ingest_org_counters
+                 WHERE org = %(org)s),
+                (SELECT count(*) FROM dead_letters WHERE org = %(org)s),
+                (SELECT count(*) FROM devices WHERE org = %(org)s),
+                (SELECT count(*) FROM series WHERE org = %(org)s),
+                (SELECT max(newest.time) FROM series s CROSS JOIN LATERAL (
+                     SELECT r.time FROM readings r WHERE r.series_id = s.id
+                     ORDER BY r.time DESC LIMIT 1) newest
+                 WHERE s.org = %(org)s)
+            """,
+            {"org": org},
+        ).fetchone()
+    return _status(row)
 
 
 # Dead letters ----------------------------------------------------------------
 
 
-def dead_letters(conn: psycopg.Connection, *, limit: int) -> list[DeadLetter]:
-    """The newest dead letters first."""
+def dead_letters(conn: psycopg.Connection, *, limit: int, org: str | None = None) -> list[DeadLetter]:
+    """The newest dead letters first: of the lab, or of one organisation."""
     with map_errors("read dead letters"):
         rows = conn.execute(
             "SELECT id, received_at, topic, device, reason, detail, payload FROM dead_letters"
-            " ORDER BY received_at DESC, id DESC LIMIT %s",
-            (limit,),
+            " WHERE (%(org)s::text IS NULL OR org = %(org)s)"
+            " ORDER BY received_at DESC, id DESC LIMIT %(limit)s",
+            {"org": org, "limit": limit},
         ).fetchall()
     return [DeadLetter(id, at, topic, device, reason, detail, bytes(payload))
             for id, at, topic, device, reason, detail, payload in rows]

@@ -1,4 +1,9 @@
-"""The device registry: which devices exist, whose they are, which gateway they sit behind."""
+"""The device registry: which devices exist, whose they are, which gateway they sit behind.
+
+A device is identified by (org, device): names are unique within an
+organisation, not across the lab. A gateway is a device of the same
+organisation. DevEUIs are unique across the lab.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,25 @@ from psycopg.types.json import Jsonb
 
 from storage.errors import map_errors
 
-__all__ = ["Device", "LoRaWANDevice", "ensure_series", "load_lorawan_devices", "registry_version", "set_dev_eui", "load_devices", "register_device", "series_quantities", "series_units"]
+__all__ = [
+    "Device",
+    "LoRaWANDevice",
+    "ensure_series",
+    "load_devices",
+    "load_lorawan_devices",
+    "register_device",
+    "registry_version",
+    "series_quantities",
+    "series_units",
+    "set_dev_eui",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class Device:
     device: str
     org: str
-    gateway: str | None
+    gateway: str | None   # a device of the same org
     kind: str
     enabled: bool
 
@@ -43,24 +59,26 @@ def load_lorawan_devices(conn: psycopg.Connection) -> dict[str, LoRaWANDevice]:
             for eui, device, org, enabled, channels in rows}
 
 
-def set_dev_eui(conn: psycopg.Connection, device: str, dev_eui: str, channels: dict[int, str] | None = None) -> None:
-    with map_errors(f"set the DevEUI of {device}"):
+def set_dev_eui(conn: psycopg.Connection, device: str, dev_eui: str, channels: dict[int, str] | None = None,
+                *, org: str) -> None:
+    with map_errors(f"set the DevEUI of {org}/{device}"):
         conn.execute(
-            "UPDATE devices SET dev_eui = upper(%s), lora_channels = %s WHERE device = %s",
-            (dev_eui, Jsonb({str(k): v for k, v in (channels or {}).items()}), device),
+            "UPDATE devices SET dev_eui = upper(%s), lora_channels = %s WHERE org = %s AND device = %s",
+            (dev_eui, Jsonb({str(k): v for k, v in (channels or {}).items()}), org, device),
         )
 
 
 def register_device(
     conn: psycopg.Connection, *, org: str, device: str, gateway: str | None = None, kind: str = "sensor"
 ) -> None:
-    """Add a device, or update its org, gateway and kind (idempotent)."""
-    with map_errors(f"register device {device}"):
+    """Add a device of `org`, or update the gateway and kind of `org`'s device of
+    that name (idempotent). A device of another organisation with the same name is
+    a different device and is never touched."""
+    with map_errors(f"register device {org}/{device}"):
         conn.execute(
-            "INSERT INTO devices (device, org, gateway, kind) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (device) DO UPDATE SET org = excluded.org, gateway = excluded.gateway,"
-            " kind = excluded.kind",
-            (device, org, gateway, kind),
+            "INSERT INTO devices (org, device, gateway, kind) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (org, device) DO UPDATE SET gateway = excluded.gateway, kind = excluded.kind",
+            (org, device, gateway, kind),
         )
 
 
@@ -68,39 +86,43 @@ def registry_version(conn: psycopg.Connection) -> tuple[int, int]:
     """A fingerprint of what authorisation depends on (org, gateway, enabled, DevEUI of every device)."""
     with map_errors("registry version"):
         return tuple(conn.execute(
-            "SELECT count(*), coalesce(sum(hashtext(concat_ws('|', device, org, gateway, enabled, dev_eui))), 0)"
+            "SELECT count(*), coalesce(sum(hashtext(concat_ws('|', org, device, gateway, enabled, dev_eui))), 0)"
             " FROM devices"
         ).fetchone())
 
 
-def load_devices(conn: psycopg.Connection) -> dict[str, Device]:
+def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str], Device]:
+    """(org, device) -> device, for every device of the lab."""
     with map_errors("load devices"):
         rows = conn.execute("SELECT device, org, gateway, kind, enabled FROM devices").fetchall()
-    return {row[0]: Device(*row) for row in rows}
+    return {(row[1], row[0]): Device(*row) for row in rows}
 
 
-def ensure_series(conn: psycopg.Connection, keys: Iterable[tuple[str, str, str | None]]) -> dict[tuple[str, str], int]:
-    """Ids of the (device, quantity) series, creating the missing ones with their unit."""
+def ensure_series(
+    conn: psycopg.Connection, keys: Iterable[tuple[str, str, str, str | None]]
+) -> dict[tuple[str, str, str], int]:
+    """Ids of the (org, device, quantity) series, creating the missing ones with their unit."""
     keys = list(keys)
     if not keys:
         return {}
-    devices = [k[0] for k in keys]
-    quantities = [k[1] for k in keys]
-    units = [k[2] for k in keys]
+    orgs = [k[0] for k in keys]
+    devices = [k[1] for k in keys]
+    quantities = [k[2] for k in keys]
+    units = [k[3] for k in keys]
     with map_errors("ensure series"):
         conn.execute(
-            "INSERT INTO series (device, quantity, unit)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
-            " ON CONFLICT (device, quantity) DO NOTHING",
-            (devices, quantities, units),
+            "INSERT INTO series (org, device, quantity, unit)"
+            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[])"
+            " ON CONFLICT (org, device, quantity) DO NOTHING",
+            (orgs, devices, quantities, units),
         )
         rows = conn.execute(
-            "SELECT s.device, s.quantity, s.id FROM series s"
-            " JOIN unnest(%s::text[], %s::text[]) AS k(device, quantity)"
-            " ON s.device = k.device AND s.quantity = k.quantity",
-            (devices, quantities),
+            "SELECT s.org, s.device, s.quantity, s.id FROM series s"
+            " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(org, device, quantity)"
+            " ON s.org = k.org AND s.device = k.device AND s.quantity = k.quantity",
+            (orgs, devices, quantities),
         ).fetchall()
-    return {(device, quantity): sid for device, quantity, sid in rows}
+    return {(org, device, quantity): sid for org, device, quantity, sid in rows}
 
 
 def series_units(conn: psycopg.Connection, ids: list[int]) -> dict[int, str | None]:

@@ -6,7 +6,14 @@ are made here (`new_api_key`) so that the command line and the API make them
 the same way.
 
 An organisation's `slug` is topic-safe: it is `devices.org` and the `{org}` of
-`lab/{org}/{device}/...`.
+`lab/{org}/{device}/...`. A device is identified by (org, device): every
+function here takes the organisation, and a name taken by another organisation
+is neither visible nor in the way. A DevEUI is unique across the lab; a taken
+one is refused without saying by whom.
+
+Roles: `admin` (every role of its organisation), `provider`, `consumer`, and
+`operator`, the lab's staff, who see lab-wide counters and the lab-wide audit
+log. Operator keys are made by the command line only (`OPERATOR`).
 """
 
 from __future__ import annotations
@@ -24,9 +31,12 @@ import psycopg
 from storage.errors import StorageError, map_errors
 
 __all__ = [
+    "API_ROLES",
     "KINDS",
+    "OPERATOR",
     "ROLES",
     "ApiKey",
+    "DevEuiConflict",
     "DeviceConflict",
     "DeviceRecord",
     "Organisation",
@@ -35,6 +45,7 @@ __all__ = [
     "authenticate",
     "create_key",
     "create_org",
+    "device_logins",
     "device_of_org",
     "device_series",
     "ensure_org",
@@ -52,7 +63,9 @@ __all__ = [
 ]
 
 KINDS = ("city", "provider", "research")
-ROLES = ("admin", "provider", "consumer")
+ROLES = ("admin", "provider", "consumer", "operator")
+OPERATOR = "operator"
+API_ROLES = ("admin", "provider", "consumer")   # what an organisation's admin may grant itself
 _KEY = re.compile(r"^cl_([a-f0-9]{12})_([A-Za-z0-9_-]{20,64})$")
 
 
@@ -218,7 +231,7 @@ _DEVICE = (
     " d.mqtt_username, d.created_at,"
     " (SELECT max(newest.time) FROM series s CROSS JOIN LATERAL ("
     "     SELECT r.time FROM readings r WHERE r.series_id = s.id ORDER BY r.time DESC LIMIT 1) newest"
-    "  WHERE s.device = d.device)"
+    "  WHERE s.org = d.org AND s.device = d.device)"
     " FROM devices d"
 )
 
@@ -236,7 +249,11 @@ def list_org_devices(conn: psycopg.Connection, *, org: str) -> list[DeviceRecord
 
 
 class DeviceConflict(StorageError):
-    """The device id (or LoRa DevEUI) is already registered."""
+    """The organisation already has a device of that name."""
+
+
+class DevEuiConflict(DeviceConflict):
+    """The LoRa DevEUI is already registered (by whom is not said)."""
 
 
 def onboard_device(
@@ -254,8 +271,9 @@ def onboard_device(
 ) -> None:
     """Register a new device of `org` and its series, in one transaction.
 
-    Raises DeviceConflict when the id or DevEUI is taken, and ValueError when
-    `gateway` is not a device of the same organisation.
+    Raises DeviceConflict when `org` already has a device of that name,
+    DevEuiConflict when the DevEUI is registered anywhere in the lab (the message
+    does not say where), and ValueError when `gateway` is not a device of `org`.
     """
     with map_errors(f"onboard device {device}"), conn.transaction():
         if gateway is not None:
@@ -265,20 +283,31 @@ def onboard_device(
         try:
             with conn.transaction():
                 conn.execute(
-                    "INSERT INTO devices (device, org, gateway, kind, lat, lon, dev_eui, lora_channels)"
+                    "INSERT INTO devices (org, device, gateway, kind, lat, lon, dev_eui, lora_channels)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    (device, org, gateway, kind, lat, lon, dev_eui,
+                    (org, device, gateway, kind, lat, lon, dev_eui,
                      json.dumps(lora_channels) if lora_channels is not None else None),
                 )
-        except psycopg.errors.UniqueViolation:
-            raise DeviceConflict(f"device {device!r} (or its DevEUI) is already registered") from None
+        except psycopg.errors.UniqueViolation as exc:
+            if exc.diag.constraint_name == "devices_dev_eui_key":
+                raise DevEuiConflict(f"DevEUI {dev_eui} is already registered in the lab") from None
+            raise DeviceConflict(f"your organisation already has a device {device!r}") from None
         for sensor in sensors:
             conn.execute(
-                "INSERT INTO series (device, quantity, unit, interval_s, low, high) VALUES (%s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (device, quantity) DO UPDATE SET unit = excluded.unit,"
+                "INSERT INTO series (org, device, quantity, unit, interval_s, low, high)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (org, device, quantity) DO UPDATE SET unit = excluded.unit,"
                 " interval_s = excluded.interval_s, low = excluded.low, high = excluded.high",
-                (device, sensor.quantity, sensor.unit, sensor.interval_s, sensor.low, sensor.high),
+                (org, device, sensor.quantity, sensor.unit, sensor.interval_s, sensor.low, sensor.high),
             )
+
+
+def device_logins(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
+    """(org, device, broker username) of every device that has broker credentials."""
+    with map_errors("device logins"):
+        return conn.execute(
+            "SELECT org, device, mqtt_username FROM devices WHERE mqtt_username IS NOT NULL ORDER BY org, device"
+        ).fetchall()
 
 
 def set_mqtt_username(conn: psycopg.Connection, *, org: str, device: str, username: str) -> None:
@@ -300,22 +329,22 @@ def forget_device(conn: psycopg.Connection, *, org: str, device: str) -> None:
     """Undo an onboarding whose broker half failed: the device and its (still empty) series."""
     with map_errors("forget device"), conn.transaction():
         conn.execute(
-            "DELETE FROM series WHERE device = %s AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.series_id = series.id)"
-            " AND device IN (SELECT device FROM devices WHERE org = %s)",
-            (device, org),
+            "DELETE FROM series WHERE org = %s AND device = %s"
+            " AND NOT EXISTS (SELECT 1 FROM readings r WHERE r.series_id = series.id)",
+            (org, device),
         )
         conn.execute(
-            "DELETE FROM devices d WHERE d.device = %s AND d.org = %s"
-            " AND NOT EXISTS (SELECT 1 FROM series s WHERE s.device = d.device)",
-            (device, org),
+            "DELETE FROM devices d WHERE d.org = %s AND d.device = %s"
+            " AND NOT EXISTS (SELECT 1 FROM series s WHERE s.org = d.org AND s.device = d.device)",
+            (org, device),
         )
 
 
-def device_series(conn: psycopg.Connection, *, device: str) -> list[tuple[int, str, str | None]]:
-    """(series id, quantity, unit) of a device."""
+def device_series(conn: psycopg.Connection, *, org: str, device: str) -> list[tuple[int, str, str | None]]:
+    """(series id, quantity, unit) of `org`'s device."""
     with map_errors("device series"):
         return conn.execute(
-            "SELECT id, quantity, unit FROM series WHERE device = %s ORDER BY id", (device,)
+            "SELECT id, quantity, unit FROM series WHERE org = %s AND device = %s ORDER BY id", (org, device)
         ).fetchall()
 
 

@@ -80,7 +80,7 @@ class StatusListener:
         self.mqtt_url = mqtt_url
         self.pool = pool
         self.dynsec_admin = dynsec_admin
-        self.client_id = f"citylab-console-{uuid.uuid4().hex[:8]}"
+        self.client_id = f"citylab-console-{uuid.uuid4().hex}"  # its broker login is bound to it
         self._dynsec = None
         self.recorded = 0
         self.dropped = 0
@@ -115,7 +115,7 @@ class StatusListener:
         username, password = self.dynsec_admin
         self._dynsec = DynSec(self.mqtt_url, username=username, password=password)
         secret = new_password()
-        self._dynsec.create_service(self.client_id, secret, role=self.client_id, acls=[
+        self._dynsec.create_service(self.client_id, secret, role=self.client_id, client_id=self.client_id, acls=[
             {"acltype": "subscribePattern", "topic": TOPIC, "allow": True},
         ])
         return secret

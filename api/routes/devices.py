@@ -9,7 +9,8 @@
 
 The broker enforces the topic prefix through its dynamic-security plugin (see
 citylab.broker_security): the device may publish under lab/<org>/<device>/ and
-subscribe to its own committed and down topics, nothing else.
+subscribe to its own committed and down topics, nothing else, and its login is
+bound to its client id (`mqtt.client_id` in the credentials).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from api.deps import ConnDep, DynSecDep, PrincipalDep, ProviderDep, SettingsDep, actor
 from api.errors import Problem
 from api.routes import problem_responses
-from citylab.broker_security import BrokerSecurityError
+from citylab.broker_security import BrokerSecurityError, device_client_id
 from citylab.settings import Settings
 from storage import tenants
 from storage.audit import record_change
@@ -78,7 +79,8 @@ class LoraCreate(BaseModel):
 
 
 class DeviceCreate(BaseModel):
-    device: str = Field(pattern=DEVICE_ID, examples=["air-001"], description="Unique across the lab.")
+    device: str = Field(pattern=DEVICE_ID, examples=["air-001"],
+                        description="Unique within your organisation (another may have a device of the same name).")
     gateway: str | None = Field(default=None, pattern=DEVICE_ID,
                                 description="The gateway (one of your devices) that publishes for it, if any.")
     sensors: list[SensorCreate] = Field(default_factory=list, max_length=64)
@@ -90,6 +92,8 @@ class MqttCredentials(BaseModel):
     url: str = Field(description="Broker URL.")
     username: str
     password: str = Field(description="Shown this once.")
+    client_id: str = Field(description="The MQTT client id to connect with: the broker refuses this login under "
+                                       "any other (and no other login may use it).")
 
 
 class DeviceCreated(BaseModel):
@@ -133,7 +137,8 @@ def _public(conn, record: tenants.DeviceRecord) -> DevicePublic:
         device=record.device, org=record.org, gateway=record.gateway, kind=record.kind, enabled=record.enabled,
         location=location, lora=lora, mqtt_username=record.mqtt_username,
         topic_prefix=f"lab/{record.org}/{record.device}/", created_at=record.created_at, last_seen=record.last_seen,
-        series=[{"id": i, "quantity": q, "unit": u} for i, q, u in tenants.device_series(conn, device=record.device)],
+        series=[{"id": i, "quantity": q, "unit": u}
+                for i, q, u in tenants.device_series(conn, org=record.org, device=record.device)],
     )
 
 
@@ -191,7 +196,8 @@ def create_device(conn: ConnDep, principal: ProviderDep, settings: SettingsDep, 
                                               "sensors": quantities})
     return DeviceCreated(
         device=body.device, org=principal.org_slug, topic_prefix=f"lab/{principal.org_slug}/{body.device}/",
-        mqtt=MqttCredentials(url=_broker_url(settings), username=creds.username, password=creds.password),
+        mqtt=MqttCredentials(url=_broker_url(settings), username=creds.username, password=creds.password,
+                             client_id=creds.client_id),
     )
 
 
@@ -237,7 +243,8 @@ def rotate_credentials(conn: ConnDep, principal: ProviderDep, settings: Settings
                        device: DeviceId) -> DeviceCreated:
     record = _own(conn, principal, device)
     if record.mqtt_username:
-        username, password = record.mqtt_username, dynsec.set_password(record.mqtt_username)
+        username = record.mqtt_username
+        password = dynsec.set_password(username, client_id=device_client_id(principal.org_slug, device))
         if not record.enabled:
             dynsec.disable_client(username)
     else:
@@ -246,4 +253,5 @@ def rotate_credentials(conn: ConnDep, principal: ProviderDep, settings: Settings
         tenants.set_mqtt_username(conn, org=principal.org_slug, device=device, username=username)
     _audit(conn, principal, "device.credentials", {"device": device})
     return DeviceCreated(device=device, org=principal.org_slug, topic_prefix=f"lab/{principal.org_slug}/{device}/",
-                         mqtt=MqttCredentials(url=_broker_url(settings), username=username, password=password))
+                         mqtt=MqttCredentials(url=_broker_url(settings), username=username, password=password,
+                                              client_id=device_client_id(principal.org_slug, device)))

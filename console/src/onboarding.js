@@ -77,7 +77,7 @@ export class Onboarding {
     this.q("cred-topic").textContent = `${prefix}/up`;
     const url = new URL((mqtt.url ?? "mqtt://localhost:1883").replace(/^mqtts?:/, "http:"));
     this.q("cred-example").textContent =
-      `mosquitto_pub -h ${url.hostname} -p ${url.port || 1883} -u '${mqtt.username}' -P '<password>' -q 1 \\\n` +
+      `mosquitto_pub -h ${url.hostname} -p ${url.port || 1883} -i '${mqtt.client_id}' -u '${mqtt.username}' -P '<password>' -q 1 \\\n` +
       `  -t '${prefix}/up' \\\n` +
       `  -m '[{"bn":"${answer.device}/","bt":'$(date +%s)',"n":"pm2_5","u":"ug/m3","v":7.5}]'`;
     this.q("credentials").hidden = false;

@@ -55,7 +55,8 @@ def accounts(settings: Settings) -> None:
     dynsec = DynSec(broker, username=settings.dynsec_username, password=settings.dynsec_password)
     for attempt in range(30):
         try:
-            dynsec.create_ingest(unquote(parts.username), unquote(parts.password))
+            # the ingest replicas share this login (a share group), each with its own client id
+            dynsec.create_ingest(unquote(parts.username), unquote(parts.password), shared=True)
             print(f"broker client {unquote(parts.username)} ready")
             return
         except BrokerSecurityError as exc:

@@ -55,7 +55,7 @@ def seed(url: str) -> Lab:
         conn.execute("INSERT INTO devices (device, org) VALUES ('air-042', 'lab'), ('noise-7', 'lab')")
         pm25, no2, noise = (
             conn.execute(
-                "INSERT INTO series (device, quantity, unit) VALUES (%s, %s, %s) RETURNING id", row
+                "INSERT INTO series (org, device, quantity, unit) VALUES ('lab', %s, %s, %s) RETURNING id", row
             ).fetchone()[0]
             for row in (("air-042", "pm2_5", "ug/m3"), ("air-042", "no2", "ug/m3"), ("noise-7", "laeq", None))
         )

@@ -30,12 +30,12 @@ class Stack:
 def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
     assert settings.dynsec_password
     dynsec = DynSec(broker.url, username=settings.dynsec_username, password=settings.dynsec_password)
-    client_id = f"ingest-{secrets.token_hex(4)}"
+    username = f"ingest-{secrets.token_hex(4)}"
     password = secrets.token_urlsafe(16)
-    dynsec.create_ingest(client_id, password)
+    client_id = dynsec.create_ingest(username, password)
     assert settings.database_url
     ingest = IngestService(IngestOptions(database_url=settings.database_url, client_id=client_id,
-                                         mqtt_url=url_with_credentials(broker.url, client_id, password),
+                                         mqtt_url=url_with_credentials(broker.url, username, password),
                                          batch_max_age_ms=50))
     stop = threading.Event()
     ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)

@@ -31,7 +31,7 @@ def test_a_series_created_this_hour_is_counted(database: str) -> None:
     with psycopg.connect(database, autocommit=True) as conn:
         org = create_org(conn, name="Fresh Sensors", kind="provider")
         register_device(conn, org=org.slug, device="fresh-1")
-        sid = ensure_series(conn, [("fresh-1", "pm2_5", "ug/m3")])[("fresh-1", "pm2_5")]
+        sid = ensure_series(conn, [(org.slug, "fresh-1", "pm2_5", "ug/m3")])[(org.slug, "fresh-1", "pm2_5")]
         writer = TimeSeriesWriter(capabilities(conn))
         writer.write_readings(conn, np.array([sid], np.int32), np.array([t_us], np.int64), np.array([12.5]))
         writer.merge_aggregates(conn, [_Hourly(sid, t_us, 12.5)])

@@ -26,7 +26,7 @@ def test_dead_letters_newest_first(lab: Lab) -> None:
 
 def test_get_series(lab: Lab) -> None:
     with psycopg.connect(lab.url) as conn:
-        assert queries.get_series(conn, lab.no2) == queries.SeriesInfo(lab.no2, "air-042", "no2", "ug/m3")
+        assert queries.get_series(conn, lab.no2) == queries.SeriesInfo(lab.no2, "air-042", "no2", "ug/m3", "lab")
         assert queries.get_series(conn, 10_000) is None
 
 

@@ -23,9 +23,10 @@ pytestmark = pytest.mark.slow
 class Client:
     """A real MQTT 5 client that records connects, disconnects, subscription results and messages."""
 
-    def __init__(self, broker: SecuredBroker, username: str | None, password: str | None) -> None:
+    def __init__(self, broker: SecuredBroker, username: str | None, password: str | None,
+                 client_id: str | None = None) -> None:
         self.client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2,
-                                  client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5)
+                                  client_id=client_id or f"t-{uuid.uuid4().hex[:8]}", protocol=paho.MQTTv5)
         if username is not None:
             self.client.username_pw_set(username, password)
         self.connected = threading.Event()
@@ -92,10 +93,10 @@ def test_a_device_publishes_and_subscribes_only_under_its_prefix(secured_broker:
     b = dynsec.create_device(org, "dev-b")
     watcher_creds = dynsec.create_device(org, "watch")
     # a privileged witness: ingest's role sees every lab topic
-    dynsec.create_ingest(f"ingest-{org}", "witness-password")
-    witness = Client(secured_broker, f"ingest-{org}", "witness-password")
-    device_a = Client(secured_broker, a.username, a.password)
-    device_b = Client(secured_broker, b.username, b.password)
+    witness_id = dynsec.create_ingest(f"ingest-{org}", "witness-password")
+    witness = Client(secured_broker, f"ingest-{org}", "witness-password", witness_id)
+    device_a = Client(secured_broker, a.username, a.password, a.client_id)
+    device_b = Client(secured_broker, b.username, b.password, b.client_id)
     try:
         assert witness.wait_connected() and device_a.wait_connected() and device_b.wait_connected()
         assert witness.subscribe(f"lab/{org}/#")
@@ -127,20 +128,20 @@ def test_a_device_publishes_and_subscribes_only_under_its_prefix(secured_broker:
 def test_disabled_device_is_disconnected_and_cannot_connect(secured_broker: SecuredBroker, dynsec: DynSec,
                                                             org: str) -> None:
     creds = dynsec.create_device(org, "dev-x")
-    device = Client(secured_broker, creds.username, creds.password)
+    device = Client(secured_broker, creds.username, creds.password, creds.client_id)
     try:
         assert device.wait_connected()
         dynsec.disable_client(creds.username)
         assert device.gone.wait(10), "the broker did not disconnect the disabled device"
     finally:
         device.close()
-    again = Client(secured_broker, creds.username, creds.password)
+    again = Client(secured_broker, creds.username, creds.password, creds.client_id)
     try:
         assert again.wait_connected() is False
     finally:
         again.close()
     dynsec.enable_client(creds.username)
-    back = Client(secured_broker, creds.username, creds.password)
+    back = Client(secured_broker, creds.username, creds.password, creds.client_id)
     try:
         assert back.wait_connected()
     finally:
@@ -149,15 +150,15 @@ def test_disabled_device_is_disconnected_and_cannot_connect(secured_broker: Secu
 
 def test_rotated_password_stops_working(secured_broker: SecuredBroker, dynsec: DynSec, org: str) -> None:
     creds = dynsec.create_device(org, "dev-r")
-    connected = Client(secured_broker, creds.username, creds.password)
+    connected = Client(secured_broker, creds.username, creds.password, creds.client_id)
     try:
         assert connected.wait_connected()
         new_password = dynsec.set_password(creds.username)
         assert connected.gone.wait(10), "the broker kept the old session after the rotation"
     finally:
         connected.close()
-    old = Client(secured_broker, creds.username, creds.password)
-    new = Client(secured_broker, creds.username, new_password)
+    old = Client(secured_broker, creds.username, creds.password, creds.client_id)
+    new = Client(secured_broker, creds.username, new_password, creds.client_id)
     try:
         assert old.wait_connected() is False
         assert new.wait_connected() is True

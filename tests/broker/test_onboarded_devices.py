@@ -24,7 +24,8 @@ pytestmark = pytest.mark.slow
 
 def _pub(creds: dict, topic: str, payload: str) -> subprocess.CompletedProcess:
     host, port = creds["url"].removeprefix("mqtt://").split(":")
-    return subprocess.run(["mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-u", creds["username"],
+    return subprocess.run(["mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-i", creds["client_id"],
+                           "-u", creds["username"],
                            "-P", creds["password"], "-t", topic, "-m", payload], capture_output=True, text=True,
                           timeout=20)
 

@@ -27,9 +27,9 @@ def test_simulated_gateways_get_credentials_and_their_readings_arrive(database: 
                                                                      secured_broker: SecuredBroker) -> None:
     org = "simlab"
     ingest_user, ingest_password = f"ingest-{org}", new_password()
-    secured_broker.dynsec().create_ingest(ingest_user, ingest_password)
+    ingest_id = secured_broker.dynsec().create_ingest(ingest_user, ingest_password)
     ingest_url = url_with_credentials(secured_broker.url, ingest_user, ingest_password)
-    service = IngestService(IngestOptions(database_url=database, mqtt_url=ingest_url, client_id=ingest_user,
+    service = IngestService(IngestOptions(database_url=database, mqtt_url=ingest_url, client_id=ingest_id,
                                           batch_max_age_ms=100, filters=ingest_filters(org)))
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)

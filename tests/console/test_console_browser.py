@@ -109,8 +109,8 @@ def test_data_products_with_quality_reports(session: dict) -> None:
 
 def _publish(url: str, username: str, password: str, topic: str, records: list[dict]) -> None:
     parts = urlsplit(url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sme-{uuid.uuid4().hex[:8]}",
-                         protocol=mqtt.MQTTv5)
+    # a device's broker login is bound to its client id, the username
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=username, protocol=mqtt.MQTTv5)
     client.username_pw_set(username, password)
     client.connect(parts.hostname, parts.port or 1883)
     client.loop_start()

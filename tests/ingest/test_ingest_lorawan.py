@@ -46,8 +46,8 @@ def test_uplinks_from_both_network_servers_are_stored_once(database: str, mqtt_b
     with psycopg.connect(database) as conn:
         register_device(conn, org=org, device="tts-node", kind="lora")
         register_device(conn, org=org, device="cs-node", kind="lora")
-        set_dev_eui(conn, "tts-node", EUI_TTS)
-        set_dev_eui(conn, "cs-node", EUI_CS, {1: "temperature", 2: "humidity"})
+        set_dev_eui(conn, "tts-node", EUI_TTS, org=org)
+        set_dev_eui(conn, "cs-node", EUI_CS, {1: "temperature", 2: "humidity"}, org=org)
     service = IngestService(IngestOptions(database_url=database, mqtt_url=mqtt_broker.url, client_id=f"ingest-{org}",
                                           batch_max_age_ms=50, filters=ingest_filters(org) + LORAWAN_FILTERS))
     stop = threading.Event()

@@ -69,8 +69,8 @@ def hourly(conn: psycopg.Connection) -> tuple[int, np.ndarray]:
     """50 days of hourly readings of one series, with their aggregates and two anomalies:
     (series id, times in UTC microseconds). Every test that reads them asks for this."""
     register_device(conn, org="lab", device="air-1")
-    ids = ensure_series(conn, [("air-1", "temperature", "Cel")])
-    sid = ids[("air-1", "temperature")]
+    ids = ensure_series(conn, [("lab", "air-1", "temperature", "Cel")])
+    sid = ids[("lab", "air-1", "temperature")]
     writer = TimeSeriesWriter(capabilities(conn))
     now_us = int(datetime.now(timezone.utc).timestamp() * 1e6)
     # some chunks past compression, some past retention
@@ -78,14 +78,14 @@ def hourly(conn: psycopg.Connection) -> tuple[int, np.ndarray]:
     value = np.sin(np.arange(len(time_us)) / 10.0)
     series = np.full(len(time_us), sid, np.int32)
     with conn.transaction():
-        claimed = claim_packs(conn, [PackKey("air-1", "b", 0, len(time_us))])
+        claimed = claim_packs(conn, [PackKey("lab", "air-1", "b", 0, len(time_us))])
         assert claimed.tolist() == [True]
         assert writer.write_readings(conn, series, time_us, value) == len(time_us)
         buckets = (time_us // 3_600_000_000) * 3_600_000_000
         writer.merge_aggregates(conn, [Partials(3600, [
             (sid, b, 1, v, v, v, v, t, 0.0) for b, v, t in zip(buckets.tolist(), value.tolist(), time_us.tolist())])])
         writer.insert_anomalies(conn, series[:2], time_us[:2], value[:2], np.array([0.95, 0.99]), ["spike", "stuck"])
-        raise_watermarks(conn, {("air-1", "b"): 0})
+        raise_watermarks(conn, {("lab", "air-1", "b"): 0})
         add_counters(conn, {"packs_stored": 1, "readings_stored": len(time_us)})
     return sid, time_us
 
