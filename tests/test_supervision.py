@@ -147,7 +147,7 @@ def _health_if(api_url: str, status: int) -> dict | None:
 
 def _ingest_connected_at(home: Path) -> int:
     """When ingest last connected to the broker (epoch seconds, from the broker's own log)."""
-    times = re.findall(r"^(\d+): New client connected .* as citylab-ingest ", (home / "mosquitto" / "mosquitto.log"
+    times = re.findall(r"^(\d+): New client connected .* as citylab-ingest\S* ", (home / "mosquitto" / "mosquitto.log"
                                                                              ).read_text(), re.M)
     return int(times[-1]) if times else 0
 
