@@ -3,8 +3,11 @@
 An organisation reads its own devices' series and those of its active grants
 (`storage.products.READABLE_SERIES`). A series it may not read answers 404,
 exactly like a series that does not exist, so ids of other tenants' series
-leak nothing. Every data read is written to the audit log (one row per series,
-with range and rows) and metered on the grant it went through.
+leak nothing. A caller without a key reads the open products' series only; any
+other series answers 401 (a key is needed), whether it exists or not. Every data
+read is written to the audit log (one row per series, with range and rows; an
+anonymous read as `anonymous/<client address>`) and metered on the grant it went
+through.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from datetime import datetime
 
 import psycopg
 
-from api.deps import actor
+from api.deps import Unauthorized, actor
 from api.errors import Problem
 from storage import queries
 from storage.audit import DataRead, record_reads
@@ -30,6 +33,8 @@ def readable(conn: psycopg.Connection, principal: Principal) -> set[int]:
 def series_or_404(conn: psycopg.Connection, principal: Principal, series_id: int) -> queries.SeriesInfo:
     found = queries.get_series(conn, series_id)
     if found is None or series_id not in readable(conn, principal):
+        if principal.anonymous:
+            raise Unauthorized(f"series {series_id} is not open data: it needs an API key")
         raise Problem(404, f"no series with id {series_id} that your organisation may read")
     return found
 
@@ -40,6 +45,10 @@ def account(
 ) -> None:
     """Audit the reads and meter them on the grants they went through."""
     if not reads:
+        return
+    if principal.anonymous:
+        record_reads(conn, actor=actor(principal), action=action, org_id=None, key_id=None, reads=reads,
+                     start=start, end=end)
         return
     record_reads(conn, actor=actor(principal), action=action, org_id=principal.org_id, key_id=principal.key_id,
                  reads=reads, start=start, end=end)

@@ -15,7 +15,9 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from api.catalog import router as catalog_router
 from api.console import router as console_router
+from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
@@ -37,7 +39,9 @@ flags from every provider in one open, documented form.
 * Errors are RFC 9457 problem details (`application/problem+json`).
 * Every `/v1` request carries an API key (`Authorization: Bearer <key>` or
   `X-API-Key`); the organisation and role come from the key alone. The first
-  key of an organisation comes from `citylab admin create-org`.
+  key of an organisation comes from `citylab admin create-org`. Open products
+  (an open licence, no price) are readable without a key, rate-limited per
+  client address; the DCAT-AP catalogue is at `/catalog`, the city page at `/open`.
 * Units are SenML units (RFC 8428), stated with every series.
 """
 
@@ -51,6 +55,8 @@ TAGS = [
     {"name": "exports", "description": "Streamed CSV and Parquet exports of raw readings."},
     {"name": "products", "description": "Data products, access requests, grants, usage and quality."},
     {"name": "audit", "description": "Who read what, and every administrative change."},
+    {"name": "catalog", "description": "The DCAT-AP 3 catalogue of listed products (Turtle, JSON-LD, RDF/XML)."},
+    {"name": "open data", "description": "The public city page's data: open products only, no key needed."},
 ]
 
 
@@ -119,5 +125,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(console_router)
+    app.include_router(catalog_router)
+    app.include_router(open_router)
     return app
 

@@ -4,6 +4,8 @@
     SettingsDep    the Settings the app was built with
     PoolDep        the connection pool itself (health checks, streaming exports)
     PrincipalDep   who calls: from the API key alone (401 without a valid key)
+    ReaderDep      the same, or without a key an anonymous reader of open data, counted per
+                   client address in the database (429 past `open_rate_limit` per window)
     AdminDep, ProviderDep, ConsumerDep
                    the same, requiring that role (admin keys hold every role; 403 otherwise)
     DynSecDep      the broker's dynamic-security client (503 when not configured)
@@ -15,6 +17,7 @@ tenant is never taken from the path or the body.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 
 import psycopg
@@ -25,6 +28,7 @@ from psycopg_pool import ConnectionPool
 from api.errors import Problem
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
+from storage.catalog import count_anonymous_request
 from storage.errors import map_errors
 from storage.tenants import Principal, authenticate
 
@@ -36,6 +40,7 @@ __all__ = [
     "PoolDep",
     "PrincipalDep",
     "ProviderDep",
+    "ReaderDep",
     "SettingsDep",
     "get_connection",
     "get_pool",
@@ -91,6 +96,36 @@ def get_principal(
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 
 
+class TooManyRequests(Problem):
+    def __init__(self, detail: str, retry_after_s: int) -> None:
+        super().__init__(429, detail, title="Too Many Requests")
+        self.headers = {"Retry-After": str(retry_after_s)}
+
+
+def get_reader(
+    request: Request,
+    conn: ConnDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_header)],
+) -> Principal:
+    """The key's principal; without a key, an anonymous reader of open data (rate-limited)."""
+    if bearer is not None or api_key:
+        return get_principal(conn, bearer, api_key)
+    settings: Settings = request.app.state.settings
+    client = request.client.host if request.client else "unknown"
+    now = datetime.now(UTC)
+    count = count_anonymous_request(conn, client=client, now=now, window_s=settings.open_rate_window_s)
+    if count > settings.open_rate_limit:
+        window = settings.open_rate_window_s
+        raise TooManyRequests(
+            f"more than {settings.open_rate_limit} requests without a key in {window} s from {client}; "
+            "retry later or use an API key", retry_after_s=max(1, window - int(now.timestamp()) % window))
+    return Principal.anonymous_from(client)
+
+
+ReaderDep = Annotated[Principal, Depends(get_reader)]
+
+
 def _require(role: str):
     def check(principal: PrincipalDep) -> Principal:
         if principal.role not in ("admin", role):
@@ -118,4 +153,6 @@ DynSecDep = Annotated[DynSec, Depends(get_dynsec)]
 
 def actor(principal: Principal) -> str:
     """How the audit log names a caller."""
+    if principal.anonymous:
+        return f"anonymous/{principal.client}"
     return f"{principal.org_slug}/key-{principal.key_id}"

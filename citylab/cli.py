@@ -262,7 +262,7 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
 
 # Modules that add their own subcommands: each has `register(sub)`, which adds
 # parsers to the subparsers object and sets `func` on them.
-_EXTENSIONS = ("citylab.admin", "dashboards.cli")
+_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog")
 
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 
 from firmware_sim.district import RADIO_LINK_NAME, lora_node_ids, serial_sensor_specs
 from firmware_sim.lora import DEFAULT_CHANNELS
 
-__all__ = ["LORA_GATEWAY", "DemoDevice", "demo_commands", "demo_devices"]
+__all__ = ["LORA_GATEWAY", "DemoDevice", "demo_commands", "demo_devices", "publish_marketplace", "seed_marketplace"]
 
 LORA_GATEWAY = "gw-lora"
 SEED = 1
@@ -150,3 +151,60 @@ def demo_commands(
             path.chmod(0o600)
         commands.append([sys.executable, "-m", "edge", "--config", str(path)])
     return commands
+
+
+# The marketplace around the district ----------------------------------------------
+# The district's organisation is the first provider SME; a second SME, the city and a
+# research organisation join it. Once the district's series exist, the first SME offers
+# its air quality as an open product and the rest as a priced one, which the research
+# organisation holds a grant for.
+
+MARKET_ORGS = (  # (slug, name, kind, organisation number, key role)
+    ("fjord-energi", "Fjord Energi AS", "provider", None, "provider"),
+    ("stavanger", "Stavanger kommune", "city", "964965226", "consumer"),
+    ("uis", "Universitetet i Stavanger", "research", "971564679", "consumer"),
+)
+AIR_QUALITY = ("pm2_5", "pm10", "no2")
+
+
+def seed_marketplace(conn, *, district_org: str) -> dict[str, str]:
+    """The marketplace's organisations, each with a fresh key: {"<slug> (<role>)": key}."""
+    from storage.catalog import set_org_profile
+    from storage.tenants import create_key, ensure_org
+
+    keys = {}
+    district = ensure_org(conn, slug=district_org, name=f"Demo district ({district_org})", kind="provider")
+    for slug, name, kind, number, role in ((district_org, district.name, "provider", None, "admin"), *MARKET_ORGS):
+        org = ensure_org(conn, slug=slug, name=name, kind=kind)
+        if number:
+            set_org_profile(conn, org_id=org.id, org_number=number, contact_email=None, homepage=None)
+        keys[f"{slug} ({role})"] = create_key(conn, org_id=org.id, role=role, label="citylab up --demo")[1]
+    return keys
+
+
+def publish_marketplace(conn, *, district_org: str) -> bool:
+    """The two products and the grant, once the district's series exist; False while they do not."""
+    from storage.products import create_product, decide_grant, list_products, request_access
+    from storage.tenants import device_series, ensure_org, list_org_devices
+
+    district = ensure_org(conn, slug=district_org, name=f"Demo district ({district_org})", kind="provider")
+    if list_products(conn, provider=district_org, limit=1):
+        return True
+    series = [(sid, quantity) for device in list_org_devices(conn, org=district_org)
+              for sid, quantity, _ in device_series(conn, org=district_org, device=device.device)]
+    air = [sid for sid, quantity in series if quantity in AIR_QUALITY]
+    rest = [sid for sid, quantity in series if quantity not in AIR_QUALITY]
+    if not air or not rest:
+        return False
+    common = dict(org_id=district.id, org_slug=district_org, terms="", currency="NOK")
+    create_product(conn, **common, title="Air quality, central district", title_nb="Luftkvalitet, sentrum",
+                   description="PM2.5, PM10 and NO2 from the demo district's air sensors.",
+                   description_nb="PM2,5, PM10 og NO2 fra demobydelens luftsensorer.", licence="CC-BY-4.0",
+                   price_month=None, series_ids=air, listed=True, open=True, keywords=["air quality"])
+    priced = create_product(conn, **common, title="District sensors, full feed",
+                            description="Every other series of the district.", licence="proprietary",
+                            price_month=Decimal("1500.00"), series_ids=rest, listed=True)
+    research = ensure_org(conn, slug="uis", name="Universitetet i Stavanger", kind="research")
+    grant = request_access(conn, product_id=priced.id, consumer_org=research.id, message="Research on air and noise.")
+    decide_grant(conn, grant_id=grant.id, provider_org=district.id, approve=True, expires_at=None)
+    return True

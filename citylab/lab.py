@@ -179,6 +179,33 @@ def _secured_broker(home: Path) -> tuple[str, str]:
     return username, password
 
 
+def _start_marketplace(database_url: str, org: str, stop: threading.Event) -> dict[str, str]:
+    """The demo's marketplace: keys now, its products once the district's series exist."""
+    from citylab.demo import publish_marketplace, seed_marketplace
+    from storage import StorageError, connect
+
+    with connect(database_url) as conn:
+        keys = seed_marketplace(conn, district_org=org)
+        conn.commit()
+
+    def publish() -> None:
+        while not stop.wait(2.0):
+            try:
+                with connect(database_url) as conn:
+                    done = publish_marketplace(conn, district_org=org)
+                    conn.commit()
+            except StorageError as exc:
+                logger.warning("demo marketplace not published yet: %s", exc)
+                continue
+            if done:
+                print("demo marketplace: an open and a priced product listed in /catalog, a research grant",
+                      flush=True)
+                return
+
+    threading.Thread(target=publish, daemon=True).start()
+    return keys
+
+
 def _watch_first_readings(database_url: str, started: float, stop: threading.Event) -> None:
     """Say when the first readings are stored (progress for people watching the terminal)."""
     from storage import StorageError, connect
@@ -302,9 +329,11 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}
         supervisor.start("api", [*me, "api"], env=api_env)
+        keys: dict[str, str] = {}
         if demo:
             _start_demo(supervisor, settings, home, database_url, mqtt_url, serial=serial, gateways=gateways,
                         lora=lora, period_s=period_s, dynsec=dynsec)
+            keys = _start_marketplace(database_url, settings.org, stop)
         state = LabState(database_url=database_url, mqtt_url=mqtt_url, api_url=api_url, pid=os.getpid(),
                          started_at=time.time(), demo=demo)
         state_path = home / STATE_FILE
@@ -319,6 +348,8 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
               + (f"            citylab admin create-key --org {settings.org} --role admin --json"
                  "   (the demo district's organisation)\n"
                  if demo else "")
+              + "".join(f"  key       {name}: {key}\n" for name, key in keys.items())
+              + (f"Open data: {api_url}/open (no key) · catalogue {api_url}/catalog\n" if demo else "")
               + "Console:  open the API address in a browser and sign in with a key.\n"
               "Ctrl-C stops everything.", flush=True)
         threading.Thread(target=_watch_first_readings, args=(database_url, started, stop), daemon=True).start()

@@ -120,3 +120,34 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(weak)}: the documented default secret is refused outside "
                              "CITYLAB_ENVIRONMENT=local; set your own")
         return self
+    # Open data: the DCAT-AP catalogue, keyless open products and the public page (issue 15) ----
+    public_base_url: str | None = Field(
+        default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
+        description="The lab's public address (https://data.example.no): every IRI of the DCAT-AP catalogue "
+        "and every link in it starts with it, whatever the Host header says. Unset: http://api_host:api_port.",
+    )
+    catalog_title: str = Field(default="citylab reality lab", description="Title of the lab's catalogue.")
+    catalog_description: str = Field(
+        default="Sensor data of the reality lab's providers and the city: air quality, noise, energy, traffic.",
+        description="Description of the lab's catalogue.",
+    )
+    catalog_publisher: str | None = Field(
+        default=None, description="Slug of the organisation publishing the catalogue; unset: the first city."
+    )
+    open_rate_limit: int = Field(
+        default=120, ge=1, description="Requests without a key allowed per client address and window."
+    )
+    open_rate_window_s: int = Field(default=60, ge=1, description="The window of `open_rate_limit`, seconds.")
+    map_tile_url: str | None = Field(
+        default=None,
+        description="Map tiles of the open page and the console ({z}/{x}/{y} template; in Norway Kartverket's "
+        "open map service, elsewhere OpenStreetMap). Unset: districts and sensors over a plain outline.",
+    )
+    map_tile_attribution: str | None = Field(
+        default=None, description="Attribution the tile source requires, shown under the map (e.g. © Kartverket)."
+    )
+
+    @property
+    def base_url(self) -> str:
+        """The public base URL without a trailing slash."""
+        return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")

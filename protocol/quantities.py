@@ -13,10 +13,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["QUANTITIES", "Quantity", "SmartDataModel", "quantity"]
+__all__ = [
+    "AIR_QUALITY_CLASSES",
+    "LABELS_NB",
+    "QUANTITIES",
+    "THEMES",
+    "THEME_SCHEME",
+    "AirQualityClass",
+    "DataTheme",
+    "Quantity",
+    "SmartDataModel",
+    "quantity",
+]
 
 
-_THEME = "http://publications.europa.eu/resource/authority/data-theme/"
+THEME_SCHEME = "http://publications.europa.eu/resource/authority/data-theme"
+_THEME = THEME_SCHEME + "/"
+
+
+@dataclass(frozen=True, slots=True)
+class DataTheme:
+    """A concept of the EU data-theme vocabulary (DCAT-AP ``dcat:theme``) with its
+    labels in English and Norwegian Bokmål, as the Publications Office gives them."""
+
+    code: str
+    label_en: str
+    label_nb: str
+
+    @property
+    def uri(self) -> str:
+        return _THEME + self.code
+
+
+THEMES: dict[str, DataTheme] = {
+    theme.code: theme for theme in (
+        DataTheme("ENVI", "Environment", "Miljø"),
+        DataTheme("ENER", "Energy", "Energi"),
+        DataTheme("TRAN", "Transport", "Transport"),
+        DataTheme("TECH", "Science and technology", "Vitenskap og teknologi"),
+    )
+}
 _SDM = "https://smartdatamodels.org/"
 
 
@@ -139,6 +175,51 @@ QUANTITIES: dict[str, Quantity] = dict(
            sdm=SmartDataModel("WeatherObserved", "windSpeed", "Weather")),
     ]
 )
+
+
+# The quantities' labels in Norwegian Bokmål (the English ones are `Quantity.label`).
+LABELS_NB: dict[str, str] = {
+    "temperature": "Lufttemperatur", "humidity": "Relativ luftfuktighet", "pm2_5": "PM2,5 (svevestøv)",
+    "pm10": "PM10 (svevestøv)", "no2": "Nitrogendioksid (NO₂)", "noise": "Støynivå LAeq",
+    "energy": "Aktiv energi", "power": "Aktiv effekt", "traffic_count": "Trafikktelling",
+    "speed": "Gjennomsnittsfart", "pressure": "Lufttrykk", "illuminance": "Belysningsstyrke",
+    "battery": "Batterinivå", "battery_voltage": "Batterispenning", "co2": "Karbondioksid (CO₂)",
+    "wind_speed": "Vindhastighet",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AirQualityClass:
+    """One class of the Norwegian air-quality index (Miljødirektoratet's classes for
+    hourly means, as luftkvalitet.info shows them): values from `low` (inclusive)
+    below `high` (None: no upper end), in the quantity's unit."""
+
+    low: float
+    high: float | None
+    colour: str          # as on luftkvalitet.info: green, yellow, red, purple
+    label_nb: str
+    label_en: str
+    advice_en: str
+
+
+def _classes(moderate: float, high: float, very_high: float) -> tuple[AirQualityClass, ...]:
+    return (
+        AirQualityClass(0.0, moderate, "#6ee86e", "Lite", "Low", "Little or no health risk."),
+        AirQualityClass(moderate, high, "#ffff64", "Moderat", "Moderate",
+                        "People with respiratory or heart disease may notice symptoms."),
+        AirQualityClass(high, very_high, "#ff4646", "Høy", "High",
+                        "Sensitive groups should avoid long stays outdoors in polluted areas."),
+        AirQualityClass(very_high, None, "#a064e6", "Svært høy", "Very high",
+                        "Everyone may feel effects; sensitive groups should stay indoors."),
+    )
+
+
+# Quantities with such classes (µg/m³, hourly means).
+AIR_QUALITY_CLASSES: dict[str, tuple[AirQualityClass, ...]] = {
+    "pm2_5": _classes(30.0, 50.0, 150.0),
+    "pm10": _classes(60.0, 120.0, 400.0),
+    "no2": _classes(100.0, 200.0, 400.0),
+}
 
 
 def quantity(name: str) -> Quantity:

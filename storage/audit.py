@@ -55,10 +55,12 @@ def record_change(
 
 
 def record_reads(
-    conn: psycopg.Connection, *, actor: str, action: str, org_id: int, key_id: int, reads: list[DataRead],
+    conn: psycopg.Connection, *, actor: str, action: str, org_id: int | None, key_id: int | None,
+    reads: list[DataRead],
     start: datetime | None, end: datetime | None,
 ) -> None:
-    """One row per series read; the owner is looked up from the series' device."""
+    """One row per series read; the owner is looked up from the series' device. An anonymous
+    read (open data, no key) has no organisation nor key: its actor names the client address."""
     if not reads:
         return
     with map_errors("audit reads"):

@@ -6,11 +6,15 @@ state `requested`; the provider approves (`active`, optionally until
 `expires_at`) or rejects it, and may revoke it later. An organisation reads
 exactly its own devices' series plus the series of its active, unexpired grants
 (`READABLE_SERIES`, the one place that rule is written).
+
+A provider may *list* a product (it appears in the DCAT-AP catalogue) and
+publish it as *open* (an open licence, no price): an open product's series are
+readable by everyone, with or without a key (`OPEN_SERIES`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 
@@ -19,8 +23,11 @@ import psycopg
 from storage.errors import map_errors
 
 __all__ = [
+    "LICENCES",
+    "OPEN_SERIES",
     "AccessGrant",
     "DataProduct",
+    "Licence",
     "QualityWindow",
     "create_product",
     "decide_grant",
@@ -34,15 +41,45 @@ __all__ = [
     "readable_series",
     "request_access",
     "revoke_grant",
+    "set_publication",
 ]
 
-# The series an organisation may read: its own devices' and its active grants'.
+
+@dataclass(frozen=True, slots=True)
+class Licence:
+    """A licence a product may carry: its URI in the EU Publications Office's
+    licence authority table, and whether it is an open licence."""
+
+    code: str
+    uri: str
+    open: bool
+
+
+_LICENCE = "http://publications.europa.eu/resource/authority/licence/"
+LICENCES: dict[str, Licence] = {
+    lic.code: lic for lic in (
+        Licence("CC-BY-4.0", _LICENCE + "CC_BY_4_0", True),
+        Licence("CC0-1.0", _LICENCE + "CC0", True),
+        Licence("CC-BY-SA-4.0", _LICENCE + "CC_BYSA_4_0", True),
+        Licence("NLOD-2.0", _LICENCE + "NLOD_2_0", True),
+        Licence("ODbL-1.0", _LICENCE + "ODBL", True),
+        Licence("proprietary", _LICENCE + "PROP", False),
+    )
+}
+
+# The series of open products: readable by everyone.
+OPEN_SERIES = """
+    SELECT ps.series_id FROM data_products p JOIN data_product_series ps ON ps.product_id = p.id WHERE p.open
+"""
+
+# The series an organisation may read: its own devices', its active grants' and the open products'.
 READABLE_SERIES = """
     SELECT s.id FROM series s WHERE s.org = %(org_slug)s
     UNION
     SELECT ps.series_id FROM access_grants g JOIN data_product_series ps ON ps.product_id = g.product_id
     WHERE g.consumer_org = %(org_id)s AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > now())
-"""
+    UNION
+""" + OPEN_SERIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +95,12 @@ class DataProduct:
     currency: str
     created_at: datetime
     series_ids: list[int]
+    listed: bool = False          # in the DCAT-AP catalogue
+    open: bool = False            # readable without a key
+    title_nb: str = ""            # Norwegian Bokmål title and description ("" when not given)
+    description_nb: str = ""
+    keywords: list[str] = field(default_factory=list)
+    modified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,7 +141,8 @@ def readable_series(conn: psycopg.Connection, *, org_id: int, org_slug: str) -> 
 _PRODUCT = (
     "SELECT p.id, p.org_id, o.slug, p.title, p.description, p.licence, p.terms, p.price_month, p.currency,"
     " p.created_at, coalesce((SELECT array_agg(series_id ORDER BY series_id) FROM data_product_series"
-    " WHERE product_id = p.id), '{}')"
+    " WHERE product_id = p.id), '{}'),"
+    " p.listed, p.open, p.title_nb, p.description_nb, p.keywords, p.modified_at"
     " FROM data_products p JOIN organisations o ON o.id = p.org_id"
 )
 
@@ -106,8 +150,12 @@ _PRODUCT = (
 def create_product(
     conn: psycopg.Connection, *, org_id: int, org_slug: str, title: str, description: str, licence: str,
     terms: str, price_month: Decimal | None, currency: str, series_ids: list[int],
+    listed: bool = False, open: bool = False, title_nb: str = "", description_nb: str = "",
+    keywords: list[str] | None = None,
 ) -> DataProduct:
-    """Publish a product of the provider's own series; ValueError names series that are not its own."""
+    """Publish a product of the provider's own series; ValueError names series that are not its own,
+    or why the product cannot be open."""
+    _check_open(open=open, licence=licence, price_month=price_month)
     with map_errors("create data product"), conn.transaction():
         own = {row[0] for row in conn.execute(
             "SELECT s.id FROM series s WHERE s.org = %s AND s.id = ANY(%s)",
@@ -117,9 +165,11 @@ def create_product(
         if foreign:
             raise ValueError(f"series {foreign} are not series of your organisation's devices")
         product_id = conn.execute(
-            "INSERT INTO data_products (org_id, title, description, licence, terms, price_month, currency)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (org_id, title, description, licence, terms, price_month, currency),
+            "INSERT INTO data_products (org_id, title, description, licence, terms, price_month, currency,"
+            " listed, open, title_nb, description_nb, keywords)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (org_id, title, description, licence, terms, price_month, currency, listed, open, title_nb,
+             description_nb, keywords or []),
         ).fetchone()[0]
         conn.execute(
             "INSERT INTO data_product_series (product_id, series_id) SELECT %s, unnest(%s::integer[])",
@@ -130,6 +180,34 @@ def create_product(
     return product
 
 
+def _check_open(*, open: bool, licence: str, price_month: Decimal | None) -> None:
+    if not open:
+        return
+    if licence not in LICENCES or not LICENCES[licence].open:
+        raise ValueError(f"an open product needs an open licence, not {licence!r}")
+    if price_month is not None:
+        raise ValueError("an open product has no price (price_month must be null)")
+
+
+def set_publication(
+    conn: psycopg.Connection, *, product_id: int, provider_org: int, listed: bool | None, open: bool | None
+) -> DataProduct | None:
+    """List or unlist a product of `provider_org`, publish it as open or close it (None: unchanged);
+    None when it has no such product, ValueError when it cannot be open."""
+    product = get_product(conn, product_id)
+    if product is None or product.org_id != provider_org:
+        return None
+    _check_open(open=product.open if open is None else open, licence=product.licence,
+                price_month=product.price_month)
+    with map_errors("set product publication"):
+        conn.execute(
+            "UPDATE data_products SET listed = coalesce(%s, listed), open = coalesce(%s, open), modified_at = now()"
+            " WHERE id = %s AND org_id = %s",
+            (listed, open, product_id, provider_org),
+        )
+    return get_product(conn, product_id)
+
+
 def get_product(conn: psycopg.Connection, product_id: int) -> DataProduct | None:
     with map_errors("get data product"):
         row = conn.execute(_PRODUCT + " WHERE p.id = %s", (product_id,)).fetchone()
@@ -137,13 +215,15 @@ def get_product(conn: psycopg.Connection, product_id: int) -> DataProduct | None
 
 
 def list_products(
-    conn: psycopg.Connection, *, provider: str | None = None, after: int = 0, limit: int = 100
+    conn: psycopg.Connection, *, provider: str | None = None, after: int = 0, limit: int = 100,
+    open_only: bool = False, listed_only: bool = False,
 ) -> list[DataProduct]:
-    """The catalogue, by id, after `after`; optionally one provider's."""
+    """The catalogue, by id, after `after`; optionally one provider's, only the open or the listed ones."""
     with map_errors("list data products"):
         rows = conn.execute(
-            _PRODUCT + " WHERE p.id > %s AND (%s::text IS NULL OR o.slug = %s) ORDER BY p.id LIMIT %s",
-            (after, provider, provider, limit),
+            _PRODUCT + " WHERE p.id > %s AND (%s::text IS NULL OR o.slug = %s) AND (p.open OR NOT %s)"
+            " AND (p.listed OR NOT %s) ORDER BY p.id LIMIT %s",
+            (after, provider, provider, open_only, listed_only, limit),
         ).fetchall()
     return [DataProduct(*row) for row in rows]
 

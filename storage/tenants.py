@@ -31,6 +31,7 @@ import psycopg
 from storage.errors import StorageError, map_errors
 
 __all__ = [
+    "ANONYMOUS_ROLE",
     "API_ROLES",
     "KINDS",
     "OPERATOR",
@@ -66,6 +67,7 @@ KINDS = ("city", "provider", "research")
 ROLES = ("admin", "provider", "consumer", "operator")
 OPERATOR = "operator"
 API_ROLES = ("admin", "provider", "consumer")   # what an organisation's admin may grant itself
+ANONYMOUS_ROLE = "anonymous"
 _KEY = re.compile(r"^cl_([a-f0-9]{12})_([A-Za-z0-9_-]{20,64})$")
 
 
@@ -91,13 +93,24 @@ class ApiKey:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: taken from the API key alone."""
+    """Who is calling: taken from the API key alone; without a key, an anonymous
+    caller known only by its client address (`ANONYMOUS_ROLE`, reads open data only)."""
 
     key_id: int
     org_id: int
     org_slug: str
     org_kind: str
     role: str
+    client: str = ""       # the client address of an anonymous caller
+
+    @property
+    def anonymous(self) -> bool:
+        return self.role == ANONYMOUS_ROLE
+
+    @classmethod
+    def anonymous_from(cls, client: str) -> Principal:
+        # org 0 and slug "" match no organisation (ids start at 1, slugs are never empty).
+        return cls(key_id=0, org_id=0, org_slug="", org_kind="", role=ANONYMOUS_ROLE, client=client)
 
 
 @dataclass(frozen=True, slots=True)

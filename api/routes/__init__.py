@@ -20,6 +20,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict]:
             (404, "Not found (or not yours)"),
             (409, "Conflict with the current state"),
             (422, "Invalid parameter (naive time, end before start, bad bucket, ...)"),
+            (429, "Too many requests without a key from this address; see Retry-After"),
             (503, "Database unavailable; retry later"),
         )
         if status in statuses

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from psycopg_pool import ConnectionPool
 
 from api.access import account, readable
-from api.deps import ConnDep, PoolDep, PrincipalDep
+from api.deps import ConnDep, PoolDep, ReaderDep, Unauthorized
 from api.errors import Problem
 from api.params import Instant, resolve_range
 from api.routes import problem_responses
@@ -83,12 +83,12 @@ def stream_readings(
     "your organisation may read.",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}},
-               **problem_responses(401, 404, 422, 503)},
+               **problem_responses(401, 404, 422, 429, 503)},
 )
 def export_readings(
     conn: ConnDep,
     pool: PoolDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     start: Annotated[Instant | None, Query(description="Inclusive start; default end − 1 h.")] = None,
     end: Annotated[Instant | None, Query(description="Exclusive end; default now.")] = None,
     series_id: Annotated[list[int] | None, Query(description="Series to export (repeatable).")] = None,
@@ -99,6 +99,8 @@ def export_readings(
     wanted = sorted(set(series_id)) if series_id else sorted(allowed)
     missing = [sid for sid in wanted if sid not in allowed]
     if missing:
+        if principal.anonymous:
+            raise Unauthorized(f"series {missing[0]} is not open data: it needs an API key")
         raise Problem(404, f"no series with id {missing[0]} that your organisation may read")
     if len(wanted) > MAX_EXPORT_SERIES:
         raise Problem(422, f"{len(wanted)} series; export at most {MAX_EXPORT_SERIES} at once",

@@ -1,6 +1,7 @@
 """Your organisation and its API keys.
 
     GET  /v1/orgs/me              the caller's organisation and key
+    PUT  /v1/orgs/me/profile      what the DCAT-AP catalogue says of it: organisation number, contact (admin)
     GET  /v1/keys                 the organisation's keys (admin)
     POST /v1/keys                 a new key, shown once (admin)
     POST /v1/keys/{key_id}/revoke revoke a key (admin)
@@ -17,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import AdminDep, ConnDep, PrincipalDep, actor
 from api.errors import Problem
 from api.routes import problem_responses
-from storage import tenants
+from storage import catalog, tenants
 from storage.audit import record_change
 
 router = APIRouter(tags=["organisations"])
@@ -33,6 +34,16 @@ class OrgPublic(BaseModel):
     kind: Literal["city", "provider", "research"]
     role: Role = Field(description="The role of the key used for this request.")
     key_id: int
+
+
+class OrgProfile(BaseModel):
+    """What the lab's DCAT-AP catalogue says of an organisation as publisher."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+    org_number: str | None = Field(default=None, pattern=r"^[0-9]{9}$",
+                                   description="National organisation number (Norway: nine digits).")
+    contact_email: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$", max_length=200)
+    homepage: str | None = Field(default=None, pattern=r"^https?://", max_length=500)
 
 
 class KeyCreate(BaseModel):
@@ -62,6 +73,17 @@ def read_my_org(conn: ConnDep, principal: PrincipalDep) -> OrgPublic:
     assert org is not None
     return OrgPublic(org_id=org.id, slug=org.slug, name=org.name, kind=org.kind, role=principal.role,
                      key_id=principal.key_id)
+
+
+@router.put("/orgs/me/profile", response_model=OrgProfile, summary="Your organisation as publisher",
+            description="The organisation number and contact point the DCAT-AP catalogue gives for your products.",
+            responses=problem_responses(401, 403, 422, 503))
+def update_my_profile(conn: ConnDep, principal: AdminDep, body: OrgProfile) -> OrgProfile:
+    profile = catalog.set_org_profile(conn, org_id=principal.org_id, org_number=body.org_number,
+                                      contact_email=body.contact_email, homepage=body.homepage)
+    record_change(conn, actor=actor(principal), action="org.profile", org_id=principal.org_id,
+                  key_id=principal.key_id, owner_org=principal.org_id, detail=body.model_dump())
+    return OrgProfile.model_validate(profile)
 
 
 @router.get("/keys", response_model=list[KeyPublic], summary="Your organisation's API keys",

@@ -1,9 +1,10 @@
 """Data products and procurement: the catalogue, access requests, grants and quality.
 
-    POST /v1/products                      publish a product of your series (provider)
-    GET  /v1/products                      the catalogue (any key)
-    GET  /v1/products/{id}                 one product
-    GET  /v1/products/{id}/quality         quality over the last 7 and 30 days, from the data
+    POST  /v1/products                     publish a product of your series (provider)
+    GET   /v1/products                     the catalogue (any key; without a key the open products)
+    GET   /v1/products/{id}                one product
+    PATCH /v1/products/{id}                list it in the DCAT-AP catalogue, publish it as open (provider)
+    GET   /v1/products/{id}/quality        quality over the last 7 and 30 days, from the data
     POST /v1/products/{id}/requests        ask for access (consumer)
     GET  /v1/grants                        your requests and grants, as consumer or provider, with usage
     GET  /v1/grants/{id}
@@ -21,13 +22,15 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import ConnDep, ConsumerDep, PrincipalDep, ProviderDep, SettingsDep, actor
+from api.deps import ConnDep, ConsumerDep, PrincipalDep, ProviderDep, ReaderDep, SettingsDep, Unauthorized, actor
 from api.errors import Problem
 from api.params import Instant
 from api.routes import problem_responses
 from storage import products
 from storage.audit import record_change
 from storage.tenants import Principal
+
+Licence = Literal[tuple(products.LICENCES)]  # type: ignore[valid-type]
 
 router = APIRouter(tags=["products"])
 
@@ -38,12 +41,24 @@ class ProductCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     title: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=10_000)
-    licence: Literal["CC-BY-4.0", "CC0-1.0", "CC-BY-SA-4.0", "NLOD-2.0", "ODbL-1.0", "proprietary"]
+    licence: Licence
     terms: str = Field(default="", max_length=10_000)
     price_month: Decimal | None = Field(default=None, ge=0, le=Decimal("9999999999.99"), decimal_places=2,
                                         description="Monthly price; null means free.")
     currency: str = Field(default="NOK", pattern=r"^[A-Z]{3}$")
     series_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(min_length=1, max_length=10_000)
+    listed: bool = Field(default=False, description="Listed in the lab's DCAT-AP catalogue (/catalog).")
+    open: bool = Field(default=False, description="Open data: readable without a key. Needs an open licence "
+                       "and no price.")
+    title_nb: str = Field(default="", max_length=200, description="Title in Norwegian Bokmål.")
+    description_nb: str = Field(default="", max_length=10_000, description="Description in Norwegian Bokmål.")
+    keywords: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default=[], max_length=50)
+
+
+class PublicationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    listed: bool | None = Field(default=None, description="List in (true) or remove from (false) the catalogue.")
+    open: bool | None = Field(default=None, description="Publish as open data (true) or close (false).")
 
 
 class ProductPublic(BaseModel):
@@ -58,6 +73,11 @@ class ProductPublic(BaseModel):
     currency: str
     created_at: datetime
     series_ids: list[int]
+    listed: bool
+    open: bool
+    title_nb: str
+    description_nb: str
+    keywords: list[str]
 
 
 class QualityWindowPublic(BaseModel):
@@ -106,8 +126,11 @@ def _audit(conn, principal: Principal, action: str, owner_org: int, detail: dict
                   owner_org=owner_org, detail=detail)
 
 
-def _product_or_404(conn, product_id: int) -> products.DataProduct:
+def _product_or_404(conn, product_id: int, principal: Principal | None = None) -> products.DataProduct:
+    """The product; without a key only an open one (401 for any other, existing or not)."""
     found = products.get_product(conn, product_id)
+    if principal is not None and principal.anonymous and (found is None or not found.open):
+        raise Unauthorized(f"data product {product_id} is not open data: it needs an API key")
     if found is None:
         raise Problem(404, f"no data product with id {product_id}")
     return found
@@ -120,7 +143,8 @@ def create_product(conn: ConnDep, principal: ProviderDep, body: ProductCreate) -
         product = products.create_product(
             conn, org_id=principal.org_id, org_slug=principal.org_slug, title=body.title,
             description=body.description, licence=body.licence, terms=body.terms, price_month=body.price_month,
-            currency=body.currency, series_ids=body.series_ids,
+            currency=body.currency, series_ids=body.series_ids, listed=body.listed, open=body.open,
+            title_nb=body.title_nb, description_nb=body.description_nb, keywords=body.keywords,
         )
     except ValueError as exc:
         raise Problem(422, str(exc), title="Invalid request") from None
@@ -129,30 +153,49 @@ def create_product(conn: ConnDep, principal: ProviderDep, body: ProductCreate) -
 
 
 @router.get("/products", response_model=list[ProductPublic], summary="The data product catalogue",
-            description="Every published product (metadata only; the data needs a grant), by id after `cursor`.",
-            responses=problem_responses(401, 422, 503))
+            description="Every published product (metadata only; the data needs a grant unless the product is "
+            "open), by id after `cursor`. Without a key: the open products.",
+            responses=problem_responses(401, 422, 429, 503))
 def read_products(
-    conn: ConnDep, principal: PrincipalDep,
+    conn: ConnDep, principal: ReaderDep,
     provider: Annotated[str | None, Query(max_length=64)] = None,
     cursor: Annotated[int, Query(ge=0, le=2**62)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ProductPublic]:
     return [ProductPublic.model_validate(p)
-            for p in products.list_products(conn, provider=provider, after=cursor, limit=limit)]
+            for p in products.list_products(conn, provider=provider, after=cursor, limit=limit,
+                                            open_only=principal.anonymous)]
 
 
 @router.get("/products/{product_id}", response_model=ProductPublic, summary="One data product",
-            responses=problem_responses(401, 404, 422, 503))
-def read_product(conn: ConnDep, principal: PrincipalDep, product_id: Id) -> ProductPublic:
-    return ProductPublic.model_validate(_product_or_404(conn, product_id))
+            responses=problem_responses(401, 404, 422, 429, 503))
+def read_product(conn: ConnDep, principal: ReaderDep, product_id: Id) -> ProductPublic:
+    return ProductPublic.model_validate(_product_or_404(conn, product_id, principal))
+
+
+@router.patch("/products/{product_id}", response_model=ProductPublic, summary="List or open a data product",
+              description="`listed`: the product appears in the lab's DCAT-AP catalogue (/catalog). `open`: its "
+              "data is readable without a key (an open licence and no price are required).",
+              responses=problem_responses(401, 403, 404, 422, 503))
+def update_publication(conn: ConnDep, principal: ProviderDep, product_id: Id, body: PublicationUpdate) -> ProductPublic:
+    try:
+        updated = products.set_publication(conn, product_id=product_id, provider_org=principal.org_id,
+                                           listed=body.listed, open=body.open)
+    except ValueError as exc:
+        raise Problem(422, str(exc), title="Invalid request") from None
+    if updated is None:
+        raise Problem(404, f"your organisation has no data product with id {product_id}")
+    _audit(conn, principal, "product.publication", principal.org_id,
+           {"product_id": product_id, "listed": updated.listed, "open": updated.open})
+    return ProductPublic.model_validate(updated)
 
 
 @router.get("/products/{product_id}/quality", response_model=QualityPublic, summary="Quality report",
             description="Completeness against the declared intervals, freshness, anomaly rate and uptime over the "
             "last 7 and 30 days, computed from the stored data.",
-            responses=problem_responses(401, 404, 422, 503))
-def read_quality(conn: ConnDep, principal: PrincipalDep, settings: SettingsDep, product_id: Id) -> QualityPublic:
-    _product_or_404(conn, product_id)
+            responses=problem_responses(401, 404, 422, 429, 503))
+def read_quality(conn: ConnDep, principal: ReaderDep, settings: SettingsDep, product_id: Id) -> QualityPublic:
+    _product_or_404(conn, product_id, principal)
     now = datetime.now(UTC)
     width = min(settings.window_widths_s)
     windows = [products.product_quality(conn, product_id, days=d, width_s=width, now=now) for d in (7, 30)]

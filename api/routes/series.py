@@ -5,7 +5,8 @@
     GET /v1/series/{series_id}/aggregates   re-bucketed aggregates (JSON, CSV, Parquet)
     GET /v1/latest                          newest reading of each readable series
 
-Only series the caller's organisation may read are visible (see api.access).
+Only series the caller's organisation may read are visible (see api.access); without a
+key, the series of open products (rate-limited per client address).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.access import account, readable, series_or_404
-from api.deps import ConnDep, PoolDep, PrincipalDep, SettingsDep
+from api.deps import ConnDep, PoolDep, ReaderDep, SettingsDep
 from api.errors import Problem
 from api.models import (
     AggregatePublic,
@@ -60,11 +61,11 @@ def _series_public(entry: queries.CatalogueEntry) -> SeriesPublic:
     description="The series your organisation may read (its own devices' and its grants'), by id, filtered by "
     "quantity, provider, bounding box (`bbox=min_lon,min_lat,max_lon,max_lat`) and data product. At most "
     "`limit` per page; a `Link: <...>; rel=\"next\"` header points to the next page.",
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 429, 422, 503),
 )
 def read_series(
     conn: ConnDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     request: Request,
     response: Response,
     quantity: Annotated[str | None, Query(max_length=64, examples=["pm2_5"])] = None,
@@ -121,12 +122,12 @@ def _us(t: datetime) -> int:
     summary="Raw readings of one series",
     description="Readings in [start, end), oldest first. JSON: at most `limit` per page, continue with `cursor` "
     "= `next_cursor`. CSV or Parquet (`format`): every reading of [start, end), streamed.",
-    responses={**problem_responses(401, 404, 422, 503), **TABLE_RESPONSES},
+    responses={**problem_responses(401, 429, 404, 422, 503), **TABLE_RESPONSES},
 )
 def read_readings(
     conn: ConnDep,
     pool: PoolDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     series_id: SeriesId,
     start: Start = None,
     end: End = None,
@@ -179,12 +180,12 @@ def read_readings(
         "(aligned to the Unix epoch): count, mean, min, max, last and population std, exact as if computed "
         "from the raw readings. Empty buckets are left out. JSON, CSV or Parquet."
     ),
-    responses={**problem_responses(401, 404, 422, 503), **TABLE_RESPONSES},
+    responses={**problem_responses(401, 429, 404, 422, 503), **TABLE_RESPONSES},
 )
 def read_aggregates(
     conn: ConnDep,
     settings: SettingsDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     series_id: SeriesId,
     start: Start = None,
     end: End = None,
@@ -237,11 +238,11 @@ def read_aggregates(
     summary="Latest values",
     description="The newest reading of each series your organisation may read (or of `series_id`, repeatable), "
     "optionally of one quantity.",
-    responses={**problem_responses(401, 422, 503), **TABLE_RESPONSES},
+    responses={**problem_responses(401, 429, 422, 503), **TABLE_RESPONSES},
 )
 def read_latest(
     conn: ConnDep,
-    principal: PrincipalDep,
+    principal: ReaderDep,
     series_id: Annotated[list[int] | None, Query(description="Only these series (repeatable).")] = None,
     quantity: Annotated[str | None, Query(max_length=64)] = None,
     format: FormatQ = Format.json,

@@ -110,7 +110,9 @@ def test_real_uvicorn_server(lab: Lab, lab_tenant) -> None:
         response = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
         assert response.status_code == 200
         assert response.json()["status"] == "ok" and response.json()["database"] == "ok"
-        assert httpx.get(f"http://127.0.0.1:{port}/v1/series", timeout=5).status_code == 401
+        # without a key: only open products' series (none here), and no device list at all
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/series", timeout=5).json() == []
+        assert httpx.get(f"http://127.0.0.1:{port}/v1/devices", timeout=5).status_code == 401
         series = httpx.get(f"http://127.0.0.1:{port}/v1/series", headers=lab_tenant.headers, timeout=5).json()
         assert series[0]["quantity"] == "pm2_5"
     finally:

@@ -57,7 +57,8 @@ def world(testbed_app: TestClient, testbed_settings: Settings):
 
 def test_keys_are_required_and_roles_enforced(world) -> None:
     client, a, b, city, series_a, product, grant = world
-    assert client.get("/v1/series").status_code == 401
+    assert client.get("/v1/series").json() == []           # without a key: open products' series only (none)
+    assert client.get(f"/v1/series/{series_a}/readings").status_code == 401
     assert client.get("/v1/series", headers={"Authorization": "Bearer cl_nope"}).status_code == 401
     r = client.get("/v1/orgs/me", headers={"X-API-Key": a.key})
     assert r.status_code == 200 and r.json()["slug"] == "alpha-air" and r.json()["kind"] == "provider"

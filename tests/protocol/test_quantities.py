@@ -47,3 +47,23 @@ def test_protocol_imports_only_stdlib_and_cbor2() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_every_quantity_theme_is_a_known_eu_data_theme() -> None:
+    from protocol.quantities import THEME_SCHEME, THEMES
+
+    for q in QUANTITIES.values():
+        theme = THEMES[q.theme]
+        assert theme.uri == q.theme_uri and theme.uri.startswith(THEME_SCHEME + "/")
+        assert theme.label_en and theme.label_nb
+
+
+def test_air_quality_classes_cover_zero_to_infinity_in_the_quantity_unit() -> None:
+    from protocol.quantities import AIR_QUALITY_CLASSES, LABELS_NB
+
+    assert set(LABELS_NB) == set(QUANTITIES)
+    for name, classes in AIR_QUALITY_CLASSES.items():
+        assert QUANTITIES[name].unit == "ug/m3"
+        assert classes[0].low == 0.0 and classes[-1].high is None
+        assert all(a.high == b.low for a, b in zip(classes, classes[1:]))
+    assert [c.low for c in AIR_QUALITY_CLASSES["pm10"]] == [0.0, 60.0, 120.0, 400.0]
