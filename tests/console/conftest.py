@@ -12,8 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "dashboards"))
 
 from demo_lab import DemoLab, demo_lab, publish_demo_product  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 
 
 @pytest.fixture(scope="session")
@@ -21,15 +19,3 @@ def console_lab(artifacts_dir: Path) -> Iterator[DemoLab]:
     with demo_lab(artifacts_dir, name="console", wait_readings=200, settle_s=5.0) as lab:
         publish_demo_product(lab.database_url)
         yield lab
-
-
-@pytest.fixture(scope="session")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (Debian package chromium; make setup installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
