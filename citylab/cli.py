@@ -211,17 +211,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         # workers share a login made with `shared=True` and each takes its own client id
         filters = tuple(f"$share/{settings.ingest_share_group}/{f}" for f in filters)
         client_id = f"{client_id}-{socket.gethostname()}"
-    if settings.ingest_metrics_port and "metrics_port" not in IngestOptions.__dataclass_fields__:
-        from prometheus_client import start_http_server
-
-        # an ingest that does not serve its own metrics: the process's are served here
-        start_http_server(settings.ingest_metrics_port, addr=settings.ingest_metrics_host)
     service = IngestService(IngestOptions(
         database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=client_id,
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
-        filters=filters,
+        filters=filters, limits=settings.pack_limits(),
+        metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
     ))
     service.run(stop)
     return 0

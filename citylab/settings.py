@@ -7,6 +7,7 @@ instead, so that a gateway needs none of the server dependencies.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -55,6 +56,24 @@ class Settings(BaseSettings):
     ingest_queue_max_messages: int = Field(
         default=20_000, ge=100, description="Bound of the queue between the MQTT thread and the writer."
     )
+    ingest_time_min: datetime = Field(
+        default=datetime(1970, 1, 1, tzinfo=timezone.utc),
+        description="Earliest reading time ingest accepts; earlier ones are the dead letter time_out_of_range.",
+    )
+    ingest_time_ahead_s: float = Field(
+        default=86_400.0, ge=0, description="How far past ingest's clock a reading time may be (default 1 day).",
+    )
+    ingest_max_days_per_pack: int = Field(
+        default=31, ge=1, description="Distinct UTC days one pack may span (dead letter too_many_days beyond).",
+    )
+    ingest_max_days_per_batch: int = Field(
+        default=62, ge=1, description="Distinct UTC days one transaction may touch; a batch spanning more is "
+                                      "committed in pieces (each day is a partition or chunk, with its locks).",
+    )
+    ingest_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Ingest's Prometheus /metrics port; 0 picks a free port; unset: off.",
+    )
+    ingest_metrics_host: str = Field(default="127.0.0.1", description="Address ingest's /metrics listens on.")
     window_widths_s: tuple[int, ...] = Field(
         default=(60, 900, 3600), description="Tumbling aggregate window widths in seconds (1 min, 15 min, 1 h)."
     )
@@ -64,6 +83,13 @@ class Settings(BaseSettings):
     compress_after_days: int = Field(default=7, ge=1, description="TimescaleDB compresses chunks older than this.")
     use_timescaledb: bool = Field(default=True, description="Use TimescaleDB when the server has it.")
     log_level: str = "INFO"
+
+    def pack_limits(self):  # -> ingest.validate.PackLimits (imported lazily, as below)
+        from ingest.validate import PackLimits
+
+        return PackLimits(time_min_s=self.ingest_time_min.timestamp(), time_ahead_s=self.ingest_time_ahead_s,
+                          max_days_per_pack=self.ingest_max_days_per_pack,
+                          max_days_per_batch=max(self.ingest_max_days_per_batch, self.ingest_max_days_per_pack))
 
     def retention_policy(self):  # -> storage.retention.RetentionPolicy (imported lazily: edge-free)
         from storage.retention import RetentionPolicy
@@ -86,11 +112,6 @@ class Settings(BaseSettings):
         default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
     )
     # Operations: metrics and health (issue 10) --------------------------------------
-    ingest_metrics_port: int | None = Field(
-        default=None, ge=0, le=65535,
-        description="Ingest serves Prometheus metrics on this port (`citylab up` picks one); unset: none.",
-    )
-    ingest_metrics_host: str = Field(default="127.0.0.1", description="Address ingest's /metrics listens on.")
     ingest_metrics_url: str | None = Field(
         default=None,
         description="Where the API finds ingest's metrics for /health (http://host:port/metrics); unset: "

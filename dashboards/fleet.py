@@ -71,7 +71,8 @@ _DEAD_LETTER_TABLE = Query("""
 """, ("reason", "dead_letters", "devices", "last"), format="table")
 
 _PACKS = Query("""
-    SELECT $__timeGroupAlias(stored_at, $__interval), count(*) AS packs, sum(readings) AS readings
+    SELECT $__timeGroupAlias(stored_at, $__interval), count(*) FILTER (WHERE readings > 0) AS packs,
+           sum(readings) AS readings
     FROM ingest_packs
     WHERE $__timeFilter(stored_at)
     GROUP BY 1

@@ -174,7 +174,7 @@ class Agent:
                 self.bad_watermarks += 1
                 log.warning("ignoring bad watermark on %s: %s", self.committed_topic, exc)
                 continue
-            ids = self.store.prune(mark.boot_id, mark.seq)
+            ids = self.store.prune(mark.boot_id, mark.seq, mark.ranges)
             if ids:
                 self.pruned_packs += len(ids)
                 self.publisher.committed(ids)

@@ -119,16 +119,23 @@ class PackQueue:
             raise QueueError(f"cannot store {len(rows)} pack(s) in {self.path}: {exc}") from exc
         self._depth = depth
 
-    def prune(self, boot_id: str, seq: int) -> list[int]:
-        """Delete every pack of ``boot_id`` with a seq <= ``seq``; return their ids."""
+    def prune(self, boot_id: str, seq: int, ranges: Iterable[tuple[int, int]] = ()) -> list[int]:
+        """Delete every pack of ``boot_id`` with a seq <= ``seq`` or inside one of the
+        inclusive ``ranges``; return their ids. Nothing else is deleted."""
+        spans = [(-1, seq)] + [(low, high) for low, high in ranges]
         try:
             self._db.execute("BEGIN IMMEDIATE")
-            ids = [
-                i
-                for (i,) in self._db.execute(
-                    "DELETE FROM packs WHERE boot_id = ? AND seq <= ? RETURNING id", (boot_id, seq)
-                ).fetchall()
-            ]
+            ids = []
+            for low, high in spans:
+                if high < 0:
+                    continue
+                ids += [
+                    i
+                    for (i,) in self._db.execute(
+                        "DELETE FROM packs WHERE boot_id = ? AND seq BETWEEN ? AND ? RETURNING id",
+                        (boot_id, low, high),
+                    ).fetchall()
+                ]
             self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()

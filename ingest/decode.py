@@ -12,7 +12,7 @@ from ingest.message import Message
 from protocol.errors import ProtocolError
 from protocol.lorawan import decode_uplink, dedup_key, lorawan_network
 from protocol.lpp import decode_lpp
-from protocol.senml import decode_pack
+from protocol.senml import decode_pack, read_identity
 from protocol.topics import parse_topic
 from storage.packs import DeadLetter
 from storage.registry import LoRaWANDevice
@@ -53,11 +53,13 @@ def topic_org(topic: str) -> str | None:
 
 
 def dead_letter(message: Message, reason: str, detail: str, device: str | None = None, *,
-                org: str | None = None) -> DeadLetter:
+                org: str | None = None, boot_id: str | None = None, seq: int | None = None) -> DeadLetter:
     """`org` defaults to the organisation of a `lab/{org}/...` topic (the broker lets a
-    device publish under its own prefix only); None for other topics."""
+    device publish under its own prefix only); None for other topics. `boot_id` and
+    `seq` when the pack's identity is known: the dead letter then accounts for it."""
     return DeadLetter(topic=message.topic, device=device, reason=reason, detail=detail, payload=message.payload,
-                      org=org if org is not None else topic_org(message.topic))
+                      org=org if org is not None else topic_org(message.topic),
+                      boot_id=boot_id if seq is not None else None, seq=seq if boot_id is not None else None)
 
 
 def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) -> DecodedPack | DeadLetter:
@@ -80,7 +82,10 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) ->
         if topic.kind == "lpp":
             return _lpp(message, topic.org, topic.device)
     except ProtocolError as exc:
-        return dead_letter(message, exc.reason, str(exc), topic.device)
+        identity = read_identity(message.payload, content_type=topic.content_type or message.content_type) \
+            if topic.kind == "up" else None
+        boot_id, seq = identity or (None, None)
+        return dead_letter(message, exc.reason, str(exc), topic.device, boot_id=boot_id, seq=seq)
     return dead_letter(message, "bad_topic", f"ingest takes up and lpp topics, not {topic.kind!r}", topic.device)
 
 
@@ -112,6 +117,7 @@ def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLette
         uplink = decode_uplink(message.topic, message.payload, channels=found.channels)
     boot_id, seq = dedup_key(uplink)
     n = len(uplink.readings)
+
     return DecodedPack(
         message=message, org=found.org, device=found.device, boot_id=boot_id, seq=seq,
         names=[f"{found.device}/{q}" for q, _, _ in uplink.readings], units=[u for _, u, _ in uplink.readings],

@@ -8,8 +8,12 @@ public way to defer it. So ingest keeps paho's network thread and bridges it to
 the writer with a bounded queue.
 
 The callbacks only hand work on. `on_message` puts the message into a bounded
-queue; when the queue is full it waits: the broker then holds the rest of the
-session's messages (backpressure), nothing is dropped, and the waits are counted.
+queue. Ingest's MQTT 5 receive maximum is that queue's bound, so the broker never
+has more unacknowledged messages out to ingest than the queue holds: while the
+database is slow the broker keeps the rest of the session queued (backpressure)
+and the put never waits. Should it wait anyway, the waits are counted and nothing
+is dropped. `connected` is set once the broker has granted the subscriptions
+(SUBACK), not at CONNACK: before that, a publish could miss the session.
 Every message is tagged with the connection it arrived on: a message id is only
 meaningful on its own connection, so messages from an earlier connection are
 stored (the broker redelivers them, and the pack claims de-duplicate) but never
@@ -22,6 +26,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -76,8 +81,10 @@ class IngestClient:
         self.filters = filters
         self.queue: queue.Queue[Delivery] = queue.Queue(maxsize=queue_max)
         self.connection = 0          # bumped on every successful connect
-        self.connected = threading.Event()
+        self.connected = threading.Event()  # set once the subscriptions are granted
         self.queue_full_waits = 0
+        self.receive_maximum = max(1, min(65535, queue_max))
+        self.on_delivery: Callable[[], None] = lambda: None  # counts deliveries (metrics)
         client = paho.Client(
             callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
             protocol=paho.MQTTv5, manual_ack=True,
@@ -88,10 +95,11 @@ class IngestClient:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         self._client = client
+        self._subscribe_mid: int | None = None
 
     # -- paho's network thread ---------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
@@ -99,15 +107,17 @@ class IngestClient:
             logger.error("broker refused the connection: %s", reason_code)
             return
         self.connection += 1
-        client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
+        _, self._subscribe_mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
         logger.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
                     flags.session_present)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        # `connected` means subscribed: only after the SUBACK does the broker route packs to us
-        refused = [f for f, code in zip(self.filters, reason_codes, strict=False) if code.is_failure]
+        if mid != self._subscribe_mid:
+            return
+        refused = [str(code) for code in reason_codes if code.is_failure]
         if refused:
-            logger.error("broker refused the subscriptions %s: %s", refused, reason_codes)
+            logger.error("broker refused subscriptions %s: %s", self.filters, refused)
+            return
         logger.info("subscribed to %s", ", ".join(self.filters))
         self.connected.set()
 
@@ -117,13 +127,18 @@ class IngestClient:
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # kept, and dead-lettered as a bad topic by the pipeline
+            topic = msg._topic.decode("utf-8", "replace")
         delivery = Delivery(
             Message(
-                topic=msg.topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos,
+                topic=topic, payload=bytes(msg.payload), mid=msg.mid, qos=msg.qos,
                 content_type=getattr(props, "ContentType", None), received_us=time.time_ns() // 1000,
             ),
             self.connection,
         )
+        self.on_delivery()
         try:
             self.queue.put_nowait(delivery)
         except queue.Full:
@@ -134,7 +149,7 @@ class IngestClient:
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        props.ReceiveMaximum = 65535
+        props.ReceiveMaximum = self.receive_maximum
         self._client.connect_async(
             self.address.host, self.address.port, keepalive=30, clean_start=False, properties=props
         )

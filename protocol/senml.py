@@ -32,6 +32,8 @@ __all__ = [
     "Record",
     "decode_pack",
     "encode_pack",
+    "read_identity",
+    "text_problem",
 ]
 
 SENML_JSON = "application/senml+json"
@@ -39,6 +41,18 @@ SENML_CBOR = "application/senml+cbor"
 
 #: Resolved times below this are relative to "now" in RFC 8428; citylab refuses them.
 RELATIVE_TIME_LIMIT = 2**28
+
+# What the platform's schema can hold (PostgreSQL bigint, text without NUL, btree keys):
+# anything beyond is refused here, before it can reach SQL.
+SEQ_MAX = 2**63 - 1          #: ``seq`` is stored as bigint
+BOOT_ID_MAX_CHARS = 64       #: ``bid`` is part of the de-duplication key
+NAME_PART_MAX_CHARS = 64     #: the device and the quantity of a resolved name, each
+UNIT_MAX_CHARS = 32          #: a SenML unit symbol
+TIME_MAX_S = 9.2e12          #: about year 293,000: beyond it, microseconds overflow int64
+
+# NUL (PostgreSQL text cannot hold it) and UTF-16 surrogates (a JSON "\ud800" escape
+# decodes to one; it has no UTF-8 encoding).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 # A resolved name: exactly one "/" between a non-empty device and quantity.
 _NAME = re.compile(r"[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+")
@@ -172,6 +186,23 @@ def decode_pack(payload: bytes, *, content_type: str | None = None) -> Pack:
     return _resolve(items, labels)
 
 
+def read_identity(payload: bytes, *, content_type: str | None = None) -> tuple[str, int] | None:
+    """The ``(bid, seq)`` of a pack :func:`decode_pack` refused, when its first record has a valid one.
+
+    Lets the platform account for a refused pack under its identity, so that a
+    redelivery of it is recognised.
+    """
+    try:
+        labels = _sniff(payload) if content_type is None else _labels_for(content_type)
+        items = _load_cbor(payload) if labels is _CBOR else _load_json(payload)
+        if type(items) is not list or not items:
+            return None
+        boot_id, seq = _header(items[0])
+    except SenMLError:
+        return None
+    return None if boot_id is None or seq is None else (boot_id, seq)
+
+
 def _labels_for(content_type: str) -> _Labels:
     media = content_type.split(";", 1)[0].strip().lower()
     if media == SENML_CBOR:
@@ -221,6 +252,16 @@ def _number(value: Any) -> bool:
     return kind is float or kind is int
 
 
+def text_problem(text: str, max_chars: int) -> str | None:
+    """Why ``text`` cannot be stored as a key or label (None when it can)."""
+    if len(text) > max_chars:
+        return f"is {len(text)} characters long, more than {max_chars}"
+    found = _UNSTORABLE.search(text)
+    if found is not None:
+        return f"holds the character U+{ord(found.group()):04X}, which cannot be stored"
+    return None
+
+
 def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels"
     if type(items) is not list:
         raise SenMLError("not_senml", "a SenML pack is an array of records")
@@ -235,6 +276,7 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
     isfinite = math.isfinite
     name_ok = _NAME.fullmatch
     valid_names: set[str] = set()  # names repeat within a pack: check each once
+    valid_units: set[str | None] = {None}  # units too
 
     base_name = ""
     base_time = 0.0
@@ -299,8 +341,15 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
             if name_ok(name) is None:
                 raise SenMLError(
                     "bad_name",
-                    f"record {index}: resolved name {name!r} is not '<device>/<quantity>' "
+                    f"record {index}: resolved name {_shown(name)} is not '<device>/<quantity>' "
                     "(one '/', both parts of [A-Za-z0-9_.:-])",
+                )
+            device, _, quantity = name.partition("/")
+            if len(device) > NAME_PART_MAX_CHARS or len(quantity) > NAME_PART_MAX_CHARS:
+                raise SenMLError(
+                    "bad_name",
+                    f"record {index}: resolved name {_shown(name)}: device and quantity may have "
+                    f"at most {NAME_PART_MAX_CHARS} characters each",
                 )
             valid_names.add(name)
 
@@ -339,7 +388,12 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
             time = float(base_time + t)
         except OverflowError:
             time = math.inf
-        if not isfinite(time) or time < RELATIVE_TIME_LIMIT:
+        if not RELATIVE_TIME_LIMIT <= time <= TIME_MAX_S:  # also false for NaN
+            if isfinite(time) and time > TIME_MAX_S:
+                raise SenMLError(
+                    "time_out_of_range",
+                    f"record {index}: resolved time {time!r} s is beyond what int64 microseconds hold",
+                )
             raise SenMLError(
                 "bad_time",
                 f"record {index}: resolved time {time!r} is not an absolute UTC time; "
@@ -350,6 +404,11 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
         unit = item.get(k_u, base_unit)
         if unit is not None and type(unit) is not str:
             raise SenMLError("bad_unit", f"record {index}: unit must be text")
+        if unit not in valid_units:
+            problem = text_problem(unit, UNIT_MAX_CHARS)
+            if problem is not None:
+                raise SenMLError("bad_unit", f"record {index}: unit {_shown(unit)} {problem}")
+            valid_units.add(unit)
 
         append(Record(name, value, time, unit))
 
@@ -360,10 +419,22 @@ def _header(first: Any) -> tuple[str | None, int | None]:
     if type(first) is not dict:
         raise SenMLError("not_senml", "record 0: a SenML record is a map")
     boot_id = first.get(_EXT_BID)
-    if boot_id is not None and type(boot_id) is not str:
-        raise SenMLError("bad_header", f"record 0: 'bid' must be text, got {boot_id!r}")
+    if boot_id is not None:
+        if type(boot_id) is not str:
+            raise SenMLError("bad_header", f"record 0: 'bid' must be text, got {_shown(boot_id)}")
+        problem = text_problem(boot_id, BOOT_ID_MAX_CHARS)
+        if problem is not None:
+            raise SenMLError("bad_header", f"record 0: 'bid' {_shown(boot_id)} {problem}")
     seq = first.get(_EXT_SEQ)
-    if seq is not None and (type(seq) is not int or seq < 0):
-        raise SenMLError("bad_header", f"record 0: 'seq' must be a non-negative int, got {seq!r}")
+    if seq is not None and (type(seq) is not int or seq < 0 or seq > SEQ_MAX):
+        raise SenMLError(
+            "bad_header", f"record 0: 'seq' must be an integer 0..2**63-1, got {_shown(seq)}"
+        )
     return boot_id, seq
+
+
+def _shown(value: Any, limit: int = 40) -> str:
+    """``repr`` of a refused value, cut short: error details are stored and logged."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} chars)"
 

@@ -27,6 +27,7 @@ __all__ = [
     "INGEST_FILTERS",
     "ingest_filters",
     "Topic",
+    "MAX_RANGES",
     "Watermark",
     "committed_topic",
     "decode_watermark",
@@ -34,6 +35,7 @@ __all__ = [
     "encode_watermark",
     "lpp_topic",
     "parse_topic",
+    "seq_ranges",
     "status_topic",
     "up_topic",
 ]
@@ -144,19 +146,59 @@ def parse_topic(topic: str) -> Topic:
     )
 
 
+#: Ranges one watermark message names at most; packs beyond are named by a later one.
+MAX_RANGES = 256
+
+
 @dataclass(frozen=True, slots=True)
 class Watermark:
-    """Every pack of the device with this ``boot_id`` and a seq <= ``seq`` is committed."""
+    """What the platform has committed of one boot of a device.
+
+    Every pack with this ``boot_id`` and a seq <= ``seq`` is committed (``seq`` is -1
+    when seq 0 is not committed yet), and so is every pack whose seq lies in one of
+    ``ranges``, inclusive ``(low, high)`` pairs above ``seq``. ``seq`` never passes a
+    pack the platform has not stored: a hole (a pack the broker dropped) holds it back
+    until the pack arrives again, while ``ranges`` name what this commit stored beyond.
+    """
 
     boot_id: str
     seq: int
+    ranges: tuple[tuple[int, int], ...] = ()
+
+    def covers(self, seq: int) -> bool:
+        return seq <= self.seq or any(low <= seq <= high for low, high in self.ranges)
+
+
+def seq_ranges(seqs: list[int]) -> tuple[tuple[int, int], ...]:
+    """Sorted, merged inclusive ranges of ``seqs`` (the lowest ``MAX_RANGES`` of them)."""
+    out: list[list[int]] = []
+    for s in sorted(set(seqs)):
+        if out and s == out[-1][1] + 1:
+            out[-1][1] = s
+        elif len(out) < MAX_RANGES:
+            out.append([s, s])
+        else:
+            break
+    return tuple((low, high) for low, high in out)
+
+
+def _valid_seq(value: object) -> bool:
+    return type(value) is int and value >= 0
 
 
 def encode_watermark(w: Watermark) -> bytes:
-    """Compact JSON: ``{"boot_id":"...","seq":N}``."""
-    if not isinstance(w.boot_id, str) or type(w.seq) is not int or w.seq < 0:
+    """Compact JSON: ``{"boot_id":"...","seq":N}``, with ``"ranges":[[lo,hi],...]`` when
+    there are any; ``"seq"`` is left out when it is -1 (then ranges are required)."""
+    if not isinstance(w.boot_id, str) or type(w.seq) is not int or w.seq < -1 or (w.seq == -1 and not w.ranges):
         raise TopicError("bad_watermark", f"invalid watermark {w!r}")
-    return json.dumps({"boot_id": w.boot_id, "seq": w.seq}, separators=(",", ":")).encode()
+    if any(not (_valid_seq(lo) and _valid_seq(hi) and w.seq < lo <= hi) for lo, hi in w.ranges):
+        raise TopicError("bad_watermark", f"invalid watermark ranges {w.ranges!r}")
+    data: dict[str, object] = {"boot_id": w.boot_id}
+    if w.seq >= 0:
+        data["seq"] = w.seq
+    if w.ranges:
+        data["ranges"] = [[lo, hi] for lo, hi in w.ranges]
+    return json.dumps(data, separators=(",", ":")).encode()
 
 
 def decode_watermark(payload: bytes) -> Watermark:
@@ -168,9 +210,18 @@ def decode_watermark(payload: bytes) -> Watermark:
     if type(data) is not dict:
         raise TopicError("bad_watermark", "watermark must be a JSON object")
     boot_id = data.get("boot_id")
-    seq = data.get("seq")
     if type(boot_id) is not str:
         raise TopicError("bad_watermark", f"watermark boot_id {boot_id!r} is not text")
-    if type(seq) is not int or seq < 0:
-        raise TopicError("bad_watermark", f"watermark seq {seq!r} is not a non-negative int")
-    return Watermark(boot_id, seq)
+    raw = data.get("ranges", [])
+    if type(raw) is not list or any(type(r) is not list or len(r) != 2 for r in raw):
+        raise TopicError("bad_watermark", "watermark ranges must be a list of [low, high] pairs")
+    ranges = tuple((r[0], r[1]) for r in raw)
+    if "seq" in data or not ranges:
+        seq = data.get("seq")
+        if not _valid_seq(seq):
+            raise TopicError("bad_watermark", f"watermark seq {seq!r} is not a non-negative int")
+    else:
+        seq = -1
+    if any(not (_valid_seq(lo) and _valid_seq(hi) and seq < lo <= hi) for lo, hi in ranges):
+        raise TopicError("bad_watermark", f"watermark ranges {raw!r}: need seq < low <= high")
+    return Watermark(boot_id, seq, ranges)

@@ -2,10 +2,17 @@
 
 All of it runs inside the transaction that stores the readings, so that what the
 counters say and what the tables hold never disagree, whatever crashes when.
+
+`ingest_packs` holds one row per pack the platform has taken responsibility for:
+stored (`readings` >= 1) or dead-lettered with a readable identity (`readings` = 0,
+its payload is in `dead_letters`). The committed watermark of an (org, device, boot) is
+the highest seq whose every predecessor 0..seq has such a row: a pack the broker
+dropped leaves a hole that holds the watermark back until the edge sends it again.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -14,7 +21,11 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["DeadLetter", "PackKey", "add_counters", "add_org_counters", "claim_packs", "insert_dead_letters", "raise_watermarks"]
+__all__ = ["DeadLetter", "PackKey", "add_counters", "add_org_counters", "advance_watermarks", "claim_packs",
+           "insert_dead_letters"]
+
+# NUL and UTF-16 surrogates: no PostgreSQL text can hold them.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,12 +39,17 @@ class PackKey:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A pack refused with its reason. With `boot_id` and `seq` (its identity was readable
+    and storable) the refusal also accounts for the pack: see `claim_packs`."""
+
     topic: str
     device: str | None
     reason: str
     detail: str
     payload: bytes
     org: str | None = None   # the tenant it belongs to (None: not known, e.g. an unknown DevEUI)
+    boot_id: str | None = None
+    seq: int | None = None
 
 
 def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarray:
@@ -59,22 +75,58 @@ def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarra
     return claimed
 
 
-def raise_watermarks(
-    conn: psycopg.Connection, marks: Mapping[tuple[str, str, str], int]
+# For each key, from its stored watermark w (-1: none yet): when pack w + 1 is there (one
+# index probe; false while a hole stays open), the packs above w in seq order form an
+# unbroken run exactly while seq - row_number() = w; the run's end is the new watermark.
+# LATERAL keeps every look-up an index scan of one (org, device, boot_id); a run is read
+# at most _RUN_LIMIT packs per call (the next commit goes on from there).
+_RUN_LIMIT = 10_000
+_ADVANCE = """
+WITH reached AS (
+    SELECT k.org, k.device, k.boot_id, coalesce(run.seq, w.seq, -1) AS seq
+    FROM unnest(%(orgs)s::text[], %(devices)s::text[], %(boots)s::text[]) AS k(org, device, boot_id)
+    LEFT JOIN LATERAL (
+        SELECT w.seq FROM ingest_watermarks w
+        WHERE w.org = k.org AND w.device = k.device AND w.boot_id = k.boot_id
+    ) w ON true
+    LEFT JOIN LATERAL (
+        SELECT max(x.seq) AS seq FROM (
+            SELECT p.seq, p.seq - row_number() OVER (ORDER BY p.seq) AS base FROM (
+                SELECT p.seq FROM ingest_packs p
+                WHERE p.org = k.org AND p.device = k.device AND p.boot_id = k.boot_id
+                  AND p.seq > coalesce(w.seq, -1)
+                ORDER BY p.seq LIMIT %(limit)s
+            ) p
+            WHERE EXISTS (SELECT 1 FROM ingest_packs q
+                          WHERE q.org = k.org AND q.device = k.device AND q.boot_id = k.boot_id
+                            AND q.seq = coalesce(w.seq, -1) + 1)
+        ) x WHERE x.base = coalesce(w.seq, -1)
+    ) run ON true
+), saved AS (
+    INSERT INTO ingest_watermarks (org, device, boot_id, seq)
+    SELECT org, device, boot_id, seq FROM reached WHERE seq >= 0
+    ON CONFLICT (org, device, boot_id) DO UPDATE
+    SET seq = greatest(ingest_watermarks.seq, excluded.seq), updated_at = now()
+    WHERE ingest_watermarks.seq < excluded.seq
+)
+SELECT org, device, boot_id, seq FROM reached
+"""
+
+
+def advance_watermarks(
+    conn: psycopg.Connection, keys: Sequence[tuple[str, str, str]]
 ) -> dict[tuple[str, str, str], int]:
-    """Raise the committed watermark of each (org, device, boot_id) to at least `seq`; return the new ones."""
-    if not marks:
+    """Move the watermark of each (org, device, boot_id) to the highest seq with no hole below it.
+
+    Call after `claim_packs` in the same transaction. Returns the watermark of every
+    key, -1 where seq 0 itself is not accounted for yet.
+    """
+    if not keys:
         return {}
-    keys = list(marks)
-    with map_errors("raise watermarks"):
-        rows = conn.execute(
-            "INSERT INTO ingest_watermarks (org, device, boot_id, seq)"
-            " SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[])"
-            " ON CONFLICT (org, device, boot_id) DO UPDATE"
-            " SET seq = greatest(ingest_watermarks.seq, excluded.seq), updated_at = now()"
-            " RETURNING org, device, boot_id, seq",
-            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], [marks[k] for k in keys]),
-        ).fetchall()
+    keys = list(dict.fromkeys(keys))
+    with map_errors("advance watermarks"):
+        rows = conn.execute(_ADVANCE, {"orgs": [k[0] for k in keys], "devices": [k[1] for k in keys],
+                                       "boots": [k[2] for k in keys], "limit": _RUN_LIMIT}).fetchall()
     return {(org, device, boot_id): seq for org, device, boot_id, seq in rows}
 
 
@@ -84,8 +136,14 @@ def insert_dead_letters(conn: psycopg.Connection, letters: Sequence[DeadLetter])
     with map_errors("insert dead letters"), conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO dead_letters (org, topic, device, reason, detail, payload) VALUES (%s, %s, %s, %s, %s, %s)",
-            [(d.org, d.topic, d.device, d.reason, d.detail, d.payload) for d in letters],
+            [(d.org and _storable(d.org), _storable(d.topic), d.device and _storable(d.device), _storable(d.reason),
+              _storable(d.detail), d.payload) for d in letters],
         )
+
+
+def _storable(text: str) -> str:
+    """A dead letter must never be refused itself: what text cannot hold is replaced."""
+    return _UNSTORABLE.sub("\ufffd", text)
 
 
 def add_counters(conn: psycopg.Connection, deltas: Mapping[str, int]) -> None:

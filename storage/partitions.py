@@ -1,7 +1,11 @@
 """Daily range partitions of the time-series tables on plain PostgreSQL.
 
 The writer calls `PartitionMaker.ensure()` with the times of a batch before it
-writes them, so a partition always exists ahead of its data. Partitions are
+writes them, so a partition always exists ahead of its data. Ingest first calls
+`PartitionMaker.ensure_ahead()` on an autocommit connection: each partition is then
+created in a transaction of its own, so that a batch spanning many days never holds
+the locks of all its new partitions at once (PostgreSQL's lock table is shared
+memory), and a concurrent worker creating the same day is no error. Partitions are
 named `<table>_pYYYYMMDD` and cover one UTC day, [day, day + 1). Each table also
 has a default partition, so that a row written by other means is never refused;
 when the day's partition is created, the rows the default caught for that day
@@ -85,6 +89,25 @@ class PartitionMaker:
                 seen.add(day)
         return created
 
+    def ensure_ahead(self, conn: psycopg.Connection, table: str, time_us: np.ndarray) -> int:
+        """As `ensure`, on an autocommit connection, one committed transaction per partition."""
+        if len(time_us) == 0:
+            return 0
+        seen = self.known.setdefault(table, set())
+        days = np.unique(np.floor_divide(time_us, DAY_US)).tolist()
+        created = 0
+        with map_errors(f"create partitions of {table}"):
+            for day in days:
+                if day in seen:
+                    continue
+                try:
+                    with conn.transaction():
+                        created += _create(conn, table, day)
+                except psycopg.errors.DuplicateTable:
+                    pass  # another worker created it first
+                seen.add(day)
+        return created
+
     def forget(self) -> None:
         """After a rolled-back transaction the partitions it created are gone again."""
         self.known.clear()
@@ -98,7 +121,7 @@ def _create(conn: psycopg.Connection, table: str, day: int) -> int:
     start = _EPOCH + timedelta(days=day)
     column = "bucket" if table == "aggregates" else "time"
     ident, parent, default = sql.Identifier(name), sql.Identifier(table), sql.Identifier(f"{table}_default")
-    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(ident, parent))
+    conn.execute(sql.SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(ident, parent))
     conn.execute(
         sql.SQL("WITH moved AS (DELETE FROM {} WHERE {col} >= %s AND {col} < %s RETURNING *)"
                 " INSERT INTO {} SELECT * FROM moved").format(default, ident, col=sql.Identifier(column)),

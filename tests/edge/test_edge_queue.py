@@ -43,6 +43,17 @@ def test_prune_deletes_only_that_boot_up_to_seq(tmp_path: Path) -> None:
         assert q.depth == 2
 
 
+def test_prune_deletes_only_what_the_watermark_covers(tmp_path: Path) -> None:
+    with PackQueue(tmp_path / "b.sqlite", boot_id="boot") as q:
+        q.put_many([(b"x", s, 1) for s in range(10)])
+        # ingest has 0..2 and 5, 7..8; 3, 4, 6 and 9 are missing (dropped on the way, or not arrived)
+        assert len(q.prune("boot", 2, [(5, 5), (7, 8)])) == 6
+        assert [p.seq for p in q.after(0)] == [3, 4, 6, 9]
+        assert len(q.prune("boot", -1, [(9, 9)])) == 1, "no prefix yet, a range alone"
+        assert [p.seq for p in q.after(0)] == [3, 4, 6]
+        assert q.depth == 3
+
+
 def test_drop_oldest_when_full_is_counted_and_persisted(tmp_path: Path) -> None:
     path = tmp_path / "b.sqlite"
     with PackQueue(path, boot_id="b", max_packs=3) as q:

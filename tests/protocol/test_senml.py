@@ -36,8 +36,9 @@ def packs(draw: st.DrawFn) -> Pack:
             max_size=12,
         )
     )
-    boot_id = draw(st.one_of(st.none(), st.text(max_size=20)))
-    seq = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=2**63)))
+    # what the schema holds: text without NUL (nor surrogates, which st.text never draws), bigint seq
+    boot_id = draw(st.one_of(st.none(), st.text(st.characters(blacklist_characters="\x00"), max_size=20)))
+    seq = draw(st.one_of(st.none(), st.integers(min_value=0, max_value=2**63 - 1)))
     return Pack(boot_id, seq, tuple(records))
 
 

