@@ -108,8 +108,8 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         assert health.json()["status"] == "ok"
         for name in ("database", "broker", "ingest", "api", "simulator"):
             assert components[name]["up"] and components[name]["restarts"] == 0, (name, components)
-        # ingest's lag is a number once ingest reports one, and the lab's own metrics are served
-        assert components["ingest"]["lag_seconds"] is None or components["ingest"]["lag_seconds"] >= 0
+        # ingest reports its lag and its broker connection, and the lab's own metrics are served
+        assert components["ingest"]["lag_seconds"] >= 0 and components["ingest"]["broker_connected"] is True
         metrics = httpx.get(f"{api_url}/metrics", timeout=10).text
         assert 'citylab_component_up{component="broker"} 1.0' in metrics
         assert 'citylab_component_restarts_total{component="postgres"} 0.0' in metrics

@@ -237,6 +237,7 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
         assert components["broker"] == {"up": True, "restarts": KILLS}
         assert components["database"] == {"up": True, "restarts": KILLS}
         assert components["ingest"]["up"] and components["ingest"]["restarts"] == 1
+        assert components["ingest"]["broker_connected"] is True and components["ingest"]["lag_seconds"] >= 0
         metrics = httpx.get(f"{api_url}/metrics", timeout=15).text
         assert f'citylab_component_restarts_total{{component="mosquitto"}} {KILLS}.0' in metrics
         assert f'citylab_component_restarts_total{{component="postgres"}} {KILLS}.0' in metrics
