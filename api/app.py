@@ -22,6 +22,7 @@ from api.errors import ConfigurationError, install_problem_handlers
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
 from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
+from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
@@ -124,6 +125,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(exports.router, prefix="/v1")
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
+    app.include_router(sensorthings_router)
     app.include_router(console_router)
     app.include_router(catalog_router)
     app.include_router(open_router)

@@ -18,6 +18,7 @@ BENCHMARKS = {
     "nab": "the production detector on the Numenta Anomaly Benchmark, scored",
     "ingest": "MQTT to committed rows with the real broker and database, with the naive peer",
     "export": "streamed CSV/Parquet exports: rows/s and the API's peak memory, with a fetchall peer",
+    "sensorthings": "SensorThings Observations paged with $top=10000 and a $expand of latest values, with /v1",
 }
 
 

@@ -43,21 +43,30 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
     # Ingest's client id is new, so the broker holds nothing for it before its subscription is
     # granted: a pack published earlier reaches no one. Ingest opens its database and builds its
     # stream state (seconds on a loaded machine) before it subscribes; wait for the SUBACK.
-    deadline = time.monotonic() + 60
-    while not ingest.client.connected.wait(0.2):
-        assert ingest_thread.is_alive() and time.monotonic() < deadline, "ingest did not subscribe"
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    api_thread = threading.Thread(target=server.run, daemon=True)
-    api_thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert api_thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield Stack(f"http://127.0.0.1:{port}", settings)
+        deadline = time.monotonic() + 60
+        while not ingest.client.connected.wait(0.2):
+            assert ingest_thread.is_alive() and time.monotonic() < deadline, "ingest did not subscribe"
+        with serving(create_app(settings)) as api:
+            yield Stack(api, settings)
     finally:
-        server.should_exit = True
-        api_thread.join(15)
         stop.set()
         ingest_thread.join(15)
+
+
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """A real uvicorn serving `app` on a free loopback port; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

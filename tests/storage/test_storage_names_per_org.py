@@ -3,9 +3,6 @@ the schema it leaves: two organisations may both have `air-001`."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
@@ -13,16 +10,6 @@ from storage.errors import StorageError
 from storage.migrate import migrate
 from storage.registry import ensure_series, load_devices, register_device
 from storage.tenants import DeviceConflict, DevEuiConflict, SensorSpec, onboard_device
-
-
-@pytest.fixture
-def empty_database(pg_server) -> Iterator[str]:
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.url_for(name)
-    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _rows(conn: psycopg.Connection, sql: str) -> list[tuple]:
