@@ -15,6 +15,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from api import ngsild
 from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(audit.router, prefix="/v1")
     app.include_router(sensorthings_router)
     app.include_router(console_router)
+    ngsild.install(app)
     app.include_router(catalog_router)
     app.include_router(open_router)
     return app

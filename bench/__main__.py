@@ -19,6 +19,7 @@ BENCHMARKS = {
     "ingest": "MQTT to committed rows with the real broker and database, with the naive peer",
     "export": "streamed CSV/Parquet exports: rows/s and the API's peak memory, with a fetchall peer",
     "sensorthings": "SensorThings Observations paged with $top=10000 and a $expand of latest values, with /v1",
+    "ngsild": "NGSI-LD temporal queries and upserts beside /v1 and the ingest pipeline, over real HTTP",
 }
 
 

@@ -325,7 +325,9 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url,
                                                          "CITYLAB_INGEST_METRICS_PORT": str(metrics_port)})
         api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host,
-                   "CITYLAB_INGEST_METRICS_URL": f"http://127.0.0.1:{metrics_port}/metrics"}
+                   "CITYLAB_INGEST_METRICS_URL": f"http://127.0.0.1:{metrics_port}/metrics",
+                   # the embedded lab lets NGSI-LD @context URLs reach local tools
+                   "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}
         supervisor.start("api", [*me, "api"], env=api_env)

@@ -141,6 +141,14 @@ class Settings(BaseSettings):
             raise ValueError(f"{', '.join(weak)}: the documented default secret is refused outside "
                              "CITYLAB_ENVIRONMENT=local; set your own")
         return self
+    outbound_allow_loopback: bool = Field(
+        default=False,
+        description="Let outbound requests to addresses users give (NGSI-LD @context URLs) reach loopback "
+        "addresses; the embedded lab (`citylab up`) turns this on so local tools work.",
+    )
+    outbound_allow_private: bool = Field(
+        default=False, description="Let those outbound requests reach private (RFC 1918, ULA) addresses."
+    )
     # Open data: the DCAT-AP catalogue, keyless open products and the public page (issue 15) ----
     public_base_url: str | None = Field(
         default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
