@@ -20,6 +20,7 @@ from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
+from api.inputs import InputEdge
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
 from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
@@ -45,6 +46,11 @@ flags from every provider in one open, documented form.
   (an open licence, no price) are readable without a key, rate-limited per
   client address; the DCAT-AP catalogue is at `/catalog`, the city page at `/open`.
 * Units are SenML units (RFC 8428), stated with every series.
+* Every string (query parameters, JSON bodies) is refused with 422 naming the field
+  when it holds a NUL byte or an unpaired surrogate; bodies larger than the
+  configured limit are refused with 413; unknown fields in a body are refused.
+* Links the API gives out (`Link: <...>; rel="next"`) are built from its configured
+  public URL, never from the request's `Host`.
 """
 
 TAGS = [
@@ -113,8 +119,10 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         if settings.mqtt_url and settings.dynsec_password else None
     )
     install_problem_handlers(app)
+    app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
     app.state.metrics = ApiMetrics(health=lambda: health.component_health(app),
                                    supervised=lambda: health.supervised_components(app))
+    # outermost: it counts what the input edge refuses too
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.include_router(health.router)
     app.include_router(metrics_router)

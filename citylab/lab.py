@@ -297,6 +297,11 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
                 admin = (settings.dynsec_username, settings.dynsec_password)
         else:
             admin = _secured_broker(home) if settings.broker_dynsec else None
+            if admin is not None:
+                from citylab.broker_security import bind_admin_in_config
+
+                # a lab made before logins were bound: bind the admin too, while the broker is stopped
+                bind_admin_in_config(home / "mosquitto" / "dynsec.json", admin_username=admin[0])
             mq = start_mosquitto(home, port=ports.get("mosquitto"), dynsec=admin)
             supervisor.adopt(Server("mosquitto", mq), running=mq.process)
             mqtt_url = mq.url

@@ -180,3 +180,7 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The public base URL without a trailing slash."""
         return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+    # The API's edge (issue 11) -----------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body the API takes (413 beyond)."
+    )
