@@ -23,7 +23,7 @@ from api.errors import ConfigurationError, install_problem_handlers
 from api.inputs import InputEdge
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
-from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
+from api.routes import alarms, anomalies, audit, devices, exports, health, keys, products, series, status
 from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(metrics_router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
+    app.include_router(alarms.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(keys.router, prefix="/v1")
     app.include_router(devices.router, prefix="/v1")

@@ -274,6 +274,7 @@ class DynSec:
             {"acltype": "subscribePattern", "topic": "lab/#", "allow": True},
             {"acltype": "subscribePattern", "topic": "$share/#", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/committed", "allow": True},
+            {"acltype": "publishClientSend", "topic": "lab/+/alarms/+", "allow": True},  # retained alarm states
             {"acltype": "publishClientSend", "topic": "lab/+/+/down", "allow": True},
         ]
         client_id = ingest_client_id(username, password)

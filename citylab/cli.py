@@ -218,6 +218,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
         filters=filters, limits=settings.pack_limits(),
         metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
+        notify_allow_loopback=settings.outbound_allow_loopback, notify_allow_private=settings.outbound_allow_private,
     ))
     service.run(stop)
     return 0

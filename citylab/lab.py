@@ -327,11 +327,13 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         metrics_port = settings.ingest_metrics_port or ports.get("ingest-metrics")
         env = {**_child_env(database_url, mqtt_url), "CITYLAB_HOME": str(home)}
         me = [sys.executable, "-m", "citylab"]
+        # the embedded lab lets outbound requests to addresses users give (alarm notifications,
+        # NGSI-LD @context URLs) reach local tools
         supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url,
-                                                         "CITYLAB_INGEST_METRICS_PORT": str(metrics_port)})
+                                                         "CITYLAB_INGEST_METRICS_PORT": str(metrics_port),
+                                                         "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"})
         api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host,
                    "CITYLAB_INGEST_METRICS_URL": f"http://127.0.0.1:{metrics_port}/metrics",
-                   # the embedded lab lets NGSI-LD @context URLs reach local tools
                    "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}

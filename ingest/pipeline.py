@@ -25,6 +25,7 @@ import psycopg
 from ingest.decode import DecodedPack, dead_letter, decode_message
 from ingest.message import Message
 from ingest.registry import SeriesResolver
+from ingest.rules import RuleHook
 from ingest.validate import PackLimits, PackValidator, batch_days
 from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark, seq_ranges
@@ -86,6 +87,7 @@ class Pipeline:
         self.resolver = SeriesResolver(self._meta, on_new_series=self._set_bounds)
         rows = series_quantities(self._meta)
         self._set_bounds([r[0] for r in rows], [r[1] for r in rows])
+        self.rules = RuleHook(lambda: self._meta, self.processor)  # alert rules (ingest/rules.py)
         # The stream result of a batch whose transaction failed, reused when it is retried,
         # so that a retry does not feed the same readings to the detectors twice.
         self._retry: tuple[tuple[tuple[Message, ...], bytes], BatchResult] | None = None
@@ -272,6 +274,7 @@ class Pipeline:
 
     def _commit(self, messages: Sequence[Message]) -> CommitResult:
         self.resolver.refresh()
+        self.rules.refresh()
         dead: list[DeadLetter] = []
         packs: list[tuple[DecodedPack, np.ndarray]] = []
         for prepared in self._prepare(messages):
@@ -313,6 +316,7 @@ class Pipeline:
                 conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
                 _KIND_NAMES[anomalies.kind],
             )
+            self.rules.apply(conn, result.rule_events)
             insert_dead_letters(conn, letters)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep
+from api.deps import ConnDep, public_link
 from api.ngsild.context import Context, link_header
 from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, render
 from api.ngsild.errors import NgsiLdError
@@ -111,9 +111,9 @@ def query_entities(
         headers["NGSILD-Results-Count"] = str(total)
     links = []
     if limit and offset + len(rows) < total or (limit and len(rows) == limit and not count):
-        links.append(f'<{request.url.include_query_params(offset=offset + limit)}>; rel="next"')
+        links.append(f'<{public_link(request.app.state.settings, request, offset=offset + limit)}>; rel="next"')
     if offset > 0 and limit:
-        links.append(f'<{request.url.include_query_params(offset=max(0, offset - limit))}>; rel="prev"')
+        links.append(f'<{public_link(request.app.state.settings, request, offset=max(0, offset - limit))}>; rel="prev"')
     if accept == GEOJSON:
         body: Any = _feature_collection(entities, ctx)
         headers.update({"Link": ", ".join([link_header(ctx.link), *links])})

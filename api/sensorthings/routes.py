@@ -39,7 +39,8 @@ router = APIRouter(prefix=ROOT, tags=["sensorthings"], lifespan=_lifespan)
 
 
 def service_root(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + ROOT
+    """Links start at the lab's public base URL (a setting), never at the client's Host header."""
+    return request.app.state.settings.base_url + ROOT
 
 
 @router.get("", summary="SensorThings landing page")

@@ -55,9 +55,9 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
 
 
 @contextmanager
-def serving(app) -> Iterator[str]:
-    """A real uvicorn serving `app` on a free loopback port; yields its base URL."""
-    port = free_port()
+def serving(app, *, port: int | None = None) -> Iterator[str]:
+    """A real uvicorn serving `app` on `port` (a free loopback port by default); yields its base URL."""
+    port = port or free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -18,6 +18,7 @@ from sta_lab import ROOT, StaLab, client_of, seed_sta
 from stack import serving
 
 from api import create_app
+from citylab.embedded import free_port
 from citylab.embedded import PostgresServer
 from citylab.settings import Settings
 
@@ -57,7 +58,9 @@ def sta(sta_lab: StaLab) -> Iterator[TestClient]:
 @contextmanager
 def serving_lab(url: str) -> Iterator[str]:
     """The service root of a real uvicorn serving the app on a free port."""
-    with serving(create_app(Settings(database_url=url))) as base:
+    port = free_port()
+    settings = Settings(database_url=url, public_base_url=f"http://127.0.0.1:{port}")
+    with serving(create_app(settings), port=port) as base:
         yield base + ROOT
 
 

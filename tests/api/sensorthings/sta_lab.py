@@ -85,5 +85,5 @@ def seed_sta(url: str) -> StaLab:
 @contextmanager
 def client_of(lab: StaLab, headers: dict[str, str]) -> Iterator[TestClient]:
     """A TestClient of the app over the lab's database, sending `headers`."""
-    with TestClient(create_app(Settings(database_url=lab.url)), headers=headers) as client:
+    with TestClient(create_app(Settings(database_url=lab.url, public_base_url="http://testserver")), headers=headers) as client:
         yield client
