@@ -27,11 +27,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import http.client
-import ipaddress
 import json
 import logging
 import smtplib
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +39,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from citylab import outbound
+from citylab.outbound import OutboundError, OutboundPolicy
 from storage.alarms import Channel, Notification, claim_due, record_attempt
 from storage.errors import StorageError
 
@@ -53,8 +53,7 @@ TIMESTAMP_HEADER = "X-Citylab-Timestamp"
 DELIVERY_HEADER = "X-Citylab-Delivery"
 
 
-class GuardError(Exception):
-    """An outbound address refused by the SSRF guard."""
+GuardError = OutboundError  # an outbound address refused by the SSRF guard
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -64,22 +63,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def check_address(host: str, port: int, *, allow_loopback: bool, allow_private: bool) -> None:
-    """Refuse `host` unless every address it resolves to is allowed (GuardError)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise GuardError(f"{host}: does not resolve: {exc}") from exc
-    for info in infos:
-        ip = ipaddress.ip_address(info[4][0].split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-        if ip.is_loopback:
-            if not allow_loopback:
-                raise GuardError(f"{host} resolves to loopback address {ip}: refused")
-        elif ip.is_link_local or ip.is_multicast or ip.is_unspecified or ip.is_reserved:
-            raise GuardError(f"{host} resolves to {ip}, not a routable unicast address: refused")
-        elif not ip.is_global and not allow_private:
-            raise GuardError(f"{host} resolves to private address {ip}: refused")
+    """Refuse `host` unless every address it resolves to is allowed (GuardError); the lab's one guard."""
+    outbound.check_address(host, port, OutboundPolicy(allow_loopback=allow_loopback, allow_private=allow_private))
 
 
 @dataclass
