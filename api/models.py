@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from api.privacy import PrivacyPublic
+
 __all__ = [
     "AggregatePublic",
     "AggregatesPublic",
@@ -76,6 +78,8 @@ class SeriesPublic(_Public):
     interval_s: float | None = Field(default=None, description="Declared interval between readings, seconds.")
     low: float | None = Field(default=None, description="Lower physical bound declared at onboarding.")
     high: float | None = Field(default=None, description="Upper physical bound declared at onboarding.")
+    privacy: PrivacyPublic | None = Field(default=None, description="Personal data, legal basis, purpose and "
+                                          "controller (W3C DPV terms); see docs/gdpr.md.")
 
 
 class ReadingPublic(_Public):
@@ -102,6 +106,7 @@ class LatestPublic(_Public):
     unit: str | None
     time: UtcDatetime
     value: JsonFloat
+    privacy: PrivacyPublic | None = None
 
 
 class AggregatePublic(_Public):

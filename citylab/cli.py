@@ -159,6 +159,10 @@ def cmd_db(args: argparse.Namespace) -> int:
             return 0
         caps = capabilities(conn)
         if args.db_command == "retention":
+            from storage.gdpr import apply_series_retention
+
+            runs = apply_series_retention(conn)
+            print(f"per-series retention deleted rows of {len(runs)} series")
             if caps.engine == "timescaledb":
                 print("TimescaleDB runs retention and compression as policies; `citylab db migrate` sets them")
                 return 0
@@ -259,7 +263,7 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
 
 # Modules that add their own subcommands: each has `register(sub)`, which adds
 # parsers to the subparsers object and sets `func` on them.
-_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog")
+_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog", "citylab.gdpr")
 
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:

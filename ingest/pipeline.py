@@ -40,6 +40,7 @@ from storage.packs import (
     claim_packs,
     insert_dead_letters,
 )
+from storage.gdpr import apply_series_retention, erased_ranges, erased_readings
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.timeseries import TimeSeriesWriter
@@ -98,7 +99,10 @@ class Pipeline:
                 conn.close()
 
     def apply_retention(self, policy: RetentionPolicy) -> list[str]:
-        """Plain PostgreSQL: drop expired partitions (TimescaleDB runs its own policies)."""
+        """Per-series and per-product retention (both engines, storage.gdpr); then on plain
+        PostgreSQL drop expired partitions (TimescaleDB runs its own policies)."""
+        with map_errors("series retention"):
+            apply_series_retention(self._meta)
         if not self.writer.partitioned:
             return []
         with map_errors("retention"):
@@ -240,6 +244,7 @@ class Pipeline:
         decoded: list[DecodedPack | DeadLetter] = [self._decode(m) for m in messages]
         packs = [d for d in decoded if not isinstance(d, DeadLetter)]
         verdicts = iter(self.validator.check(packs))
+        erased = erased_ranges(self._meta) if packs else {}
         out: list[tuple[DecodedPack, np.ndarray] | DeadLetter] = []
         for item in decoded:
             if isinstance(item, DeadLetter):
@@ -259,6 +264,11 @@ class Pipeline:
                 continue
             if isinstance(ids, DeadLetter):
                 out.append(ids if item.bridged else replace(ids, boot_id=item.boot_id, seq=item.seq))
+            elif erased and (hits := int(erased_readings(erased, ids, item.time_us).sum())):
+                # an erased range refuses re-entry (storage.gdpr.erase)
+                letter = dead_letter(item.message, "erased", f"{hits} readings fall in an erased range", item.device,
+                                     org=item.org)
+                out.append(letter if item.bridged else replace(letter, boot_id=item.boot_id, seq=item.seq))
             else:
                 out.append((item, ids))
         return out
