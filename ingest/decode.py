@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,14 +14,42 @@ from ingest.message import Message
 from protocol.errors import ProtocolError
 from protocol.lorawan import decode_uplink, dedup_key, lorawan_network
 from protocol.lpp import decode_lpp
-from protocol.senml import decode_pack, read_identity
+from protocol.quantities import QUANTITIES
+from protocol.senml import NAME_PART_MAX_CHARS, Pack, decode_pack, read_identity, text_problem
 from protocol.topics import parse_topic
 from storage.packs import DeadLetter
-from storage.registry import LoRaWANDevice
+from storage.registry import LoRaWANDevice, SenMLNames
 
-__all__ = ["DecodedPack", "decode_message"]
+__all__ = ["CONTENT_BOOT_ID", "DecodedPack", "TypedReading", "decode_message"]
 
 LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
+#: (org, publisher) -> the declared SenML names of the publisher and the devices behind it
+NamesLookup = Callable[[str, str], "tuple[SenMLNames, ...]"]
+
+#: The boot id of a content-derived pack identity (a pack without bid/seq); reserved.
+CONTENT_BOOT_ID = "~content"
+
+_SUM_SUFFIX = "_sum"
+# A resolved name that the base name covers continues with one of these (or ends there).
+_SEPARATORS = (":", "/", ".")
+# Quantities a record named by its base name alone gets from its unit, when no
+# name is declared for it: the units RFC 8428 examples use on one name.
+_UNIT_QUANTITY = {"lat": "latitude", "lon": "longitude"} | {
+    unit: names[0] for unit, names in
+    {u: [n for n, q in QUANTITIES.items() if q.unit == u] for u in {q.unit for q in QUANTITIES.values()}}.items()
+    if len(names) == 1
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TypedReading:
+    """A string, boolean or data value (SenML ``vs``, ``vb``, ``vd``) of the series ``name``."""
+
+    name: str                   # "{device}/{quantity}"
+    time_us: int
+    field: str                  # "vs" | "vb" | "vd"
+    value: str | bool | bytes
+    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +65,18 @@ class DecodedPack:
     units: list[str | None]
     time_us: np.ndarray         # int64
     value: np.ndarray           # float64
-    bridged: bool = False       # from a LoRaWAN network server: no edge waits for a watermark
+    # No edge waits for a watermark of this identity: uplinks from a LoRaWAN network
+    # server, and packs whose identity is derived from their content (CONTENT_BOOT_ID).
+    bridged: bool = False
+    typed: tuple[TypedReading, ...] = ()
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def stored_count(self) -> int:
+        """Numeric and typed readings together."""
+        return len(self.names) + len(self.typed)
 
 
 _ORG_SEGMENT = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -62,8 +100,11 @@ def dead_letter(message: Message, reason: str, detail: str, device: str | None =
                       boot_id=boot_id if seq is not None else None, seq=seq if boot_id is not None else None)
 
 
-def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) -> DecodedPack | DeadLetter:
-    """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused."""
+def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None,
+                   senml_names: NamesLookup | None = None) -> DecodedPack | DeadLetter:
+    """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused.
+    `senml_names` gives the SenML names devices declared; without it only the
+    `<device>/<quantity>` convention names series."""
     network = lorawan_network(message.topic)
     if network is not None:
         if lorawan is None:
@@ -78,7 +119,8 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) ->
         return dead_letter(message, exc.reason, str(exc))
     try:
         if topic.kind == "up":
-            return _senml(message, topic.org, topic.device, topic.content_type or message.content_type)
+            return _senml(message, topic.org, topic.device, topic.content_type or message.content_type,
+                          senml_names(topic.org, topic.device) if senml_names is not None else ())
         if topic.kind == "lpp":
             return _lpp(message, topic.org, topic.device)
     except ProtocolError as exc:
@@ -89,18 +131,106 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) ->
     return dead_letter(message, "bad_topic", f"ingest takes up and lpp topics, not {topic.kind!r}", topic.device)
 
 
-def _senml(message: Message, org: str, device: str, content_type: str | None) -> DecodedPack | DeadLetter:
-    pack = decode_pack(message.payload, content_type=content_type)
+def _senml(message: Message, org: str, device: str, content_type: str | None,
+           declared: tuple[SenMLNames, ...]) -> DecodedPack | DeadLetter:
+    pack = decode_pack(message.payload, content_type=content_type, now=message.received_us / 1e6)
     if (pack.boot_id is None) != (pack.seq is None):
         return dead_letter(message, "bad_header", "a pack carries both 'bid' and 'seq' or neither", device)
-    records = pack.records
-    times = np.fromiter((r.time for r in records), dtype=np.float64, count=len(records))
+    if pack.boot_id == CONTENT_BOOT_ID:
+        return dead_letter(message, "bad_header", f"boot id {CONTENT_BOOT_ID!r} is reserved", device)
+    mapped: dict[tuple[str, str | None], str] = {}  # (SenML name, unit) -> "{device}/{quantity}"
+    names: list[str] = []
+    units: list[str | None] = []
+    times: list[float] = []
+    values: list[float] = []
+    typed: list[TypedReading] = []
+    for index, record in enumerate(pack.records):
+        key = (record.name, record.unit)
+        series = mapped.get(key)
+        if series is None:
+            series = _series_name(record.name, record.unit, device, declared)
+            if isinstance(series, str) and series.startswith("!"):
+                return dead_letter(message, "unmapped_name", f"record {index}: {series[1:]}", device,
+                                   boot_id=pack.boot_id, seq=pack.seq)
+            mapped[key] = series
+        if record.field == "s":
+            series += _SUM_SUFFIX
+        if record.field in ("v", "s"):
+            names.append(series)
+            units.append(record.unit)
+            times.append(record.time)
+            values.append(record.value)
+        else:
+            typed.append(TypedReading(series, round(record.time * 1e6), record.field, record.value, record.unit))
+    boot_id, seq, derived = pack.boot_id, pack.seq, False
+    if seq is None:
+        boot_id, seq, derived = CONTENT_BOOT_ID, content_seq(org, device, pack), True
     return DecodedPack(
-        message=message, org=org, device=device, boot_id=pack.boot_id, seq=pack.seq,
-        names=[r.name for r in records], units=[r.unit for r in records],
-        time_us=np.rint(times * 1e6).astype(np.int64),
-        value=np.fromiter((r.value for r in records), dtype=np.float64, count=len(records)),
+        message=message, org=org, device=device, boot_id=boot_id, seq=seq,
+        names=names, units=units,
+        time_us=np.rint(np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64),
+        value=np.asarray(values, dtype=np.float64), bridged=derived, typed=tuple(typed),
     )
+
+
+def _series_name(name: str, unit: str | None, publisher: str, declared: tuple[SenMLNames, ...]) -> str:
+    """The "{device}/{quantity}" of a resolved SenML name, or "!" and why there is none.
+
+    A device's declared base name covers a resolved name equal to it, or followed by
+    ":", "/" or "."; the longest covering base wins. The rest of the name (without
+    that separator) is looked up in the device's declared names, else is the
+    quantity itself; a name equal to the base gets the quantity declared for ""
+    (else the one its unit implies, e.g. "lat" -> latitude). Names no base covers
+    follow the convention "{device}/{quantity}".
+    """
+    best: SenMLNames | None = None
+    rest = ""
+    for entry in declared:
+        exact = entry.names.get(name) if entry.base_name is None else None
+        if exact is not None:
+            return f"{entry.device}/{exact}"
+        base = entry.base_name
+        if base is None or not name.startswith(base) or (best is not None and len(base) <= len(best.base_name)):
+            continue
+        tail = name[len(base):]
+        if tail and not base.endswith(_SEPARATORS) and tail[0] not in _SEPARATORS:
+            continue
+        best, rest = entry, tail[1:] if tail and not base.endswith(_SEPARATORS) else tail
+    if best is not None:
+        quantity = best.names.get(rest) or (rest if rest else _UNIT_QUANTITY.get(unit or ""))
+        if not quantity:
+            return (f"!name {name!r} is the base name of device {best.device!r} but no quantity is declared "
+                    f"for it (declare names[\"\"]) and its unit {unit!r} implies none")
+        problem = text_problem(quantity, NAME_PART_MAX_CHARS)
+        if problem is not None or "/" in quantity:
+            return f"!name {name!r}: quantity {quantity[:80]!r} {problem or 'holds a /'}; declare a name for it"
+        return f"{best.device}/{quantity}"
+    device, _, quantity = name.partition("/")
+    if device and quantity and "/" not in quantity:
+        return name
+    return (f"!name {name[:80]!r} is neither '<device>/<quantity>' nor covered by a SenML base name declared "
+            f"by {publisher!r} or a device behind it")
+
+
+def content_seq(org: str, device: str, pack: Pack) -> int:
+    """The content-derived identity of a pack without bid/seq: 63 bits of SHA-256.
+
+    Hashed: the organisation, the publishing device and every resolved record in
+    order (name, unit, field, value, time in µs). A redelivered pack resolves to the
+    same records, hence the same identity, as long as its times are absolute; a pack
+    with relative or zero times resolves them against each reception, so a
+    redelivery of it is a new pack (documented in docs/protocol.md). Two different
+    packs of identical content at identical times are one pack.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"{org}\x00{device}\x00".encode())
+    for r in pack.records:
+        value = r.value
+        raw = value if isinstance(value, bytes) else repr(value).encode()
+        digest.update(f"{r.name}\x00{r.unit}\x00{r.field}\x00".encode())
+        digest.update(struct.pack(">q", round(r.time * 1e6)))
+        digest.update(struct.pack(">I", len(raw)) + raw)
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
 
 
 def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLetter:

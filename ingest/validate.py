@@ -116,13 +116,13 @@ class PackValidator:
 
     def _texts(self, pack: DecodedPack) -> DeadLetter | None:
         valid = self._valid
-        for name in set(pack.names) - valid:
+        for name in set(pack.names).union(t.name for t in pack.typed) - valid:
             device, _, quantity = name.partition("/")
             problem = text_problem(device, NAME_PART_MAX_CHARS) or text_problem(quantity, NAME_PART_MAX_CHARS)
             if problem is not None or not device or not quantity:
                 return _letter(pack, "bad_name", f"name {name[:80]!r} {problem or 'is not device/quantity'}")
             self._learn(name)
-        for unit in set(pack.units) - valid:
+        for unit in set(pack.units).union(t.unit for t in pack.typed) - valid:
             problem = None if unit is None else text_problem(unit, UNIT_MAX_CHARS)
             if problem is not None:
                 return _letter(pack, "bad_unit", f"unit {unit[:40]!r} {problem}")

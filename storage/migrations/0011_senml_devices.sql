@@ -1,0 +1,22 @@
+-- 0011 standard SenML devices: declared names and typed values.
+-- Forward-only; applied once, in one transaction.
+
+-- What an unmodified SenML device calls itself: an exact base name (a URN, an
+-- IPv6 address, ...) and its record names, each mapped to a quantity
+-- ({"base_name": "urn:dev:ow:10e2073a01080063", "names": {"temp": "temperature"}}).
+-- NULL: the device follows the "<device>/<quantity>" convention.
+ALTER TABLE devices ADD COLUMN senml_names jsonb;
+CREATE UNIQUE INDEX devices_senml_base ON devices (org, (senml_names ->> 'base_name'))
+    WHERE senml_names ->> 'base_name' IS NOT NULL;
+
+-- String, boolean and data values (SenML vs, vb, vd): door states, error codes,
+-- labels. One value per (series, time), exactly one of the three columns set.
+CREATE TABLE typed_readings (
+    series_id   integer NOT NULL REFERENCES series (id),
+    time        timestamptz NOT NULL,
+    value_text  text,
+    value_bool  boolean,
+    value_data  bytea,
+    PRIMARY KEY (series_id, time),
+    CHECK (num_nonnulls(value_text, value_bool, value_data) = 1)
+);
