@@ -197,3 +197,92 @@ def test_refused_packs_create_no_series(lab: Pipeline, database: str, org: str) 
         assert conn.execute("SELECT quantity FROM series WHERE org = %s", (org,)).fetchall() == [("temperature",)]
         counters = dict(conn.execute("SELECT name, value FROM ingest_counters").fetchall())
     assert counters["packs_received"] == counters["packs_stored"] + counters["packs_dead_lettered"]
+
+
+@pytest.mark.slow
+def test_rfc8428_examples_through_a_real_broker(database: str, mqtt_broker, org: str) -> None:
+    """Every example, JSON (MQTT 5 content type) and CBOR (topic suffix), published by a real
+    client to Mosquitto and stored by the ingest service; "now" is the time ingest received it."""
+    import threading
+    import time
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from ingest import IngestOptions, IngestService
+    from protocol.topics import ingest_filters
+
+    orgs = {"json": org, "cbor": f"{org}-c"}
+    with psycopg.connect(database) as conn:
+        for tenant in orgs.values():
+            register_device(conn, org=tenant, device="gw", kind="gateway")
+            for device, base, names in [
+                ("ow-1", URN, {"temp": "temperature"}), ("ow-2", URN_5_1_2, {}),
+                ("ip-1", "2001:db8::1", {}), ("ip-2", "2001:db8::2", {}),
+                ("ip-3", "2001:db8::3", {"": "switch"}), ("ip-4", "2001:db8::4", {"": "switch"}),
+            ]:
+                register_device(conn, org=tenant, device=device, gateway="gw")
+                set_senml_names(conn, device, org=tenant, base_name=base, names=names)
+    service = IngestService(IngestOptions(
+        database_url=database, mqtt_url=mqtt_broker.url, client_id=f"ingest-{org}", batch_max_age_ms=50,
+        filters=ingest_filters(orgs["json"]) + ingest_filters(orgs["cbor"])))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    publisher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    try:
+        deadline = time.monotonic() + 20
+        while not service.client.connected.is_set():
+            assert time.monotonic() < deadline, "ingest did not connect"
+            time.sleep(0.05)
+        time.sleep(0.2)  # let the subscription settle
+        publisher.connect("127.0.0.1", mqtt_broker.port)
+        publisher.loop_start()
+        before = time.time()
+        json_props = Properties(PacketTypes.PUBLISH)
+        json_props.ContentType = "application/senml+json"
+        for _, pack, _, _ in EXAMPLES:
+            publisher.publish(up_topic(orgs["json"], "gw"), json.dumps(pack), qos=1,
+                              properties=json_props).wait_for_publish(10)
+            publisher.publish(up_topic(orgs["cbor"], "gw", suffix="cbor"), _cbor(pack), qos=1).wait_for_publish(10)
+        deadline = time.monotonic() + 30
+        while service.totals["packs_stored"] + service.totals["packs_dead_lettered"] < 2 * len(EXAMPLES):
+            assert time.monotonic() < deadline, f"ingest stored {service.totals}"
+            time.sleep(0.1)
+        after = time.time()
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+        stop.set()
+        thread.join(10)
+    assert service.totals["packs_dead_lettered"] == 0
+
+    def matches(rows: list, want: list) -> bool:
+        """Same values; a time of NOW (relative in the pack) lies within the publication window."""
+        if len(rows) != len(want):
+            return False
+        for (t, v), (wt, wv) in zip(sorted(rows, key=lambda r: (r[0], str(r[1]))),
+                                    sorted(want, key=lambda r: (r[0], str(r[1])))):
+            if v != wv and not (isinstance(v, float) and float(wv) == v):
+                return False
+            if (wt == "now" and not before - 1 <= t / 1e6 <= after + 1) or (wt != "now" and round(wt * 1e6) != t):
+                return False
+        return True
+
+    expected_numbers: dict = {}
+    expected_typed: dict = {}
+    for _, _, numbers, typed in EXAMPLES:
+        for target, source in ((expected_numbers, numbers), (expected_typed, typed)):
+            for key, rows in source.items():
+                target.setdefault(key, []).extend(("now" if t == NOW else t, v) for t, v in rows)
+    for tenant in orgs.values():
+        numbers, typed = _stored(database, tenant)
+        assert set(numbers) == set(expected_numbers)
+        for key, want in expected_numbers.items():
+            got = sorted(numbers[key], key=lambda r: (r[0], r[1]))
+            assert matches(got, want), (tenant, key, got, want)
+        assert set(typed) == set(expected_typed)
+        for key, want in expected_typed.items():
+            assert matches(typed[key], want), (tenant, key, typed[key], want)
