@@ -19,7 +19,7 @@ from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
-from api.routes import anomalies, audit, devices, exports, health, keys, products, series, status
+from api.routes import anomalies, audit, devices, exports, health, ingest, keys, products, series, status
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
@@ -118,6 +118,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(exports.router, prefix="/v1")
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
+    app.include_router(ingest.router, prefix="/v1")
     app.include_router(console_router)
     app.include_router(catalog_router)
     app.include_router(open_router)

@@ -20,3 +20,16 @@ CREATE TABLE typed_readings (
     PRIMARY KEY (series_id, time),
     CHECK (num_nonnulls(value_text, value_bool, value_data) = 1)
 );
+
+-- Device tokens for HTTP ingest (POST /v1/ingest): a device that cannot speak
+-- MQTT authenticates with one. Only a SHA-256 of the token is kept.
+CREATE TABLE device_tokens (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    org         text NOT NULL,
+    device      text NOT NULL,
+    token_hash  bytea NOT NULL UNIQUE,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    revoked_at  timestamptz,
+    FOREIGN KEY (org, device) REFERENCES devices (org, device) ON DELETE CASCADE
+);
+CREATE INDEX device_tokens_device ON device_tokens (org, device);
