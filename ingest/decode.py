@@ -245,13 +245,21 @@ def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLette
         return dead_letter(message, "unknown_dev_eui", f"no registered device has DevEUI {uplink.dev_eui}")
     if found.channels:
         uplink = decode_uplink(message.topic, message.payload, channels=found.channels)
-    boot_id, seq = dedup_key(uplink)
+    if uplink.simulated:
+        return dead_letter(message, "simulated_uplink",
+                           "a simulated uplink (sent from the network server's console) is not a reading",
+                           found.device, org=found.org)
     n = len(uplink.readings)
+    if n == 0:
+        return dead_letter(message, "no_readings",
+                           f"the uplink's payload holds no value citylab can store ({uplink.skipped} skipped: "
+                           "not numbers, numbers with an unknown unit, or invalid names)", found.device, org=found.org)
+    boot_id, seq = dedup_key(uplink)
 
     return DecodedPack(
         message=message, org=found.org, device=found.device, boot_id=boot_id, seq=seq,
         names=[f"{found.device}/{q}" for q, _, _ in uplink.readings], units=[u for _, u, _ in uplink.readings],
-        time_us=np.full(n, round(uplink.received_at * 1e6), dtype=np.int64),
+        time_us=np.full(n, uplink.received_us, dtype=np.int64),
         value=np.array([v for _, _, v in uplink.readings], dtype=np.float64), bridged=True,
     )
 

@@ -95,9 +95,21 @@ class PackValidator:
         for i in np.flatnonzero(outside | wide).tolist():
             out[i] = self._time_letter(packs[i], (low, high))
         for i, pack in enumerate(packs):
+            if out[i] is None and pack.typed:
+                out[i] = self._typed_times(pack, (low, high))
             if out[i] is None:
                 out[i] = self._texts(pack)
         return out
+
+    def _typed_times(self, pack: DecodedPack, window_us: tuple[int, int]) -> DeadLetter | None:
+        """String, boolean and data readings keep to the same time window as numbers."""
+        low, high = window_us
+        for i, reading in enumerate(pack.typed):
+            if not low <= reading.time_us <= high:
+                return _letter(pack, "time_out_of_range",
+                               f"typed reading {i} ({reading.name}): time {reading.time_us / 1e6:.6g} s is outside "
+                               f"the accepted window [{low / 1e6:.0f}, {high / 1e6:.0f}] s")
+        return None
 
     def _time_letter(self, pack: DecodedPack, window_us: tuple[int, int]) -> DeadLetter | None:
         t = pack.time_us
