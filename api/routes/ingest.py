@@ -106,7 +106,8 @@ def _commit(request: Request, message: Message):
 
 
 @router.post("/ingest", status_code=201, response_model=IngestPublic,
-             responses=problem_responses(401, 403, 413, 415, 422, 503),
+             responses={200: {"model": IngestPublic, "description": "A pack stored before (a retry): nothing new"},
+                        **problem_responses(401, 403, 413, 415, 422, 503)},
              summary="Store one SenML pack or LPP frame of the device the token names, answering after the commit")
 async def create_ingest(request: Request, conn: ConnDep,
                         port: Annotated[int | None, Query(ge=1, le=223, description="LPP port")] = None):
@@ -142,7 +143,8 @@ async def create_ingest(request: Request, conn: ConnDep,
         duplicate=duplicate).model_dump())
 
 
-@router.post("/ingest/tokens", status_code=201, response_model=TokenPublic, responses=problem_responses(404),
+@router.post("/ingest/tokens", status_code=201, response_model=TokenPublic,
+             responses=problem_responses(401, 403, 404, 422),
              summary="Issue a device token for HTTP ingest (shown once)")
 def create_ingest_token(body: TokenCreate, conn: ConnDep, principal: ProviderDep) -> TokenPublic:
     if tenants.device_of_org(conn, org=principal.org_slug, device=body.device) is None:
@@ -154,7 +156,8 @@ def create_ingest_token(body: TokenCreate, conn: ConnDep, principal: ProviderDep
     return TokenPublic(org=principal.org_slug, device=body.device, token=token)
 
 
-@router.put("/devices/{device}/senml", response_model=SenMLNamesPublic, responses=problem_responses(404),
+@router.put("/devices/{device}/senml", response_model=SenMLNamesPublic,
+            responses=problem_responses(401, 403, 404, 422),
             summary="Declare how an unmodified SenML device names its records")
 def update_senml_names(device: Annotated[str, Path(pattern=_DEVICE_ID)], body: SenMLNamesUpdate,
                        conn: ConnDep, principal: ProviderDep) -> SenMLNamesPublic:
