@@ -18,6 +18,7 @@ from protocol.quantities import QUANTITIES
 from protocol.senml import NAME_PART_MAX_CHARS, Pack, decode_pack, read_identity, text_problem
 from protocol.topics import parse_topic
 from storage.packs import DeadLetter
+from storage.integrations import Integration
 from storage.registry import LoRaWANDevice, SenMLNames
 
 __all__ = ["CONTENT_BOOT_ID", "DecodedPack", "TypedReading", "decode_message"]
@@ -25,6 +26,8 @@ __all__ = ["CONTENT_BOOT_ID", "DecodedPack", "TypedReading", "decode_message"]
 LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
 #: (org, publisher) -> the declared SenML names of the publisher and the devices behind it
 NamesLookup = Callable[[str, str], "tuple[SenMLNames, ...]"]
+#: uplink topic -> the integration whose topic family it is in (None: an operator's bridge)
+IntegrationLookup = Callable[[str], "Integration | None"]
 
 #: The boot id of a content-derived pack identity (a pack without bid/seq); reserved.
 CONTENT_BOOT_ID = "~content"
@@ -101,7 +104,8 @@ def dead_letter(message: Message, reason: str, detail: str, device: str | None =
 
 
 def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None,
-                   senml_names: NamesLookup | None = None) -> DecodedPack | DeadLetter:
+                   senml_names: NamesLookup | None = None,
+                   integration: IntegrationLookup | None = None) -> DecodedPack | DeadLetter:
     """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused.
     `senml_names` gives the SenML names devices declared; without it only the
     `<device>/<quantity>` convention names series."""
@@ -110,7 +114,7 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None,
         if lorawan is None:
             return dead_letter(message, "bad_topic", "LoRaWAN bridging is not enabled on this ingest")
         try:
-            return _uplink(message, lorawan)
+            return _uplink(message, lorawan, integration(message.topic) if integration is not None else None)
         except ProtocolError as exc:
             return dead_letter(message, exc.reason, str(exc))
     try:
@@ -233,16 +237,25 @@ def content_seq(org: str, device: str, pack: Pack) -> int:
     return int.from_bytes(digest.digest()[:8], "big") >> 1
 
 
-def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLetter:
+def _uplink(message: Message, lorawan: LoRaWANLookup, integration: Integration | None) -> DecodedPack | DeadLetter:
     """An uplink bridged from The Things Stack v3 or ChirpStack v4, stamped by the network server.
 
     De-duplicated by (device, "lorawan:<network>", reception time in µs): frame
     counters restart when a device rejoins, reception times do not repeat.
     """
+    if integration is not None and not integration.enabled:
+        return dead_letter(message, "integration_disabled", f"integration {integration.id} is disabled",
+                           org=integration.org)
     uplink = decode_uplink(message.topic, message.payload)
     found = lorawan(uplink.dev_eui)
     if found is None:
-        return dead_letter(message, "unknown_dev_eui", f"no registered device has DevEUI {uplink.dev_eui}")
+        return dead_letter(message, "unknown_dev_eui", f"no registered device has DevEUI {uplink.dev_eui}",
+                           org=integration.org if integration is not None else None)
+    if integration is not None and found.org != integration.org:
+        # the DevEUI is another organisation's: say nothing of it
+        return dead_letter(message, "unknown_dev_eui",
+                           f"no device of organisation {integration.org!r} has DevEUI {uplink.dev_eui}",
+                           org=integration.org)
     if found.channels:
         uplink = decode_uplink(message.topic, message.payload, channels=found.channels)
     if uplink.simulated:

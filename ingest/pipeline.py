@@ -265,7 +265,8 @@ class Pipeline:
     def _decode(self, message: Message) -> DecodedPack | DeadLetter:
         try:
             return decode_message(message, lorawan=self.resolver.lorawan_device,
-                                  senml_names=self.resolver.senml_names)
+                                  senml_names=self.resolver.senml_names,
+                                  integration=self.resolver.integration)
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter

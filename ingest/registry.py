@@ -26,6 +26,7 @@ import psycopg
 from ingest.decode import DecodedPack, dead_letter
 from protocol.quantities import QUANTITIES
 from protocol.units import convert, convertible
+from storage.integrations import Integration, load_integrations, topic_key
 from storage.packs import DeadLetter
 from storage.registry import (
     Device,
@@ -62,6 +63,8 @@ class SeriesResolver:
         # (org, publisher) -> {(name, unit): series unit} where the pack's unit converts into the series'
         self._convert: dict[tuple[str, str], dict[tuple[str, str | None], str]] = {}
         self._senml: dict[tuple[str, str], tuple[SenMLNames, ...]] | None = None
+        self._integrations: dict[tuple[str, str, str], Integration] = {}
+        self._integrations_loaded_at = float("-inf")
 
     def refresh(self, *, every_s: float = 2.0) -> bool:
         """Forget cached decisions when the registry changed (a device disabled, moved, added)."""
@@ -86,6 +89,19 @@ class SeriesResolver:
             if -1 not in ids:
                 return self._converted(pack), np.array(ids, dtype=np.int32)
         return self._authorise(pack)
+
+    def integration(self, topic: str) -> Integration | None:
+        """The integration whose uplink topics `topic` is one of (re-read on a miss, at most once a
+        `reload_interval_s`; on any registry change)."""
+        key = topic_key(topic)
+        if key is None:
+            return None
+        found = self._integrations.get(key)
+        if found is None and time.monotonic() - self._integrations_loaded_at >= self.reload_interval_s:
+            self._integrations = load_integrations(self._conn)
+            self._integrations_loaded_at = time.monotonic()
+            found = self._integrations.get(key)
+        return found
 
     def senml_names(self, org: str, publisher: str) -> tuple[SenMLNames, ...]:
         """The declared SenML names of `publisher` and of the devices behind it."""
@@ -131,6 +147,8 @@ class SeriesResolver:
         self._known.clear()
         self._convert.clear()
         self._senml = None
+        self._integrations = {}
+        self._integrations_loaded_at = float("-inf")
         self._devices = {}
         self._lorawan = {}
         self._loaded_at = float("-inf")

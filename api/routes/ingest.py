@@ -4,6 +4,8 @@
                                           Cayenne LPP frame (application/octet-stream, ?port=1..223)
     POST /v1/ingest/tokens                a device token (provider key), shown once
     PUT  /v1/devices/{device}/senml       how an unmodified SenML device names its records
+    POST /v1/integrations                 connect a LoRaWAN network server (tts | chirpstack) -> broker login
+    GET  /v1/integrations                 your organisation's integrations
 
 `POST /v1/ingest` authenticates with a device token (`Authorization: Bearer cld_...`):
 the organisation and the device come from the token alone, as from a broker login.
@@ -24,14 +26,15 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from typing import Annotated
+from urllib.parse import urlsplit
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ConnDep, ProviderDep, actor
+from api.deps import ConnDep, DynSecDep, ProviderDep, SettingsDep, actor
 from api.errors import Problem, problem_response
 from api.routes import problem_responses
 from ingest.message import Message
@@ -40,7 +43,17 @@ from protocol.senml import SENML_CBOR, SENML_JSON
 from protocol.topics import lpp_topic, up_topic
 from storage import tenants
 from storage.audit import record_change
+from citylab.broker_security import BrokerSecurityError, new_password
 from storage.device_tokens import device_of_token, issue_device_token
+from storage.integrations import (
+    Integration,
+    IntegrationConflict,
+    create_integration,
+    delete_integration,
+    integration_filter,
+    list_integrations,
+    set_integration_username,
+)
 from storage.registry import set_senml_names
 
 router = APIRouter(tags=["ingest"])
@@ -169,3 +182,86 @@ def update_senml_names(device: Annotated[str, Path(pattern=_DEVICE_ID)], body: S
                       key_id=principal.key_id, owner_org=principal.org_id,
                       detail={"device": device, "base_name": body.base_name})
     return SenMLNamesPublic(device=device, base_name=body.base_name, names=body.names)
+
+
+_APP_ID = r"^[a-z0-9](?:[-]?[a-z0-9]){1,35}$|^[0-9a-fA-F-]{1,64}$"  # TTS application ids; ChirpStack UUIDs
+
+
+class IntegrationCreate(BaseModel):
+    kind: Literal["tts", "chirpstack"]
+    application_id: str = Field(pattern=_APP_ID, examples=["city-air"],
+                                description="The Things Stack application id, or the ChirpStack application's id.")
+    tenant_id: str = Field(default="", pattern=r"^$|^[a-z0-9](?:[-]?[a-z0-9]){1,35}$",
+                           description="The Things Stack tenant id ('' on The Things Network).")
+
+
+class IntegrationMqtt(BaseModel):
+    url: str
+    username: str
+    password: str = Field(description="Shown this once.")
+    client_id: str
+
+
+class IntegrationPublic(BaseModel):
+    id: int
+    kind: str
+    application_id: str
+    tenant_id: str
+    topic: str = Field(description="The uplink topics the network server publishes on (and nothing else).")
+    enabled: bool
+
+
+class IntegrationCreated(IntegrationPublic):
+    mqtt: IntegrationMqtt
+
+
+def _integration_public(found: Integration) -> IntegrationPublic:
+    return IntegrationPublic(id=found.id, kind=found.kind, application_id=found.application_id,
+                             tenant_id=found.tenant_id, enabled=found.enabled,
+                             topic=integration_filter(found.kind, found.application_id, found.tenant_id))
+
+
+@router.post("/integrations", status_code=201, response_model=IntegrationCreated,
+             responses=problem_responses(401, 403, 409, 422, 503),
+             summary="Connect a LoRaWAN network server's MQTT integration; its broker login is shown once")
+def create_lorawan_integration(body: IntegrationCreate, conn: ConnDep, principal: ProviderDep,
+                               settings: SettingsDep, dynsec: DynSecDep) -> IntegrationCreated:
+    """The login may publish on the integration's uplink topics only and is bound to its client id.
+    Uplinks arriving there are stored for the organisation's own DevEUIs only."""
+    if body.kind == "chirpstack" and body.tenant_id:
+        raise Problem(422, "a ChirpStack integration has no tenant id")
+    try:
+        found = create_integration(conn, org=principal.org_slug, kind=body.kind, application_id=body.application_id,
+                                   tenant_id=body.tenant_id)
+    except IntegrationConflict as exc:
+        raise Problem(409, str(exc)) from None
+    username = client_id = f"integration-{found.id}"
+    password = new_password()
+    topic = integration_filter(found.kind, found.application_id, found.tenant_id)
+    acls = [{"acltype": "publishClientSend", "topic": topic, "allow": True}]
+    try:
+        dynsec.create_service(username, password, acls=acls, role=f"citylab-integration:{found.id}",
+                              client_id=client_id)
+    except BrokerSecurityError:
+        delete_integration(conn, found.id)
+        raise
+    set_integration_username(conn, found.id, username)
+    record_change(conn, actor=actor(principal), action="integration.create", org_id=principal.org_id,
+                  key_id=principal.key_id, owner_org=principal.org_id,
+                  detail={"integration": found.id, "kind": found.kind, "application_id": found.application_id})
+    return IntegrationCreated(**_integration_public(found).model_dump(), mqtt=IntegrationMqtt(
+        url=_public_broker_url(settings.mqtt_public_url or settings.mqtt_url or "mqtt://localhost:1883"),
+        username=username, password=password, client_id=client_id))
+
+
+def _public_broker_url(url: str) -> str:
+    """The broker's address without any credentials in it."""
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "localhost") + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+@router.get("/integrations", response_model=list[IntegrationPublic], responses=problem_responses(401, 403),
+            summary="Your organisation's LoRaWAN integrations")
+def read_lorawan_integrations(conn: ConnDep, principal: ProviderDep) -> list[IntegrationPublic]:
+    return [_integration_public(i) for i in list_integrations(conn, org=principal.org_slug)]

@@ -33,3 +33,20 @@ CREATE TABLE device_tokens (
     FOREIGN KEY (org, device) REFERENCES devices (org, device) ON DELETE CASCADE
 );
 CREATE INDEX device_tokens_device ON device_tokens (org, device);
+
+-- LoRaWAN network-server integrations of an organisation: The Things Stack v3
+-- (application id and tenant id) or ChirpStack v4 (application id). The
+-- integration's broker login may publish on its own uplink topics only, and
+-- an uplink arriving there is accepted only for a DevEUI of the same org.
+CREATE TABLE integrations (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    org             text NOT NULL,
+    kind            text NOT NULL CHECK (kind IN ('tts', 'chirpstack')),
+    application_id  text NOT NULL,
+    tenant_id       text NOT NULL DEFAULT '',   -- TTS only ('' for The Things Network's community cloud)
+    mqtt_username   text UNIQUE,
+    enabled         boolean NOT NULL DEFAULT true,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (kind, application_id, tenant_id)
+);
+CREATE INDEX integrations_org ON integrations (org);
