@@ -43,17 +43,9 @@ from protocol.senml import SENML_CBOR, SENML_JSON
 from protocol.topics import lpp_topic, up_topic
 from storage import tenants
 from storage.audit import record_change
-from citylab.broker_security import BrokerSecurityError, new_password
+from citylab.integrations import connect_integration
 from storage.device_tokens import device_of_token, issue_device_token
-from storage.integrations import (
-    Integration,
-    IntegrationConflict,
-    create_integration,
-    delete_integration,
-    integration_filter,
-    list_integrations,
-    set_integration_username,
-)
+from storage.integrations import Integration, IntegrationConflict, integration_filter, list_integrations
 from storage.registry import set_senml_names
 
 router = APIRouter(tags=["ingest"])
@@ -228,30 +220,20 @@ def create_lorawan_integration(body: IntegrationCreate, conn: ConnDep, principal
                                settings: SettingsDep, dynsec: DynSecDep) -> IntegrationCreated:
     """The login may publish on the integration's uplink topics only and is bound to its client id.
     Uplinks arriving there are stored for the organisation's own DevEUIs only."""
-    if body.kind == "chirpstack" and body.tenant_id:
-        raise Problem(422, "a ChirpStack integration has no tenant id")
     try:
-        found = create_integration(conn, org=principal.org_slug, kind=body.kind, application_id=body.application_id,
-                                   tenant_id=body.tenant_id)
+        made = connect_integration(conn, dynsec, org=principal.org_slug, kind=body.kind,
+                                   application_id=body.application_id, tenant_id=body.tenant_id)
     except IntegrationConflict as exc:
         raise Problem(409, str(exc)) from None
-    username = client_id = f"integration-{found.id}"
-    password = new_password()
-    topic = integration_filter(found.kind, found.application_id, found.tenant_id)
-    acls = [{"acltype": "publishClientSend", "topic": topic, "allow": True}]
-    try:
-        dynsec.create_service(username, password, acls=acls, role=f"citylab-integration:{found.id}",
-                              client_id=client_id)
-    except BrokerSecurityError:
-        delete_integration(conn, found.id)
-        raise
-    set_integration_username(conn, found.id, username)
+    except ValueError as exc:
+        raise Problem(422, str(exc)) from None
+    found = made.integration
     record_change(conn, actor=actor(principal), action="integration.create", org_id=principal.org_id,
                   key_id=principal.key_id, owner_org=principal.org_id,
                   detail={"integration": found.id, "kind": found.kind, "application_id": found.application_id})
     return IntegrationCreated(**_integration_public(found).model_dump(), mqtt=IntegrationMqtt(
         url=_public_broker_url(settings.mqtt_public_url or settings.mqtt_url or "mqtt://localhost:1883"),
-        username=username, password=password, client_id=client_id))
+        username=made.username, password=made.password, client_id=made.client_id))
 
 
 def _public_broker_url(url: str) -> str:

@@ -144,3 +144,28 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
     finally:
         stop.set()
         thread.join(15)
+
+
+def test_cli_creates_an_integration(testbed_settings: Settings, dynsec: DynsecBroker) -> None:
+    import os
+    import subprocess
+    import sys
+
+    tenant = make_tenant(testbed_settings.database_url, name=f"Cli {secrets.token_hex(3)}", kind="provider")
+    env = {**os.environ, "CITYLAB_DATABASE_URL": testbed_settings.database_url, "CITYLAB_MQTT_URL": dynsec.url,
+           "CITYLAB_DYNSEC_USERNAME": testbed_settings.dynsec_username,
+           "CITYLAB_DYNSEC_PASSWORD": testbed_settings.dynsec_password}
+    done = subprocess.run([sys.executable, "-m", "citylab", "integration", "create", "--org", tenant.slug,
+                           "--kind", "chirpstack", "--application-id", "0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b",
+                           "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["topic"] == "application/0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b/device/+/event/up"
+    client = _connect(dynsec.url, out["mqtt"]["username"], out["mqtt"]["password"], out["mqtt"]["client_id"])
+    try:
+        assert _puback(client, "application/0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b/device/0004a30b001c0530/event/up",
+                       b"{}") < 128
+        assert _puback(client, "v3/city-air@city/devices/node-1/up", b"{}") == 135
+    finally:
+        client.loop_stop()
+        client.disconnect()
