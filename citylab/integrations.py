@@ -19,6 +19,7 @@ from storage.integrations import (
     create_integration,
     delete_integration,
     integration_filter,
+    integration_filters,
     set_integration_username,
 )
 
@@ -44,7 +45,9 @@ def connect_integration(conn: psycopg.Connection, dynsec: DynSec, *, org: str, k
     password = new_password()
     topic = integration_filter(found.kind, found.application_id, found.tenant_id)
     try:
-        dynsec.create_service(username, password, acls=[{"acltype": "publishClientSend", "topic": topic, "allow": True}],
+        acls = [{"acltype": "publishClientSend", "topic": t, "allow": True}
+                for t in integration_filters(found.kind, found.application_id, found.tenant_id)]
+        dynsec.create_service(username, password, acls=acls,
                               role=f"citylab-integration:{found.id}", client_id=client_id)
     except BrokerSecurityError:
         delete_integration(conn, found.id)

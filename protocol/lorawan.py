@@ -39,14 +39,19 @@ __all__ = [
     "Uplink",
     "decode_uplink",
     "dedup_key",
+    "lorawan_event",
     "lorawan_network",
 ]
 
 TTS = "tts"
 CHIRPSTACK = "chirpstack"
 
-#: What ingest subscribes to when LoRaWAN bridging is enabled (uplinks only).
-LORAWAN_FILTERS: tuple[str, ...] = ("v3/+/devices/+/up", "application/+/device/+/event/up")
+#: What ingest subscribes to when LoRaWAN bridging is enabled: uplinks, then status and location events.
+LORAWAN_FILTERS: tuple[str, ...] = (
+    "v3/+/devices/+/up", "application/+/device/+/event/up",
+    "v3/+/devices/+/location/solved", "application/+/device/+/event/status",
+    "application/+/device/+/event/location",
+)
 
 _EARLIEST = 946_684_800.0  # 2000-01-01T00:00:00Z: a reception time before is a broken clock
 _LATEST = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -152,22 +157,35 @@ class Uplink:
     device_name: str | None = None  # The Things Stack device_id / ChirpStack deviceName
     uplink_id: str | None = None  # ChirpStack deduplicationId / The Things Stack "as:up:..." id
     received_us: int = 0  # received_at in exact integer microseconds (RFC 3339 nanoseconds rounded half-even)
+    event: str = "up"  # "up" | "status" (battery, link margin) | "location" (a solved position)
     simulated: bool = False  # The Things Stack "simulated": true (an uplink sent from its console)
 
 
 def lorawan_network(topic: str) -> str | None:
-    """``"tts"`` or ``"chirpstack"`` when ``topic`` is that network server's uplink topic, else None."""
+    """``"tts"`` or ``"chirpstack"`` when ``topic`` is one of that network server's topics citylab
+    reads (uplinks, status and location events), else None."""
+    found = lorawan_event(topic)
+    return found[0] if found is not None else None
+
+
+def lorawan_event(topic: str) -> tuple[str, str] | None:
+    """(network, event) of a network server's topic: event "up", "status" or "location"."""
     parts = topic.split("/")
-    if len(parts) == 5 and parts[0] == "v3" and parts[2] == "devices" and parts[4] == "up":
-        return TTS if parts[1] and parts[3] else None
+    if parts[0] == "v3" and len(parts) in (5, 6) and parts[2] == "devices" and parts[1] and parts[3]:
+        if len(parts) == 5 and parts[4] == "up":
+            return TTS, "up"
+        if len(parts) == 6 and parts[4:] == ["location", "solved"]:
+            return TTS, "location"
+        return None
     if (
         len(parts) == 6
         and parts[0] == "application"
         and parts[2] == "device"
         and parts[4] == "event"
-        and parts[5] == "up"
+        and parts[5] in ("up", "status", "location")
+        and parts[1] and parts[3]
     ):
-        return CHIRPSTACK if parts[1] and parts[3] else None
+        return CHIRPSTACK, parts[5]
     return None
 
 
@@ -181,7 +199,8 @@ def dedup_key(uplink: Uplink) -> tuple[str, int]:
     time, so it maps to the same key; two distinct uplinks of one device are
     never received in the same microsecond (LoRa airtime alone is > 1 ms).
     """
-    return f"lorawan:{uplink.network}", uplink.received_us or round(uplink.received_at * 1_000_000)
+    boot = f"lorawan:{uplink.network}" if uplink.event == "up" else f"lorawan:{uplink.network}:{uplink.event}"
+    return boot, uplink.received_us or round(uplink.received_at * 1_000_000)
 
 
 def decode_uplink(topic: str, payload: bytes, *, channels: Mapping[int, str] | None = None) -> Uplink:
@@ -202,9 +221,68 @@ def decode_uplink(topic: str, payload: bytes, *, channels: Mapping[int, str] | N
         )
     doc = _load(payload)
     segments = topic.split("/")
+    event = lorawan_event(topic)[1]  # type: ignore[index]
+    if event == "location":
+        return _location(network, doc, segments[3])
+    if event == "status":
+        return _status(doc, segments[3])
     if network == TTS:
         return _tts(doc, segments[3], channels or {})
     return _chirpstack(doc, segments[3], channels or {})
+
+
+# -- status and location events -----------------------------------------------
+
+_POSITION = (("latitude", "lat", -90.0, 90.0), ("longitude", "lon", -180.0, 180.0), ("altitude", "m", -1e4, 1e5))
+
+
+def _location(network: str, doc: dict[str, Any], topic_device: str) -> Uplink:
+    """TTS ``location_solved`` / ChirpStack ``location`` event: latitude, longitude, altitude."""
+    if network == TTS:
+        ids = _object(doc, "end_device_ids", "end_device_ids")
+        dev_eui = _dev_eui(ids.get("dev_eui"), "end_device_ids.dev_eui")
+        solved = _object(doc, "location_solved", "location_solved")
+        where = _object(solved, "location", "location_solved.location")
+        received_us = _time_us(doc.get("received_at"), "received_at")
+    else:
+        dev_eui = _chirpstack_eui(doc, topic_device)
+        where = _object(doc, "location", "location")
+        received_us = _time_us(doc.get("time"), "time")
+    readings = []
+    for key, unit, low, high in _POSITION:
+        number = _number(where.get(key))
+        if number is not None and low <= number <= high:
+            readings.append((key, unit, number))
+    return Uplink(network=network, dev_eui=dev_eui, f_cnt=0, f_port=0, received_at=received_us / 1e6,
+                  readings=tuple(readings), skipped=0, source="location", received_us=received_us, event="location")
+
+
+def _status(doc: dict[str, Any], topic_eui: str) -> Uplink:
+    """ChirpStack ``status`` event: battery level (%, unless unavailable or on external power), link margin (dB)."""
+    dev_eui = _chirpstack_eui(doc, topic_eui)
+    received_us = _time_us(doc.get("time"), "time")
+    readings: list[tuple[str, str | None, float]] = []
+    battery = _number(doc.get("batteryLevel"))
+    if battery is not None and not doc.get("batteryLevelUnavailable") and not doc.get("externalPowerSource"):
+        readings.append(("battery", "%EL", battery))
+    margin = _number(doc.get("margin"))
+    if margin is not None:
+        readings.append(("link_margin", "dB", margin))
+    return Uplink(network=CHIRPSTACK, dev_eui=dev_eui, f_cnt=0, f_port=0, received_at=received_us / 1e6,
+                  readings=tuple(readings), skipped=0, source="status", received_us=received_us, event="status")
+
+
+def _chirpstack_eui(doc: dict[str, Any], topic_eui: str) -> str:
+    info = _object(doc, "deviceInfo", "deviceInfo")
+    if not _DEV_EUI.fullmatch(topic_eui):
+        raise LoRaWANError("bad_dev_eui", f"the topic's DevEUI {topic_eui!r} is not 16 hex digits")
+    body_eui = info.get("devEui")
+    dev_eui = topic_eui.upper() if body_eui is None else _dev_eui(body_eui, "deviceInfo.devEui")
+    if dev_eui != topic_eui.upper():
+        raise LoRaWANError(
+            "bad_dev_eui", f"deviceInfo.devEui {body_eui!r} differs from the topic's DevEUI {topic_eui!r}"
+        )
+    return dev_eui
 
 
 # -- The Things Stack v3 ------------------------------------------------------
@@ -249,14 +327,7 @@ def _tts(doc: dict[str, Any], topic_device: str, channels: Mapping[int, str]) ->
 
 def _chirpstack(doc: dict[str, Any], topic_eui: str, channels: Mapping[int, str]) -> Uplink:
     info = _object(doc, "deviceInfo", "deviceInfo")
-    if not _DEV_EUI.fullmatch(topic_eui):
-        raise LoRaWANError("bad_dev_eui", f"the topic's DevEUI {topic_eui!r} is not 16 hex digits")
-    body_eui = info.get("devEui")
-    dev_eui = topic_eui.upper() if body_eui is None else _dev_eui(body_eui, "deviceInfo.devEui")
-    if dev_eui != topic_eui.upper():
-        raise LoRaWANError(
-            "bad_dev_eui", f"deviceInfo.devEui {body_eui!r} differs from the topic's DevEUI {topic_eui!r}"
-        )
+    dev_eui = _chirpstack_eui(doc, topic_eui)
     name = info.get("deviceName")
     dedup_id = doc.get("deduplicationId")
     readings, skipped, source = _readings(doc.get("object"), "object", doc.get("data"), "data", channels)

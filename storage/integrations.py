@@ -16,7 +16,7 @@ import psycopg
 from storage.errors import map_errors
 
 __all__ = ["Integration", "IntegrationConflict", "create_integration", "delete_integration", "integration_filter",
-           "list_integrations",
+           "integration_filters", "list_integrations",
            "load_integrations", "set_integration_username", "topic_key"]
 
 
@@ -47,10 +47,19 @@ def integration_filter(kind: str, application_id: str, tenant_id: str = "") -> s
     return f"application/{application_id}/device/+/event/up"
 
 
+def integration_filters(kind: str, application_id: str, tenant_id: str = "") -> tuple[str, ...]:
+    """Every topic an integration's network server may publish on: uplinks, then status and location events."""
+    up = integration_filter(kind, application_id, tenant_id)
+    if kind == "tts":
+        return up, up.removesuffix("/up") + "/location/solved"
+    base = up.removesuffix("/up")
+    return up, base + "/status", base + "/location"
+
+
 def topic_key(topic: str) -> tuple[str, str, str] | None:
     """(kind, application id, tenant id) of an uplink topic, for `load_integrations`' keys."""
     parts = topic.split("/")
-    if len(parts) == 5 and parts[0] == "v3":
+    if len(parts) in (5, 6) and parts[0] == "v3":
         app, _, tenant = parts[1].partition("@")
         return "tts", app, tenant
     if len(parts) == 6 and parts[0] == "application":

@@ -97,11 +97,18 @@ def test_integration_login_publishes_its_topics_only_and_ingest_stores_own_dev_e
         network_server = _connect(dynsec.url, mqtt["username"], mqtt["password"], mqtt["client_id"])
         assert _puback(network_server, "v3/city-air@city/devices/node-1/up", _uplink("0004A30B001C0530", "node-1", 1)) < 128
         assert _puback(network_server, "v3/city-air@city/devices/theirs/up", _uplink("0004A30B001C0999", "theirs", 2)) < 128
+        located = json.dumps({
+            "end_device_ids": {"device_id": "node-1", "application_ids": {"application_id": "city-air"},
+                               "dev_eui": "0004A30B001C0530"},
+            "received_at": "2026-03-01T12:00:05.5Z",
+            "location_solved": {"service": "lora-cloud-device-management-v1-gnss",
+                                "location": {"latitude": 58.97, "longitude": 5.73, "source": "SOURCE_GPS"}}})
+        assert _puback(network_server, "v3/city-air@city/devices/node-1/location/solved", located.encode()) < 128
         # any other topic is refused by the broker: 135 not authorised
         assert _puback(network_server, "v3/other-app@city/devices/x/up", _uplink("0004A30B001C0530", "x", 3)) == 135
         assert _puback(network_server, f"lab/{city.slug}/node-1/up", b"[]") == 135
         deadline = time.monotonic() + 20
-        while service.totals["packs_stored"] + service.totals["packs_dead_lettered"] < 2:
+        while service.totals["packs_stored"] + service.totals["packs_dead_lettered"] < 3:
             assert time.monotonic() < deadline, service.totals
             time.sleep(0.05)
     finally:
@@ -115,7 +122,8 @@ def test_integration_login_publishes_its_topics_only_and_ingest_stores_own_dev_e
                             " ON s.id = r.series_id WHERE s.org IN (%s, %s) ORDER BY s.quantity",
                             (city.slug, other.slug)).fetchall()
         letters = conn.execute("SELECT org, reason FROM dead_letters WHERE topic LIKE 'v3/%%'").fetchall()
-    assert rows == [(city.slug, "Bat", "V", 3.384), (city.slug, "temperature", "Cel", 21.0)]
+    assert rows == [(city.slug, "Bat", "V", 3.384), (city.slug, "latitude", "lat", 58.97),
+                    (city.slug, "longitude", "lon", 5.73), (city.slug, "temperature", "Cel", 21.0)]
     assert letters == [(city.slug, "unknown_dev_eui")]  # the other organisation's DevEUI, refused
 
 
@@ -164,6 +172,8 @@ def test_cli_creates_an_integration(testbed_settings: Settings, dynsec: DynsecBr
     client = _connect(dynsec.url, out["mqtt"]["username"], out["mqtt"]["password"], out["mqtt"]["client_id"])
     try:
         assert _puback(client, "application/0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b/device/0004a30b001c0530/event/up",
+                       b"{}") < 128
+        assert _puback(client, "application/0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b/device/0004a30b001c0530/event/status",
                        b"{}") < 128
         assert _puback(client, "v3/city-air@city/devices/node-1/up", b"{}") == 135
     finally:

@@ -60,3 +60,35 @@ def test_random_nanosecond_times_round_exactly() -> None:
         up = decode_uplink(CS_TOPIC, json.dumps(doc).encode())
         want = 1_772_366_400 * 1_000_000 + int((Decimal(ns) / 1000).quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
         assert up.received_us == want
+
+
+def test_status_and_location_events() -> None:
+    from protocol.lorawan import dedup_key, lorawan_event
+
+    base = "application/0b8c6b1a/device/0004a30b001c0530/event"
+    info = {"tenantId": "52f14cd4", "applicationId": "0b8c6b1a", "deviceName": "node-1", "devEui": "0004a30b001c0530"}
+    # ChirpStack v4 StatusEvent and LocationEvent (integration.proto), as its MQTT integration publishes them
+    status = decode_uplink(f"{base}/status", json.dumps({
+        "deduplicationId": "9e5b3f6e", "time": "2026-03-01T12:00:00.5Z", "deviceInfo": info, "margin": 6,
+        "externalPowerSource": False, "batteryLevelUnavailable": False, "batteryLevel": 75.5}).encode())
+    assert status.readings == (("battery", "%EL", 75.5), ("link_margin", "dB", 6.0))
+    assert dedup_key(status) == ("lorawan:chirpstack:status", 1_772_366_400_500_000)
+    powered = decode_uplink(f"{base}/status", json.dumps({
+        "time": "2026-03-01T12:00:00Z", "deviceInfo": info, "margin": 3, "externalPowerSource": True}).encode())
+    assert powered.readings == (("link_margin", "dB", 3.0),)
+    located = decode_uplink(f"{base}/location", json.dumps({
+        "deduplicationId": "9e5b3f6e", "time": "2026-03-01T12:00:00Z", "deviceInfo": info,
+        "location": {"latitude": 58.97, "longitude": 5.73, "altitude": 12.0, "source": "GEO_RESOLVER_TDOA",
+                     "accuracy": 20}}).encode())
+    assert located.readings == (("latitude", "lat", 58.97), ("longitude", "lon", 5.73), ("altitude", "m", 12.0))
+    # The Things Stack v3 location solved message
+    tts = decode_uplink("v3/city-app@city/devices/node-1/location/solved", json.dumps({
+        "end_device_ids": {"device_id": "node-1", "application_ids": {"application_id": "city-app"},
+                           "dev_eui": "0004A30B001C0530"},
+        "received_at": "2026-03-01T12:00:01.000000001Z",
+        "location_solved": {"service": "lora-cloud-device-management-v1-gnss",
+                            "location": {"latitude": 58.9701, "longitude": 5.7331, "altitude": 3, "accuracy": 7,
+                                         "source": "SOURCE_GPS"}}}).encode())
+    assert tts.event == "location" and tts.received_us == 1_772_366_401_000_000
+    assert [q for q, _, _ in tts.readings] == ["latitude", "longitude", "altitude"]
+    assert lorawan_event("application/a/device/0004a30b001c0530/event/join") is None
