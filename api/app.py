@@ -15,11 +15,14 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 from psycopg_pool import ConnectionPool
 
+from api import ngsild
 from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
+from api.inputs import InputEdge
 from api.routes import anomalies, audit, devices, exports, health, ingest, keys, products, series, status
+from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 
@@ -41,6 +44,11 @@ flags from every provider in one open, documented form.
   (an open licence, no price) are readable without a key, rate-limited per
   client address; the DCAT-AP catalogue is at `/catalog`, the city page at `/open`.
 * Units are SenML units (RFC 8428), stated with every series.
+* Every string (query parameters, JSON bodies) is refused with 422 naming the field
+  when it holds a NUL byte or an unpaired surrogate; bodies larger than the
+  configured limit are refused with 413; unknown fields in a body are refused.
+* Links the API gives out (`Link: <...>; rel="next"`) are built from its configured
+  public URL, never from the request's `Host`.
 """
 
 TAGS = [
@@ -109,6 +117,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         if settings.mqtt_url and settings.dynsec_password else None
     )
     install_problem_handlers(app)
+    app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
@@ -119,7 +128,9 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(ingest.router, prefix="/v1")
+    app.include_router(sensorthings_router)
     app.include_router(console_router)
+    ngsild.install(app)
     app.include_router(catalog_router)
     app.include_router(open_router)
     return app

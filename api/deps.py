@@ -8,6 +8,7 @@
                    client address in the database (429 past `open_rate_limit` per window)
     AdminDep, ProviderDep, ConsumerDep
                    the same, requiring that role (admin keys hold every role; 403 otherwise)
+    OperatorDep    the lab's staff (role `operator`, which no admin key holds): lab-wide views
     DynSecDep      the broker's dynamic-security client (503 when not configured)
 
 The key comes as `Authorization: Bearer <key>` or `X-API-Key: <key>`. The
@@ -30,13 +31,14 @@ from citylab.broker_security import DynSec
 from citylab.settings import Settings
 from storage.catalog import count_anonymous_request
 from storage.errors import map_errors
-from storage.tenants import Principal, authenticate
+from storage.tenants import OPERATOR, Principal, authenticate
 
 __all__ = [
     "AdminDep",
     "ConnDep",
     "ConsumerDep",
     "DynSecDep",
+    "OperatorDep",
     "PoolDep",
     "PrincipalDep",
     "ProviderDep",
@@ -46,6 +48,8 @@ __all__ = [
     "get_pool",
     "get_principal",
     "get_settings",
+    "require_operator",
+    "public_link",
 ]
 
 
@@ -135,7 +139,15 @@ def _require(role: str):
     return check
 
 
+def require_operator(principal: PrincipalDep) -> Principal:
+    if principal.role != OPERATOR:
+        raise Problem(403, "lab-wide views are for the lab's operators (a key with role 'operator', made by "
+                           f"`citylab admin create-key --role operator`); yours has role '{principal.role}'")
+    return principal
+
+
 AdminDep = Annotated[Principal, Depends(_require("admin"))]
+OperatorDep = Annotated[Principal, Depends(require_operator)]
 ProviderDep = Annotated[Principal, Depends(_require("provider"))]
 ConsumerDep = Annotated[Principal, Depends(_require("consumer"))]
 
@@ -149,6 +161,13 @@ def get_dynsec(request: Request) -> DynSec:
 
 
 DynSecDep = Annotated[DynSec, Depends(get_dynsec)]
+
+
+def public_link(settings: Settings, request: Request, **params: object) -> str:
+    """The public URL of this request's path and query, with `params` replaced: the base
+    from the settings (`CITYLAB_PUBLIC_BASE_URL`), never from the request's Host."""
+    url = request.url.include_query_params(**params)
+    return f"{settings.base_url}{url.path}" + (f"?{url.query}" if url.query else "")
 
 
 def actor(principal: Principal) -> str:

@@ -9,7 +9,7 @@ leaves as a 503 problem.
 
 Every 4xx/5xx leaves as `application/problem+json` with `type`, `title`,
 `status` and `detail`: FastAPI's request validation errors (422, with an
-`errors` list naming each bad parameter), Starlette's HTTP errors (404 for an
+`errors` list naming each bad parameter; 400 when only the `cursor` is bad), Starlette's HTTP errors (404 for an
 unknown path, 405, ...), `Problem`, and storage errors (503, details logged,
 not sent). Anything else is a 500 problem, logged with its traceback.
 """
@@ -87,6 +87,10 @@ async def _on_validation_error(request: Request, exc: RequestValidationError) ->
         message = str(error.get("msg", "invalid"))
         errors.append({"in": where, "name": name, "message": message})
     detail = "; ".join(f"{e['in']} parameter '{e['name']}': {e['message']}" for e in errors) or "invalid request"
+    if errors and all((e["in"], e["name"]) == ("query", "cursor") for e in errors):
+        # a cursor is the API's own token, not a parameter to get right: one it did not give out is a 400
+        return problem_response(400, f"cursor is not one this API gave out ({errors[0]['message']})",
+                                title="Invalid cursor", errors=errors)
     return problem_response(422, detail, title="Invalid request", errors=errors)
 
 

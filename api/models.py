@@ -136,12 +136,14 @@ class AnomaliesPublic(_Public):
 
 
 class StatusPublic(_Public):
+    scope: Literal["organisation", "lab"] = Field(description="Whose figures these are.")
+    org: str | None = Field(description="The organisation (slug) for scope organisation; null for the lab.")
     packs_received: int = Field(description="Always packs_stored + packs_dead_lettered.")
     packs_stored: int
     packs_dead_lettered: int
     packs_duplicate: int = Field(description="Redelivered packs recognised and skipped.")
     readings_stored: int
-    dead_letters: int = Field(description="Rows in the dead-letter table.")
+    dead_letters: int = Field(description="Rows in the dead-letter table (of the scope).")
     devices: int
     series: int
     newest_reading: UtcDatetime | None

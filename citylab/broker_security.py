@@ -59,6 +59,7 @@ __all__ = [
     "CONTROL_TOPIC",
     "DYNSEC_PLUGIN",
     "BrokerSecurityError",
+    "bind_admin_in_config",
     "DeviceCredentials",
     "DynSec",
     "device_acls",
@@ -153,6 +154,24 @@ def write_initial_config(path: Path, *, admin_username: str, admin_password: str
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2))
     path.chmod(0o600)
+
+
+def bind_admin_in_config(path: Path, *, admin_username: str) -> bool:
+    """Bind the admin client of a plugin file written before logins were bound to its
+    client id (its username); only while the broker is stopped. True when it changed."""
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    changed = False
+    for client in config.get("clients", []):
+        if client.get("username") == admin_username and client.get("clientid") != admin_username:
+            client["clientid"] = admin_username
+            changed = True
+    if changed:
+        path.write_text(json.dumps(config, indent=2))
+        path.chmod(0o600)
+    return changed
 
 
 def url_with_credentials(url: str, username: str, password: str) -> str:

@@ -257,6 +257,11 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
                 admin = (settings.dynsec_username, settings.dynsec_password)
         else:
             admin = _secured_broker(home) if settings.broker_dynsec else None
+            if admin is not None:
+                from citylab.broker_security import bind_admin_in_config
+
+                # a lab made before logins were bound: bind the admin too, while the broker is stopped
+                bind_admin_in_config(home / "mosquitto" / "dynsec.json", admin_username=admin[0])
             mq = start_mosquitto(home, dynsec=admin)
             stack.callback(mq.stop)
             mqtt_url = mq.url
@@ -282,7 +287,9 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         stack.callback(supervisor.stop)
         me = [sys.executable, "-m", "citylab"]
         supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url})
-        api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host}
+        api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host,
+                   # the embedded lab lets NGSI-LD @context URLs reach local tools
+                   "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}
         supervisor.start("api", [*me, "api"], env=api_env)

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     mqtt_public_url: str | None = Field(
         default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
     )
+    outbound_allow_loopback: bool = Field(
+        default=False,
+        description="Let outbound requests to addresses users give (NGSI-LD @context URLs) reach loopback "
+        "addresses; the embedded lab (`citylab up`) turns this on so local tools work.",
+    )
+    outbound_allow_private: bool = Field(
+        default=False, description="Let those outbound requests reach private (RFC 1918, ULA) addresses."
+    )
     # Open data: the DCAT-AP catalogue, keyless open products and the public page (issue 15) ----
     public_base_url: str | None = Field(
         default=None, pattern=r"^https?://[^/?#]+(/[^?#]*)?$",
@@ -137,3 +145,7 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         """The public base URL without a trailing slash."""
         return (self.public_base_url or f"http://{self.api_host}:{self.api_port}").rstrip("/")
+    # The API's edge (issue 11) -----------------------------------------------------
+    api_max_body_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body the API takes (413 beyond)."
+    )

@@ -61,13 +61,17 @@ class SmartDataModel:
     """Where a quantity sits in the Smart Data Models: ``model.attribute``.
 
     ``scale`` converts a reading in the quantity's unit to the model's unit
-    (relative humidity is a fraction 0..1 there, a percentage here).
+    (relative humidity is a fraction 0..1 there, a percentage here); ``unit``
+    is the SenML unit of the model's attribute when it differs from the
+    quantity's (its UN/CEFACT code is the NGSI-LD ``unitCode``), None when the
+    model takes the quantity's own unit.
     """
 
     model: str
     attribute: str
     domain: str
     scale: float = 1.0
+    unit: str | None = None
 
     @property
     def definition(self) -> str:
@@ -112,8 +116,8 @@ _AIR = "AirQualityObserved"
 _ENV = "Environment"
 
 
-def _air(attribute: str, scale: float = 1.0) -> SmartDataModel:
-    return SmartDataModel(_AIR, attribute, _ENV, scale)
+def _air(attribute: str, scale: float = 1.0, unit: str | None = None) -> SmartDataModel:
+    return SmartDataModel(_AIR, attribute, _ENV, scale, unit)
 
 
 QUANTITIES: dict[str, Quantity] = dict(
@@ -122,7 +126,7 @@ QUANTITIES: dict[str, Quantity] = dict(
            label="Air temperature", definition=_QK + "Temperature", sdm=_air("temperature")),
         _q("humidity", "%RH", 0.0, 100.0, "relative humidity",
            label="Relative humidity", definition=_QK + "RelativeHumidity",
-           sdm=_air("relativeHumidity", 0.01)),
+           sdm=_air("relativeHumidity", 0.01, "/")),
         _q("pm2_5", "ug/m3", 0.0, 1000.0, "particulate matter < 2.5 um, mass concentration",
            label="PM2.5", definition=_SDM + "dataModel.Environment/pm25", sdm=_air("pm25")),
         _q("pm10", "ug/m3", 0.0, 2000.0, "particulate matter < 10 um, mass concentration",

@@ -74,14 +74,15 @@ def record_reads(
 
 
 def list_audit(
-    conn: psycopg.Connection, *, org_id: int, action: str | None, series_id: int | None, start: datetime,
+    conn: psycopg.Connection, *, org_id: int | None, action: str | None, series_id: int | None, start: datetime,
     end: datetime, before: int | None, limit: int,
 ) -> list[AuditEntry]:
-    """Rows caused by `org_id` or about its data, newest first, with id < `before`."""
+    """Rows caused by `org_id` or about its data (None: every row of the lab, the
+    operators' view), newest first, with id < `before`."""
     with map_errors("read audit log"):
         rows = conn.execute(
             "SELECT id, at, actor, action, org_id, key_id, owner_org, series_id, time_start, time_end, rows, detail"
-            " FROM audit_log WHERE (org_id = %(org)s OR owner_org = %(org)s)"
+            " FROM audit_log WHERE (%(org)s::bigint IS NULL OR org_id = %(org)s OR owner_org = %(org)s)"
             " AND at >= %(start)s AND at < %(end)s"
             " AND (%(action)s::text IS NULL OR action = %(action)s)"
             " AND (%(series)s::integer IS NULL OR series_id = %(series)s)"

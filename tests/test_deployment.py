@@ -201,7 +201,8 @@ def test_dockerfile() -> None:
     ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()}
     import tomllib
 
-    packages = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    find = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    packages = [pattern.rstrip("*") for pattern in find["include"]]
     for needed in ("pyproject.toml", "README.md", "api/console/static", *packages):
         assert needed not in ignored, needed
     assert (REPO / "pyproject.toml").is_file()
@@ -247,3 +248,25 @@ def test_compose_config_validates() -> None:
             capture_output=True, text=True, timeout=60, cwd=REPO, env=env,
         )
         assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_every_package_and_its_data(tmp_path: Path) -> None:
+    """An installed citylab (the image, a gateway) has every subpackage and data file of the checkout."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(REPO)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("citylab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for top in ("citylab", "protocol", "firmware_sim", "edge", "ingest", "stream", "storage", "api", "dashboards", "bench"):
+        for init in (REPO / top).rglob("__init__.py"):
+            assert str(init.relative_to(REPO)) in names, f"{init.relative_to(REPO)} is missing from the wheel"
+    for data in ("storage/migrations", "api/ngsild/contexts", "api/open/static", "citylab/templates"):
+        for file in (REPO / data).iterdir():
+            if file.is_file():
+                assert str(file.relative_to(REPO)) in names, f"{file.relative_to(REPO)} is missing from the wheel"

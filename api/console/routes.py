@@ -27,6 +27,7 @@ __all__ = ["STATIC_DIR", "router"]
 logger = logging.getLogger("citylab.api.console")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+_MAX_ASSET_PATH = 1024
 _MISSING = """<!doctype html><title>citylab console</title>
 <p>The console's assets are not built: run <code>npm ci && npm run build</code> in <code>console/</code>.</p>"""
 
@@ -85,8 +86,15 @@ def read_console() -> FileResponse | HTMLResponse:
 @router.get("/console/static/{path:path}", include_in_schema=False, response_model=None)
 def read_console_asset(path: str) -> FileResponse:
     root = STATIC_DIR.resolve()
-    target = (root / path).resolve()
-    if not target.is_relative_to(root) or not target.is_file():
+    # a name no file can have (NUL, too long) is simply not there
+    if len(path) > _MAX_ASSET_PATH or "\x00" in path or any(len(part) > 255 for part in path.split("/")):
+        raise HTTPException(404, "no such console asset")
+    try:
+        target = (root / path).resolve()
+        found = target.is_relative_to(root) and target.is_file()
+    except (OSError, ValueError):
+        found = False
+    if not found:
         raise HTTPException(404, "no such console asset")
     return FileResponse(target, headers={"Cache-Control": "public, max-age=3600"})
 

@@ -2,18 +2,19 @@
 
 The rows your organisation caused (its reads, its administrative changes) and
 the rows about its data and resources (who read your series, requests for your
-products), newest first. Admin and provider keys.
+products), newest first. Admin and provider keys. `scope=lab`: every row of the
+lab, for the lab's operators (role `operator`) only.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, PrincipalDep, require_operator
 from api.errors import Problem
 from api.params import Instant, resolve_range
 from api.routes import problem_responses
@@ -41,7 +42,8 @@ class AuditPublic(BaseModel):
 @router.get("", response_model=list[AuditPublic], summary="Audit log",
             description="Reads (who, which series, time range, rows) and administrative changes by or about your "
             "organisation in [start, end) (default the last 30 days), newest first; page with `before` = the "
-            "last id.", responses=problem_responses(401, 403, 422, 503))
+            "last id. `scope=lab`: the whole lab's log, for keys with role `operator` only.",
+            responses=problem_responses(401, 403, 422, 503))
 def read_audit(
     conn: ConnDep, principal: PrincipalDep,
     start: Annotated[Instant | None, Query()] = None,
@@ -50,10 +52,14 @@ def read_audit(
     series_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     before: Annotated[int | None, Query(ge=1, le=2**62)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    scope: Annotated[Literal["organisation", "lab"], Query(description="organisation (default) or lab.")]
+    = "organisation",
 ) -> list[AuditPublic]:
-    if principal.role not in ("admin", "provider"):
-        raise Problem(403, "the audit log needs an admin or provider key")
+    if scope == "lab":
+        require_operator(principal)
+    elif principal.role not in ("admin", "provider", "operator"):
+        raise Problem(403, "the audit log needs an admin, provider or operator key")
     span = resolve_range(start, end, default=timedelta(days=30))
-    rows = list_audit(conn, org_id=principal.org_id, action=action, series_id=series_id, start=span.start,
+    rows = list_audit(conn, org_id=None if scope == "lab" else principal.org_id, action=action, series_id=series_id, start=span.start,
                       end=span.end, before=before, limit=limit)
     return [AuditPublic.model_validate(r) for r in rows]

@@ -39,6 +39,7 @@ DeviceId = Annotated[str, Path(pattern=DEVICE_ID, description="The device id.")]
 
 
 class SensorCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     quantity: str = Field(pattern=QUANTITY, examples=["pm2_5"])
     unit: str | None = Field(default=None, max_length=32, description="SenML unit, e.g. ug/m3, Cel, %RH, dB.")
     interval_s: float | None = Field(default=None, gt=0, le=31_536_000, description="Expected seconds between readings.")
@@ -57,11 +58,13 @@ class SensorCreate(BaseModel):
 
 
 class Location(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
 
 
 class LoraCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     dev_eui: str = Field(pattern=r"^[0-9A-Fa-f]{16}$", description="LoRaWAN DevEUI, 16 hex digits.")
     channels: dict[str, str] = Field(default_factory=dict, description="Cayenne LPP channel -> quantity.")
 
@@ -79,6 +82,7 @@ class LoraCreate(BaseModel):
 
 
 class DeviceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
     device: str = Field(pattern=DEVICE_ID, examples=["air-001"],
                         description="Unique within your organisation (another may have a device of the same name).")
     gateway: str | None = Field(default=None, pattern=DEVICE_ID,

@@ -107,7 +107,12 @@ _CREATE = threading.Lock()
 def _commit(request: Request, message: Message):
     pipeline, lock = _pipeline(request)
     with lock:
-        return pipeline.commit([message])
+        try:
+            return pipeline.commit([message])
+        except Exception:  # the database went away (503): the next request starts on new connections
+            pipeline.close()
+            request.app.state.ingest_pipeline = None
+            raise
 
 
 @router.post("/ingest", status_code=201, response_model=IngestPublic,

@@ -23,7 +23,9 @@ from storage.audit import record_change
 
 router = APIRouter(tags=["organisations"])
 
-Role = Literal["admin", "provider", "consumer"]
+Role = Literal["admin", "provider", "consumer", "operator"]
+# operator keys (the lab's staff) are made by `citylab admin create-key --role operator` only
+GrantableRole = Literal["admin", "provider", "consumer"]
 
 
 class OrgPublic(BaseModel):
@@ -48,7 +50,7 @@ class OrgProfile(BaseModel):
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    role: Role
+    role: GrantableRole = Field(description="admin, provider or consumer; operator keys come from the command line.")
     label: str = Field(default="", max_length=200)
 
 

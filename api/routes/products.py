@@ -155,7 +155,7 @@ def create_product(conn: ConnDep, principal: ProviderDep, body: ProductCreate) -
 @router.get("/products", response_model=list[ProductPublic], summary="The data product catalogue",
             description="Every published product (metadata only; the data needs a grant unless the product is "
             "open), by id after `cursor`. Without a key: the open products.",
-            responses=problem_responses(401, 422, 429, 503))
+            responses=problem_responses(400, 401, 422, 429, 503))
 def read_products(
     conn: ConnDep, principal: ReaderDep,
     provider: Annotated[str | None, Query(max_length=64)] = None,

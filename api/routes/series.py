@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.access import account, readable, series_or_404
-from api.deps import ConnDep, PoolDep, ReaderDep, SettingsDep
+from api.deps import ConnDep, PoolDep, ReaderDep, SettingsDep, public_link
 from api.errors import Problem
 from api.models import (
     AggregatePublic,
@@ -61,11 +61,12 @@ def _series_public(entry: queries.CatalogueEntry) -> SeriesPublic:
     description="The series your organisation may read (its own devices' and its grants'), by id, filtered by "
     "quantity, provider, bounding box (`bbox=min_lon,min_lat,max_lon,max_lat`) and data product. At most "
     "`limit` per page; a `Link: <...>; rel=\"next\"` header points to the next page.",
-    responses=problem_responses(401, 429, 422, 503),
+    responses=problem_responses(400, 401, 429, 422, 503),
 )
 def read_series(
     conn: ConnDep,
     principal: ReaderDep,
+    settings: SettingsDep,
     request: Request,
     response: Response,
     quantity: Annotated[str | None, Query(max_length=64, examples=["pm2_5"])] = None,
@@ -88,20 +89,29 @@ def read_series(
     rows = queries.catalogue(conn, org_id=principal.org_id, org_slug=principal.org_slug, quantity=quantity,
                              provider=provider, bbox=box, product_id=product, after=cursor, limit=limit)
     if len(rows) == limit:
-        next_url = request.url.include_query_params(cursor=rows[-1].id)
-        response.headers["Link"] = f'<{next_url}>; rel="next"'
+        response.headers["Link"] = f'<{public_link(settings, request, cursor=rows[-1].id)}>; rel="next"'
     return [_series_public(r) for r in rows]
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a cursor value")
+
+
 def _decode_cursor(text: str) -> tuple[int, int]:
+    """(time in µs, readings to skip) of a cursor this API gave out; 400 for anything else
+    (not base64 JSON, other keys, non-integers such as 1.5, Infinity, NaN or 1e400, out of range)."""
     try:
-        data = json.loads(base64.urlsafe_b64decode(text.encode() + b"=" * (-len(text) % 4)))
-        t_us, skip = int(data["t"]), int(data["k"])
-    except (ValueError, KeyError, TypeError, UnicodeError):
-        raise Problem(422, "cursor is not one this API gave out (take next_cursor from the previous page)",
-                      title="Invalid request") from None
-    if skip < 0 or not (0 <= t_us < 2**62):
-        raise Problem(422, "cursor is out of range", title="Invalid request")
+        data = json.loads(base64.b64decode(text.encode() + b"=" * (-len(text) % 4), altchars=b"-_", validate=True),
+                          parse_constant=_refuse_constant)
+    except (ValueError, UnicodeError, RecursionError):
+        data = None
+    if not (isinstance(data, dict) and set(data) == {"t", "k"}
+            and all(type(data[key]) is int for key in ("t", "k"))):
+        raise Problem(400, "cursor is not one this API gave out (take next_cursor from the previous page)",
+                      title="Invalid cursor")
+    t_us, skip = data["t"], data["k"]
+    if not (0 <= skip < 2**62 and 0 <= t_us < 2**62):
+        raise Problem(400, "cursor is out of range", title="Invalid cursor")
     return t_us, skip
 
 
@@ -122,7 +132,7 @@ def _us(t: datetime) -> int:
     summary="Raw readings of one series",
     description="Readings in [start, end), oldest first. JSON: at most `limit` per page, continue with `cursor` "
     "= `next_cursor`. CSV or Parquet (`format`): every reading of [start, end), streamed.",
-    responses={**problem_responses(401, 429, 404, 422, 503), **TABLE_RESPONSES},
+    responses={**problem_responses(400, 401, 429, 404, 422, 503), **TABLE_RESPONSES},
 )
 def read_readings(
     conn: ConnDep,
@@ -146,10 +156,10 @@ def read_readings(
         try:
             from_time = _EPOCH + timedelta(microseconds=t_us)
         except OverflowError:
-            raise Problem(422, "cursor is out of range", title="Invalid request") from None
+            raise Problem(400, "cursor is out of range", title="Invalid cursor") from None
         if not span.start <= from_time < span.end:
-            raise Problem(422, "cursor lies outside [start, end): pass the same start and end as for the first page",
-                          title="Invalid request")
+            raise Problem(400, "cursor lies outside [start, end): pass the same start and end as for the first page",
+                          title="Invalid cursor")
     rows = queries.read_readings(conn, series_id, from_time, span.end, limit=limit, skip=skip)
     next_cursor = None
     if len(rows) == limit:

@@ -50,11 +50,16 @@ def _device(conn, org: str, device: str, lat: float | None, lon: float | None,
     return [sid for sid, _, _ in device_series(conn, org=org, device=device)]
 
 
+def _start(hours: int) -> datetime:
+    """Readings end now, whenever the lab is seeded (T0 is fixed when the module is imported)."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(hours=hours)
+
+
 def _readings(conn, series_id: int, step_s: int, hours: int) -> None:
     conn.execute(
         "INSERT INTO readings (time, series_id, value) SELECT %s + g * make_interval(secs => %s), %s,"
         " 10 + 5 * sin(g / 30.0) FROM generate_series(0, %s - 1) g",
-        (T0, step_s, series_id, hours * 3600 // step_s),
+        (_start(hours), step_s, series_id, hours * 3600 // step_s),
     )
     conn.execute(
         "INSERT INTO aggregates (width_s, series_id, bucket, count, sum, min, max, last, last_time, m2)"
@@ -83,7 +88,7 @@ def seed_market(url: str, *, prefix: str = "") -> Market:
         for sid in meter:
             _readings(conn, sid, 900, 6)
         _readings(conn, noise[0], 10, 1)
-        conn.execute("UPDATE series SET created_at = %s", (T0,))   # onboarded when the readings began
+        conn.execute("UPDATE series SET created_at = %s", (_start(6),))   # onboarded when the readings began
         common = dict(terms="", currency="NOK")
         open_product = create_product(
             conn, org_id=air.org_id, org_slug=air.slug, title="Air quality in central Stavanger",

@@ -85,13 +85,16 @@ def seed(url: str) -> Lab:
             ],
         )
         conn.cursor().executemany(
-            "INSERT INTO dead_letters (received_at, topic, device, reason, detail, payload) VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO dead_letters (received_at, org, topic, device, reason, detail, payload)"
+            " VALUES (%s, 'lab', %s, %s, %s, %s, %s)",
             [
                 (T0, "lab/lab/air-042/up", "air-042", "undecodable", "not SenML", b"\x00\x01"),
                 (T0 + timedelta(seconds=1), "lab/lab/ghost/up", None, "unknown_device", "no such device", b"{}"),
             ],
         )
+        # every pack is the seeded organisation's: its counters are the lab's
         for name, value in (("packs_received", 12), ("packs_stored", 10), ("packs_dead_lettered", 2),
                             ("packs_duplicate", 3), ("readings_stored", n + 4)):
             conn.execute("UPDATE ingest_counters SET value = %s WHERE name = %s", (value, name))
+            conn.execute("INSERT INTO ingest_org_counters (org, name, value) VALUES ('lab', %s, %s)", (name, value))
     return Lab(url, pm25, no2, noise, np.array(times, dtype=object), values)

@@ -40,18 +40,27 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
     stop = threading.Event()
     ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
     ingest_thread.start()
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    api_thread = threading.Thread(target=server.run, daemon=True)
-    api_thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert api_thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield Stack(f"http://127.0.0.1:{port}", settings)
+        with serving(create_app(settings)) as api:
+            yield Stack(api, settings)
     finally:
-        server.should_exit = True
-        api_thread.join(15)
         stop.set()
         ingest_thread.join(15)
+
+
+@contextmanager
+def serving(app, *, port: int | None = None) -> Iterator[str]:
+    """A real uvicorn serving `app` on `port` (a free loopback port by default); yields its base URL."""
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

@@ -52,6 +52,8 @@ def test_status(client: TestClient, lab: Lab) -> None:
     newest = max(lab.times)  # pm2_5 runs three hours, the other series less
     assert newest > T0 + timedelta(hours=1)
     assert {k: v for k, v in body.items() if k != "lag_seconds"} == {
+        "scope": "organisation",
+        "org": "lab",
         "packs_received": 12,
         "packs_stored": 10,
         "packs_dead_lettered": 2,

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import psycopg
 import pytest
+from explain import plans_of
 from seeded_lab import T0, Lab
 
 from storage import queries
@@ -52,16 +53,7 @@ def test_queries_use_indexes(lab: Lab, query) -> None:
     """With sequential scans priced out, every big table is reached through an index
     (the tiny registry tables may still be scanned)."""
     with psycopg.connect(lab.url) as conn:
-        conn.execute("SET enable_seqscan = off")
-        conn.execute("LOAD 'auto_explain'")
-        conn.execute("SET auto_explain.log_min_duration = 0")
-        conn.execute("SET auto_explain.log_nested_statements = on")
-        conn.execute("SET client_min_messages = log")
-        conn.execute("SET auto_explain.log_level = notice")
-        plans: list[str] = []
-        conn.add_notice_handler(lambda diag: plans.append(diag.message_primary or ""))
-        query(conn, lab)
-    plan = "\n".join(plans)
+        plan = plans_of(conn, lambda: query(conn, lab))
     assert plan, "auto_explain gave no plan"
     for table in ("readings", "aggregates", "anomalies", "dead_letters"):
         assert f"Seq Scan on {table}" not in plan, plan

@@ -103,9 +103,13 @@ def test_no_login_can_use_a_client_id_that_is_not_its_own(database: str, secured
         owner_b = Session(secured_broker, b.username, b.password, b.client_id)
         legit.append(owner_b)
         assert owner_b.outcome()
-        # every client id device A's login should not be able to use, with and without a clean start
-        foreign = [ingest_id, "citylab-ingest", ingest_user, b.client_id, c.client_id, ADMIN, console_id,
-                   f"edge-{org}-dev-a", "", f"{a.client_id}x", a.client_id.upper()]
+        # every client id device A's login should not be able to use, with and without a clean start:
+        # each one the broker has bound to a login (asked of the broker itself), and a few more
+        (listed,) = dynsec.run([{"command": "listClients", "verbose": True}])
+        bound = {client["clientid"] for client in listed["data"]["clients"] if client.get("clientid")}
+        assert {ingest_id, b.client_id, c.client_id, console_id, ADMIN} <= bound
+        foreign = sorted(bound - {a.client_id}) + [
+            "citylab-ingest", ingest_user, f"edge-{org}-dev-a", "", f"{a.client_id}x", a.client_id.upper()]
         for client_id in foreign:
             for clean in (False, True):
                 intruder = Session(secured_broker, a.username, a.password, client_id, clean_start=clean)
@@ -252,3 +256,31 @@ def test_broker_bind_binds_logins_made_before_binding(database: str, secured_bro
             assert session.outcome() is accepted, client_id
         finally:
             session.close()
+
+
+def test_an_older_plugin_file_gets_its_admin_bound(services_dir) -> None:
+    import json
+
+    from citylab.broker_security import bind_admin_in_config, write_initial_config
+    from citylab.embedded import start_mosquitto
+
+    name = f"mosquitto-old-{uuid.uuid4().hex[:6]}"
+    path = services_dir / name / "dynsec.json"
+    password = new_password()
+    write_initial_config(path, admin_username=ADMIN, admin_password=password)
+    config = json.loads(path.read_text())
+    del config["clients"][0]["clientid"]  # as citylab wrote it before logins were bound
+    path.write_text(json.dumps(config))
+    assert bind_admin_in_config(path, admin_username=ADMIN) is True
+    assert bind_admin_in_config(path, admin_username=ADMIN) is False
+    server = start_mosquitto(services_dir, dynsec=(ADMIN, password), name=name)
+    broker = SecuredBroker(server, password)
+    try:
+        stray = Session(broker, ADMIN, password, "not-the-admin")
+        try:
+            assert stray.outcome() is False
+        finally:
+            stray.close()
+        assert broker.dynsec().create_device("tolder", "d-1").client_id == "tolder.d-1"
+    finally:
+        server.stop()

@@ -103,7 +103,7 @@ def publish_demo_product(database_url: str, *, title: str = "Air quality, centra
     with connect(database_url, autocommit=True) as conn:
         org = next(o for o in list_orgs(conn) if o.slug == DEMO_ORG)
         ids = [row[0] for row in conn.execute(
-            "SELECT s.id FROM series s JOIN devices d ON d.device = s.device"
+            "SELECT s.id FROM series s JOIN devices d ON d.org = s.org AND d.device = s.device"
             " WHERE d.org = %s AND s.quantity IN ('pm2_5', 'pm10', 'no2') ORDER BY s.id", (DEMO_ORG,))]
         product = create_product(conn, org_id=org.id, org_slug=org.slug, title=title,
                                  description="PM2.5, PM10 and NO2 from the demo district's air sensors.",

@@ -3,9 +3,6 @@ the schema it leaves: two organisations may both have `air-001`."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import psycopg
 import pytest
 
@@ -13,16 +10,6 @@ from storage.errors import StorageError
 from storage.migrate import migrate
 from storage.registry import ensure_series, load_devices, register_device
 from storage.tenants import DeviceConflict, DevEuiConflict, SensorSpec, onboard_device
-
-
-@pytest.fixture
-def empty_database(pg_server) -> Iterator[str]:
-    name = f"m_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield pg_server.url_for(name)
-    with psycopg.connect(pg_server.url_for("postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _rows(conn: psycopg.Connection, sql: str) -> list[tuple]:
@@ -52,8 +39,8 @@ def test_0004_carries_0003_data_over(empty_database: str) -> None:
         conn.execute("INSERT INTO gateway_status (device, org, state, reported_at) VALUES"
                      " ('gw-1', 'acme', 'online', now())")
         conn.commit()
-        applied = migrate(conn, use_timescaledb=False)
-        assert [m.version for m in applied][:1] == [4]  # and whatever later versions there are
+        applied = migrate(conn, use_timescaledb=False, upto=4)
+        assert [m.version for m in applied] == [4]
 
         assert _rows(conn, "SELECT org, device, gateway, kind, dev_eui, mqtt_username FROM devices"
                            " ORDER BY org, device") == [
@@ -78,6 +65,7 @@ def test_0004_carries_0003_data_over(empty_database: str) -> None:
         ids = ensure_series(conn, [("city", "air-001", "pm2_5", "ug/m3"), ("acme", "air-001", "pm2_5", "ug/m3")])
         assert ids[("acme", "air-001", "pm2_5")] == sid and ids[("city", "air-001", "pm2_5")] != sid
         conn.commit()
+        assert all(m.version > 4 for m in migrate(conn, use_timescaledb=False))  # the later ones apply on top
         assert migrate(conn, use_timescaledb=False) == []
 
 
@@ -110,3 +98,23 @@ def test_two_organisations_both_have_air_001(database: str) -> None:
         assert devices[("city", "air-001")].kind == "serial"
         series = _rows(conn, "SELECT org, device, quantity FROM series ORDER BY org")
         assert series == [("acme", "air-001", "pm2_5"), ("city", "air-001", "pm2_5")]
+
+
+def test_the_demo_district_never_takes_another_organisations_device(database: str) -> None:
+    from citylab.lab import _register_demo
+    from storage.tenants import set_mqtt_username
+
+    with psycopg.connect(database) as conn:
+        # a tenant already has devices named like the demo district's
+        onboard_device(conn, org="acme", device="gw-01", gateway=None, kind="sensor", lat=58.9, lon=5.7,
+                       dev_eui=None, lora_channels=None, sensors=[SensorSpec("pm2_5", "ug/m3", 60, 0, 1000)])
+        set_mqtt_username(conn, org="acme", device="gw-01", username="acme.gw-01")
+        conn.commit()
+    for _ in range(2):  # at every start
+        count = _register_demo(database, "lab", serial=2, gateways=1, lora=0)
+    assert count == 3
+    with psycopg.connect(database) as conn:
+        rows = _rows(conn, "SELECT org, device, gateway, kind, mqtt_username, lat FROM devices ORDER BY org, device")
+    assert ("acme", "gw-01", None, "sensor", "acme.gw-01", 58.9) in rows
+    assert ("lab", "gw-01", None, "gateway", None, None) in rows
+    assert sorted(r[0] for r in rows) == ["acme", "lab", "lab", "lab"]

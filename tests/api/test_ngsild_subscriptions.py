@@ -1,0 +1,178 @@
+"""NGSI-LD subscriptions with HTTP notifications to a real local receiver,
+retries and delivery status, and the guard against request forgery."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from fastapi.testclient import TestClient
+from ngsild_lab import ERR, T0, NgsiLab, context_url, link, seed
+from testbed import Tenant, make_tenant
+
+from api import create_app
+from citylab.settings import Settings
+
+BASE = "/ngsi-ld/v1"
+
+
+class Receiver:
+    """A real HTTP server on loopback that records the notifications it gets."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[dict, dict]] = []
+        self.status = 204
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with receiver.changed:
+                    receiver.received.append((dict(self.headers), body))
+                    receiver.changed.notify_all()
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/notify"
+
+    def wait_for(self, n: int, timeout: float = 20.0) -> list[tuple[dict, dict]]:
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(self.received) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{len(self.received)} notifications, expected {n}"
+                self.changed.wait(left)
+            return list(self.received)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.close()
+
+
+@pytest.fixture
+def ngsi_lab(database: str) -> NgsiLab:
+    return seed(database)
+
+
+@pytest.fixture
+def tenant(ngsi_lab: NgsiLab) -> Tenant:
+    return make_tenant(ngsi_lab.url, name="Lab", kind="provider", slug="lab")
+
+
+@pytest.fixture
+def client(ngsi_lab: NgsiLab, tenant: Tenant) -> Iterator[TestClient]:
+    settings = Settings(database_url=ngsi_lab.url, outbound_allow_loopback=True)
+    with TestClient(create_app(settings), headers=tenant.headers) as client:
+        yield client
+
+
+def subscription(uri: str, **extra) -> dict:
+    return {"type": "Subscription", "entities": [{"type": "AirQualityObserved"}], "watchedAttributes": ["pm25"],
+            "q": "pm25>20", "notification": {"endpoint": {"uri": uri}, "format": "keyValues",
+                                             "attributes": ["pm25"]}, **extra}
+
+
+def observe(client: TestClient, device: str, value: float, minute: int) -> None:
+    at = (T0 + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
+    r = client.patch(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:lab:{device}/attrs",
+                     json={"pm25": {"value": value, "observedAt": at}}, headers=link("Environment"))
+    assert r.status_code == 204, r.text
+
+
+def wait_until(predicate, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.05)
+
+
+def test_notification_after_commit_with_status(client: TestClient, receiver: Receiver) -> None:
+    r = client.post(f"{BASE}/subscriptions", json=subscription(receiver.url), headers=link("Environment"))
+    assert r.status_code == 201, r.text
+    sub_url = r.headers["Location"]
+    observe(client, "air-1", 15.0, 30)      # q does not hold: no notification
+    observe(client, "air-1", 31.5, 31)
+    (headers, body), = receiver.wait_for(1)
+    assert body["type"] == "Notification" and body["subscriptionId"] == sub_url.rsplit("/", 1)[1]
+    assert body["data"] == [{"id": "urn:ngsi-ld:AirQualityObserved:lab:air-1", "type": "AirQualityObserved",
+                             "pm25": 31.5}]
+    assert context_url("Environment") in headers["Link"]
+    status = wait_until(lambda: client.get(sub_url, headers=link("Environment")).json()["notification"]
+                        if client.get(sub_url).json()["notification"]["timesSent"] == 1 else None)
+    assert status["status"] == "ok" and "lastSuccess" in status
+    assert len(receiver.received) == 1
+    listed = client.get(f"{BASE}/subscriptions", params={"count": "true"}, headers=link("Environment"))
+    assert listed.headers["NGSILD-Results-Count"] == "1"
+    assert listed.json()[0]["watchedAttributes"] == ["pm25"]
+
+
+@pytest.mark.slow
+def test_failed_deliveries_are_retried_and_recorded(client: TestClient, receiver: Receiver) -> None:
+    receiver.status = 500
+    sub_url = client.post(f"{BASE}/subscriptions", json=subscription(receiver.url),
+                          headers=link("Environment")).headers["Location"]
+    observe(client, "air-2", 45.0, 30)
+    assert len(receiver.wait_for(4)) == 4           # the first try and three retries
+    notification = wait_until(lambda: (n := client.get(sub_url).json()["notification"])["timesSent"] and n)
+    assert notification["status"] == "failed" and notification["timesFailed"] == 1
+    assert "500" in notification["lastErrorReason"]
+
+
+def test_patch_pause_and_delete(client: TestClient, receiver: Receiver) -> None:
+    sub_url = client.post(f"{BASE}/subscriptions", json=subscription(receiver.url),
+                          headers=link("Environment")).headers["Location"]
+    assert client.patch(sub_url, json={"isActive": False}).status_code == 204
+    assert client.get(sub_url).json()["status"] == "paused"
+    observe(client, "air-1", 50.0, 40)
+    assert client.patch(sub_url, json={"isActive": True, "q": "pm25>60"}).status_code == 204
+    observe(client, "air-1", 61.0, 41)
+    (_, body), = receiver.wait_for(1)
+    assert body["data"][0]["pm25"] == 61.0, body
+    assert client.delete(sub_url).status_code == 204
+    assert client.get(sub_url).json()["type"] == ERR + "ResourceNotFound"
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9/x", "http://10.1.2.3/x", "http://169.254.169.254/latest",
+                                 "http://[::1]/x", "ftp://example.org/x", "http://192.168.1.1/x"])
+def test_endpoints_at_private_addresses_are_refused(ngsi_lab: NgsiLab, tenant: Tenant, uri: str) -> None:
+    with TestClient(create_app(Settings(database_url=ngsi_lab.url)), headers=tenant.headers) as client:
+        r = client.post(f"{BASE}/subscriptions", json=subscription(uri), headers=link("Environment"))
+    assert r.status_code == 400 and r.json()["type"] == ERR + "BadRequestData"
+
+
+def test_subscription_errors(client: TestClient, receiver: Receiver) -> None:
+    bad = [{"type": "Subscription", "notification": {"endpoint": {"uri": receiver.url}}},
+           {"type": "Subscription", "entities": [{"type": "AirQualityObserved"}]},
+           {**subscription(receiver.url), "q": "pm25>>1"},
+           {**subscription(receiver.url), "throttling": -1},
+           {**subscription(receiver.url), "type": "Thing"}]
+    for body in bad:
+        r = client.post(f"{BASE}/subscriptions", json=body, headers=link("Environment"))
+        assert r.status_code == 400 and r.json()["type"] == ERR + "BadRequestData", (body, r.text)
+    body = {**subscription(receiver.url), "id": "urn:ngsi-ld:Subscription:one"}
+    assert client.post(f"{BASE}/subscriptions", json=body, headers=link("Environment")).status_code == 201
+    r = client.post(f"{BASE}/subscriptions", json=body, headers=link("Environment"))
+    assert r.status_code == 409 and r.json()["type"] == ERR + "AlreadyExists"
