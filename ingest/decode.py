@@ -142,38 +142,36 @@ def _senml(message: Message, org: str, device: str, content_type: str | None,
         return dead_letter(message, "bad_header", "a pack carries both 'bid' and 'seq' or neither", device)
     if pack.boot_id == CONTENT_BOOT_ID:
         return dead_letter(message, "bad_header", f"boot id {CONTENT_BOOT_ID!r} is reserved", device)
+    records = pack.records
     mapped: dict[tuple[str, str | None], str] = {}  # (SenML name, unit) -> "{device}/{quantity}"
-    names: list[str] = []
-    units: list[str | None] = []
-    times: list[float] = []
-    values: list[float] = []
-    typed: list[TypedReading] = []
-    for index, record in enumerate(pack.records):
+    for index, record in enumerate(records):
         key = (record.name, record.unit)
-        series = mapped.get(key)
-        if series is None:
+        if key not in mapped:
             series = _series_name(record.name, record.unit, device, declared)
-            if isinstance(series, str) and series.startswith("!"):
+            if series.startswith("!"):
                 return dead_letter(message, "unmapped_name", f"record {index}: {series[1:]}", device,
                                    boot_id=pack.boot_id, seq=pack.seq)
             mapped[key] = series
-        if record.field == "s":
-            series += _SUM_SUFFIX
-        if record.field in ("v", "s"):
-            names.append(series)
-            units.append(record.unit)
-            times.append(record.time)
-            values.append(record.value)
-        else:
-            typed.append(TypedReading(series, round(record.time * 1e6), record.field, record.value, record.unit))
+    if all(r.field == "v" for r in records):  # the common case: numbers only
+        numeric, typed = records, ()
+        names = [mapped[(r.name, r.unit)] for r in records]
+    else:
+        numeric = tuple(r for r in records if r.field in ("v", "s"))
+        names = [mapped[(r.name, r.unit)] + (_SUM_SUFFIX if r.field == "s" else "") for r in numeric]
+        typed = tuple(TypedReading(mapped[(r.name, r.unit)], round(r.time * 1e6), r.field, r.value, r.unit)
+                      for r in records if r.field not in ("v", "s"))
+    n = len(numeric)
+    units = [r.unit for r in numeric]
+    times = np.fromiter((r.time for r in numeric), dtype=np.float64, count=n)
+    values = np.fromiter((r.value for r in numeric), dtype=np.float64, count=n)
     boot_id, seq, derived = pack.boot_id, pack.seq, False
     if seq is None:
         boot_id, seq, derived = CONTENT_BOOT_ID, content_seq(org, device, pack), True
     return DecodedPack(
         message=message, org=org, device=device, boot_id=boot_id, seq=seq,
         names=names, units=units,
-        time_us=np.rint(np.asarray(times, dtype=np.float64) * 1e6).astype(np.int64),
-        value=np.asarray(values, dtype=np.float64), bridged=derived, typed=tuple(typed),
+        time_us=np.rint(times * 1e6).astype(np.int64),
+        value=values, bridged=derived, typed=typed,
     )
 
 

@@ -328,10 +328,10 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
     valid_units: set[str | None] = {None}  # units too
 
     base_name = ""
-    base_time: Any = 0
+    base_time = 0.0
     base_unit: str | None = None
-    base_value: Any = 0
-    base_sum: Any = None
+    base_value = 0.0
+    base_sum: float | None = None
     has_base_value = False
     version: Any = None
     relative = False
@@ -373,7 +373,7 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
             bt = item[k_bt]
             if not _number(bt) or not isfinite(_float(bt)):
                 raise SenMLError("bad_time", f"record {index}: base time {_shown(bt)} is not a number")
-            base_time = bt
+            base_time = _float(bt)
         if k_bu in item:
             base_unit = item[k_bu]
             if type(base_unit) is not str:
@@ -384,7 +384,7 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
                 raise SenMLError(
                     "non_finite", f"record {index}: base value {_shown(bv)} is not a finite number"
                 )
-            base_value = bv
+            base_value = _float(bv)
             has_base_value = True
         if k_bs in item:
             bs = item[k_bs]
@@ -392,9 +392,10 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
                 raise SenMLError(
                     "non_finite", f"record {index}: base sum {_shown(bs)} is not a finite number"
                 )
-            base_sum = bs
+            base_sum = _float(bs)
 
-        if not any(k in item for k in record_keys):
+        has_v = k_v in item
+        if not has_v and not any(k in item for k in record_keys):
             continue  # a base record (RFC 8428 5.1.7): it sets base fields, holds no reading
         # ---- name
         name = item.get(k_n, "")
@@ -417,9 +418,16 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
 
         # ---- time (RFC 8428 4.5.3: below 2**28 relative to "now", the time of reception)
         t = item.get(k_t, 0)
-        if not _number(t):
+        kind = type(t)
+        if kind is float or kind is int:
+            try:
+                time = base_time + t
+            except OverflowError:
+                time = math.inf
+        elif kind is Decimal:
+            time = base_time + _float(t)
+        else:
             raise SenMLError("bad_time", f"record {index}: time {_shown(t)} is not a number")
-        time = _float(base_time) + _float(t)
         if isfinite(time) and time < RELATIVE_TIME_LIMIT:
             relative = True
             time = now + time
@@ -444,20 +452,32 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
             valid_units.add(unit)
 
         # ---- values (4.5.4: a missing v or bv counts as zero; a sum exists when s or bs does)
-        present = [k for k in (k_v, k_vs, k_vb, k_vd) if k in item]
-        if len(present) > 1:
+        typed = (k_vs in item) + (k_vb in item) + (k_vd in item)
+        if typed + has_v > 1:
             raise SenMLError("bad_value", f"record {index}: more than one value field")
-        has_sum = k_s in item or base_sum is not None
-        if not present and not has_sum:
-            if not has_base_value:
-                raise SenMLError("missing_value", f"record {index}: no value ('v', 'vs', 'vb', 'vd') nor sum")
-            present = [k_v]  # 4.5.4: the missing value counts as zero, the base value applies
-        field = present[0] if present else None
+        has_sum = base_sum is not None or k_s in item
+        if has_v:
+            field = k_v
+        elif typed:
+            field = k_vs if k_vs in item else k_vb if k_vb in item else k_vd
+        elif has_sum:
+            field = None
+        elif has_base_value:
+            field = k_v  # 4.5.4: the missing value counts as zero, the base value applies
+        else:
+            raise SenMLError("missing_value", f"record {index}: no value ('v', 'vs', 'vb', 'vd') nor sum")
         if field == k_v:
             value = item.get(k_v, 0)
-            if not _number(value):
+            kind = type(value)
+            if kind is float or kind is int:
+                try:
+                    number = value + base_value
+                except OverflowError:
+                    number = math.inf
+            elif kind is Decimal:
+                number = _float(value) + base_value
+            else:
                 raise SenMLError("bad_value", f"record {index}: value {_shown(value)} is not a number")
-            number = _float(value) + _float(base_value)
             if not isfinite(number):
                 raise SenMLError("non_finite", f"record {index}: value {number!r} is not finite")
             append(Record(name, number, time, unit))
@@ -480,7 +500,7 @@ def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L read
             total = item.get(k_s, 0)
             if not _number(total):
                 raise SenMLError("bad_value", f"record {index}: sum {_shown(total)} is not a number")
-            number = _float(total) + _float(base_sum if base_sum is not None else 0)
+            number = _float(total) + (base_sum if base_sum is not None else 0.0)
             if not isfinite(number):
                 raise SenMLError("non_finite", f"record {index}: sum {number!r} is not finite")
             append(Record(name, number, time, unit, "s"))
