@@ -149,6 +149,7 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
         assert set(service.client.refused_subscriptions) == set(LORAWAN_FILTERS)
         assert all("authori" in code.lower() for code in service.client.refused_subscriptions.values())
         assert not service.client.connected.is_set()
+        assert service.metrics.registry.get_sample_value("citylab_subscriptions_refused") == len(LORAWAN_FILTERS)
     finally:
         stop.set()
         thread.join(15)
