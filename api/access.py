@@ -7,7 +7,8 @@ leak nothing. A caller without a key reads the open products' series only; any
 other series answers 401 (a key is needed), whether it exists or not. Every data
 read is written to the audit log (one row per series, with range and rows; an
 anonymous read as `anonymous/<client address>`) and metered on the grant it went
-through.
+through. A series holding personal data read through a grant must be read within
+the grant's purpose (api.privacy): outside it the answer is 403, and audited.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import psycopg
 
 from api.deps import Unauthorized, actor
 from api.errors import Problem
+from api.privacy import purpose_refusals, refusal_detail
 from storage import queries
 from storage.audit import DataRead, record_reads
 from storage.products import grants_covering, meter_usage, readable_series
@@ -30,12 +32,17 @@ def readable(conn: psycopg.Connection, principal: Principal) -> set[int]:
     return readable_series(conn, org_id=principal.org_id, org_slug=principal.org_slug)
 
 
-def series_or_404(conn: psycopg.Connection, principal: Principal, series_id: int) -> queries.SeriesInfo:
+def series_or_404(
+    conn: psycopg.Connection, principal: Principal, series_id: int, *, action: str = "read"
+) -> queries.SeriesInfo:
+    """The series when the caller may read it, within the purpose of its grant (403 outside it)."""
     found = queries.get_series(conn, series_id)
     if found is None or series_id not in readable(conn, principal):
         if principal.anonymous:
             raise Unauthorized(f"series {series_id} is not open data: it needs an API key")
         raise Problem(404, f"no series with id {series_id} that your organisation may read")
+    if purpose_refusals(conn, principal, [series_id], action=action):
+        raise Problem(403, refusal_detail(series_id))
     return found
 
 

@@ -21,7 +21,9 @@ from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
 from api.inputs import InputEdge
-from api.routes import anomalies, audit, devices, exports, health, ingest, keys, products, series, status
+from api.routes import (
+    alarms, anomalies, audit, devices, exports, gdpr, health, ingest, keys, products, series, status,
+)
 from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
@@ -44,6 +46,9 @@ flags from every provider in one open, documented form.
   (an open licence, no price) are readable without a key, rate-limited per
   client address; the DCAT-AP catalogue is at `/catalog`, the city page at `/open`.
 * Units are SenML units (RFC 8428), stated with every series.
+* Every series carries its classification (personal data, legal basis, purpose and
+  controller as W3C DPV terms); a read of personal data through a grant states its
+  purpose (`purpose` parameter or `Data-Purpose` header). See docs/gdpr.md.
 * Every string (query parameters, JSON bodies) is refused with 422 naming the field
   when it holds a NUL byte or an unpaired surrogate; bodies larger than the
   configured limit are refused with 413; unknown fields in a body are refused.
@@ -61,6 +66,8 @@ TAGS = [
     {"name": "exports", "description": "Streamed CSV and Parquet exports of raw readings."},
     {"name": "products", "description": "Data products, access requests, grants, usage and quality."},
     {"name": "audit", "description": "Who read what, and every administrative change."},
+    {"name": "gdpr", "description": "Classification (W3C DPV), erasure, grant minimisation, access and retention "
+     "reports."},
     {"name": "catalog", "description": "The DCAT-AP 3 catalogue of listed products (Turtle, JSON-LD, RDF/XML)."},
     {"name": "open data", "description": "The public city page's data: open products only, no key needed."},
 ]
@@ -121,6 +128,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(health.router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
+    app.include_router(alarms.router, prefix="/v1")
     app.include_router(status.router, prefix="/v1")
     app.include_router(keys.router, prefix="/v1")
     app.include_router(devices.router, prefix="/v1")
@@ -128,6 +136,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(ingest.router, prefix="/v1")
+    gdpr.install(app)
     app.include_router(sensorthings_router)
     app.include_router(console_router)
     ngsild.install(app)

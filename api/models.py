@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from api.privacy import PrivacyPublic
+
 __all__ = [
     "AggregatePublic",
     "AggregatesPublic",
@@ -71,6 +73,8 @@ class SeriesPublic(_Public):
     interval_s: float | None = Field(default=None, description="Declared interval between readings, seconds.")
     low: float | None = Field(default=None, description="Lower physical bound declared at onboarding.")
     high: float | None = Field(default=None, description="Upper physical bound declared at onboarding.")
+    privacy: PrivacyPublic | None = Field(default=None, description="Personal data, legal basis, purpose and "
+                                          "controller (W3C DPV terms); see docs/gdpr.md.")
 
 
 class ReadingPublic(_Public):
@@ -97,6 +101,7 @@ class LatestPublic(_Public):
     unit: str | None
     time: UtcDatetime
     value: JsonFloat
+    privacy: PrivacyPublic | None = None
 
 
 class AggregatePublic(_Public):

@@ -280,6 +280,7 @@ class DynSec:
             {"acltype": "subscribePattern", "topic": "application/+/device/+/event/status", "allow": True},
             {"acltype": "subscribePattern", "topic": "application/+/device/+/event/location", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/committed", "allow": True},
+            {"acltype": "publishClientSend", "topic": "lab/+/alarms/+", "allow": True},  # retained alarm states
             {"acltype": "publishClientSend", "topic": "lab/+/+/down", "allow": True},
         ]
         client_id = ingest_client_id(username, password)

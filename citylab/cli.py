@@ -109,6 +109,10 @@ def cmd_db(args: argparse.Namespace) -> int:
             return 0
         caps = capabilities(conn)
         if args.db_command == "retention":
+            from storage.gdpr import apply_series_retention
+
+            runs = apply_series_retention(conn)
+            print(f"per-series retention deleted rows of {len(runs)} series")
             if caps.engine == "timescaledb":
                 print("TimescaleDB runs retention and compression as policies; `citylab db migrate` sets them")
                 return 0
@@ -168,6 +172,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
         filters=filters, limits=settings.pack_limits(),
         metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
+        notify_allow_loopback=settings.outbound_allow_loopback, notify_allow_private=settings.outbound_allow_private,
     ))
     service.run(stop)
     return 0
@@ -208,7 +213,7 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
 
 # Modules that add their own subcommands: each has `register(sub)`, which adds
 # parsers to the subparsers object and sets `func` on them.
-_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog", "citylab.integrations")
+_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog", "citylab.gdpr", "citylab.integrations")
 
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:

@@ -286,9 +286,11 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         env = _child_env(database_url, mqtt_url)
         stack.callback(supervisor.stop)
         me = [sys.executable, "-m", "citylab"]
-        supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url})
+        # the embedded lab lets outbound requests to addresses users give (alarm notifications,
+        # NGSI-LD @context URLs) reach local tools
+        supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url,
+                                                          "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"})
         api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host,
-                   # the embedded lab lets NGSI-LD @context URLs reach local tools
                    "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}

@@ -108,7 +108,8 @@ class Settings(BaseSettings):
     )
     outbound_allow_loopback: bool = Field(
         default=False,
-        description="Let outbound requests to addresses users give (NGSI-LD @context URLs) reach loopback "
+        description="Let outbound requests to addresses users give (NGSI-LD @context URLs, alarm webhooks and "
+        "SMTP servers) reach loopback "
         "addresses; the embedded lab (`citylab up`) turns this on so local tools work.",
     )
     outbound_allow_private: bool = Field(

@@ -173,5 +173,9 @@ class IngestClient:
                 acked += 1
         return acked
 
+    def publish_retained(self, topic: str, payload: bytes) -> bool:
+        """Publish a retained QoS 1 message (alarm states); False when it could not be queued."""
+        return self._client.publish(topic, payload, qos=1, retain=True).rc == 0
+
     def publish_watermark(self, org: str, device: str, watermark: Watermark) -> None:
         self._client.publish(committed_topic(org, device), encode_watermark(watermark), qos=1, retain=True)

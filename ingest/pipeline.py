@@ -25,6 +25,7 @@ import psycopg
 from ingest.decode import DecodedPack, dead_letter, decode_message
 from ingest.message import Message
 from ingest.registry import SeriesResolver
+from ingest.rules import RuleHook
 from ingest.validate import PackLimits, PackValidator, batch_days
 from protocol.quantities import QUANTITIES
 from protocol.topics import Watermark, seq_ranges
@@ -39,6 +40,7 @@ from storage.packs import (
     claim_packs,
     insert_dead_letters,
 )
+from storage.gdpr import apply_series_retention, erased_ranges, erased_readings
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.typed import insert_typed_readings
@@ -87,6 +89,7 @@ class Pipeline:
         self.resolver = SeriesResolver(self._meta, on_new_series=self._set_bounds)
         rows = series_quantities(self._meta)
         self._set_bounds([r[0] for r in rows], [r[1] for r in rows])
+        self.rules = RuleHook(lambda: self._meta, self.processor)  # alert rules (ingest/rules.py)
         # The stream result of a batch whose transaction failed, reused when it is retried,
         # so that a retry does not feed the same readings to the detectors twice.
         self._retry: tuple[tuple[tuple[Message, ...], bytes], BatchResult] | None = None
@@ -97,7 +100,10 @@ class Pipeline:
                 conn.close()
 
     def apply_retention(self, policy: RetentionPolicy) -> list[str]:
-        """Plain PostgreSQL: drop expired partitions (TimescaleDB runs its own policies)."""
+        """Per-series and per-product retention (both engines, storage.gdpr); then on plain
+        PostgreSQL drop expired partitions (TimescaleDB runs its own policies)."""
+        with map_errors("series retention"):
+            apply_series_retention(self._meta)
         if not self.writer.partitioned:
             return []
         with map_errors("retention"):
@@ -239,6 +245,7 @@ class Pipeline:
         decoded: list[DecodedPack | DeadLetter] = [self._decode(m) for m in messages]
         packs = [d for d in decoded if not isinstance(d, DeadLetter)]
         verdicts = iter(self.validator.check(packs))
+        erased = erased_ranges(self._meta) if packs else {}
         out: list[tuple[DecodedPack, np.ndarray] | DeadLetter] = []
         for item in decoded:
             if isinstance(item, DeadLetter):
@@ -258,6 +265,11 @@ class Pipeline:
                 continue
             if isinstance(ids, DeadLetter):
                 out.append(ids if item.bridged else replace(ids, boot_id=item.boot_id, seq=item.seq))
+            elif erased and (hits := int(erased_readings(erased, ids, item.time_us).sum())):
+                # an erased range refuses re-entry (storage.gdpr.erase)
+                letter = dead_letter(item.message, "erased", f"{hits} readings fall in an erased range", item.device,
+                                     org=item.org)
+                out.append(letter if item.bridged else replace(letter, boot_id=item.boot_id, seq=item.seq))
             else:
                 out.append(ids)  # the pack in its series' units, and its series ids
         return out
@@ -275,6 +287,7 @@ class Pipeline:
 
     def _commit(self, messages: Sequence[Message]) -> CommitResult:
         self.resolver.refresh()
+        self.rules.refresh()
         dead: list[DeadLetter] = []
         packs: list[tuple[DecodedPack, np.ndarray]] = []
         for prepared in self._prepare(messages):
@@ -318,6 +331,7 @@ class Pipeline:
                 conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
                 _KIND_NAMES[anomalies.kind],
             )
+            self.rules.apply(conn, result.rule_events)
             insert_dead_letters(conn, letters)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import Delivery, IngestClient
+from ingest.notify import start_dispatcher
 from ingest.pipeline import CommitResult, Pipeline
 from ingest.validate import PackLimits
 from protocol.topics import INGEST_FILTERS
@@ -47,6 +48,8 @@ class IngestOptions:
     limits: PackLimits = PackLimits()          # time window and days per pack (ingest.validate)
     metrics_port: int | None = None            # Prometheus /metrics; 0: a free port; None: off
     metrics_host: str = "127.0.0.1"
+    notify_allow_loopback: bool = False  # alarm notifications (ingest/notify.py): the SSRF guard's exceptions
+    notify_allow_private: bool = False
 
 
 class IngestService:
@@ -73,6 +76,8 @@ class IngestService:
             if self._pipeline is None:
                 return
             self.client.start()
+            start_dispatcher(self.options.database_url, stop, allow_loopback=self.options.notify_allow_loopback,
+                             allow_private=self.options.notify_allow_private, publish=self.client.publish_retained)
             logger.info("ingest running (batches of up to %d messages or %d ms, receive maximum %d)",
                         self.options.batch_max_messages, self.options.batch_max_age_ms, self.client.receive_maximum)
             try:

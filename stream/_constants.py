@@ -49,17 +49,17 @@ assert ANOMALY_KINDS[KIND_GAP] == "gap" and ANOMALY_KINDS[KIND_PATTERN] == "patt
 
 # Detector defaults (DetectorParams documents what they mean; docs/stream.md has the table).
 DEFAULT_ALPHA: float = 0.05
-DEFAULT_THRESHOLD: float = 0.5
+DEFAULT_THRESHOLD: float = 0.7  # the live operating point, the one NAB is scored at
 DEFAULT_WARMUP: int = 30
 DEFAULT_SPIKE_Z: float = math.inf  # z-spikes: per quantity (QUANTITY_PARAMS)
 DEFAULT_MIN_STD: float = 1e-9
-DEFAULT_CLIP_Z: float = 5.0
+DEFAULT_CLIP_Z: float = 8.0
 DEFAULT_STUCK_RUN: int = 0
 DEFAULT_LEVEL_ALPHA: float = 0.2
 DEFAULT_LEVEL_Z: float = math.inf  # level shifts: per quantity (QUANTITY_PARAMS)
-DEFAULT_NOVELTY_TOL: float = 0.005
-DEFAULT_NOVELTY_GROWTH: float = 0.1
-DEFAULT_GAP_FACTOR: float = 10.0
+DEFAULT_NOVELTY_TOL: float = 0.003
+DEFAULT_NOVELTY_GROWTH: float = 1.5
+DEFAULT_GAP_FACTOR: float = math.inf  # gaps: per sensor quantity (QUANTITY_PARAMS)
 DEFAULT_GAP_ALPHA: float = 0.1
 DEFAULT_GAP_WARMUP: int = 10
 DEFAULT_SUPPRESS: float = 50.0
@@ -68,6 +68,9 @@ DEFAULT_CTX_ORDER: int = 2
 DEFAULT_CTX_THRESHOLD: float = 0.75
 DEFAULT_CTX_REST: int = 300
 DEFAULT_CTX_MEMORY: float = 5000  # readings per generation of the context table; inf: never forget
+DEFAULT_CTX_Z: float = 0.5
+DEFAULT_RECENT_HALFLIFE: float = 400
+DEFAULT_RECENT_TOL: float = 0.6
 
 CTX_MAX_BINS: int = 16
 """Largest number of value bins of the contextual detector."""
@@ -76,6 +79,11 @@ CTX_MAX_ORDER: int = 2
 CTX_WORDS: int = (CTX_MAX_BINS**2 + CTX_MAX_BINS**3 + 63) // 64
 """uint64 words of one generation of a series' context table: one bit per possible context
 (order 1: B² transitions, order 2: B³ triples), so the table is exact and its size fixed."""
+
+CRITERION_MET: float = 0.5
+"""The score of evidence 1 (a criterion exactly met). A reading whose other criteria score this
+much starts the contextual detector's rest period and keeps their kind, whatever the flag
+threshold: the operating point (``threshold``) decides what is flagged, not what is learned."""
 
 SUPPRESSED_SCALE: float = 0.01
 """A reading whose evidence does not exceed the decayed peak of its series' recent evidence

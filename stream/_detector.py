@@ -49,6 +49,7 @@ from stream._constants import (
     KIND_SPIKE,
     KIND_STUCK,
     NO_REST,
+    CRITERION_MET,
     NO_TIME,
     SUPPRESSED_SCALE,
 )
@@ -56,7 +57,10 @@ from stream._order import SortedBatch
 from stream._params import (
     P_ALPHA,
     P_CLIP_Z,
+    P_RECENT_DECAY,
+    P_RECENT_TOL,
     P_CTX_BINS,
+    P_CTX_Z,
     P_CTX_MEMORY,
     P_CTX_ORDER,
     P_CTX_REST,
@@ -91,6 +95,28 @@ def _evidence_score(r):  # pragma: no cover - compiled
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _beyond(x, lo, hi, tol):  # pragma: no cover - compiled
+    """How far x lies beyond [lo, hi] in units of hi − lo, over tol; 0 inside or for an empty range."""
+    span = hi - lo
+    if span > 0.0:
+        if x > hi:
+            return (x - hi) / span / tol
+        if x < lo:
+            return (lo - x) / span / tol
+    return 0.0
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _widen(x, lo, hi, width, limited, growth):  # pragma: no cover - compiled
+    """[lo, hi] widened to take x; when `limited` (after warm-up) by at most growth × width."""
+    if x > hi:
+        hi = x if (not limited or width <= 0.0 or x <= hi + growth * width) else hi + growth * width
+    elif x < lo:
+        lo = x if (not limited or width <= 0.0 or x >= lo - growth * width) else lo - growth * width
+    return lo, hi
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _rate_count(rate):  # pragma: no cover - compiled
     """A count k with 1 / c < rate for every count c ≥ k, so that max(1 / c, rate) is `rate`
     without dividing (NO_REST when rate is not a positive number far above 2^-52)."""
@@ -117,7 +143,7 @@ def _score_runs(
     run_sid, run_bounds, time, value, order,
     mean, var, n_learned, last_time, last_value, run, low, high,
     fast, seen_lo, seen_hi, peak, interval, n_interval, pset, table,
-    ctx_lo, ctx_hi, ctx_b1, ctx_b2, ctx_n, ctx_since, ctx_bits,
+    ctx_lo, ctx_hi, ctx_b1, ctx_b2, ctx_n, ctx_since, recent_lo, recent_hi, ctx_bits,
     o_score, a_sid, a_time, a_value, a_score, a_kind, n_hits,
     width_us, rows, g_sid, g_bucket, g_count, g_sum, g_min, g_max, g_last, g_last_time, g_m2,
 ):  # pragma: no cover - compiled
@@ -144,6 +170,7 @@ def _score_runs(
         gap_factor, gap_alpha, gap_warmup, rho = p[P_GAP_FACTOR], p[P_GAP_ALPHA], p[P_GAP_WARMUP], p[P_SUPPRESS_RHO]
         bins, order2 = int(p[P_CTX_BINS]), p[P_CTX_ORDER] >= 2.0
         ctx_threshold, ctx_rest, ctx_memory = p[P_CTX_THRESHOLD], p[P_CTX_REST], p[P_CTX_MEMORY]
+        ctx_z, recent_decay, recent_tol = p[P_CTX_Z], p[P_RECENT_DECAY], p[P_RECENT_TOL]
         bits = ctx_bits[s]  # the series' context table, both generations
         level_unit = math.sqrt(level_alpha / (2.0 - level_alpha))  # the fast mean's std per unit std
         # Divisions are most of the arithmetic: skip those whose result is known exactly.
@@ -169,6 +196,8 @@ def _score_runs(
         b2 = ctx_b2[s]
         cn = ctx_n[s]
         since = ctx_since[s]
+        rlo = recent_lo[s]
+        rhi = recent_hi[s]
         while j < end:
             x = value[j]
             t = time[j]
@@ -215,17 +244,13 @@ def _score_runs(
                     # z = |x − mean| / std ; 0/0 (no change, std 0) is z = 0
                     if d != 0.0 and not (spike_off and abs(d) < std * 1e300):  # else |d| / std is finite: ev 0
                         ev = abs(d) / std / spike_z if std > 0.0 else math.inf
-                    # novelty = distance beyond [lo, hi] seen, in units of hi − lo
-                    span = shi - slo
-                    if span > 0.0:
-                        if x > shi:
-                            r = (x - shi) / span / novelty_tol
-                            if r > ev:
-                                ev = r
-                        elif x < slo:
-                            r = (slo - x) / span / novelty_tol
-                            if r > ev:
-                                ev = r
+                    # novelty = distance beyond the range seen, and beyond the recent range
+                    r = _beyond(x, slo, shi, novelty_tol)
+                    if r > ev:
+                        ev = r
+                    r = _beyond(x, rlo, rhi, recent_tol)
+                    if r > ev:
+                        ev = r
                     # level: |fast − mean| / (std · sqrt(a_f / (2 − a_f)))
                     df = mf_new - mu
                     scale = std * level_unit  # may underflow to 0 for a subnormal std
@@ -269,16 +294,16 @@ def _score_runs(
                     if warm and total > 0:
                         raw = new * 0.5 if total == 2 else float(new)  # new / total, exactly (total ≤ 2)
                         strong = raw >= ctx_threshold
-                        if since >= ctx_rest:
+                        if since >= ctx_rest and abs(d) >= ctx_z * std:
                             pattern = raw
                 repeats = rn + 1 if (n > 0 and x == lv) else 1
-                take = gap_score > score
+                take = (gap_score > score) & warm  # no flag of any kind during the warm-up
                 score = gap_score if take else score
                 kind = KIND_GAP if take else kind
-                if stuck_run > 0 and not late and repeats >= stuck_run and score < 1.0:
+                if stuck_run > 0 and warm and not late and repeats >= stuck_run and score < 1.0:
                     score = 1.0
                     kind = KIND_STUCK
-                flagged = score >= threshold  # by the other criteria (these start a rest period)
+                flagged = score >= CRITERION_MET  # a criterion met on its own starts a rest period
                 take = pattern > score  # the kind stays that of a criterion that flags on its own
                 score = pattern if take else score
                 kind = KIND_PATTERN if (take & (not flagged)) else kind
@@ -302,6 +327,8 @@ def _score_runs(
                         v = 0.0
                         slo = x
                         shi = x
+                        rlo = x
+                        rhi = x
                     else:
                         mu = mu + a * d
                         v = (1.0 - a) * (v + a * d * d)
@@ -309,11 +336,11 @@ def _score_runs(
                             mu = x
                             v = 0.0
                             n = 1
-                        w = shi - slo
-                        if x > shi:
-                            shi = x if (not warm or w <= 0.0 or x <= shi + growth * w) else shi + growth * w
-                        elif x < slo:
-                            slo = x if (not warm or w <= 0.0 or x >= slo - growth * w) else slo - growth * w
+                        slo, shi = _widen(x, slo, shi, shi - slo, warm, growth)
+                        # the recent range forgets: both ends decay towards the mean, then widen
+                        w = rhi - rlo
+                        rlo, rhi = _widen(x, mu - (mu - rlo) * recent_decay, mu + (rhi - mu) * recent_decay,
+                                          w, warm, growth)
                     mf = mf_new
                     if warm:
                         pk = pk * rho
@@ -362,6 +389,8 @@ def _score_runs(
         ctx_b2[s] = b2
         ctx_n[s] = cn
         ctx_since[s] = since
+        recent_lo[s] = rlo
+        recent_hi[s] = rhi
         n_hits[0] = h
         if width_us.size:
             aggregate_run(s, time, value, run_lo, end, width_us, rows,
@@ -393,7 +422,7 @@ def score_batch(
         batch.run_sid, batch.run_bounds, batch.time, batch.value, batch.order,
         state.mean, state.var, state.n, state.last_time, state.last_value, state.run, state.low, state.high,
         state.fast, state.seen_lo, state.seen_hi, state.peak, state.interval, state.n_interval, state.pset,
-        table, state.ctx_lo, state.ctx_hi, state.ctx_b1, state.ctx_b2, state.ctx_n, state.ctx_since, state.ctx_bits,
+        table, state.ctx_lo, state.ctx_hi, state.ctx_b1, state.ctx_b2, state.ctx_n, state.ctx_since, state.recent_lo, state.recent_hi, state.ctx_bits,
         score, a_sid, a_time, a_value, a_score, a_kind, hits,
         width_us, rows, *outputs,
     )

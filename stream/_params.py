@@ -21,6 +21,7 @@ from stream._constants import (
     DEFAULT_CTX_ORDER,
     DEFAULT_CTX_REST,
     DEFAULT_CTX_THRESHOLD,
+    DEFAULT_CTX_Z,
     DEFAULT_GAP_ALPHA,
     DEFAULT_GAP_FACTOR,
     DEFAULT_GAP_WARMUP,
@@ -29,6 +30,8 @@ from stream._constants import (
     DEFAULT_MIN_STD,
     DEFAULT_NOVELTY_GROWTH,
     DEFAULT_NOVELTY_TOL,
+    DEFAULT_RECENT_HALFLIFE,
+    DEFAULT_RECENT_TOL,
     DEFAULT_SPIKE_Z,
     DEFAULT_STUCK_RUN,
     DEFAULT_SUPPRESS,
@@ -46,7 +49,8 @@ P_ALPHA, P_THRESHOLD, P_WARMUP, P_SPIKE_Z, P_MIN_STD, P_CLIP_Z, P_STUCK_RUN = ra
 P_LEVEL_ALPHA, P_LEVEL_Z, P_NOVELTY_TOL, P_NOVELTY_GROWTH, P_GAP_FACTOR, P_GAP_ALPHA = range(7, 13)
 P_GAP_WARMUP, P_SUPPRESS_RHO = 13, 14
 P_CTX_BINS, P_CTX_ORDER, P_CTX_THRESHOLD, P_CTX_REST, P_CTX_MEMORY = range(15, 20)
-N_PARAMS = 20
+P_CTX_Z, P_RECENT_DECAY, P_RECENT_TOL = 20, 21, 22
+N_PARAMS = 23
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,12 @@ class DetectorParams:
                     pattern evidence is not reported (scored 0), ≥ 0.
     ctx_memory      readings per generation of the context table: a context is forgotten when
                     not seen for 1 to 2 generations, ≥ 1; inf never forgets.
+    ctx_z           a pattern counts only for a reading at least ctx_z std from the mean, ≥ 0
+                    (a new sequence of ordinary values is noise more often than not).
+    recent_halflife the recent range forgets: after each reading both its ends move towards the
+                    mean by 2^(−1/recent_halflife) of their distance, > 0; inf never forgets.
+    recent_tol      how far beyond the recent range (in units of it) a value goes for spike
+                    evidence 1, > 0; inf disables. It widens like the seen range.
     """
 
     alpha: float = DEFAULT_ALPHA
@@ -105,6 +115,9 @@ class DetectorParams:
     ctx_threshold: float = DEFAULT_CTX_THRESHOLD
     ctx_rest: int = DEFAULT_CTX_REST
     ctx_memory: float = DEFAULT_CTX_MEMORY
+    ctx_z: float = DEFAULT_CTX_Z
+    recent_halflife: float = DEFAULT_RECENT_HALFLIFE
+    recent_tol: float = DEFAULT_RECENT_TOL
 
     def __post_init__(self) -> None:
         def is_int(v: float) -> bool:
@@ -134,6 +147,9 @@ class DetectorParams:
             (is_int(self.ctx_rest) and self.ctx_rest >= 0, "ctx_rest must be an integer >= 0"),
             (self.ctx_memory >= 1.0 and (self.ctx_memory == math.inf or is_int(self.ctx_memory)),
              "ctx_memory must be an integer >= 1 or inf"),
+            (0.0 <= self.ctx_z < math.inf, "ctx_z must be finite and >= 0"),
+            (self.recent_halflife > 0.0, "recent_halflife must be > 0 (inf: never forget)"),
+            (self.recent_tol > 0.0, "recent_tol must be > 0 (inf disables)"),
         ]
         for ok, message in checks:
             if not ok:  # NaN fails every comparison, so it lands here too
@@ -146,39 +162,47 @@ class DetectorParams:
             self.alpha, self.threshold, self.warmup, self.spike_z, self.min_std, self.clip_z, self.stuck_run,
             self.level_alpha, self.level_z, self.novelty_tol, self.novelty_growth, self.gap_factor,
             self.gap_alpha, self.gap_warmup, rho,
-            self.ctx_bins, self.ctx_order, self.ctx_threshold, self.ctx_rest, self.ctx_memory,
+            self.ctx_bins, self.ctx_order, self.ctx_threshold, self.ctx_rest, self.ctx_memory, self.ctx_z,
+            0.5 ** (1.0 / self.recent_halflife), self.recent_tol,
         ], np.float64)
 
 
 _DEFAULT = DetectorParams()
 
-# Physical sensors: z-spikes and level shifts too. The contextual (pattern) detector is off for
-# every listed quantity: on noisy sensor signals new value sequences keep appearing, and it flags
-# about once per ctx_rest readings; it stays on in the default (unlisted quantities, NAB).
-_NO_PATTERN = replace(_DEFAULT, ctx_bins=0)
-_SENSOR = replace(_NO_PATTERN, spike_z=8.0, level_z=8.0)
+# Physical sensors have their own operating point, independent of the NAB-chosen defaults: z-spikes
+# and level shifts against the EWMA noise, no novelty against the range seen (a daily cycle keeps
+# setting new ranges on the first days), no contextual detector (on noisy signals new value
+# sequences keep appearing), gaps on, and a warm-up of SENSOR_WARMUP readings (5 minutes at
+# 1 Hz) so that the noise is known before anything is flagged. Checked against the
+# firmware_sim signal models (tests/stream/test_stream_sensors.py): no flag on plain noise,
+# injected spikes found.
+SENSOR_WARMUP = 300
+_SENSOR = DetectorParams(
+    threshold=0.5, warmup=SENSOR_WARMUP, spike_z=10.0, level_z=10.0, novelty_tol=math.inf,
+    recent_tol=math.inf, ctx_bins=0, gap_factor=10.0,
+)
 
 QUANTITY_PARAMS: dict[str, DetectorParams] = {
     "humidity": _SENSOR,
     "pm2_5": _SENSOR,
     "pm10": _SENSOR,
     "no2": _SENSOR,
-    "noise": _SENSOR,
+    # A passing truck or a siren is +8 to +20 dB(A) on a 1.5 dB noise: the street, not a fault.
+    "noise": replace(_SENSOR, spike_z=20.0, level_z=16.0),
     "power": _SENSOR,
     "speed": _SENSOR,
     "illuminance": replace(_SENSOR, level_z=math.inf),  # dawn and dusk are level shifts by design
     "co2": _SENSOR,
     "wind_speed": _SENSOR,
     # Slow quantities with daily cycles: a stuck sensor shows as hours of identical values.
-    "temperature": replace(_SENSOR, novelty_tol=0.05, stuck_run=360),
-    "pressure": replace(_SENSOR, novelty_tol=0.05, stuck_run=720),
-    # Monotonic meter counter: every reading is a new maximum.
-    "energy": replace(_NO_PATTERN, novelty_tol=math.inf),
-    # Counts per interval: bursts are the city, honest zeros repeat all night.
-    "traffic_count": replace(_NO_PATTERN, novelty_tol=0.05),
+    "temperature": replace(_SENSOR, stuck_run=360),
+    "pressure": replace(_SENSOR, stuck_run=720),
+    "energy": _SENSOR,  # a meter counter: the EWMA follows its ramp
+    # Counts per interval: one car more at night is not a spike (a count's std is at least 1).
+    "traffic_count": replace(_SENSOR, min_std=1.0),
     # Battery level drifts down by design; only jumps matter.
-    "battery": replace(_NO_PATTERN, novelty_tol=math.inf, spike_z=8.0),
-    "battery_voltage": replace(_NO_PATTERN, novelty_tol=math.inf, spike_z=8.0),
+    "battery": replace(_SENSOR, level_z=math.inf),
+    "battery_voltage": replace(_SENSOR, level_z=math.inf),
 }
 """Defaults per quantity name (the names of ``protocol.quantities.QUANTITIES``); quantities not
 listed use ``DetectorParams()``."""

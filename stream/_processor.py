@@ -15,6 +15,7 @@ from stream._errors import BatchError
 from stream._order import Scratch, row_bounds, sort_runs
 from stream._params import P_GAP_FACTOR, P_GAP_WARMUP, DetectorParams
 from stream._results import Aggregates, Anomalies, BatchResult
+from stream._rules import ThresholdRules
 from stream._state import HitBuffers, SeriesState
 from stream._windows import AggregateBuffers, width_us_of
 
@@ -43,7 +44,8 @@ class StreamProcessor:
     demand); one instance per ingest worker. Not thread-safe: call ``process`` from one thread.
 
     >>> import numpy as np
-    >>> proc = StreamProcessor(widths_s=(60,), params=DetectorParams(spike_z=5.0, novelty_tol=float("inf"), ctx_bins=0))
+    >>> proc = StreamProcessor(widths_s=(60,), params=DetectorParams(
+    ...     threshold=0.5, spike_z=5.0, novelty_tol=float("inf"), recent_tol=float("inf"), ctx_bins=0))
     >>> rng = np.random.default_rng(7)
     >>> values = 20.0 + rng.normal(0.0, 0.5, 100)
     >>> values[80] = 35.0                                  # a spike
@@ -65,6 +67,7 @@ class StreamProcessor:
         self._width_us = width_us_of(self.widths_s)
         self._param_sets: list[DetectorParams] = [params]  # set 0: the default of every series
         self._table = params.vector()[None, :]
+        self.rules = ThresholdRules()  # threshold rules evaluated on every batch (``BatchResult.rule_events``)
 
     def set_params(self, series_id: Any, params: DetectorParams) -> None:
         """Use `params` for these series from their next reading on (learned state is kept)."""
@@ -141,7 +144,8 @@ class StreamProcessor:
         batch = sort_runs(sid, t, v, self._scratch, sid_min, sid_max)
         buffers = AggregateBuffers(self.widths_s, row_bounds(batch, self._width_us))
         scores, anomalies = score_batch(self._state, self._table, batch, buffers, self._hits)  # aggregates in the same walk
-        return BatchResult(buffers.results(), anomalies, _readonly(scores))
+        events = self.rules.evaluate(batch)  # the sorted batch, still in the reused buffers
+        return BatchResult(buffers.results(), anomalies, _readonly(scores), events)
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:

@@ -6,11 +6,12 @@ processor. ``eq=False``: element-wise array equality has no single truth value.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from stream._constants import ANOMALY_KINDS
+from stream._rules import RuleEvents
 
 __all__ = ["Aggregates", "Anomalies", "BatchResult"]
 
@@ -106,3 +107,4 @@ class BatchResult:
     aggregates: tuple[Aggregates, ...]  # one per configured width, in the configured order
     anomalies: Anomalies
     scores: np.ndarray  # float64 in [0, 1] per input reading, input order; NaN for non-finite input
+    rule_events: RuleEvents = field(default_factory=RuleEvents.empty)  # episodes of StreamProcessor.rules

@@ -18,6 +18,7 @@ _FIELDS: tuple[tuple[str, object, type], ...] = (
     ("ctx_lo", np.inf, np.float64), ("ctx_hi", -np.inf, np.float64),
     ("ctx_b1", -1, np.int32), ("ctx_b2", -1, np.int32), ("ctx_n", 0, np.int64),
     ("ctx_since", NO_REST, np.int64),
+    ("recent_lo", np.inf, np.float64), ("recent_hi", -np.inf, np.float64),
 )
 _TABLE = "ctx_bits"  # (capacity, 2 · CTX_WORDS) uint64: generation 0 (current) then generation 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import psycopg
@@ -9,6 +10,8 @@ import psycopg
 from api.catalog.graph import CatalogContent, DataServiceFace
 from citylab.settings import Settings
 from storage import catalog as store
+from api.privacy import CATALOGUE_PRECISION, coarsen
+from storage.gdpr import CATEGORIES, classifications
 from storage.products import list_products, product_quality
 
 __all__ = ["FACES", "load_content", "served_faces"]
@@ -61,9 +64,17 @@ def load_content(
     width = min(settings.window_widths_s)
     quality = {p.id: [product_quality(conn, p.id, days=d, width_s=width, now=now) for d in QUALITY_DAYS]
                for p in products}
+    classes = classifications(conn, {s.series_id for rows in series.values() for s in rows})
+    privacy = {pid: max((classes[s.series_id] for s in rows if s.series_id in classes),
+                        key=lambda c: CATEGORIES.index(c.personal_data))
+               for pid, rows in series.items() if any(s.series_id in classes for s in rows)}
+    for pid, rows in series.items():   # the public catalogue never places personal data exactly
+        if pid in privacy and privacy[pid].personal:
+            series[pid] = [replace(r, **dict(zip(("lat", "lon"), coarsen(r.lat, r.lon, CATALOGUE_PRECISION))))
+                           for r in rows]
     return CatalogContent(
         base=settings.base_url, title=settings.catalog_title, description=settings.catalog_description,
         publisher=publisher, products=products, publishers={p.org_id: everyone[p.org_id] for p in products},
         series=series, quality=quality, computed_at=now, services=faces,
-        sources=store.harvest_sources(conn), external=store.external_datasets(conn),
+        sources=store.harvest_sources(conn), external=store.external_datasets(conn), privacy=privacy,
     )

@@ -28,6 +28,7 @@ from rdflib.namespace import DCAT, DCTERMS, FOAF, PROV, RDF, RDFS, SKOS, XSD
 from protocol.quantities import QUANTITIES, THEME_SCHEME, THEMES
 from protocol.units import UNITS
 from storage.catalog import ExternalDataset, HarvestSource, ProductSeries, Publisher
+from storage.gdpr import DPV, DPV_TERMS, Classification
 from storage.products import LICENCES, DataProduct, QualityWindow
 
 __all__ = ["CatalogContent", "DataServiceFace", "NAMESPACES", "build_catalog"]
@@ -38,11 +39,13 @@ LOCN = Namespace("http://www.w3.org/ns/locn#")
 GSP = Namespace("http://www.opengis.net/ont/geosparql#")
 ADMS = Namespace("http://www.w3.org/ns/adms#")
 LDQD = Namespace("http://www.w3.org/2016/05/ldqd#")
+DPVNS = Namespace(DPV)
 DCATAP = Namespace("http://data.europa.eu/r5r/")
 
 NAMESPACES = {
     "dcat": DCAT, "dct": DCTERMS, "foaf": FOAF, "vcard": VCARD, "dqv": DQV, "locn": LOCN, "gsp": GSP,
     "adms": ADMS, "prov": PROV, "skos": SKOS, "xsd": XSD, "rdfs": RDFS, "ldqd": LDQD, "dcatap": DCATAP,
+    "dpv": DPVNS,
 }
 
 _EU = "http://publications.europa.eu/resource/authority/"
@@ -103,6 +106,7 @@ class CatalogContent:
     services: list[DataServiceFace] = field(default_factory=list)
     sources: list[HarvestSource] = field(default_factory=list)
     external: list[ExternalDataset] = field(default_factory=list)
+    privacy: dict[int, Classification] = field(default_factory=dict)   # product id -> its strictest series'
 
 
 def _dt(value: datetime) -> Literal:
@@ -279,10 +283,26 @@ class _Builder:
             self.add(node, DCAT.temporalResolution, _duration(min(intervals)))
         for window in c.quality.get(product.id, []):
             self.quality(node, window)
+        if product.id in c.privacy:
+            self.privacy(node, c.privacy[product.id])
         for path, file_type, media, title in EXPORTS:
             self.add(node, DCAT.distribution, self.distribution(node, product, series, api, path, file_type,
                                                                  media, title))
         return node
+
+    def privacy(self, node: URIRef, classification: Classification) -> None:
+        """DPV terms on the dataset (as HealthDCAT-AP does): personal data category, legal basis,
+        purpose and controller; nothing for non-personal data beyond its category."""
+        self.add(node, DPVNS.hasPersonalData, URIRef(DPV_TERMS[classification.personal_data].iri))
+        if classification.legal_basis:
+            self.add(node, DPVNS.hasLegalBasis, URIRef(DPV_TERMS[classification.legal_basis].iri))
+        if classification.purpose:
+            self.add(node, DPVNS.hasPurpose, URIRef(DPV_TERMS[classification.purpose].iri))
+        if classification.controller:
+            controller = URIRef(f"{node}#controller")
+            self.add(node, DPVNS.hasDataController, controller)
+            self.add(controller, RDF.type, DPVNS.DataController)
+            self.add(controller, FOAF.name, Literal(classification.controller))
 
     def themes(self, node: URIRef, codes: Iterable[str]) -> None:
         for code in sorted(set(codes)):

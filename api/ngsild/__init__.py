@@ -21,7 +21,7 @@ from api.ngsild.context import ContextResolver
 from api.ngsild.errors import NgsiLdError, install_error_handlers
 from api.ngsild.notifier import Notifier
 from api.ngsild.observations import IngestDoor
-from api.ngsild.outbound import OutboundPolicy
+from citylab.outbound import OutboundPolicy
 from api.ngsild.provision import router as provision_router
 from api.ngsild.routes import router
 from api.ngsild.subscriptions import router as subscriptions_router

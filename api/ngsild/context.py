@@ -27,7 +27,7 @@ from typing import Any
 from pyld import jsonld
 
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.outbound import OutboundError, OutboundPolicy, fetch
+from citylab.outbound import OutboundError, OutboundPolicy, fetch
 
 __all__ = [
     "CORE_CONTEXT",

@@ -30,7 +30,7 @@ from psycopg_pool import ConnectionPool
 
 from api.ngsild.context import Context, ContextResolver, link_header
 from api.ngsild.entities import render
-from api.ngsild.outbound import OutboundError, OutboundPolicy, check_url
+from citylab.outbound import OutboundError, OutboundPolicy, check_url
 from api.ngsild.request import Caller
 from api.ngsild.selection import Selection, select
 from storage.ngsild.subscriptions import StoredSubscription, active_subscriptions, record_delivery

@@ -20,6 +20,7 @@ from api.ngsild.payload import KEYWORDS
 from api.ngsild.query import parse_q, resolve
 from api.ngsild.request import Caller, vocabulary
 from api.ngsild.vocabulary import MODELS
+from api.privacy import minimise_entities
 from storage import ngsild as store
 from storage.ngsild.context import context_entities
 
@@ -129,6 +130,8 @@ def select(conn, caller: Caller, selection: Selection, *, offset: int, limit: in
             conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
             models=models, keys=keys, id_pattern=s.id_pattern, attributes=measured, q=s.q_derived, geo=s.geo,
             offset=offset, limit=limit)
+        rows, withheld = minimise_entities(conn, caller.principal, rows)   # purpose and precision of grants
+        derived_total -= withheld
     selected = [Selected(native_entity(r), r) for r in rows]
     # context entities are read by their own organisation only
     orgs = [caller.org_slug] if caller.tenant in (None, caller.org_slug) else []

@@ -24,7 +24,7 @@ from api.deps import ConnDep, ProviderDep
 from api.ngsild.context import Context
 from api.ngsild.entities import check_uri
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.outbound import OutboundError, check_url
+from citylab.outbound import OutboundError, check_url
 from api.ngsild.payload import read_body
 from api.ngsild.query import parse_q
 from api.ngsild.request import AcceptDep, ContextDep, resolver_of

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from api.access import account, readable, series_or_404
+from api.privacy import purpose_refusals
 from api.deps import ConnDep, PrincipalDep
 from api.models import AnomaliesPublic, AnomalyPublic
 from api.params import Instant, resolve_range
@@ -41,11 +42,12 @@ def read_anomalies(
 ):
     span = resolve_range(start, end)
     if series_id is not None:
-        series_or_404(conn, principal, series_id)
+        series_or_404(conn, principal, series_id, action="read.anomalies")
         rows = queries.read_anomalies(conn, span.start, span.end, series_id=series_id, limit=limit)
     else:
-        rows = queries.read_anomalies(conn, span.start, span.end, series_ids=sorted(readable(conn, principal)),
-                                      limit=limit)
+        allowed = readable(conn, principal)
+        allowed -= purpose_refusals(conn, principal, allowed, action="read.anomalies")
+        rows = queries.read_anomalies(conn, span.start, span.end, series_ids=sorted(allowed), limit=limit)
     per_series: dict[int, int] = {}
     for row in rows:
         per_series[row.series_id] = per_series.get(row.series_id, 0) + 1

@@ -22,6 +22,7 @@ from api.access import account, readable
 from api.deps import ConnDep, PoolDep, ReaderDep, Unauthorized
 from api.errors import Problem
 from api.params import Instant, resolve_range
+from api.privacy import classification_header, purpose_refusals, refusal_detail
 from api.routes import problem_responses
 from api.tabular import CSV_MEDIA, PARQUET_MEDIA, Format, ParquetStream
 from storage import queries
@@ -40,8 +41,11 @@ def stream_readings(
     pool: ConnectionPool, principal: Principal, series_ids: list[int], start: datetime, end: datetime,
     fmt: Format, *, name: str,
 ) -> StreamingResponse:
-    """A streamed CSV or Parquet answer of the readings of `series_ids` (already checked readable)."""
+    """A streamed CSV or Parquet answer of the readings of `series_ids` (already checked readable),
+    with their classification in the `Data-Classification` header and a `Link` to the sidecar."""
     counts: dict[int, int] = {}
+    with map_errors("export classification"), pool.connection() as conn:
+        classified = classification_header(conn, series_ids)
 
     def generate() -> Iterator[bytes]:
         with map_errors("export"), pool.connection() as conn:
@@ -71,7 +75,7 @@ def stream_readings(
     media = CSV_MEDIA if fmt is Format.csv else PARQUET_MEDIA
     suffix = "csv" if fmt is Format.csv else "parquet"
     return StreamingResponse(generate(), media_type=media,
-                             headers={"Content-Disposition": f'attachment; filename="{name}.{suffix}"'})
+                             headers={"Content-Disposition": f'attachment; filename="{name}.{suffix}"', **classified})
 
 
 @router.get(
@@ -102,6 +106,10 @@ def export_readings(
         if principal.anonymous:
             raise Unauthorized(f"series {missing[0]} is not open data: it needs an API key")
         raise Problem(404, f"no series with id {missing[0]} that your organisation may read")
+    refused = purpose_refusals(conn, principal, wanted, action="export.readings")
+    if refused and series_id:
+        raise Problem(403, refusal_detail(min(refused)))
+    wanted = [sid for sid in wanted if sid not in refused]
     if len(wanted) > MAX_EXPORT_SERIES:
         raise Problem(422, f"{len(wanted)} series; export at most {MAX_EXPORT_SERIES} at once",
                       title="Invalid request")

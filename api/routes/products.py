@@ -25,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.deps import ConnDep, ConsumerDep, PrincipalDep, ProviderDep, ReaderDep, SettingsDep, Unauthorized, actor
 from api.errors import Problem
 from api.params import Instant
+from api.privacy import holds_personal
 from api.routes import problem_responses
-from storage import products
+from storage import gdpr, products
 from storage.audit import record_change
 from storage.tenants import Principal
 
@@ -100,6 +101,9 @@ class QualityPublic(BaseModel):
 class AccessRequestCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     message: str = Field(default="", max_length=2000, description="Purpose of use, for the provider.")
+    purpose: str | None = Field(default=None, max_length=64, description="The DPV purpose of use (e.g. "
+                                "AcademicResearch); required for a product holding personal data. Reads "
+                                "through the grant state it (see docs/gdpr.md).")
 
 
 class Decision(BaseModel):
@@ -139,6 +143,9 @@ def _product_or_404(conn, product_id: int, principal: Principal | None = None) -
 @router.post("/products", response_model=ProductPublic, status_code=201, summary="Publish a data product",
              responses=problem_responses(401, 403, 422, 503))
 def create_product(conn: ConnDep, principal: ProviderDep, body: ProductCreate) -> ProductPublic:
+    if body.open and holds_personal(conn, body.series_ids):
+        raise Problem(422, "personal data cannot be open data: these series are classified personal or "
+                           "pseudonymous (docs/gdpr.md)", title="Invalid request")
     try:
         product = products.create_product(
             conn, org_id=principal.org_id, org_slug=principal.org_slug, title=body.title,
@@ -178,6 +185,10 @@ def read_product(conn: ConnDep, principal: ReaderDep, product_id: Id) -> Product
               "data is readable without a key (an open licence and no price are required).",
               responses=problem_responses(401, 403, 404, 422, 503))
 def update_publication(conn: ConnDep, principal: ProviderDep, product_id: Id, body: PublicationUpdate) -> ProductPublic:
+    current = products.get_product(conn, product_id)
+    if body.open and current is not None and holds_personal(conn, current.series_ids):
+        raise Problem(422, f"data product {product_id} holds personal data: it cannot be open data (docs/gdpr.md)",
+                      title="Invalid request")
     try:
         updated = products.set_publication(conn, product_id=product_id, provider_org=principal.org_id,
                                            listed=body.listed, open=body.open)
@@ -208,9 +219,17 @@ def read_quality(conn: ConnDep, principal: ReaderDep, settings: SettingsDep, pro
 def request_access(conn: ConnDep, principal: ConsumerDep, product_id: Id,
                    body: AccessRequestCreate | None = None) -> GrantPublic:
     product = _product_or_404(conn, product_id)
+    purpose = body.purpose if body else None
+    if purpose is not None and purpose not in gdpr.PURPOSES:
+        raise Problem(422, f"purpose must be a DPV purpose: one of {gdpr.PURPOSES}", title="Invalid request")
+    if purpose is None and holds_personal(conn, product.series_ids):
+        raise Problem(422, f"data product {product_id} holds personal data: name the purpose of use "
+                           f"(`purpose`, one of {gdpr.PURPOSES})", title="Invalid request")
     grant = products.request_access(conn, product_id=product_id, consumer_org=principal.org_id,
                                     message=body.message if body else "")
-    _audit(conn, principal, "grant.request", product.org_id, {"grant_id": grant.id, "product_id": product_id})
+    gdpr.set_grant_purpose(conn, grant_id=grant.id, purpose=purpose)
+    _audit(conn, principal, "grant.request", product.org_id, {"grant_id": grant.id, "product_id": product_id,
+                                                              "purpose": purpose})
     return GrantPublic.model_validate(grant)
 
 

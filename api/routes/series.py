@@ -30,6 +30,7 @@ from api.models import (
     SeriesPublic,
 )
 from api.params import Instant, parse_bucket, resolve_range
+from api.privacy import classification_header, coarsen, k_withheld, minimisation_of, privacy_of, purpose_refusals
 from api.routes import problem_responses
 from api.routes.exports import stream_readings
 from api.tabular import Format, table_response
@@ -50,8 +51,19 @@ FormatQ = Annotated[Format, Query(description="json (default), csv or parquet.")
 TABLE_RESPONSES = {200: {"content": {"text/csv": {}, "application/vnd.apache.parquet": {}}}}
 
 
-def _series_public(entry: queries.CatalogueEntry) -> SeriesPublic:
-    return SeriesPublic.model_validate(entry)
+def _series_public(conn, principal, entries: list) -> list[SeriesPublic]:
+    """Series with their classification, locations at the precision of the caller's grants."""
+    ids = [e.id for e in entries]
+    privacy = privacy_of(conn, ids)
+    minimised = minimisation_of(conn, principal, ids)
+    out = []
+    for e in entries:
+        public = SeriesPublic.model_validate(e).model_copy(update={"privacy": privacy.get(e.id)})
+        if e.id in minimised and public.lat is not None:
+            lat, lon = coarsen(public.lat, public.lon, minimised[e.id])
+            public = public.model_copy(update={"lat": lat, "lon": lon})
+        out.append(public)
+    return out
 
 
 @router.get(
@@ -90,7 +102,7 @@ def read_series(
                              provider=provider, bbox=box, product_id=product, after=cursor, limit=limit)
     if len(rows) == limit:
         response.headers["Link"] = f'<{public_link(settings, request, cursor=rows[-1].id)}>; rel="next"'
-    return [_series_public(r) for r in rows]
+    return _series_public(conn, principal, rows)
 
 
 def _refuse_constant(name: str) -> None:
@@ -146,7 +158,7 @@ def read_readings(
     format: FormatQ = Format.json,
 ):
     span = resolve_range(start, end)
-    series = series_or_404(conn, principal, series_id)
+    series = series_or_404(conn, principal, series_id, action="read.readings")
     if format is not Format.json:
         return stream_readings(pool, principal, [series_id], span.start, span.end, format,
                                name=f"series-{series_id}")
@@ -171,7 +183,7 @@ def read_readings(
     account(conn, principal, action="read.readings", reads=[DataRead(series_id, len(rows))],
             start=from_time, end=span.end)
     return ReadingsPublic(
-        series=SeriesPublic.model_validate(series),
+        series=_series_public(conn, principal, [series])[0],
         start=span.start,
         end=span.end,
         count=len(rows),
@@ -219,22 +231,27 @@ def read_aggregates(
                            "use a larger bucket or a shorter range", title="Invalid request")
     # The widest stored window that divides the bucket: fewest rows to merge.
     width_s = max(w for w in widths if bucket_s % w == 0)
-    series = series_or_404(conn, principal, series_id)
+    series = series_or_404(conn, principal, series_id, action="read.aggregates")
     rows = queries.read_aggregates(conn, series_id, span.start, span.end, bucket_s=bucket_s, width_s=width_s)
     if not rows and width_s != widths[0]:
         # Wider windows are absent where only the base width was stored (imported data): merge those.
         rows = queries.read_aggregates(conn, series_id, span.start, span.end, bucket_s=bucket_s, width_s=widths[0])
+    k = k_withheld(conn, principal, series_id)
+    if k is not None:  # buckets of fewer than k readings of a personal series are withheld
+        rows = [r for r in rows if r.count >= k]
     account(conn, principal, action="read.aggregates", reads=[DataRead(series_id, len(rows))],
             start=span.start, end=span.end)
     if format is not Format.json:
         columns = ("bucket", "count", "mean", "min", "max", "last", "std")
-        return table_response(
+        table = table_response(
             ("series_id", "unit", *columns),
             [(series_id, series.unit, *(getattr(r, c) for c in columns)) for r in rows],
             fmt=format, name=f"series-{series_id}-aggregates",
         )
+        table.headers.update(classification_header(conn, [series_id]))
+        return table
     return AggregatesPublic(
-        series=SeriesPublic.model_validate(series),
+        series=_series_public(conn, principal, [series])[0],
         start=span.start,
         end=span.end,
         bucket_s=bucket_s,
@@ -259,6 +276,7 @@ def read_latest(
 ):
     allowed = readable(conn, principal)
     wanted = sorted(allowed if series_id is None else allowed & set(series_id))
+    wanted = sorted(set(wanted) - purpose_refusals(conn, principal, wanted, action="read.latest"))
     rows = queries.latest_values(conn, wanted)
     if quantity is not None:
         rows = [r for r in rows if r.quantity == quantity]
@@ -266,6 +284,9 @@ def read_latest(
             start=None, end=None)
     if format is not Format.json:
         columns = ("series_id", "device", "quantity", "unit", "time", "value")
-        return table_response(columns, [tuple(getattr(r, c) for c in columns) for r in rows], fmt=format,
-                              name="latest")
-    return [LatestPublic.model_validate(r) for r in rows]
+        table = table_response(columns, [tuple(getattr(r, c) for c in columns) for r in rows], fmt=format,
+                               name="latest")
+        table.headers.update(classification_header(conn, [r.series_id for r in rows]))
+        return table
+    privacy = privacy_of(conn, [r.series_id for r in rows])
+    return [LatestPublic.model_validate(r).model_copy(update={"privacy": privacy.get(r.series_id)}) for r in rows]

@@ -20,6 +20,7 @@ import psycopg
 
 from api.access import account
 from api.errors import Problem
+from api.privacy import minimise_geojson, purpose_refusals, refusal_detail
 from api.sensorthings.mapping import check_select, entity_json, fields_for, members, query_params, self_link
 from api.sensorthings.paths import PathError, ResourcePath, parse_path
 from api.sensorthings.query import skiptoken
@@ -141,6 +142,13 @@ def read_resource(
         raise Problem(501, str(exc)) from None
     except QueryError as exc:
         raise Problem(400, str(exc)) from None
+    refused = purpose_refusals(conn, principal, served.observations, action="sta.read.observations")
+    if refused:  # personal data outside the grant's purpose (api.privacy)
+        raise Problem(403, refusal_detail(min(refused)))
+    if not answer.text and not isinstance(answer.body, bytes):   # locations at the grant's precision
+        minimise_geojson(conn, principal, answer.body)
+    elif isinstance(answer.body, bytes) and entity.name in ("Locations", "FeaturesOfInterest"):
+        answer = Answer(json.dumps(minimise_geojson(conn, principal, json.loads(answer.body))).encode())
     if served.observations:
         account(conn, principal, action="sta.read.observations",
                 reads=[DataRead(s, n) for s, n in sorted(served.observations.items())], start=None, end=None)

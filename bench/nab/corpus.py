@@ -35,28 +35,31 @@ def read_series(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
 
 
 def _index_windows(key: str, time_us: np.ndarray, windows: list[list[str]]) -> list[tuple[int, int]]:
-    """Windows [start, end] (timestamps) as inclusive index ranges of the points inside them."""
+    """Windows [start, end] (timestamps) as inclusive index ranges in file order: from the first
+    to the last point whose timestamp lies inside the window.
+
+    Points stay in file order, like NAB's own labelling (a point is in a window when its
+    timestamp is): a clock that jumps back does not reorder the stream. Ranges must not overlap.
+    """
     out = []
     for start, end in windows:
         lo, hi = (np.datetime64(s.replace(" ", "T"), "us").astype(np.int64) for s in (start, end))
-        left = int(np.searchsorted(time_us, lo, "left"))
-        right = int(np.searchsorted(time_us, hi, "right")) - 1
-        if right < left:
+        inside = np.flatnonzero((time_us >= lo) & (time_us <= hi))
+        if inside.size == 0:
             raise ValueError(f"{key}: window {start} .. {end} holds no point")
-        out.append((left, right))
+        out.append((int(inside[0]), int(inside[-1])))
     return out
 
 
 def load_corpus(data_dir: Path, windows_file: Path) -> list[CorpusFile]:
-    """Every CSV below `data_dir`, sorted by key; files missing from the windows file are refused."""
+    """Every CSV below `data_dir`, sorted by key, each in file order; files missing from the windows
+    file are refused."""
     windows = json.loads(Path(windows_file).read_text())
     files = []
     for path in sorted(Path(data_dir).rglob("*.csv")):
         key = path.relative_to(data_dir).as_posix()
         if key not in windows:
             raise ValueError(f"{key} has no entry in {windows_file}")
-        stamps, time_us, value = read_series(path)
-        if np.any(np.diff(time_us) < 0):
-            raise ValueError(f"{key}: timestamps are not in time order")
+        stamps, time_us, value = read_series(path)  # in file order, even where the clock goes back
         files.append(CorpusFile(key, stamps, time_us, value, _index_windows(key, time_us, windows[key])))
     return files

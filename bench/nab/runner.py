@@ -1,9 +1,11 @@
 """Run the production detector over the NAB corpus and write NAB's results files.
 
-Each file is one series fed to a fresh ``stream.StreamProcessor`` in time order, in batches
-(``batch`` readings at a time, default 1: one point at a time as NAB prescribes; the scores do
-not depend on the batch size, see docs/stream.md). The anomaly score NAB sees is the
-processor's per-reading score, unchanged.
+Each file is one series fed to a fresh ``stream.StreamProcessor`` in file order, in batches
+(``batch`` readings at a time, default 1: one point at a time as NAB prescribes). Where the
+clock goes back, the older readings are late readings to the detector (scored, not learned),
+as in the pipeline. When a file's times are in order the scores do not depend on the batch
+size (see docs/stream.md); otherwise a batch is ordered by time inside itself, so use 1. The
+anomaly score NAB sees is the processor's per-reading score, unchanged.
 """
 
 from __future__ import annotations

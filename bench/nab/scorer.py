@@ -122,8 +122,14 @@ class CorpusScore:
     false_positives: int
 
 
-def score_corpus(files: list[tuple[np.ndarray, FileLabels]], profile: Profile) -> CorpusScore:
-    """Best corpus score over all thresholds for one profile; ``files`` pairs scores with labels."""
+def score_corpus(
+    files: list[tuple[np.ndarray, FileLabels]], profile: Profile, threshold: float | None = None,
+) -> CorpusScore:
+    """Corpus score for one profile; ``files`` pairs scores with labels.
+
+    With ``threshold`` None, the best score over all thresholds (NAB's optimiser); else the
+    score when the points with score ≥ ``threshold`` are the detections (a live operating point).
+    """
     scores, weights, window_ids = [], [], []
     offset = 0
     n_windows = 0
@@ -149,9 +155,22 @@ def score_corpus(files: list[tuple[np.ndarray, FileLabels]], profile: Profile) -
     gid = np.concatenate(window_ids) if window_ids else np.zeros(0, np.int64)
     null = -profile.fn * n_windows
     perfect = profile.tp * n_windows
-    threshold, raw, detected, fps = _sweep(score, weight, gid, n_windows, profile.fn)
+    if threshold is None:
+        threshold, raw, detected, fps = _sweep(score, weight, gid, n_windows, profile.fn)
+    else:
+        raw, detected, fps = _at_threshold(score >= threshold, weight, gid, n_windows, profile.fn)
     normalised = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
     return CorpusScore(profile.name, threshold, raw, null, perfect, normalised, n_windows, detected, fps)
+
+
+def _at_threshold(hit: np.ndarray, weight: np.ndarray, gid: np.ndarray, n_windows: int, fn: float):
+    """(raw, detected, fps) when the points where ``hit`` is true are the detections."""
+    outside = hit & (gid < 0)
+    inside = hit & (gid >= 0)
+    best_window = np.full(n_windows, -fn)
+    np.maximum.at(best_window, gid[inside], weight[inside])
+    detected = int(np.unique(gid[inside]).size)
+    return float(weight[outside].sum() + best_window.sum()), detected, int(outside.sum())
 
 
 def _sweep(score: np.ndarray, weight: np.ndarray, gid: np.ndarray, n_windows: int, fn: float):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stream._constants import (
+    CRITERION_MET,
     KIND_GAP,
     KIND_LEVEL_SHIFT,
     KIND_NONE,
@@ -97,6 +98,8 @@ class _Series:
     fast: float = 0.0
     seen_lo: float = math.inf
     seen_hi: float = -math.inf
+    recent_lo: float = math.inf  # the recent range: forgets towards the mean
+    recent_hi: float = -math.inf
     peak: float = 0.0
     interval: float = 0.0
     n_interval: int = 0
@@ -109,6 +112,17 @@ class _Series:
     since: int = NO_REST
     seen: set = field(default_factory=set)  # contexts of the current generation
     seen_old: set = field(default_factory=set)  # contexts of the previous generation
+
+
+def widen(x: float, lo: float, hi: float, width: float, limited: bool, growth: float) -> tuple[float, float]:
+    """[lo, hi] widened to take x, by at most growth × width when `limited` (after warm-up)."""
+    limit_hi = hi + growth * width if limited and width > 0 else math.inf
+    limit_lo = lo - growth * width if limited and width > 0 else -math.inf
+    if x > hi:
+        return lo, min(x, limit_hi)
+    if x < lo:
+        return max(x, limit_lo), hi
+    return lo, hi
 
 
 def evidence_score(r: float) -> float:
@@ -172,11 +186,12 @@ class Detector:
         if warm:
             if x != s.mean:
                 evidence.append((abs(x - s.mean) / std / p.spike_z if std > 0 else math.inf, KIND_SPIKE))
-            span = s.seen_hi - s.seen_lo
-            if span > 0 and x > s.seen_hi:
-                evidence.append(((x - s.seen_hi) / span / p.novelty_tol, KIND_SPIKE))
-            if span > 0 and x < s.seen_lo:
-                evidence.append(((s.seen_lo - x) / span / p.novelty_tol, KIND_SPIKE))
+            for lo, hi, tol in ((s.seen_lo, s.seen_hi, p.novelty_tol), (s.recent_lo, s.recent_hi, p.recent_tol)):
+                span = hi - lo
+                if span > 0 and x > hi:
+                    evidence.append(((x - hi) / span / tol, KIND_SPIKE))
+                if span > 0 and x < lo:
+                    evidence.append(((lo - x) / span / tol, KIND_SPIKE))
             if fast != s.mean:
                 scale = std * math.sqrt(p.level_alpha / (2.0 - p.level_alpha))
                 evidence.append((abs(fast - s.mean) / scale / p.level_z if scale > 0 else math.inf, KIND_LEVEL_SHIFT))
@@ -188,12 +203,14 @@ class Detector:
         if p.suppress > 0 and ev <= s.peak:
             score *= SUPPRESSED_SCALE
         repeats = s.run + 1 if (s.n > 0 and x == s.last_value) else 1
-        if evidence_score(gap) > score:
+        if warm and evidence_score(gap) > score:  # nothing is flagged during the warm-up
             score, kind = evidence_score(gap), KIND_GAP
-        if p.stuck_run > 0 and not late and repeats >= p.stuck_run and score < 1.0:
+        if p.stuck_run > 0 and warm and not late and repeats >= p.stuck_run and score < 1.0:
             score, kind = 1.0, KIND_STUCK
-        flagged = score >= p.threshold
+        flagged = score >= CRITERION_MET  # met on its own: starts a rest period, keeps its kind
         pattern, strong = self._pattern(s, p, x, warm) if p.ctx_bins > 0 and not late else (0.0, False)
+        if abs(x - s.mean) < p.ctx_z * std:  # a pattern counts only away from the mean
+            pattern = 0.0
         if pattern > score:
             score, kind = pattern, (kind if flagged else KIND_PATTERN)
         if not late:  # learn
@@ -204,17 +221,17 @@ class Detector:
             a = max(p.alpha, 1.0 / s.n)
             if s.n == 1:
                 s.mean, s.var, s.seen_lo, s.seen_hi = x, 0.0, x, x
+                s.recent_lo, s.recent_hi = x, x
             else:
                 s.mean, s.var = s.mean + a * d, (1.0 - a) * (s.var + a * d * d)
                 if not (math.isfinite(s.mean) and math.isfinite(s.var)):
                     s.mean, s.var, s.n = x, 0.0, 1
-                width = s.seen_hi - s.seen_lo
-                limit_hi = s.seen_hi + p.novelty_growth * width if warm and width > 0 else math.inf
-                limit_lo = s.seen_lo - p.novelty_growth * width if warm and width > 0 else -math.inf
-                if x > s.seen_hi:
-                    s.seen_hi = min(x, limit_hi)
-                elif x < s.seen_lo:
-                    s.seen_lo = max(x, limit_lo)
+                s.seen_lo, s.seen_hi = widen(x, s.seen_lo, s.seen_hi, s.seen_hi - s.seen_lo, warm, p.novelty_growth)
+                # the recent range decays towards the (new) mean, then widens like the seen range
+                decay = 0.5 ** (1.0 / p.recent_halflife)
+                s.recent_lo, s.recent_hi = widen(x, s.mean - (s.mean - s.recent_lo) * decay,
+                                                 s.mean + (s.recent_hi - s.mean) * decay,
+                                                 s.recent_hi - s.recent_lo, warm, p.novelty_growth)
             s.fast = fast
             if warm:
                 s.peak = max(s.peak * (math.exp(-1.0 / p.suppress) if p.suppress > 0 else 0.0), ev)
@@ -238,3 +255,39 @@ class Detector:
             return 0.0, False
         raw = sum(new) / len(contexts)
         return (raw if s.since >= p.ctx_rest else 0.0), raw >= p.ctx_threshold
+
+
+@dataclass
+class NaiveRule:
+    """A threshold rule of stream/_rules.py, one reading at a time."""
+
+    rule_id: int
+    series_id: int
+    on: float
+    off: float
+    hold_us: int
+    above: bool = True
+    pending: int | None = None
+    active: bool = False
+    last: int | None = None
+
+    def one(self, t: int, x: float) -> bool | None:
+        """True when this reading opens an episode, False when it clears one, else None."""
+        if (self.last is not None and t < self.last) or not math.isfinite(x):
+            return None
+        self.last = t
+        beyond_on = x > self.on if self.above else x < self.on
+        back = x < self.off if self.above else x > self.off
+        if self.active:
+            if back:
+                self.active, self.pending = False, None
+                return False
+            return None
+        if not beyond_on:
+            self.pending = None
+            return None
+        self.pending = t if self.pending is None else self.pending
+        if t - self.pending >= self.hold_us:
+            self.active = True
+            return True
+        return None

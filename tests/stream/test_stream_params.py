@@ -16,6 +16,7 @@ from stream import QUANTITY_PARAMS, BatchError, DetectorParams, StreamProcessor,
 
 SECOND = 1_000_000
 NO_PATTERN = DetectorParams(ctx_bins=0)
+GAPS = DetectorParams(ctx_bins=0, gap_factor=10.0, threshold=0.5)  # gaps are on per sensor quantity
 OTHER = DetectorParams(spike_z=2.0, level_z=3.0, gap_factor=2.0, warmup=2, suppress=3.0, stuck_run=3)
 
 
@@ -49,14 +50,19 @@ def regular(n: int, step_s: int = 60) -> tuple[np.ndarray, np.ndarray, np.ndarra
 def test_gap_is_flagged_when_a_reading_arrives_late() -> None:
     sid, t, v = regular(60)
     t[40:] += 20 * 60 * SECOND  # 20 missing minutes at a 1-minute cadence
-    result = StreamProcessor(params=NO_PATTERN).process(sid, t, v)
+    result = StreamProcessor(params=GAPS).process(sid, t, v)
     assert result.anomalies.kind_names == ["gap"]
     assert int(result.anomalies.time[0]) == int(t[40])
     assert result.scores[40] > 0.5 and np.all(result.scores[41:] < 0.5)
 
 
+def test_gaps_are_on_for_sensor_quantities_only() -> None:
+    assert DetectorParams().gap_factor == math.inf  # NAB's files have irregular clocks, not dead sensors
+    assert all(p.gap_factor == 10.0 for p in QUANTITY_PARAMS.values())
+
+
 def test_check_gaps() -> None:
-    proc = StreamProcessor()
+    proc = StreamProcessor(params=GAPS)
     sid, t, v = regular(30)
     proc.process(sid, t, v)
     proc.process([5], [BASE], [1.0])  # one reading: no expected interval yet
@@ -80,7 +86,7 @@ def test_level_shift_kind() -> None:
     sid, t, _ = regular(400)
     v = 20.0 + rng.normal(0.0, 1.0, 400)
     v[250:] += 3.5  # mostly inside the range seen (novelty is off here): the fast mean tells
-    params = DetectorParams(level_z=3.0, novelty_tol=math.inf, ctx_bins=0)
+    params = DetectorParams(level_z=3.0, novelty_tol=math.inf, recent_tol=math.inf, ctx_bins=0, threshold=0.5)
     result = StreamProcessor(params=params).process(sid, t, v)
     flagged = ((result.anomalies.time - BASE) // (60 * SECOND)).tolist()
     assert "level_shift" in result.anomalies.kind_names and 250 <= flagged[0] < 262

@@ -1,5 +1,7 @@
-"""Outbound HTTP to addresses users give (`@context` URLs), guarded against
-server-side request forgery.
+"""Outbound requests to addresses users give (NGSI-LD `@context` URLs and
+notification endpoints, alarm webhooks and SMTP servers), guarded against
+server-side request forgery. One guard for every face and for ingest's
+notifications.
 
 A URL is fetched only when it is `http`/`https` and every address its host
 resolves to is public: loopback, link-local, private, multicast, reserved and
@@ -18,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-__all__ = ["OutboundError", "OutboundPolicy", "fetch", "check_url"]
+__all__ = ["OutboundError", "OutboundPolicy", "check_address", "check_url", "fetch"]
 
 
 class OutboundError(Exception):
@@ -33,16 +35,30 @@ class OutboundPolicy:
     max_bytes: int = 1_000_000
 
 
-def _allowed(address: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: OutboundPolicy) -> bool:
+def _refusal(address: ipaddress.IPv4Address | ipaddress.IPv6Address, policy: OutboundPolicy) -> str | None:
+    """Why `address` may not be called under `policy`; None when it may."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+        address = address.ipv4_mapped   # ::ffff:10.0.0.1 is 10.0.0.1
     if address.is_loopback:
-        return policy.allow_loopback
+        return None if policy.allow_loopback else "a loopback address"
     if address.is_link_local or address.is_multicast or address.is_unspecified or address.is_reserved:
-        return False
-    if address.is_private:
-        return policy.allow_private
-    return address.is_global
+        return "not a routable unicast address"
+    if address.is_private or not address.is_global:
+        return None if policy.allow_private else "a private address"
+    return None
+
+
+def check_address(host: str, port: int, policy: OutboundPolicy) -> None:
+    """Raise OutboundError unless every address `host` resolves to is allowed."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise OutboundError(f"cannot resolve {host!r}: {exc}") from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        reason = _refusal(address, policy)
+        if reason is not None:
+            raise OutboundError(f"{host!r} resolves to {address}, {reason}: refused")
 
 
 def check_url(url: str, policy: OutboundPolicy) -> None:
@@ -52,13 +68,9 @@ def check_url(url: str, policy: OutboundPolicy) -> None:
         raise OutboundError(f"{url!r} is not an http or https URL")
     try:
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        infos = socket.getaddrinfo(parts.hostname, port, type=socket.SOCK_STREAM)
-    except (OSError, ValueError) as exc:
-        raise OutboundError(f"cannot resolve {parts.hostname!r}: {exc}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if not _allowed(address, policy):
-            raise OutboundError(f"{parts.hostname!r} resolves to {address}, an address this server does not call")
+    except ValueError as exc:
+        raise OutboundError(f"{url!r}: {exc}") from None
+    check_address(parts.hostname, port, policy)
 
 
 def fetch(url: str, policy: OutboundPolicy, *, accept: str = "application/ld+json, application/json") -> bytes:

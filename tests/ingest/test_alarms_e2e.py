@@ -1,0 +1,131 @@
+"""Alarms end to end: packs published to a real Mosquitto, ingest with a real PostgreSQL opens and
+clears an alarm from a threshold rule, and the notifications reach a real local webhook and the
+broker (the alarm's state retained on lab/{org}/alarms/{id})."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import paho.mqtt.client as paho
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from ingest import IngestOptions, IngestService
+from ingest.notify import sign
+from protocol.senml import Pack, Record, encode_pack
+from protocol.topics import ingest_filters, up_topic
+from storage.alarms import create_channel, create_rule, list_alarms
+from storage.registry import register_device
+
+pytestmark = pytest.mark.slow
+
+T0 = 1_790_000_000.0
+SECRET = "hook-secret"
+
+
+def _wait_for(probe, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+    return value
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((dict(self.headers), body))  # type: ignore[attr-defined]
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def hook() -> Iterator[ThreadingHTTPServer]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    server.received = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def ingest(database: str, mqtt_broker, org: str) -> Iterator[IngestService]:
+    with psycopg.connect(database) as conn:
+        register_device(conn, org=org, device="gw-1", kind="gateway")
+        register_device(conn, org=org, device="air-1", gateway="gw-1", kind="serial")
+    service = IngestService(IngestOptions(
+        database_url=database, mqtt_url=mqtt_broker.url, client_id=f"ingest-{org}", batch_max_age_ms=50,
+        filters=ingest_filters(org), notify_allow_loopback=True,
+    ))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    _wait_for(service.client.connected.is_set, what="ingest to connect")
+    yield service
+    stop.set()
+    thread.join(10)
+
+
+def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, database, mqtt_broker, org) -> None:
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", mqtt_broker.port)
+    client.loop_start()
+    seq = iter(range(1000))
+
+    def publish(values: list[float], start: float) -> None:
+        pack = Pack("boot-1", next(seq), tuple(Record("air-1/pm2_5", v, start + 60.0 * i, "ug/m3")
+                                              for i, v in enumerate(values)))
+        client.publish(up_topic(org, "gw-1"), encode_pack(pack), qos=1).wait_for_publish(10)
+
+    def series_id():
+        with psycopg.connect(database) as conn:
+            row = conn.execute("SELECT id FROM series WHERE org = %s AND quantity = 'pm2_5'", (org,)).fetchone()
+        return row and row[0]
+
+    try:
+        publish([12.0], T0)  # until ingest subscribed and stored it: the series exists
+        sid = _wait_for(lambda: series_id() or (publish([12.0], T0), None)[1], what="the series")
+        with psycopg.connect(database) as conn:
+            create_rule(conn, org=org, name="pm25", series_id=sid, on=25.0, off=20.0, hold_s=300)
+            create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{hook.server_address[1]}/h",
+                           secret=SECRET)
+            create_channel(conn, org=org, kind="mqtt", target=f"lab/{org}/alarms")
+        # ingest reloads its rules at most every 5 s, when it commits a batch: keep it committing
+        rules = ingest._pipeline.processor.rules
+        _wait_for(lambda: len(rules) == 1 or (publish([12.0], T0 + 60), time.sleep(0.2))[0], what="the rule")
+        publish([30.0] * 8, T0 + 600)  # 7 minutes above 25: opens at the 6th reading (5 minutes held)
+        _wait_for(lambda: hook.received, what="the open notification")
+        publish([24.0, 19.0], T0 + 1200)
+        _wait_for(lambda: len(hook.received) >= 2, what="the clear notification")
+        # a subscriber that comes later sees the alarm's current state, retained
+        retained: list[tuple[str, dict]] = []
+        watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        watcher.on_message = lambda c, u, m: retained.append((m.topic, json.loads(m.payload)))
+        watcher.connect("127.0.0.1", mqtt_broker.port)
+        watcher.loop_start()
+        watcher.subscribe(f"lab/{org}/alarms/#", qos=1)
+        _wait_for(lambda: any(p["state"] == "cleared" for _, p in retained), what="the retained alarm state")
+        watcher.loop_stop()
+        watcher.disconnect()
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    with psycopg.connect(database) as conn:
+        (alarm,) = list_alarms(conn, org=org)
+    assert alarm.state == "cleared" and alarm.opened_at.timestamp() == T0 + 600 + 300
+    states = []
+    for headers, body in hook.received:
+        assert headers["X-Citylab-Signature"] == sign(SECRET, int(headers["X-Citylab-Timestamp"]), body)
+        states.append(json.loads(body)["state"])
+    assert states == ["open", "cleared"]
+    assert {t for t, _ in retained} == {f"lab/{org}/alarms/{alarm.id}"}
