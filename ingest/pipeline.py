@@ -265,7 +265,7 @@ class Pipeline:
                 continue
             if isinstance(ids, DeadLetter):
                 out.append(ids if item.bridged else replace(ids, boot_id=item.boot_id, seq=item.seq))
-            elif erased and (hits := int(erased_readings(erased, ids, item.time_us).sum())):
+            elif erased and (hits := _erased_hits(erased, *ids)):
                 # an erased range refuses re-entry (storage.gdpr.erase)
                 letter = dead_letter(item.message, "erased", f"{hits} readings fall in an erased range", item.device,
                                      org=item.org)
@@ -419,3 +419,11 @@ def _write_typed(conn: psycopg.Connection, packs: list[tuple[DecodedPack, np.nda
             times += [t.time_us for t in pack.typed]
             values += [t.value for t in pack.typed]
     return insert_typed_readings(conn, sids, times, values)
+
+
+def _erased_hits(erased: dict[int, np.ndarray], pack: DecodedPack, ids: np.ndarray) -> int:
+    """Readings of the pack, numeric and typed, that fall in an erased range (ids: numeric, then typed)."""
+    time_us = pack.time_us
+    if pack.typed:
+        time_us = np.concatenate([time_us, np.fromiter((t.time_us for t in pack.typed), np.int64, len(pack.typed))])
+    return int(erased_readings(erased, ids, time_us).sum())
