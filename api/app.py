@@ -21,6 +21,8 @@ from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
 from api.inputs import InputEdge
+from api.metrics import ApiMetrics, RequestMetrics
+from api.metrics import router as metrics_router
 from api.routes import (
     alarms, anomalies, audit, devices, exports, gdpr, health, ingest, keys, products, series, status,
 )
@@ -125,7 +127,12 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     )
     install_problem_handlers(app)
     app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
+    app.state.metrics = ApiMetrics(health=lambda: health.component_health(app),
+                                   supervised=lambda: health.supervised_components(app))
+    # outermost: it counts what the input edge refuses too
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     app.include_router(series.router, prefix="/v1")
     app.include_router(anomalies.router, prefix="/v1")
     app.include_router(alarms.router, prefix="/v1")

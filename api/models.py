@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -58,8 +58,13 @@ class ProblemPublic(_Public):
 
 
 class HealthPublic(_Public):
-    status: Literal["ok"] = Field(description="The API process itself answers.")
+    status: Literal["ok", "degraded"] = Field(description="ok: every component is up; degraded: one is down (503).")
     database: Literal["ok", "unavailable"]
+    components: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="Per component (database, broker, ingest, and under `citylab up` every supervised process): "
+                    "`up`, and where known `detail`, `restarts`, ingest's `lag_seconds` and `broker_connected`.",
+    )
 
 
 class SeriesPublic(_Public):

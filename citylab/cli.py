@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from citylab.settings import Settings
+from storage.errors import StorageError
 
 __all__ = ["main"]
 
@@ -69,29 +70,78 @@ def cmd_status(args: argparse.Namespace) -> int:
     from storage import connect
     from storage.queries import lab_status
 
-    database_url, _ = _resolve_urls(_settings())
-    with connect(database_url) as conn:
-        status = lab_status(conn)
-    lag = None
-    if status.newest_reading is not None:
-        lag = round((datetime.now(timezone.utc) - status.newest_reading).total_seconds(), 3)
-    report = {
-        "packs_received": status.packs_received,
-        "packs_stored": status.packs_stored,
-        "packs_duplicate": status.packs_duplicate,
-        "dead_letters": status.packs_dead_lettered,
-        "readings_stored": status.readings_stored,
-        "devices": status.devices,
-        "series": status.series,
-        "lag_seconds": lag,
-        "newest_reading": status.newest_reading.isoformat() if status.newest_reading else None,
-    }
+    settings = _settings()
+    database_url, mqtt_url = _resolve_urls(settings)
+    components = _components(settings, database_url, mqtt_url)
+    report: dict = {}
+    try:
+        with connect(database_url) as conn:
+            status = lab_status(conn)
+    except StorageError as exc:
+        logger.debug("status: %s", exc)
+    else:
+        lag = None
+        if status.newest_reading is not None:
+            lag = round((datetime.now(timezone.utc) - status.newest_reading).total_seconds(), 3)
+        report = {
+            "packs_received": status.packs_received,
+            "packs_stored": status.packs_stored,
+            "packs_duplicate": status.packs_duplicate,
+            "dead_letters": status.packs_dead_lettered,
+            "readings_stored": status.readings_stored,
+            "devices": status.devices,
+            "series": status.series,
+            "lag_seconds": lag,
+            "newest_reading": status.newest_reading.isoformat() if status.newest_reading else None,
+        }
+    from citylab.probes import healthy
+
+    down = not healthy(components)
+    report["health"] = "degraded" if down else "ok"
+    report["components"] = components
     if args.json:
         print(json.dumps(report))
     else:
         for key, value in report.items():
-            print(f"{key:16} {value}")
-    return 0
+            if key != "components":
+                print(f"{key:16} {value}")
+        for name, c in components.items():
+            extra = "".join(f"  {k} {v}" for k, v in c.items() if k != "up" and v is not None)
+            print(f"  {name:14} {'up' if c.get('up') else 'DOWN'}{extra}")
+    return 1 if down else 0
+
+
+def _components(settings: Settings, database_url: str, mqtt_url: str | None) -> dict[str, dict]:
+    """What /health says of each component; asked of the running lab's API, or probed from here."""
+    import httpx
+
+    from citylab.lab import read_state
+
+    state = None if settings.database_url else read_state(settings.home.resolve())
+    if state is not None:
+        try:
+            return httpx.get(f"{state.api_url}/health", timeout=15).json()["components"]
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            logger.debug("the lab's API does not answer: %s", exc)
+    from citylab.probes import ComponentHealth, add_supervised, probe_broker, probe_ingest
+    from citylab.supervisor import STATE_FILE, read_snapshot
+    from storage import connect
+    from storage.queries import ping
+
+    try:
+        with connect(database_url) as conn:
+            ping(conn)
+        found = [ComponentHealth("database", True)]
+    except StorageError:
+        found = [ComponentHealth("database", False, "the database does not answer")]
+    if mqtt_url:
+        found.append(probe_broker(mqtt_url))
+    if settings.ingest_metrics_url:
+        found.append(probe_ingest(settings.ingest_metrics_url))
+    components = {h.name: h.public() for h in found}
+    if state is not None:
+        components["api"] = {"up": False, "detail": f"{state.api_url}/health does not answer"}
+    return add_supervised(components, read_snapshot(settings.home.resolve() / STATE_FILE))
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -266,10 +316,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    _setup_logging(_settings().log_level if args.command not in ("status",) else "WARNING")
+    try:
+        settings = _settings()
+    except ValidationError as exc:
+        print(f"citylab {args.command}: settings refused: "
+              + "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()), file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level if args.command not in ("status",) else "WARNING")
     from citylab.lab import LabError
-    from storage.errors import StorageError
 
     try:
         return args.func(args) or 0

@@ -17,6 +17,7 @@ import glob
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -25,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 __all__ = [
     "EmbeddedError",
@@ -34,6 +36,7 @@ __all__ = [
     "render_mosquitto_conf",
     "start_mosquitto",
     "start_postgres",
+    "write_private",
 ]
 
 logger = logging.getLogger("citylab.embedded")
@@ -88,10 +91,20 @@ def _child_setup(user: pwd.struct_passwd | None, death_signal: int):
 def _hand_over(path: Path, user: pwd.struct_passwd | None) -> None:
     if user is None:
         return
+    if not path.is_dir():
+        os.chown(path, user.pw_uid, user.pw_gid)
+        return
     for root, dirs, files in os.walk(path):
         os.chown(root, user.pw_uid, user.pw_gid)
         for name in files:
             os.chown(os.path.join(root, name), user.pw_uid, user.pw_gid)
+
+
+def _open_log(path: Path):
+    """A server's log, appended to, 0600."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "ab")
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -158,14 +171,18 @@ class PostgresServer:
     data_dir: Path
     port: int
     host: str = "127.0.0.1"
+    password: str | None = field(default=None, repr=False)
+    durable: bool = True
     process: subprocess.Popen | None = field(default=None, repr=False)
+    _user: pwd.struct_passwd | None = field(default=None, repr=False)
 
     @property
     def url(self) -> str:
-        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{DATABASE}"
+        return self.url_for(DATABASE)
 
     def url_for(self, database: str) -> str:
-        return f"postgresql://{DB_USER}@{self.host}:{self.port}/{database}"
+        secret = f":{quote(self.password, safe='')}" if self.password else ""
+        return f"postgresql://{DB_USER}{secret}@{self.host}:{self.port}/{database}"
 
     def stop(self, *, timeout: float = 30.0) -> None:
         """Fast shutdown (SIGINT): active transactions roll back, data is kept."""
@@ -178,59 +195,134 @@ class PostgresServer:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def start(self, *, timeout: float = 60.0) -> None:
+        """(Re)start the postmaster on the same port and data directory.
+
+        After a crash of the postmaster alone its backends may still hold the shared
+        memory for a moment; PostgreSQL then refuses to start and this raises
+        `EmbeddedError` (a supervisor retries with backoff).
+        """
+        if self.process is not None and self.process.poll() is None:
+            return
+        bindir = _postgres_bindir()
+        run_dir = self.data_dir.parent / "run"
+        log = self.data_dir.parent / "server.log"
+        settings = {
+            "listen_addresses": self.host,
+            "unix_socket_directories": str(run_dir),
+            "max_connections": "100",
+            "shared_buffers": "256MB",
+            "fsync": "on" if self.durable else "off",
+            "synchronous_commit": "on" if self.durable else "off",
+            "full_page_writes": "on" if self.durable else "off",
+            "max_wal_size": "2GB",
+            "log_min_messages": "warning",
+            "password_encryption": "scram-sha-256",
+        }
+        args = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+        for key, value in settings.items():
+            args += ["-c", f"{key}={value}"]
+        with _open_log(log) as log_file:
+            self.process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup(self._user, signal.SIGINT),
+            )
+        _wait_for_port(self.host, self.port, self.process, log, "PostgreSQL", timeout)
+        _wait_until_accepting(self, self.process, log, timeout)
+
+
+_HBA = """\
+# written by citylab: password (SCRAM) authentication only
+local all all scram-sha-256
+host  all all 127.0.0.1/32 scram-sha-256
+host  all all ::1/128 scram-sha-256
+"""
+
+
+def _secret(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
+
+
+def write_private(path: Path, text: str) -> None:
+    """`text` into `path`, created 0600 (never readable by others, not even for a moment)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    path.chmod(0o600)
+
 
 def start_postgres(
     root: Path, *, port: int | None = None, host: str = "127.0.0.1", durable: bool = True, timeout: float = 60.0
 ) -> PostgresServer:
     """Start (initialising on first use) a private cluster in `root/postgres`.
 
-    `durable=False` turns fsync off: for throw-away test clusters only.
+    The cluster takes SCRAM-SHA-256 password logins only; the generated password
+    of its one role lives in `root/postgres.secret` (0600), outside the data
+    directory, which belongs to the server's user. `durable=False` turns fsync
+    off: for throw-away test clusters only.
     """
     bindir = _postgres_bindir()
     user = _service_user("postgres")
     root = root.resolve()
     data_dir = root / "postgres" / "data"
     run_dir = root / "postgres" / "run"
-    log = root / "postgres" / "server.log"
+    secret_path = root / "postgres.secret"
     run_dir.mkdir(parents=True, exist_ok=True)
     _hand_over(root / "postgres", user)
+    (root / "postgres").chmod(0o700)  # its logs and socket are the server's (and our) business alone
 
+    password = _secret(secret_path)
+    legacy = False  # a cluster made before passwords: it trusts, until we set one below
     if not (data_dir / "PG_VERSION").exists():
+        password = secrets.token_urlsafe(24)
         data_dir.mkdir(parents=True, exist_ok=True)
         _hand_over(data_dir, user)
         logger.info("initialising PostgreSQL cluster in %s", data_dir)
-        init = subprocess.run(
-            [str(bindir / "initdb"), "-D", str(data_dir), "-U", DB_USER, "--auth=trust", "-E", "UTF8",
-             "--locale=C.UTF-8", "--no-instructions"],
-            capture_output=True, text=True, preexec_fn=_child_setup(user, signal.SIGKILL),
-        )
+        pwfile = root / "postgres" / "initdb.pw"  # read by initdb (as the server's user), then removed
+        write_private(pwfile, password + "\n")
+        _hand_over(pwfile, user)
+        try:
+            init = subprocess.run(
+                [str(bindir / "initdb"), "-D", str(data_dir), "-U", DB_USER, "--auth=scram-sha-256",
+                 f"--pwfile={pwfile}", "-E", "UTF8", "--locale=C.UTF-8", "--no-instructions"],
+                capture_output=True, text=True, preexec_fn=_child_setup(user, signal.SIGKILL),
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if init.returncode != 0:
             raise EmbeddedError(f"initdb failed:\n{init.stdout}\n{init.stderr}")
+        write_private(secret_path, password + "\n")
+    elif password is None:
+        legacy = True
+        password = secrets.token_urlsafe(24)
 
-    port = port or free_port(host)
-    settings = {
-        "listen_addresses": host,
-        "unix_socket_directories": str(run_dir),
-        "max_connections": "100",
-        "shared_buffers": "256MB",
-        "fsync": "on" if durable else "off",
-        "synchronous_commit": "on" if durable else "off",
-        "full_page_writes": "on" if durable else "off",
-        "max_wal_size": "2GB",
-        "log_min_messages": "warning",
-    }
-    args = [str(bindir / "postgres"), "-D", str(data_dir), "-p", str(port)]
-    for key, value in settings.items():
-        args += ["-c", f"{key}={value}"]
-    with open(log, "ab") as log_file:
-        proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            preexec_fn=_child_setup(user, signal.SIGINT),
-        )
-    server = PostgresServer(data_dir=data_dir, port=port, host=host, process=proc)
-    _wait_for_port(host, port, proc, log, "PostgreSQL", timeout)
-    _wait_until_accepting(server, proc, log, timeout)
+    server = PostgresServer(data_dir=data_dir, port=port or free_port(host), host=host,
+                            password=None if legacy else password, durable=durable, _user=user)
+    server.start(timeout=timeout)
+    if legacy:
+        _require_password(server, password, secret_path)
     return server
+
+
+def _require_password(server: PostgresServer, password: str, secret_path: Path) -> None:
+    """A cluster initialised with `trust`: give its role a password and refuse logins without one."""
+    import psycopg
+    from psycopg import sql
+
+    logger.warning("PostgreSQL cluster in %s trusted every local login; it now requires a password",
+                   server.data_dir)
+    with psycopg.connect(server.url_for("postgres"), autocommit=True) as conn:
+        conn.execute("SET password_encryption = 'scram-sha-256'")
+        conn.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(DB_USER), sql.Literal(password)))
+        hba = server.data_dir / "pg_hba.conf"
+        hba.write_text(_HBA)
+        _hand_over(hba, server._user)
+        conn.execute("SELECT pg_reload_conf()")
+    write_private(secret_path, password + "\n")
+    server.password = password
 
 
 def _wait_until_accepting(server: PostgresServer, proc: subprocess.Popen, log: Path, timeout: float) -> None:
@@ -307,7 +399,7 @@ class MosquittoServer:
             raise EmbeddedError("mosquitto not found; install it with `apt-get install mosquitto` (make setup does this)")
         conf = self.root / "mosquitto.conf"
         log = self.root / "mosquitto.log"
-        with open(log, "ab") as log_file:
+        with _open_log(log) as log_file:
             self.process = subprocess.Popen(
                 [binary, "-c", str(conf)], stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                 preexec_fn=_child_setup(self._user, signal.SIGTERM),
@@ -342,6 +434,7 @@ def start_mosquitto(
                               dynsec_config=str(dynsec_file) if dynsec_file else None)
     )
     _hand_over(broker_dir, user)
+    broker_dir.chmod(0o700)  # the plugin's file holds the password hashes
     server = MosquittoServer(root=broker_dir, port=port, host=host, _user=user)
     server.start()
     return server

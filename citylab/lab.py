@@ -21,7 +21,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from citylab.embedded import write_private
 from citylab.settings import Settings
+from citylab.supervisor import STATE_FILE as SUPERVISOR_FILE
 from citylab.supervisor import Supervisor
 
 if TYPE_CHECKING:
@@ -32,6 +34,7 @@ __all__ = ["LabError", "LabState", "read_state", "run_lab", "run_simulation"]
 logger = logging.getLogger("citylab.lab")
 
 STATE_FILE = "lab.json"
+PORTS_FILE = "ports.json"
 
 
 class LabError(RuntimeError):
@@ -170,8 +173,7 @@ def _secured_broker(home: Path) -> tuple[str, str]:
     except (OSError, ValueError, KeyError):
         pass
     username, password = "citylab-admin", new_password()
-    secret.write_text(json.dumps({"username": username, "password": password}))
-    secret.chmod(0o600)
+    write_private(secret, json.dumps({"username": username, "password": password}))
     # a new admin password needs a new plugin file
     (home / "mosquitto" / "dynsec.json").unlink(missing_ok=True)
     return username, password
@@ -224,14 +226,47 @@ def _watch_first_readings(database_url: str, started: float, stop: threading.Eve
             return
 
 
+def _private_home(home: Path) -> None:
+    """The lab home holds secrets: 0700, or 0711 when we are root and the servers run as their
+    own users (they may then pass through it to their own directories, but list nothing)."""
+    home.mkdir(parents=True, exist_ok=True)
+    home.chmod(0o711 if os.geteuid() == 0 else 0o700)
+
+
+class Ports:
+    """Each server's port, chosen once and kept in `home/ports.json`, so that it survives
+    restarts of the server and of the lab (gateways' configuration never goes stale)."""
+
+    def __init__(self, home: Path, host: str) -> None:
+        self.path = home / PORTS_FILE
+        self.host = host
+        try:
+            self.ports: dict[str, int] = {k: int(v) for k, v in json.loads(self.path.read_text()).items()}
+        except (OSError, ValueError, TypeError, AttributeError):
+            self.ports = {}
+
+    def get(self, name: str) -> int:
+        from citylab.embedded import free_port
+
+        port = self.ports.get(name)
+        if port is None or not _port_free(self.host, port):
+            if port is not None:
+                logger.warning("the %s port %d kept in %s is taken; %s moves to a free port "
+                               "(clients configured with the old one must be updated)", name, port, self.path, name)
+            port = free_port(self.host)
+            self.ports[name] = port
+            write_private(self.path, json.dumps(self.ports, indent=2))
+        return port
+
+
 def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int = 2, lora: int = 10,
             period_s: float = 1.0) -> int:
     from citylab.embedded import start_mosquitto, start_postgres
+    from citylab.supervisor import Server
 
     started = time.monotonic()
     home = settings.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    home.chmod(0o755)
+    _private_home(home)
     lock = open(home / "lab.lock", "w")  # noqa: SIM115 - held for the life of the lab
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,14 +275,19 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
     stop = _stop_event()
     log_dir = home / "logs"
     log_dir.mkdir(exist_ok=True)
-    supervisor = Supervisor(log_dir=log_dir)
+    log_dir.chmod(0o700)
+    for path in log_dir.iterdir():  # logs of a lab from before they were private
+        path.chmod(0o600)
+    ports = Ports(home, "127.0.0.1")
+    supervisor = Supervisor(log_dir=log_dir, state_path=home / SUPERVISOR_FILE)
     with ExitStack() as stack:
+        stack.callback(supervisor.stop)
         if settings.database_url:
             database_url = settings.database_url
         else:
             print("starting the embedded PostgreSQL ...", flush=True)
-            pg = start_postgres(home)
-            stack.callback(pg.stop)
+            pg = start_postgres(home, port=ports.get("postgres"))
+            supervisor.adopt(Server("postgres", pg), running=pg.process)
             database_url = pg.url
         dynsec: DynSec | None = None
         admin: tuple[str, str] | None = None
@@ -262,8 +302,8 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
 
                 # a lab made before logins were bound: bind the admin too, while the broker is stopped
                 bind_admin_in_config(home / "mosquitto" / "dynsec.json", admin_username=admin[0])
-            mq = start_mosquitto(home, dynsec=admin)
-            stack.callback(mq.stop)
+            mq = start_mosquitto(home, port=ports.get("mosquitto"), dynsec=admin)
+            supervisor.adopt(Server("mosquitto", mq), running=mq.process)
             mqtt_url = mq.url
         ingest_url = mqtt_url
         if admin is not None:
@@ -276,21 +316,24 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         _migrate(database_url, settings)
 
         port = settings.api_port
-        if port == 0 or not _port_free(settings.api_host, port):
+        if port == 0:
+            port = ports.get("api")
+        elif not _port_free(settings.api_host, port):
             from citylab.embedded import free_port
 
-            if port:
-                print(f"port {port} is taken; the API takes a free one instead", flush=True)
+            print(f"port {port} is taken; the API takes a free one instead", flush=True)
             port = free_port(settings.api_host)
         api_url = f"http://{settings.api_host}:{port}"
-        env = _child_env(database_url, mqtt_url)
-        stack.callback(supervisor.stop)
+        metrics_port = settings.ingest_metrics_port or ports.get("ingest-metrics")
+        env = {**_child_env(database_url, mqtt_url), "CITYLAB_HOME": str(home)}
         me = [sys.executable, "-m", "citylab"]
         # the embedded lab lets outbound requests to addresses users give (alarm notifications,
         # NGSI-LD @context URLs) reach local tools
         supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url,
-                                                          "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"})
+                                                         "CITYLAB_INGEST_METRICS_PORT": str(metrics_port),
+                                                         "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"})
         api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host,
+                   "CITYLAB_INGEST_METRICS_URL": f"http://127.0.0.1:{metrics_port}/metrics",
                    "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}
@@ -303,10 +346,12 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         state = LabState(database_url=database_url, mqtt_url=mqtt_url, api_url=api_url, pid=os.getpid(),
                          started_at=time.time(), demo=demo)
         state_path = home / STATE_FILE
-        state_path.write_text(json.dumps(asdict(state), indent=2))
+        write_private(state_path, json.dumps(asdict(state), indent=2))
         stack.callback(state_path.unlink, missing_ok=True)
-        print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json)\n"
-              f"  database  {database_url}\n  broker    {mqtt_url}"
+        print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json; health: {api_url}/health;"
+              f" metrics: {api_url}/metrics)\n"
+              f"  database  {_without_password(database_url)}  (password in {home / 'postgres.secret'})\n"
+              f"  broker    {mqtt_url}"
               f"{' (dynamic security: per-device credentials)' if admin else ''}\n  logs      {log_dir}\n"
               "  keys      citylab admin create-org --name NAME --kind provider|city|research --json\n"
               + (f"            citylab admin create-key --org {settings.org} --role admin --json"
@@ -324,12 +369,22 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
     return 0
 
 
+def _without_password(url: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int, period_s: float) -> int:
     """The demo district alone, against the database and broker of the settings (docker-compose profile)."""
     if not settings.database_url or not settings.mqtt_url:
         raise LabError("`citylab simulate` needs CITYLAB_DATABASE_URL and CITYLAB_MQTT_URL")
     home = settings.home.resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    _private_home(home)
     stop = _stop_event()
     _migrate(settings.database_url, settings)
     dynsec = None

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings"]
+__all__ = ["DOCUMENTED_SECRETS", "Settings"]
+
+# the passwords docs and deploy/local.env show: fine on a laptop, refused anywhere else
+DOCUMENTED_SECRETS = frozenset({"citylab", "postgres", "changeme"})
 
 
 class Settings(BaseSettings):
@@ -106,6 +111,36 @@ class Settings(BaseSettings):
     mqtt_public_url: str | None = Field(
         default=None, description="Broker URL given to onboarded devices; default the broker URL without credentials."
     )
+    # Operations: metrics and health (issue 10) --------------------------------------
+    ingest_metrics_url: str | None = Field(
+        default=None,
+        description="Where the API finds ingest's metrics for /health (http://host:port/metrics); unset: "
+                    "/health does not report ingest.",
+    )
+    environment: Literal["local", "production"] = Field(
+        default="local",
+        description="production (docker-compose's default) refuses the documented default secrets; local "
+                    "(a laptop, `citylab up`, the tests) accepts them.",
+    )
+    grafana_admin_password: str | None = Field(
+        default=None, description="Grafana's admin password; read only to refuse the documented default."
+    )
+
+    @model_validator(mode="after")
+    def _refuse_documented_secrets(self) -> Settings:
+        if self.environment == "local":
+            return self
+        secrets = {
+            "CITYLAB_DATABASE_URL's password": urlsplit(self.database_url).password if self.database_url else None,
+            "CITYLAB_MQTT_URL's password": urlsplit(self.mqtt_url).password if self.mqtt_url else None,
+            "CITYLAB_DYNSEC_PASSWORD": self.dynsec_password,
+            "CITYLAB_GRAFANA_ADMIN_PASSWORD": self.grafana_admin_password,
+        }
+        weak = [name for name, value in secrets.items() if value in DOCUMENTED_SECRETS]
+        if weak:
+            raise ValueError(f"{', '.join(weak)}: the documented default secret is refused outside "
+                             "CITYLAB_ENVIRONMENT=local; set your own")
+        return self
     outbound_allow_loopback: bool = Field(
         default=False,
         description="Let outbound requests to addresses users give (NGSI-LD @context URLs, alarm webhooks and "

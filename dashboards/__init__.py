@@ -1,7 +1,8 @@
 """dashboards: Grafana dashboards as code and their provisioning.
 
 Each dashboard is a Python function returning a `Dashboard` of panels whose SQL
-runs on the citylab database (`city`, `fleet`, `anomalies`, `quality`).
+runs on the citylab database (`city`, `fleet`, `anomalies`, `quality`); Fleet
+health adds panels whose PromQL reads the Prometheus that scrapes ingest and the API.
 `citylab dashboards generate` writes them to deploy/grafana/dashboards/json/ (the
 files docker-compose's Grafana provisions), `citylab dashboards push` sends them
 to a running Grafana with grafana-client, and `expand_macros` turns Grafana's
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dashboards.catalogue import DASHBOARDS, JSON_DIR, all_dashboards, render, stale_files, write_json
 from dashboards.macros import MacroError, expand_macros
-from dashboards.model import DATASOURCE, GENERATED, Dashboard, Panel, Query, Row
+from dashboards.model import DATASOURCE, GENERATED, PROMETHEUS, Dashboard, Panel, PromQuery, Query, Row
 from dashboards.provision import DashboardsError, PushReport, datasource_model, push
 
 __all__ = [
@@ -23,7 +24,9 @@ __all__ = [
     "Dashboard",
     "DashboardsError",
     "MacroError",
+    "PROMETHEUS",
     "Panel",
+    "PromQuery",
     "PushReport",
     "Query",
     "Row",

@@ -18,6 +18,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
 # the tests validate docker-compose.yml with `docker-compose config` (no Docker engine needed)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+# the Fleet health dashboard's PromQL runs on a real Prometheus (and promtool checks its configuration)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # the lab console is tested in a real headless browser
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -x /usr/bin/chromedriver ] || missing+=(chromium-driver)

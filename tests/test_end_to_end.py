@@ -72,6 +72,7 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
     stop = threading.Event()
     ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
     ingest_thread.start()
+    assert ingest.client.connected.wait(30), "ingest's subscription was not granted"
 
     ledger = Ledger(tmp_path / "ledger.sqlite")
     sensor = SerialSensor(SENSOR, kind="air", period_s=0.1, seed=3, ledger=ledger)
@@ -79,9 +80,13 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
     edge = subprocess.Popen([sys.executable, "-m", "edge", "--config", str(config)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        time.sleep(1.0)  # the agent opens the port
+        # pyserial flushes the port when it opens it: emit only once the agent says it has opened it
+        agent_log: list[str] = []
+        threading.Thread(target=lambda: agent_log.extend(iter(edge.stdout.readline, b"")), daemon=True).start()
+        _wait(lambda: any(f"opened {sensor.path}".encode() in line for line in agent_log), 30,
+              "the edge agent to open the serial port")
         sensor.start()
-        time.sleep(3.0)
+        _wait(lambda: len(read_ledger(tmp_path / "ledger.sqlite")) >= 40, 30, "the firmware to emit 40 readings")
         sensor.stop()
         emitted = read_ledger(tmp_path / "ledger.sqlite")
         assert len(emitted) >= 40
@@ -92,7 +97,6 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
             if stored >= len(emitted):
                 break
             time.sleep(0.2)
-        time.sleep(0.5)  # anything extra would show up now
     finally:
         edge.terminate()
         edge.wait(15)
@@ -131,6 +135,13 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
             assert got == want, s["quantity"]
             # the values are the firmware's, in the order it emitted them
             assert [v for _, v in got] == ledger_values[s["quantity"]]
+
+
+def _wait(probe, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
 
 
 def _iso_to_us(text: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,10 +47,12 @@ def _alive(pid: int) -> bool:
 
 
 def _status(env: dict[str, str]) -> dict:
+    """`citylab status --json`; it exits 1 while a component is down (the lab is still starting)."""
     out = subprocess.run([sys.executable, "-m", "citylab", "status", "--json"], env=env, capture_output=True,
                          text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    return json.loads(out.stdout)
+    report = json.loads(out.stdout)
+    assert out.returncode == (0 if report["health"] == "ok" else 1), out.stderr
+    return report
 
 
 def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> None:
@@ -75,7 +78,7 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         status = {}
         while time.monotonic() - started < 120:
             status = _status(env)
-            if status["readings_stored"] > 0:
+            if status.get("readings_stored", 0) > 0:
                 break
             time.sleep(0.5)
         first_readings_s = time.monotonic() - started
@@ -99,15 +102,40 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
             time.sleep(1)
         assert lora, series
         assert len({s["device"] for s in series}) >= 30, devices
-        assert httpx.get(f"{api_url}/health", timeout=10).json()["status"] == "ok"
-        readings = httpx.get(f"{api_url}/v1/series/{series[0]['id']}/readings", headers=headers, timeout=10).json()
-        assert readings
+        health = httpx.get(f"{api_url}/health", timeout=10)
+        assert health.status_code == 200, health.text
+        components = health.json()["components"]
+        assert health.json()["status"] == "ok"
+        for name in ("database", "broker", "ingest", "api", "simulator"):
+            assert components[name]["up"] and components[name]["restarts"] == 0, (name, components)
+        # ingest reports its lag and its broker connection, and the lab's own metrics are served
+        assert components["ingest"]["lag_seconds"] >= 0 and components["ingest"]["broker_connected"] is True
+        metrics = httpx.get(f"{api_url}/metrics", timeout=10).text
+        assert 'citylab_component_up{component="broker"} 1.0' in metrics
+        assert 'citylab_component_restarts_total{component="postgres"} 0.0' in metrics
+        body = httpx.get(f"{api_url}/v1/series/{series[0]['id']}/readings", headers=headers,
+                         params={"start": "2000-01-01T00:00:00Z"}, timeout=10).json()
+        assert body["data"], body
+        assert all(isinstance(r["value"], float) and r["time"].endswith("Z") for r in body["data"]), body
 
         status = _status(env)
         for key in ("packs_received", "readings_stored", "dead_letters", "devices", "series", "lag_seconds"):
             assert key in status
         assert status["devices"] >= 33 and status["dead_letters"] == 0
         assert status["packs_received"] == status["packs_stored"] + status["dead_letters"]
+        assert status["health"] == "ok" and status["components"]["broker"]["up"], status
+
+        # secrets at rest: the home, its logs, the state file and the secrets are the owner's alone
+        for path in (home, home / "logs"):
+            assert path.stat().st_mode & 0o066 == 0, oct(path.stat().st_mode)
+        for path in (home / "postgres", home / "mosquitto"):
+            assert path.stat().st_mode & 0o777 == 0o700, (path, oct(path.stat().st_mode))
+        for path in (home / "lab.json", home / "postgres.secret", home / "broker-admin.json", home / "ports.json",
+                     home / "postgres" / "server.log", home / "mosquitto" / "mosquitto.log",
+                     *(home / "logs").iterdir()):
+            assert path.stat().st_mode & 0o777 == 0o600, (path, oct(path.stat().st_mode))
+        hba = (home / "postgres" / "data" / "pg_hba.conf").read_text()
+        assert "trust" not in [line.split()[-1] for line in hba.splitlines() if line and not line.startswith("#")]
 
         tree = _descendants(lab.pid)
         assert len(tree) >= 6, tree  # postgres, mosquitto, ingest, api, simulator, edge agents
@@ -125,3 +153,4 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
     while time.monotonic() < deadline and any(_alive(p) for p in tree):
         time.sleep(0.2)
     assert not [p for p in tree if _alive(p)], "processes left behind"
+    shutil.rmtree(home, ignore_errors=True)

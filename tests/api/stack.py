@@ -40,7 +40,13 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
     stop = threading.Event()
     ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
     ingest_thread.start()
+    # Ingest's client id is new, so the broker holds nothing for it before its subscription is
+    # granted: a pack published earlier reaches no one. Ingest opens its database and builds its
+    # stream state (seconds on a loaded machine) before it subscribes; wait for the SUBACK.
     try:
+        deadline = time.monotonic() + 60
+        while not ingest.client.connected.wait(0.2):
+            assert ingest_thread.is_alive() and time.monotonic() < deadline, "ingest did not subscribe"
         with serving(create_app(settings)) as api:
             yield Stack(api, settings)
     finally:

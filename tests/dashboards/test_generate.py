@@ -36,11 +36,25 @@ def test_committed_json_is_a_grafana_dashboard(name: str) -> None:
         assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24
         if panel["type"] == "row":
             continue
-        assert panel["datasource"] == {"type": "grafana-postgresql-datasource", "uid": "citylab"}
         assert panel["targets"], panel["title"]
+        if panel["datasource"] == {"type": "prometheus", "uid": "prometheus"}:
+            for target in panel["targets"]:
+                assert target["datasource"] == panel["datasource"] and "citylab_" in target["expr"]
+            continue
+        assert panel["datasource"] == {"type": "grafana-postgresql-datasource", "uid": "citylab"}
         for target in panel["targets"]:
             assert target["rawQuery"] and target["format"] in ("time_series", "table")
             assert "$__" in target["rawSql"] or "FROM" in target["rawSql"]
+
+
+def test_fleet_health_has_the_operations_panels() -> None:
+    model = json.loads((JSON_DIR / "fleet-health.json").read_text())
+    prometheus = [p for p in model["panels"] if p.get("datasource", {}).get("uid") == "prometheus"]
+    exprs = " ".join(t["expr"] for p in prometheus for t in p["targets"])
+    for family in ("citylab_packs_received_total", "citylab_packs_dead_lettered_total", "citylab_ingest_lag_seconds",
+                   "citylab_ingest_queue_depth", "citylab_commit_seconds_bucket", "citylab_broker_connected",
+                   "citylab_component_restarts_total", "citylab_component_up", "citylab_http_requests_total"):
+        assert family in exprs, family
 
 
 def test_city_overview_has_a_map_and_the_four_topics() -> None:

@@ -9,41 +9,57 @@ in the data too, so that those panels have rows to show.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime, timedelta, timezone
 
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 
-from dashboards import all_dashboards, expand_macros
-from demo_lab import DemoLab, publish_demo_product
+from dashboards import Query, all_dashboards, expand_macros
+from demo_lab import DEMO_ORG, DemoLab, publish_demo_product
+
+from citylab.broker_security import DynSec
 from storage import capabilities, connect
 
 pytestmark = pytest.mark.slow
 
 PANELS = [(d.uid, panel.title, i, query) for d in all_dashboards() for panel in d.panels
-          for i, query in enumerate(panel.queries)]
+          for i, query in enumerate(panel.queries) if isinstance(query, Query)]
 
 
-def _publish_garbage(mqtt_url: str) -> None:
-    """An undecodable pack from an unknown device: a dead letter (if the broker lets us publish)."""
-    host, port = mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dashboards-test", protocol=mqtt.MQTTv5)
+def _publish_garbage(lab: DemoLab) -> None:
+    """An undecodable pack from a device the registry does not know, published with broker
+    credentials of its own (the lab's broker refuses anonymous clients); returns once ingest
+    has written its dead letter."""
+    admin = json.loads((lab.home / "broker-admin.json").read_text())
+    creds = DynSec(lab.mqtt_url, username=admin["username"], password=admin["password"]).create_device(
+        DEMO_ORG, "not-a-device")
+    host, port = lab.mqtt_url.removeprefix("mqtt://").rsplit(":", 1)
+    # a device's login is its client id
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=creds.username, protocol=mqtt.MQTTv5)
+    client.username_pw_set(creds.username, creds.password)
+    client.connect(host, int(port))
+    client.loop_start()
     try:
-        client.connect(host, int(port))
-        client.loop_start()
-        client.publish("lab/lab/not-a-device/up", b"\x00 not senml", qos=1).wait_for_publish(timeout=10)
-    except (OSError, RuntimeError, ValueError):
-        pass  # a broker with dynamic security refuses anonymous clients: no dead letter then
+        info = client.publish(f"lab/{DEMO_ORG}/not-a-device/up", b"\x00 not senml", qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
     finally:
         client.loop_stop()
         client.disconnect()
+    deadline = time.monotonic() + 30
+    with connect(lab.database_url, autocommit=True) as conn:
+        while not conn.execute("SELECT 1 FROM dead_letters WHERE topic = %s",
+                               (f"lab/{DEMO_ORG}/not-a-device/up",)).fetchone():
+            assert time.monotonic() < deadline, "ingest wrote no dead letter for the garbage pack"
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
 def filled(filled_lab: DemoLab) -> DemoLab:
     publish_demo_product(filled_lab.database_url)
-    _publish_garbage(filled_lab.mqtt_url)
+    _publish_garbage(filled_lab)
     return filled_lab
 
 
@@ -92,6 +108,11 @@ def test_the_demo_run_fills_the_main_panels(results: dict) -> None:
                   "Packs and readings stored", "Quality per data product", "Quality per provider (all its series)",
                   "Quality per series", "Readings per provider"):
         assert rows[title] > 0, f"{title} has no rows after the demo run"
+
+
+def test_the_dead_letter_panels_show_the_dead_letter(results: dict) -> None:
+    rows = {title: r.get("rows", 0) for (uid, title, i), r in results.items()}
+    assert rows["Dead letters by reason"] > 0 and rows["Dead letters, totals by reason"] > 0, rows
 
 
 def test_gateway_buffers_come_from_the_status_messages(results: dict, conn: psycopg.Connection) -> None:

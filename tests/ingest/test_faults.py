@@ -7,6 +7,7 @@ the case of the same packs published twice is in test_service.py.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -103,9 +104,8 @@ def _ingest_process(database: str, mqtt_url: str, org: str) -> subprocess.Popen:
     start = path.stat().st_size if path.exists() else 0
     with open(path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "citylab", "ingest"], env=env, stdout=log, stderr=log)
-    # subscribed (its persistent session exists) once it says it connected
-    _wait_until(lambda: b"connected to" in path.read_bytes()[start:], 30, "ingest to connect")
-    time.sleep(0.3)
+    # its persistent session holds the subscription once the broker granted it (SUBACK)
+    _wait_until(lambda: b"subscribed to" in path.read_bytes()[start:], 30, "ingest's subscription")
     return proc
 
 
@@ -133,7 +133,6 @@ def test_ingest_killed_between_receive_and_commit(database: str, mqtt_broker, or
         publisher.publish(10)  # while no ingest runs: the broker keeps them for the session
         ingest = _ingest_process(database, mqtt_broker.url, org)
         _wait_until(lambda: len(_stored(database)) >= 600, 60, "redelivery after the restart")
-        time.sleep(1.0)
         _check_ledger(database, publisher.ledger)
     finally:
         ingest.kill()
@@ -153,7 +152,8 @@ def private_postgres() -> Iterator:
     shutil.rmtree(root, ignore_errors=True)
 
 
-def test_postgres_stopped_under_load_and_restarted(private_postgres, mqtt_broker, org: str) -> None:
+def test_postgres_stopped_under_load_and_restarted(private_postgres, mqtt_broker, org: str, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="citylab.ingest")
     server, root = private_postgres
     _register(server.url, org)
     service = IngestService(IngestOptions(database_url=server.url, mqtt_url=mqtt_broker.url,
@@ -164,20 +164,19 @@ def test_postgres_stopped_under_load_and_restarted(private_postgres, mqtt_broker
     thread.start()
     publisher = Publisher(mqtt_broker.port, org)
     try:
-        _wait_until(service.client.connected.is_set, 20, "ingest to connect")
-        time.sleep(0.3)
+        _wait_until(service.client.connected.is_set, 20, "ingest's subscription (SUBACK)")
         publisher.publish(20)
         _wait_until(lambda: len(_stored(server.url)) == 200, 30, "the first packs to be stored")
         server.stop()  # fast shutdown while packs keep coming
         publisher.publish(40)
-        time.sleep(2.0)
+        _wait_until(lambda: any("unavailable" in r.getMessage() for r in caplog.records
+                                if r.name == "citylab.ingest"), 30, "ingest to find the database away")
         acked_during_outage = service.totals["packs_stored"]
         assert acked_during_outage == 20  # nothing more was committed, so nothing more acknowledged
         restarted = start_postgres(root, port=server.port, durable=False)
         server.process = restarted.process
         publisher.publish(10)
         _wait_until(lambda: len(_stored(server.url)) >= 700, 60, "recovery after the restart")
-        time.sleep(1.0)
         _check_ledger(server.url, publisher.ledger)
     finally:
         stop.set()

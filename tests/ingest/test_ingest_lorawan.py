@@ -57,10 +57,7 @@ def test_uplinks_from_both_network_servers_are_stored_once(database: str, mqtt_b
     client.connect(mqtt_broker.host, mqtt_broker.port)
     client.loop_start()
     try:
-        deadline = time.monotonic() + 20
-        while not service.client.connected.is_set() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        assert service.client.connected.wait(20), "ingest's subscription was not granted (no SUBACK)"
         app = org  # unique per test
         messages = [
             _tts(app, EUI_TTS, "2026-11-23T10:00:00.123456789Z"),

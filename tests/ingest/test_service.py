@@ -54,8 +54,7 @@ def ingest(database: str, mqtt_broker, org: str) -> Iterator[IngestService]:
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
-    _wait_for(service.client.connected.is_set, what="ingest to connect")
-    time.sleep(0.2)  # let the subscription settle
+    _wait_for(service.client.connected.is_set, what="ingest's subscription (SUBACK)")
     yield service
     stop.set()
     thread.join(10)

@@ -64,13 +64,16 @@ def test_migrations_make_hypertables_and_are_idempotent(conn: psycopg.Connection
                             ).fetchall()) == 2
 
 
-def test_writer_compression_retention_and_queries(conn: psycopg.Connection) -> None:
+@pytest.fixture(scope="module")
+def hourly(conn: psycopg.Connection) -> tuple[int, np.ndarray]:
+    """50 days of hourly readings of one series, with their aggregates and two anomalies:
+    (series id, times in UTC microseconds). Every test that reads them asks for this."""
     register_device(conn, org="lab", device="air-1")
     ids = ensure_series(conn, [("lab", "air-1", "temperature", "Cel")])
     sid = ids[("lab", "air-1", "temperature")]
     writer = TimeSeriesWriter(capabilities(conn))
     now_us = int(datetime.now(timezone.utc).timestamp() * 1e6)
-    # 50 days of hourly readings: some chunks past compression, some past retention
+    # some chunks past compression, some past retention
     time_us = now_us - np.arange(50 * 24, dtype=np.int64)[::-1] * 3_600_000_000
     value = np.sin(np.arange(len(time_us)) / 10.0)
     series = np.full(len(time_us), sid, np.int32)
@@ -84,6 +87,14 @@ def test_writer_compression_retention_and_queries(conn: psycopg.Connection) -> N
         writer.insert_anomalies(conn, series[:2], time_us[:2], value[:2], np.array([0.95, 0.99]), ["spike", "stuck"])
         advance_watermarks(conn, [("lab", "air-1", "b")])
         add_counters(conn, {"packs_stored": 1, "readings_stored": len(time_us)})
+    return sid, time_us
+
+
+def test_writer_compression_retention_and_queries(conn: psycopg.Connection, hourly) -> None:
+    sid, time_us = hourly
+    writer = TimeSeriesWriter(capabilities(conn))
+    now_us = int(time_us[-1])
+    buckets = (time_us // 3_600_000_000) * 3_600_000_000
     assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] == len(time_us)
     # a second partial for the same windows merges (count adds up)
     writer.merge_aggregates(conn, [Partials(3600, [(sid, int(buckets[-1]), 1, 1.0, 1.0, 1.0, 1.0,
@@ -118,10 +129,10 @@ def test_writer_compression_retention_and_queries(conn: psycopg.Connection) -> N
     assert conn.execute("SELECT count(*) FROM anomalies").fetchone()[0] == 2
 
 
-def test_the_api_queries_run_on_timescaledb(conn: psycopg.Connection) -> None:
+def test_the_api_queries_run_on_timescaledb(conn: psycopg.Connection, hourly) -> None:
     from storage import queries
 
-    sid = conn.execute("SELECT id FROM series WHERE device = 'air-1'").fetchone()[0]
+    sid, _ = hourly
     now = datetime.now(timezone.utc)
     start, end = now - timedelta(days=10), now + timedelta(hours=1)
     readings = queries.read_readings(conn, sid, start, end, limit=100_000)
