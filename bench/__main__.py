@@ -18,6 +18,7 @@ BENCHMARKS = {
     "nab": "the production detector on the Numenta Anomaly Benchmark, scored",
     "ingest": "MQTT to committed rows with the real broker and database, with the naive peer",
     "export": "streamed CSV/Parquet exports: rows/s and the API's peak memory, with a fetchall peer",
+    "http_ingest": "POST /v1/ingest with device tokens, with the MQTT path as the peer",
     "sensorthings": "SensorThings Observations paged with $top=10000 and a $expand of latest values, with /v1",
     "ngsild": "NGSI-LD temporal queries and upserts beside /v1 and the ingest pipeline, over real HTTP",
 }

@@ -23,8 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 __all__ = ["register"]
+
+if TYPE_CHECKING:
+    from citylab.broker_security import DynSec
 
 
 def _database_url() -> str:
@@ -96,12 +100,11 @@ def cmd_broker_init(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_broker_bind(args: argparse.Namespace) -> int:
-    from citylab.broker_security import DynSec, device_client_id
+def broker_admin(command: str) -> tuple[str, DynSec]:
+    """The running lab's database URL and its broker's dynamic-security admin client."""
+    from citylab.broker_security import DynSec
     from citylab.cli import _resolve_urls, _settings
     from citylab.lab import LabError
-    from storage import connect
-    from storage.tenants import device_logins
 
     settings = _settings()
     database_url, mqtt_url = _resolve_urls(settings)
@@ -111,10 +114,19 @@ def cmd_broker_bind(args: argparse.Namespace) -> int:
         data = json.loads(secret.read_text())
         admin = (data["username"], data["password"])
     if admin is None or not mqtt_url:
-        raise LabError("broker-bind needs the broker's admin: CITYLAB_DYNSEC_PASSWORD (or a running `citylab up`)")
+        raise LabError(f"{command} needs the broker's admin: CITYLAB_DYNSEC_PASSWORD (or a running `citylab up`)")
+    return database_url, DynSec(mqtt_url, username=admin[0], password=admin[1])
+
+
+def cmd_broker_bind(args: argparse.Namespace) -> int:
+    from citylab.broker_security import device_client_id
+    from storage import connect
+    from storage.tenants import device_logins
+
+    database_url, dynsec = broker_admin("broker-bind")
     with connect(database_url) as conn:
         logins = device_logins(conn)
-    DynSec(mqtt_url, username=admin[0], password=admin[1]).bind_client_ids(
+    dynsec.bind_client_ids(
         {username: device_client_id(org, device) for org, device, username in logins})
     print(f"bound {len(logins)} device logins to their client ids")
     return 0

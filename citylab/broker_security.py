@@ -273,6 +273,12 @@ class DynSec:
         acls = [
             {"acltype": "subscribePattern", "topic": "lab/#", "allow": True},
             {"acltype": "subscribePattern", "topic": "$share/#", "allow": True},
+            # LoRaWAN integrations' uplinks (each integration's login publishes on its own family only)
+            {"acltype": "subscribePattern", "topic": "v3/+/devices/+/up", "allow": True},
+            {"acltype": "subscribePattern", "topic": "application/+/device/+/event/up", "allow": True},
+            {"acltype": "subscribePattern", "topic": "v3/+/devices/+/location/solved", "allow": True},
+            {"acltype": "subscribePattern", "topic": "application/+/device/+/event/status", "allow": True},
+            {"acltype": "subscribePattern", "topic": "application/+/device/+/event/location", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/+/committed", "allow": True},
             {"acltype": "publishClientSend", "topic": "lab/+/alarms/+", "allow": True},  # retained alarm states
             {"acltype": "publishClientSend", "topic": "lab/+/+/down", "allow": True},

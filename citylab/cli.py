@@ -263,7 +263,7 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
 
 # Modules that add their own subcommands: each has `register(sub)`, which adds
 # parsers to the subparsers object and sets `func` on them.
-_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog", "citylab.gdpr")
+_EXTENSIONS = ("citylab.admin", "dashboards.cli", "citylab.catalog", "citylab.gdpr", "citylab.integrations")
 
 
 def _register_extensions(sub: argparse._SubParsersAction) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,14 +14,45 @@ from ingest.message import Message
 from protocol.errors import ProtocolError
 from protocol.lorawan import decode_uplink, dedup_key, lorawan_network
 from protocol.lpp import decode_lpp
-from protocol.senml import decode_pack, read_identity
+from protocol.quantities import QUANTITIES
+from protocol.senml import NAME_PART_MAX_CHARS, Pack, decode_pack, read_identity, text_problem
 from protocol.topics import parse_topic
 from storage.packs import DeadLetter
-from storage.registry import LoRaWANDevice
+from storage.integrations import Integration
+from storage.registry import LoRaWANDevice, SenMLNames
 
-__all__ = ["DecodedPack", "decode_message"]
+__all__ = ["CONTENT_BOOT_ID", "DecodedPack", "TypedReading", "decode_message"]
 
 LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
+#: (org, publisher) -> the declared SenML names of the publisher and the devices behind it
+NamesLookup = Callable[[str, str], "tuple[SenMLNames, ...]"]
+#: uplink topic -> the integration whose topic family it is in (None: an operator's bridge)
+IntegrationLookup = Callable[[str], "Integration | None"]
+
+#: The boot id of a content-derived pack identity (a pack without bid/seq); reserved.
+CONTENT_BOOT_ID = "~content"
+
+_SUM_SUFFIX = "_sum"
+# A resolved name that the base name covers continues with one of these (or ends there).
+_SEPARATORS = (":", "/", ".")
+# Quantities a record named by its base name alone gets from its unit, when no
+# name is declared for it: the units RFC 8428 examples use on one name.
+_UNIT_QUANTITY = {"lat": "latitude", "lon": "longitude"} | {
+    unit: names[0] for unit, names in
+    {u: [n for n, q in QUANTITIES.items() if q.unit == u] for u in {q.unit for q in QUANTITIES.values()}}.items()
+    if len(names) == 1
+}
+
+
+@dataclass(frozen=True, slots=True)
+class TypedReading:
+    """A string, boolean or data value (SenML ``vs``, ``vb``, ``vd``) of the series ``name``."""
+
+    name: str                   # "{device}/{quantity}"
+    time_us: int
+    field: str                  # "vs" | "vb" | "vd"
+    value: str | bool | bytes
+    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +68,18 @@ class DecodedPack:
     units: list[str | None]
     time_us: np.ndarray         # int64
     value: np.ndarray           # float64
-    bridged: bool = False       # from a LoRaWAN network server: no edge waits for a watermark
+    # No edge waits for a watermark of this identity: uplinks from a LoRaWAN network
+    # server, and packs whose identity is derived from their content (CONTENT_BOOT_ID).
+    bridged: bool = False
+    typed: tuple[TypedReading, ...] = ()
 
     def __len__(self) -> int:
         return len(self.names)
+
+    @property
+    def stored_count(self) -> int:
+        """Numeric and typed readings together."""
+        return len(self.names) + len(self.typed)
 
 
 _ORG_SEGMENT = re.compile(r"[A-Za-z0-9_.:-]+")
@@ -62,14 +103,18 @@ def dead_letter(message: Message, reason: str, detail: str, device: str | None =
                       boot_id=boot_id if seq is not None else None, seq=seq if boot_id is not None else None)
 
 
-def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) -> DecodedPack | DeadLetter:
-    """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused."""
+def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None,
+                   senml_names: NamesLookup | None = None,
+                   integration: IntegrationLookup | None = None) -> DecodedPack | DeadLetter:
+    """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused.
+    `senml_names` gives the SenML names devices declared; without it only the
+    `<device>/<quantity>` convention names series."""
     network = lorawan_network(message.topic)
     if network is not None:
         if lorawan is None:
             return dead_letter(message, "bad_topic", "LoRaWAN bridging is not enabled on this ingest")
         try:
-            return _uplink(message, lorawan)
+            return _uplink(message, lorawan, integration(message.topic) if integration is not None else None)
         except ProtocolError as exc:
             return dead_letter(message, exc.reason, str(exc))
     try:
@@ -78,7 +123,8 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) ->
         return dead_letter(message, exc.reason, str(exc))
     try:
         if topic.kind == "up":
-            return _senml(message, topic.org, topic.device, topic.content_type or message.content_type)
+            return _senml(message, topic.org, topic.device, topic.content_type or message.content_type,
+                          senml_names(topic.org, topic.device) if senml_names is not None else ())
         if topic.kind == "lpp":
             return _lpp(message, topic.org, topic.device)
     except ProtocolError as exc:
@@ -89,39 +135,142 @@ def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None) ->
     return dead_letter(message, "bad_topic", f"ingest takes up and lpp topics, not {topic.kind!r}", topic.device)
 
 
-def _senml(message: Message, org: str, device: str, content_type: str | None) -> DecodedPack | DeadLetter:
-    pack = decode_pack(message.payload, content_type=content_type)
+def _senml(message: Message, org: str, device: str, content_type: str | None,
+           declared: tuple[SenMLNames, ...]) -> DecodedPack | DeadLetter:
+    pack = decode_pack(message.payload, content_type=content_type, now=message.received_us / 1e6)
     if (pack.boot_id is None) != (pack.seq is None):
         return dead_letter(message, "bad_header", "a pack carries both 'bid' and 'seq' or neither", device)
+    if pack.boot_id == CONTENT_BOOT_ID:
+        return dead_letter(message, "bad_header", f"boot id {CONTENT_BOOT_ID!r} is reserved", device)
     records = pack.records
-    times = np.fromiter((r.time for r in records), dtype=np.float64, count=len(records))
+    mapped: dict[tuple[str, str | None], str] = {}  # (SenML name, unit) -> "{device}/{quantity}"
+    for index, record in enumerate(records):
+        key = (record.name, record.unit)
+        if key not in mapped:
+            series = _series_name(record.name, record.unit, device, declared)
+            if series.startswith("!"):
+                return dead_letter(message, "unmapped_name", f"record {index}: {series[1:]}", device,
+                                   boot_id=pack.boot_id, seq=pack.seq)
+            mapped[key] = series
+    if all(r.field == "v" for r in records):  # the common case: numbers only
+        numeric, typed = records, ()
+        names = [mapped[(r.name, r.unit)] for r in records]
+    else:
+        numeric = tuple(r for r in records if r.field in ("v", "s"))
+        names = [mapped[(r.name, r.unit)] + (_SUM_SUFFIX if r.field == "s" else "") for r in numeric]
+        typed = tuple(TypedReading(mapped[(r.name, r.unit)], round(r.time * 1e6), r.field, r.value, r.unit)
+                      for r in records if r.field not in ("v", "s"))
+    n = len(numeric)
+    units = [r.unit for r in numeric]
+    times = np.fromiter((r.time for r in numeric), dtype=np.float64, count=n)
+    values = np.fromiter((r.value for r in numeric), dtype=np.float64, count=n)
+    boot_id, seq, derived = pack.boot_id, pack.seq, False
+    if seq is None:
+        boot_id, seq, derived = CONTENT_BOOT_ID, content_seq(org, device, pack), True
     return DecodedPack(
-        message=message, org=org, device=device, boot_id=pack.boot_id, seq=pack.seq,
-        names=[r.name for r in records], units=[r.unit for r in records],
+        message=message, org=org, device=device, boot_id=boot_id, seq=seq,
+        names=names, units=units,
         time_us=np.rint(times * 1e6).astype(np.int64),
-        value=np.fromiter((r.value for r in records), dtype=np.float64, count=len(records)),
+        value=values, bridged=derived, typed=typed,
     )
 
 
-def _uplink(message: Message, lorawan: LoRaWANLookup) -> DecodedPack | DeadLetter:
+def _series_name(name: str, unit: str | None, publisher: str, declared: tuple[SenMLNames, ...]) -> str:
+    """The "{device}/{quantity}" of a resolved SenML name, or "!" and why there is none.
+
+    A device's declared base name covers a resolved name equal to it, or followed by
+    ":", "/" or "."; the longest covering base wins. The rest of the name (without
+    that separator) is looked up in the device's declared names, else is the
+    quantity itself; a name equal to the base gets the quantity declared for ""
+    (else the one its unit implies, e.g. "lat" -> latitude). Names no base covers
+    follow the convention "{device}/{quantity}".
+    """
+    best: SenMLNames | None = None
+    rest = ""
+    for entry in declared:
+        exact = entry.names.get(name) if entry.base_name is None else None
+        if exact is not None:
+            return f"{entry.device}/{exact}"
+        base = entry.base_name
+        if base is None or not name.startswith(base) or (best is not None and len(base) <= len(best.base_name)):
+            continue
+        tail = name[len(base):]
+        if tail and not base.endswith(_SEPARATORS) and tail[0] not in _SEPARATORS:
+            continue
+        best, rest = entry, tail[1:] if tail and not base.endswith(_SEPARATORS) else tail
+    if best is not None:
+        quantity = best.names.get(rest) or (rest if rest else _UNIT_QUANTITY.get(unit or ""))
+        if not quantity:
+            return (f"!name {name!r} is the base name of device {best.device!r} but no quantity is declared "
+                    f"for it (declare names[\"\"]) and its unit {unit!r} implies none")
+        problem = text_problem(quantity, NAME_PART_MAX_CHARS)
+        if problem is not None or "/" in quantity:
+            return f"!name {name!r}: quantity {quantity[:80]!r} {problem or 'holds a /'}; declare a name for it"
+        return f"{best.device}/{quantity}"
+    device, _, quantity = name.partition("/")
+    if device and quantity and "/" not in quantity:
+        return name
+    return (f"!name {name[:80]!r} is neither '<device>/<quantity>' nor covered by a SenML base name declared "
+            f"by {publisher!r} or a device behind it")
+
+
+def content_seq(org: str, device: str, pack: Pack) -> int:
+    """The content-derived identity of a pack without bid/seq: 63 bits of SHA-256.
+
+    Hashed: the organisation, the publishing device and every resolved record in
+    order (name, unit, field, value, time in µs). A redelivered pack resolves to the
+    same records, hence the same identity, as long as its times are absolute; a pack
+    with relative or zero times resolves them against each reception, so a
+    redelivery of it is a new pack (documented in docs/protocol.md). Two different
+    packs of identical content at identical times are one pack.
+    """
+    digest = hashlib.sha256()
+    digest.update(f"{org}\x00{device}\x00".encode())
+    for r in pack.records:
+        value = r.value
+        raw = value if isinstance(value, bytes) else repr(value).encode()
+        digest.update(f"{r.name}\x00{r.unit}\x00{r.field}\x00".encode())
+        digest.update(struct.pack(">q", round(r.time * 1e6)))
+        digest.update(struct.pack(">I", len(raw)) + raw)
+    return int.from_bytes(digest.digest()[:8], "big") >> 1
+
+
+def _uplink(message: Message, lorawan: LoRaWANLookup, integration: Integration | None) -> DecodedPack | DeadLetter:
     """An uplink bridged from The Things Stack v3 or ChirpStack v4, stamped by the network server.
 
     De-duplicated by (device, "lorawan:<network>", reception time in µs): frame
     counters restart when a device rejoins, reception times do not repeat.
     """
+    if integration is not None and not integration.enabled:
+        return dead_letter(message, "integration_disabled", f"integration {integration.id} is disabled",
+                           org=integration.org)
     uplink = decode_uplink(message.topic, message.payload)
     found = lorawan(uplink.dev_eui)
     if found is None:
-        return dead_letter(message, "unknown_dev_eui", f"no registered device has DevEUI {uplink.dev_eui}")
+        return dead_letter(message, "unknown_dev_eui", f"no registered device has DevEUI {uplink.dev_eui}",
+                           org=integration.org if integration is not None else None)
+    if integration is not None and found.org != integration.org:
+        # the DevEUI is another organisation's: say nothing of it
+        return dead_letter(message, "unknown_dev_eui",
+                           f"no device of organisation {integration.org!r} has DevEUI {uplink.dev_eui}",
+                           org=integration.org)
     if found.channels:
         uplink = decode_uplink(message.topic, message.payload, channels=found.channels)
-    boot_id, seq = dedup_key(uplink)
+    if uplink.simulated:
+        return dead_letter(message, "simulated_uplink",
+                           "a simulated uplink (sent from the network server's console) is not a reading",
+                           found.device, org=found.org)
     n = len(uplink.readings)
+    if n == 0:
+        return dead_letter(message, "no_readings",
+                           f"the uplink's payload holds no value citylab can store ({uplink.skipped} skipped: "
+                           "not numbers, numbers with an unknown unit, or invalid names)", found.device, org=found.org)
+    boot_id, seq = dedup_key(uplink)
 
     return DecodedPack(
         message=message, org=found.org, device=found.device, boot_id=boot_id, seq=seq,
         names=[f"{found.device}/{q}" for q, _, _ in uplink.readings], units=[u for _, u, _ in uplink.readings],
-        time_us=np.full(n, round(uplink.received_at * 1e6), dtype=np.int64),
+        time_us=np.full(n, uplink.received_us, dtype=np.int64),
         value=np.array([v for _, _, v in uplink.readings], dtype=np.float64), bridged=True,
     )
 

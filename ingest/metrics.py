@@ -9,6 +9,7 @@
     citylab_ingest_queue_depth{queue}         "received": in the bounded queue; "committing": in the batch
     citylab_commit_seconds                    histogram of one committed piece's transaction time
     citylab_broker_connected                  1 while the MQTT session is up
+    citylab_subscriptions_refused             filters the broker's last SUBACK refused (0 when all granted)
 
 Each service has a registry of its own (several run in one test process); the HTTP
 server is started only when a port is configured (0 picks a free one).
@@ -31,7 +32,8 @@ _COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 class IngestMetrics:
     def __init__(self, *, lag_s: Callable[[], float], queue_depth: Callable[[], int],
-                 committing: Callable[[], int], connected: Callable[[], bool]) -> None:
+                 committing: Callable[[], int], connected: Callable[[], bool],
+                 refused: Callable[[], int] = lambda: 0) -> None:
         self.registry = registry = CollectorRegistry()
         self.received = Counter("citylab_packs_received", "Deliveries taken from the broker, redeliveries included",
                                 registry=registry)
@@ -50,6 +52,8 @@ class IngestMetrics:
         depth.labels("committing").set_function(committing)
         Gauge("citylab_broker_connected", "1 while ingest's MQTT session is connected",
               registry=registry).set_function(lambda: 1.0 if connected() else 0.0)
+        Gauge("citylab_subscriptions_refused", "Topic filters the broker's last SUBACK refused",
+              registry=registry).set_function(lambda: float(refused()))
         self._server: WSGIServer | None = None
         self.port: int | None = None
 

@@ -83,6 +83,7 @@ class IngestClient:
         self.connection = 0          # bumped on every successful connect
         self.connected = threading.Event()  # set once the subscriptions are granted
         self.queue_full_waits = 0
+        self.refused_subscriptions: dict[str, str] = {}  # filter -> SUBACK reason of the last refusal
         self.receive_maximum = max(1, min(65535, queue_max))
         self.on_delivery: Callable[[], None] = lambda: None  # counts deliveries (metrics)
         client = paho.Client(
@@ -114,9 +115,12 @@ class IngestClient:
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid != self._subscribe_mid:
             return
-        refused = [str(code) for code in reason_codes if code.is_failure]
+        refused = {f: str(code) for f, code in zip(self.filters, reason_codes) if code.is_failure}
+        self.refused_subscriptions = refused
         if refused:
-            logger.error("broker refused subscriptions %s: %s", self.filters, refused)
+            # never "connected": nothing would arrive on those filters; ingest's status says why
+            logger.error("broker refused subscriptions (SUBACK): %s",
+                         ", ".join(f"{f}: {code}" for f, code in refused.items()))
             return
         logger.info("subscribed to %s", ", ".join(self.filters))
         self.connected.set()

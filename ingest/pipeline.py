@@ -43,6 +43,7 @@ from storage.packs import (
 from storage.gdpr import apply_series_retention, erased_ranges, erased_readings
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
+from storage.typed import insert_typed_readings
 from storage.timeseries import TimeSeriesWriter
 from stream import ANOMALY_KINDS, BatchResult, StreamProcessor, params_for
 
@@ -266,18 +267,20 @@ class Pipeline:
                 continue
             if isinstance(ids, DeadLetter):
                 out.append(ids if item.bridged else replace(ids, boot_id=item.boot_id, seq=item.seq))
-            elif erased and (hits := int(erased_readings(erased, ids, item.time_us).sum())):
+            elif erased and (hits := _erased_hits(erased, *ids)):
                 # an erased range refuses re-entry (storage.gdpr.erase)
                 letter = dead_letter(item.message, "erased", f"{hits} readings fall in an erased range", item.device,
                                      org=item.org)
                 out.append(letter if item.bridged else replace(letter, boot_id=item.boot_id, seq=item.seq))
             else:
-                out.append((item, ids))
+                out.append(ids)  # the pack in its series' units, and its series ids
         return out
 
     def _decode(self, message: Message) -> DecodedPack | DeadLetter:
         try:
-            return decode_message(message, lorawan=self.resolver.lorawan_device)
+            return decode_message(message, lorawan=self.resolver.lorawan_device,
+                                  senml_names=self.resolver.senml_names,
+                                  integration=self.resolver.integration)
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter
@@ -310,7 +313,8 @@ class Pipeline:
             sequenced = [i for i, (p, _) in enumerate(packs) if p.seq is not None]
             identified = [d for d in dead if d.seq is not None and d.device is not None and d.org is not None]
             claimed = claim_packs(conn, [
-                PackKey(packs[i][0].org, packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq, len(packs[i][0]))
+                PackKey(packs[i][0].org, packs[i][0].device, packs[i][0].boot_id, packs[i][0].seq,
+                        packs[i][0].stored_count)
                 for i in sequenced
             ] + [PackKey(d.org, d.device, d.boot_id, d.seq, 0) for d in identified])
             fresh = np.ones(len(packs), dtype=bool)
@@ -322,6 +326,7 @@ class Pipeline:
             series_id, time_us, value = _columns(stored)
             result = self._process(messages, fresh, series_id, time_us, value)
             readings = self.writer.write_readings(conn, series_id, time_us, value)
+            readings += _write_typed(conn, stored)
             self.writer.merge_aggregates(conn, result.aggregates)
             anomalies = result.anomalies
             self.writer.insert_anomalies(
@@ -347,7 +352,7 @@ class Pipeline:
                 "packs_duplicate": duplicates,
                 "readings_stored": readings,
             })
-            add_org_counters(conn, stored=[(p.org, len(p)) for p, _ in stored], dead=letters,
+            add_org_counters(conn, stored=[(p.org, p.stored_count) for p, _ in stored], dead=letters,
                              duplicate=[packs[i][0].org for i in np.flatnonzero(~fresh)]
                              + [d.org for d in identified if id(d) in repeated])
         self._retry = None
@@ -401,7 +406,28 @@ def _columns(packs: list[tuple[DecodedPack, np.ndarray]]) -> tuple[np.ndarray, n
     if not packs:
         return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float64)
     return (
-        np.concatenate([ids for _, ids in packs]),
+        np.concatenate([ids[:len(p)] for p, ids in packs]),
         np.concatenate([p.time_us for p, _ in packs]),
         np.concatenate([p.value for p, _ in packs]),
     )
+
+
+def _write_typed(conn: psycopg.Connection, packs: list[tuple[DecodedPack, np.ndarray]]) -> int:
+    """The string, boolean and data readings of the stored packs (their ids follow the numeric ones)."""
+    sids: list[int] = []
+    times: list[int] = []
+    values: list[str | bool | bytes] = []
+    for pack, ids in packs:
+        if pack.typed:
+            sids += ids[len(pack):].tolist()
+            times += [t.time_us for t in pack.typed]
+            values += [t.value for t in pack.typed]
+    return insert_typed_readings(conn, sids, times, values)
+
+
+def _erased_hits(erased: dict[int, np.ndarray], pack: DecodedPack, ids: np.ndarray) -> int:
+    """Readings of the pack, numeric and typed, that fall in an erased range (ids: numeric, then typed)."""
+    time_us = pack.time_us
+    if pack.typed:
+        time_us = np.concatenate([time_us, np.fromiter((t.time_us for t in pack.typed), np.int64, len(pack.typed))])
+    return int(erased_readings(erased, ids, time_us).sum())

@@ -18,20 +18,26 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import psycopg
 
 from ingest.decode import DecodedPack, dead_letter
+from protocol.quantities import QUANTITIES
+from protocol.units import convert, convertible
+from storage.integrations import Integration, load_integrations, topic_key
 from storage.packs import DeadLetter
 from storage.registry import (
     Device,
     LoRaWANDevice,
+    SenMLNames,
     ensure_series,
+    find_series,
     load_devices,
     load_lorawan_devices,
+    load_senml_names,
     registry_version,
-    series_units,
 )
 
 __all__ = ["SeriesResolver"]
@@ -54,6 +60,11 @@ class SeriesResolver:
         self._lorawan_loaded_at = float("-inf")
         # (org, publisher) -> {(name, unit): series id}, only for combinations already authorised
         self._known: dict[tuple[str, str], dict[tuple[str, str | None], int]] = {}
+        # (org, publisher) -> {(name, unit): series unit} where the pack's unit converts into the series'
+        self._convert: dict[tuple[str, str], dict[tuple[str, str | None], str]] = {}
+        self._senml: dict[tuple[str, str], tuple[SenMLNames, ...]] | None = None
+        self._integrations: dict[tuple[str, str, str], Integration] = {}
+        self._integrations_loaded_at = float("-inf")
 
     def refresh(self, *, every_s: float = 2.0) -> bool:
         """Forget cached decisions when the registry changed (a device disabled, moved, added)."""
@@ -69,14 +80,55 @@ class SeriesResolver:
             self.forget()
         return changed
 
-    def resolve(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
-        """Series ids of the pack's readings (int32), or the reason it is refused."""
+    def resolve(self, pack: DecodedPack) -> tuple[DecodedPack, np.ndarray] | DeadLetter:
+        """The pack with its values in the units of their series, and the series ids (int32) of
+        its numeric then its typed readings; or the reason it is refused."""
         known = self._known.get((pack.org, pack.device))
         if known is not None:
-            ids = [known.get(key, -1) for key in zip(pack.names, pack.units)]
+            ids = [known.get(key, -1) for key in _keys(pack)]
             if -1 not in ids:
-                return np.array(ids, dtype=np.int32)
+                return self._converted(pack), np.array(ids, dtype=np.int32)
         return self._authorise(pack)
+
+    def integration(self, topic: str) -> Integration | None:
+        """The integration whose uplink topics `topic` is one of (re-read on a miss, at most once a
+        `reload_interval_s`; on any registry change)."""
+        key = topic_key(topic)
+        if key is None:
+            return None
+        found = self._integrations.get(key)
+        if found is None and time.monotonic() - self._integrations_loaded_at >= self.reload_interval_s:
+            self._integrations = load_integrations(self._conn)
+            self._integrations_loaded_at = time.monotonic()
+            found = self._integrations.get(key)
+        return found
+
+    def senml_names(self, org: str, publisher: str) -> tuple[SenMLNames, ...]:
+        """The declared SenML names of `publisher` and of the devices behind it."""
+        if self._senml is None:
+            loaded = load_senml_names(self._conn)
+            self._senml = {}
+            for (o, d), names in loaded.items():
+                self._senml.setdefault((o, d), ())
+                self._senml[(o, d)] = (names,) + self._senml[(o, d)]
+                if names.gateway is not None:
+                    self._senml[(o, names.gateway)] = self._senml.get((o, names.gateway), ()) + (names,)
+        return self._senml.get((org, publisher), ())
+
+    def _converted(self, pack: DecodedPack) -> DecodedPack:
+        rules = self._convert.get((pack.org, pack.device))
+        if not rules or not pack.names:
+            return pack
+        value = pack.value
+        units = list(pack.units)
+        for i, key in enumerate(zip(pack.names, pack.units)):
+            target = rules.get(key)
+            if target is not None:
+                if value is pack.value:
+                    value = value.copy()
+                value[i] = convert(value[i], key[1], target)
+                units[i] = target
+        return pack if value is pack.value else replace(pack, value=value, units=units)
 
     def lorawan_device(self, dev_eui: str) -> LoRaWANDevice | None:
         """The enabled device registered with this DevEUI (the registry is re-read on a miss)."""
@@ -93,6 +145,10 @@ class SeriesResolver:
     def forget(self) -> None:
         """Drop every cached decision (after registry changes such as a disabled device)."""
         self._known.clear()
+        self._convert.clear()
+        self._senml = None
+        self._integrations = {}
+        self._integrations_loaded_at = float("-inf")
         self._devices = {}
         self._lorawan = {}
         self._loaded_at = float("-inf")
@@ -117,7 +173,7 @@ class SeriesResolver:
             return refuse("device_disabled", f"device {pack.device!r} is disabled")
 
         wanted: dict[tuple[str, str | None], tuple[str, str, str]] = {}
-        for name, unit in zip(pack.names, pack.units):
+        for name, unit in _keys(pack):
             if (name, unit) in wanted:
                 continue
             device, _, quantity = name.partition("/")
@@ -132,18 +188,53 @@ class SeriesResolver:
                     return refuse("device_disabled", f"reading {name!r} names disabled device {device!r}")
             wanted[(name, unit)] = (pack.org, device, quantity)
 
-        ids = ensure_series(self._conn, [(o, d, q, u) for (_, u), (o, d, q) in wanted.items()])
-        units = series_units(self._conn, [ids[key] for key in wanted.values()])
+        # Every check before anything is created: a refused pack leaves no series behind.
+        existing = find_series(self._conn, set(wanted.values()))
+        target: dict[tuple[str, str, str], str | None] = {k: u for k, (_, u) in existing.items()}
+        for (name, unit), key in wanted.items():
+            if key not in target:
+                target[key] = _new_series_unit(key[2], unit)
+            have = target[key]
+            if have != unit and not (unit is not None and have is not None and convertible(unit, have)):
+                return refuse("unit_mismatch",
+                              f"series {name!r} is registered in {have!r}; the pack says {unit!r}, "
+                              "which does not convert into it")
+        missing = [key for key in set(wanted.values()) if key not in existing]
+        ids = {k: sid for k, (sid, _) in existing.items()}
+        if missing:
+            ids.update(ensure_series(self._conn, [(*key, target[key]) for key in missing]))
+            # a concurrent writer may have created one first, in another unit
+            for key, (sid, unit) in find_series(self._conn, missing).items():
+                target[key] = unit
         known = self._known.setdefault((pack.org, pack.device), {})
+        rules = self._convert.setdefault((pack.org, pack.device), {})
         new_ids, new_quantities = [], []
         for (name, unit), key in wanted.items():
             sid = ids[key]
-            if units[sid] != unit:
-                return refuse("unit_mismatch", f"series {name!r} is registered in {units[sid]!r}, the pack says {unit!r}")
+            have = target[key]
+            if have != unit:
+                if unit is None or have is None or not convertible(unit, have):
+                    return refuse("unit_mismatch", f"series {name!r} is registered in {have!r}, the pack says {unit!r}")
+                rules[(name, unit)] = have
             if (name, unit) not in known:
                 new_ids.append(sid)
                 new_quantities.append(key[2])
             known[(name, unit)] = sid
         if new_ids:
             self._on_new_series(new_ids, new_quantities)
-        return np.array([known[key] for key in zip(pack.names, pack.units)], dtype=np.int32)
+        return self._converted(pack), np.array([known[key] for key in _keys(pack)], dtype=np.int32)
+
+
+def _keys(pack: DecodedPack) -> list[tuple[str, str | None]]:
+    """(name, unit) of the numeric readings, then of the typed ones."""
+    keys = list(zip(pack.names, pack.units))
+    keys += [(t.name, t.unit) for t in pack.typed]
+    return keys
+
+
+def _new_series_unit(quantity: str, unit: str | None) -> str | None:
+    """A new series of a known quantity is kept in the quantity's unit when the pack's converts into it."""
+    known = QUANTITIES.get(quantity)
+    if known is not None and unit is not None and unit != known.unit and convertible(unit, known.unit):
+        return known.unit
+    return unit

@@ -64,7 +64,8 @@ class IngestService:
         self._committing: list[Delivery] = []  # the batch in hand, not yet acknowledged
         self.metrics = IngestMetrics(lag_s=self._lag_s, queue_depth=self.client.queue.qsize,
                                      committing=lambda: len(self._committing),
-                                     connected=self.client.connected.is_set)
+                                     connected=self.client.connected.is_set,
+                                     refused=lambda: len(self.client.refused_subscriptions))
         self.client.on_delivery = self.metrics.received.inc
 
     def run(self, stop: threading.Event) -> None:

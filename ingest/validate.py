@@ -95,9 +95,21 @@ class PackValidator:
         for i in np.flatnonzero(outside | wide).tolist():
             out[i] = self._time_letter(packs[i], (low, high))
         for i, pack in enumerate(packs):
+            if out[i] is None and pack.typed:
+                out[i] = self._typed_times(pack, (low, high))
             if out[i] is None:
                 out[i] = self._texts(pack)
         return out
+
+    def _typed_times(self, pack: DecodedPack, window_us: tuple[int, int]) -> DeadLetter | None:
+        """String, boolean and data readings keep to the same time window as numbers."""
+        low, high = window_us
+        for i, reading in enumerate(pack.typed):
+            if not low <= reading.time_us <= high:
+                return _letter(pack, "time_out_of_range",
+                               f"typed reading {i} ({reading.name}): time {reading.time_us / 1e6:.6g} s is outside "
+                               f"the accepted window [{low / 1e6:.0f}, {high / 1e6:.0f}] s")
+        return None
 
     def _time_letter(self, pack: DecodedPack, window_us: tuple[int, int]) -> DeadLetter | None:
         t = pack.time_us
@@ -116,13 +128,13 @@ class PackValidator:
 
     def _texts(self, pack: DecodedPack) -> DeadLetter | None:
         valid = self._valid
-        for name in set(pack.names) - valid:
+        for name in set(pack.names).union(t.name for t in pack.typed) - valid:
             device, _, quantity = name.partition("/")
             problem = text_problem(device, NAME_PART_MAX_CHARS) or text_problem(quantity, NAME_PART_MAX_CHARS)
             if problem is not None or not device or not quantity:
                 return _letter(pack, "bad_name", f"name {name[:80]!r} {problem or 'is not device/quantity'}")
             self._learn(name)
-        for unit in set(pack.units) - valid:
+        for unit in set(pack.units).union(t.unit for t in pack.typed) - valid:
             problem = None if unit is None else text_problem(unit, UNIT_MAX_CHARS)
             if problem is not None:
                 return _letter(pack, "bad_unit", f"unit {unit[:40]!r} {problem}")

@@ -31,6 +31,7 @@ from typing import Any
 from protocol.errors import LppError, ProtocolError
 from protocol.lpp import LPP_KINDS, decode_lpp
 from protocol.quantities import QUANTITIES
+from protocol.units import UNITS
 
 __all__ = [
     "LORAWAN_FILTERS",
@@ -38,14 +39,19 @@ __all__ = [
     "Uplink",
     "decode_uplink",
     "dedup_key",
+    "lorawan_event",
     "lorawan_network",
 ]
 
 TTS = "tts"
 CHIRPSTACK = "chirpstack"
 
-#: What ingest subscribes to when LoRaWAN bridging is enabled (uplinks only).
-LORAWAN_FILTERS: tuple[str, ...] = ("v3/+/devices/+/up", "application/+/device/+/event/up")
+#: What ingest subscribes to when LoRaWAN bridging is enabled: uplinks, then status and location events.
+LORAWAN_FILTERS: tuple[str, ...] = (
+    "v3/+/devices/+/up", "application/+/device/+/event/up",
+    "v3/+/devices/+/location/solved", "application/+/device/+/event/status",
+    "application/+/device/+/event/location",
+)
 
 _EARLIEST = 946_684_800.0  # 2000-01-01T00:00:00Z: a reception time before is a broken clock
 _LATEST = 4_102_444_800.0  # 2100-01-01T00:00:00Z
@@ -53,6 +59,14 @@ _MAX_DEPTH = 3  # levels of nested objects flattened in a decoded payload; deepe
 _QUANTITY = re.compile(r"[A-Za-z0-9_.:-]{1,64}")  # what a series quantity may be (SenML name part)
 _DEV_EUI = re.compile(r"[0-9A-Fa-f]{16}")
 _CHANNEL_KEY = re.compile(r"(.+)_(\d{1,3})")
+# A decoded-payload string holding a number and its unit ("3.384 V", "30.11 °C").
+_NUMBER_WITH_UNIT = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([^\s\d].*?)?\s*")
+# SenML unit names, and the symbols people write for them ("°C" -> "Cel", "µg/m³" -> "ug/m3").
+_UNIT_SPELLINGS: dict[str, str] = {
+    **{u.symbol: u.senml for u in UNITS.values() if u.symbol not in ("1", "%")},
+    **{name: name for name in UNITS},
+    "%": "%", "C": "Cel", "degC": "Cel", "ug/m3": "ug/m3",
+}
 _TIME = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,12}))?(Z|z|[+-]\d{2}:\d{2})"
 )
@@ -142,21 +156,36 @@ class Uplink:
     source: str = "decoded"  # "decoded" (network server's payload formatter) | "lpp" (raw frame)
     device_name: str | None = None  # The Things Stack device_id / ChirpStack deviceName
     uplink_id: str | None = None  # ChirpStack deduplicationId / The Things Stack "as:up:..." id
+    received_us: int = 0  # received_at in exact integer microseconds (RFC 3339 nanoseconds rounded half-even)
+    event: str = "up"  # "up" | "status" (battery, link margin) | "location" (a solved position)
+    simulated: bool = False  # The Things Stack "simulated": true (an uplink sent from its console)
 
 
 def lorawan_network(topic: str) -> str | None:
-    """``"tts"`` or ``"chirpstack"`` when ``topic`` is that network server's uplink topic, else None."""
+    """``"tts"`` or ``"chirpstack"`` when ``topic`` is one of that network server's topics citylab
+    reads (uplinks, status and location events), else None."""
+    found = lorawan_event(topic)
+    return found[0] if found is not None else None
+
+
+def lorawan_event(topic: str) -> tuple[str, str] | None:
+    """(network, event) of a network server's topic: event "up", "status" or "location"."""
     parts = topic.split("/")
-    if len(parts) == 5 and parts[0] == "v3" and parts[2] == "devices" and parts[4] == "up":
-        return TTS if parts[1] and parts[3] else None
+    if parts[0] == "v3" and len(parts) in (5, 6) and parts[2] == "devices" and parts[1] and parts[3]:
+        if len(parts) == 5 and parts[4] == "up":
+            return TTS, "up"
+        if len(parts) == 6 and parts[4:] == ["location", "solved"]:
+            return TTS, "location"
+        return None
     if (
         len(parts) == 6
         and parts[0] == "application"
         and parts[2] == "device"
         and parts[4] == "event"
-        and parts[5] == "up"
+        and parts[5] in ("up", "status", "location")
+        and parts[1] and parts[3]
     ):
-        return CHIRPSTACK if parts[1] and parts[3] else None
+        return CHIRPSTACK, parts[5]
     return None
 
 
@@ -170,7 +199,8 @@ def dedup_key(uplink: Uplink) -> tuple[str, int]:
     time, so it maps to the same key; two distinct uplinks of one device are
     never received in the same microsecond (LoRa airtime alone is > 1 ms).
     """
-    return f"lorawan:{uplink.network}", round(uplink.received_at * 1_000_000)
+    boot = f"lorawan:{uplink.network}" if uplink.event == "up" else f"lorawan:{uplink.network}:{uplink.event}"
+    return boot, uplink.received_us or round(uplink.received_at * 1_000_000)
 
 
 def decode_uplink(topic: str, payload: bytes, *, channels: Mapping[int, str] | None = None) -> Uplink:
@@ -191,9 +221,68 @@ def decode_uplink(topic: str, payload: bytes, *, channels: Mapping[int, str] | N
         )
     doc = _load(payload)
     segments = topic.split("/")
+    event = lorawan_event(topic)[1]  # type: ignore[index]
+    if event == "location":
+        return _location(network, doc, segments[3])
+    if event == "status":
+        return _status(doc, segments[3])
     if network == TTS:
         return _tts(doc, segments[3], channels or {})
     return _chirpstack(doc, segments[3], channels or {})
+
+
+# -- status and location events -----------------------------------------------
+
+_POSITION = (("latitude", "lat", -90.0, 90.0), ("longitude", "lon", -180.0, 180.0), ("altitude", "m", -1e4, 1e5))
+
+
+def _location(network: str, doc: dict[str, Any], topic_device: str) -> Uplink:
+    """TTS ``location_solved`` / ChirpStack ``location`` event: latitude, longitude, altitude."""
+    if network == TTS:
+        ids = _object(doc, "end_device_ids", "end_device_ids")
+        dev_eui = _dev_eui(ids.get("dev_eui"), "end_device_ids.dev_eui")
+        solved = _object(doc, "location_solved", "location_solved")
+        where = _object(solved, "location", "location_solved.location")
+        received_us = _time_us(doc.get("received_at"), "received_at")
+    else:
+        dev_eui = _chirpstack_eui(doc, topic_device)
+        where = _object(doc, "location", "location")
+        received_us = _time_us(doc.get("time"), "time")
+    readings = []
+    for key, unit, low, high in _POSITION:
+        number = _number(where.get(key))
+        if number is not None and low <= number <= high:
+            readings.append((key, unit, number))
+    return Uplink(network=network, dev_eui=dev_eui, f_cnt=0, f_port=0, received_at=received_us / 1e6,
+                  readings=tuple(readings), skipped=0, source="location", received_us=received_us, event="location")
+
+
+def _status(doc: dict[str, Any], topic_eui: str) -> Uplink:
+    """ChirpStack ``status`` event: battery level (%, unless unavailable or on external power), link margin (dB)."""
+    dev_eui = _chirpstack_eui(doc, topic_eui)
+    received_us = _time_us(doc.get("time"), "time")
+    readings: list[tuple[str, str | None, float]] = []
+    battery = _number(doc.get("batteryLevel"))
+    if battery is not None and not doc.get("batteryLevelUnavailable") and not doc.get("externalPowerSource"):
+        readings.append(("battery", "%EL", battery))
+    margin = _number(doc.get("margin"))
+    if margin is not None:
+        readings.append(("link_margin", "dB", margin))
+    return Uplink(network=CHIRPSTACK, dev_eui=dev_eui, f_cnt=0, f_port=0, received_at=received_us / 1e6,
+                  readings=tuple(readings), skipped=0, source="status", received_us=received_us, event="status")
+
+
+def _chirpstack_eui(doc: dict[str, Any], topic_eui: str) -> str:
+    info = _object(doc, "deviceInfo", "deviceInfo")
+    if not _DEV_EUI.fullmatch(topic_eui):
+        raise LoRaWANError("bad_dev_eui", f"the topic's DevEUI {topic_eui!r} is not 16 hex digits")
+    body_eui = info.get("devEui")
+    dev_eui = topic_eui.upper() if body_eui is None else _dev_eui(body_eui, "deviceInfo.devEui")
+    if dev_eui != topic_eui.upper():
+        raise LoRaWANError(
+            "bad_dev_eui", f"deviceInfo.devEui {body_eui!r} differs from the topic's DevEUI {topic_eui!r}"
+        )
+    return dev_eui
 
 
 # -- The Things Stack v3 ------------------------------------------------------
@@ -216,7 +305,7 @@ def _tts(doc: dict[str, Any], topic_device: str, channels: Mapping[int, str]) ->
     field = "uplink_message.received_at"
     if when is None:
         when, field = doc.get("received_at"), "received_at"
-    received_at = _time(when, field)
+    received_us = _time_us(when, field)
     correlation_ids = doc.get("correlation_ids")
     uplink_id = next(
         (c for c in correlation_ids if isinstance(c, str) and c.startswith("as:up:")), None
@@ -226,9 +315,10 @@ def _tts(doc: dict[str, Any], topic_device: str, channels: Mapping[int, str]) ->
         up.get("frm_payload"), "uplink_message.frm_payload", channels,
     )
     return Uplink(
-        network=TTS, dev_eui=dev_eui, f_cnt=f_cnt, f_port=f_port, received_at=received_at,
+        network=TTS, dev_eui=dev_eui, f_cnt=f_cnt, f_port=f_port, received_at=received_us / 1e6,
         readings=readings, skipped=skipped, source=source,
-        device_name=topic_device, uplink_id=uplink_id,
+        device_name=topic_device, uplink_id=uplink_id, received_us=received_us,
+        simulated=doc.get("simulated") is True or up.get("simulated") is True,
     )
 
 
@@ -237,25 +327,19 @@ def _tts(doc: dict[str, Any], topic_device: str, channels: Mapping[int, str]) ->
 
 def _chirpstack(doc: dict[str, Any], topic_eui: str, channels: Mapping[int, str]) -> Uplink:
     info = _object(doc, "deviceInfo", "deviceInfo")
-    if not _DEV_EUI.fullmatch(topic_eui):
-        raise LoRaWANError("bad_dev_eui", f"the topic's DevEUI {topic_eui!r} is not 16 hex digits")
-    body_eui = info.get("devEui")
-    dev_eui = topic_eui.upper() if body_eui is None else _dev_eui(body_eui, "deviceInfo.devEui")
-    if dev_eui != topic_eui.upper():
-        raise LoRaWANError(
-            "bad_dev_eui", f"deviceInfo.devEui {body_eui!r} differs from the topic's DevEUI {topic_eui!r}"
-        )
+    dev_eui = _chirpstack_eui(doc, topic_eui)
     name = info.get("deviceName")
     dedup_id = doc.get("deduplicationId")
     readings, skipped, source = _readings(doc.get("object"), "object", doc.get("data"), "data", channels)
+    received_us = _time_us(doc.get("time"), "time")
     return Uplink(
         network=CHIRPSTACK, dev_eui=dev_eui,
         f_cnt=_uint(doc.get("fCnt"), "fCnt", 0xFFFF_FFFF),
         f_port=_uint(doc.get("fPort"), "fPort", 255),
-        received_at=_time(doc.get("time"), "time"),
+        received_at=received_us / 1e6,
         readings=readings, skipped=skipped, source=source,
         device_name=name if isinstance(name, str) else None,
-        uplink_id=dedup_id if isinstance(dedup_id, str) else None,
+        uplink_id=dedup_id if isinstance(dedup_id, str) else None, received_us=received_us,
     )
 
 
@@ -331,6 +415,10 @@ def _from_decoded(decoded: dict[str, Any], channels: Mapping[int, str]) -> tuple
             continue
         number = _number(value)
         quantity, unit = _name(top, sub, channels)
+        if number is None and isinstance(value, str):
+            number, said = _number_with_unit(value)
+            if said is not None:
+                unit = said
         if number is None or quantity is None or quantity in out:
             skipped += 1
             continue
@@ -369,6 +457,22 @@ def _number(value: object) -> float | None:
     except OverflowError:
         return None
     return number if math.isfinite(number) else None
+
+
+def _number_with_unit(text: str) -> tuple[float | None, str | None]:
+    """A string such as "3.384 V" or "30.11 °C": the number and the SenML unit it names.
+
+    (None, None) when the text is no number, or names a unit citylab does not know.
+    """
+    match = _NUMBER_WITH_UNIT.fullmatch(text) if len(text) <= 64 else None
+    if match is None:
+        return None, None
+    number = _number(float(match.group(1)))
+    spelled = match.group(2)
+    if spelled is None:
+        return number, None
+    unit = _UNIT_SPELLINGS.get(spelled)
+    return (number, unit) if unit is not None else (None, None)
 
 
 def _load(payload: bytes) -> dict[str, Any]:
@@ -411,8 +515,12 @@ def _uint(value: object, field: str, high: int) -> int:
     return value
 
 
-def _time(value: object, field: str) -> float:
-    """RFC 3339 time with an offset (nanoseconds allowed) to UTC seconds."""
+def _time_us(value: object, field: str) -> int:
+    """RFC 3339 time with an offset (nanoseconds allowed) to exact UTC microseconds.
+
+    Integer arithmetic throughout: the fraction is rounded to microseconds half to even,
+    never through a float.
+    """
     if value is None:
         raise LoRaWANError("bad_uplink", f"{field} is missing (the reception time)")
     match = _TIME.fullmatch(value) if isinstance(value, str) else None
@@ -430,9 +538,14 @@ def _time(value: object, field: str) -> float:
         )
     except ValueError as exc:
         raise LoRaWANError("bad_uplink", f"{field} {value!r} is not a valid time: {exc}") from None
-    seconds = moment.timestamp()
-    if not _EARLIEST <= seconds < _LATEST:
+    whole = int(moment.timestamp())
+    if not _EARLIEST <= whole < _LATEST:
         raise LoRaWANError("bad_uplink", f"{field} {value!r} is outside 2000..2099")
+    micros = 0
     if fraction:
-        seconds += int(fraction) / 10 ** len(fraction)
-    return seconds
+        scaled, rest = divmod(int(fraction) * 10**6, 10 ** len(fraction))
+        half = 10 ** len(fraction)
+        if 2 * rest > half or (2 * rest == half and scaled % 2):
+            scaled += 1
+        micros = scaled
+    return whole * 1_000_000 + micros

@@ -1,23 +1,30 @@
-"""SenML (RFC 8428) packs in JSON and CBOR, as citylab sends them over MQTT.
+"""SenML (RFC 8428) packs in JSON and CBOR: citylab's own and any standard device's.
 
-One MQTT message on ``lab/{org}/{device}/up`` is one :class:`Pack`: a SenML
-array whose resolved records are numbers named ``"{device}/{quantity}"`` with
-absolute UTC times. Two citylab extension labels in the first record,
-``"bid"`` (boot id, text) and ``"seq"`` (non-negative integer), identify the
-pack for de-duplication together with the device of the topic.
+A citylab device publishes one :class:`Pack` per MQTT message on
+``lab/{org}/{device}/up``: records named ``"{device}/{quantity}"`` with absolute
+UTC times. Two citylab extension labels in the first record, ``"bid"`` (boot
+id, text) and ``"seq"`` (non-negative integer), identify the pack for
+de-duplication together with the device of the topic.
 
-The decoder implements the RFC 8428 resolution rules (section 4.6): base
-fields may appear in any record and apply to the records that follow. It
-accepts only what citylab can store: numeric values with absolute times.
-See ``docs/protocol.md`` for the wire format a device maker implements.
+The decoder resolves any RFC 8428 pack as section 4.6 defines: base fields in
+any record apply to it and the records after it; a record of base fields only
+yields no reading; relative and zero times (below 2**28) are resolved against
+the time of reception; numbers may be CBOR tag 4 decimal fractions; ``s`` and
+``bs`` make a sum record of their own; ``vs``/``vb``/``vd`` are kept as typed
+records. Versions 1..10 and RFC 9100's 26 (secondary units) are understood.
+Which series a resolved name belongs to is ingest's business
+(``ingest.decode``), not this module's. See ``docs/protocol.md``.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
+import time as _clock
 from dataclasses import dataclass
+from decimal import Decimal
 from io import BytesIO
 from typing import Any
 
@@ -39,14 +46,21 @@ __all__ = [
 SENML_JSON = "application/senml+json"
 SENML_CBOR = "application/senml+cbor"
 
-#: Resolved times below this are relative to "now" in RFC 8428; citylab refuses them.
+#: Resolved times below this are relative to "now" (RFC 8428 4.5.3): the time of reception.
 RELATIVE_TIME_LIMIT = 2**28
+
+#: RFC 9100 versions beyond 10: feature bits above the 4 version bits; 26 = 10 + 2**4, the
+#: "secondary units" feature (units of the RFC 8798 registry in "u" and "bu").
+SUPPORTED_FEATURE_VERSIONS = frozenset({26})
 
 # What the platform's schema can hold (PostgreSQL bigint, text without NUL, btree keys):
 # anything beyond is refused here, before it can reach SQL.
 SEQ_MAX = 2**63 - 1          #: ``seq`` is stored as bigint
 BOOT_ID_MAX_CHARS = 64       #: ``bid`` is part of the de-duplication key
 NAME_PART_MAX_CHARS = 64     #: the device and the quantity of a resolved name, each
+NAME_MAX_CHARS = 256         #: a resolved SenML name (URNs, IPv6 addresses, paths)
+STRING_MAX_CHARS = 4096      #: a string value ("vs")
+DATA_MAX_BYTES = 65536       #: a data value ("vd")
 UNIT_MAX_CHARS = 32          #: a SenML unit symbol
 TIME_MAX_S = 9.2e12          #: about year 293,000: beyond it, microseconds overflow int64
 
@@ -54,8 +68,11 @@ TIME_MAX_S = 9.2e12          #: about year 293,000: beyond it, microseconds over
 # decodes to one; it has no UTF-8 encoding).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-# A resolved name: exactly one "/" between a non-empty device and quantity.
-_NAME = re.compile(r"[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+")
+# A citylab name: exactly one "/" between a non-empty device and quantity.
+_CITYLAB_NAME = re.compile(r"[A-Za-z0-9_.:-]+/[A-Za-z0-9_.:-]+")
+# A SenML name (RFC 8428 4.5.1).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]*")
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 _EXT_BID = "bid"
 _EXT_SEQ = "seq"
@@ -63,12 +80,19 @@ _EXT_SEQ = "seq"
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One reading: ``name`` is ``"{device}/{quantity}"``, ``time`` absolute UTC seconds."""
+    """One resolved record (RFC 8428 4.6): ``time`` in absolute UTC seconds.
+
+    ``field`` says what ``value`` is: ``"v"`` a number, ``"s"`` a sum (the record's
+    ``s`` plus the base sum), ``"vs"`` text, ``"vb"`` a boolean, ``"vd"`` bytes. A
+    SenML record with both a value and a sum resolves to two records. Packs citylab
+    devices send name records ``"{device}/{quantity}"``.
+    """
 
     name: str
-    value: float
+    value: float | str | bool | bytes
     time: float
     unit: str | None = None
+    field: str = "v"
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +102,7 @@ class Pack:
     boot_id: str | None
     seq: int | None
     records: tuple[Record, ...]
+    relative: bool = False  # some time was relative to the time of reception
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +123,12 @@ class _Labels:
     s: Any
     t: Any
     vd: Any
+    ut: Any
 
 
 # RFC 8428 section 4.3 (JSON) and section 6, table 6 (CBOR).
-_JSON = _Labels("bver", "bn", "bt", "bu", "bv", "bs", "n", "u", "v", "vs", "vb", "s", "t", "vd")
-_CBOR = _Labels(-1, -2, -3, -4, -5, -6, 0, 1, 2, 3, 4, 5, 6, 8)
+_JSON = _Labels("bver", "bn", "bt", "bu", "bv", "bs", "n", "u", "v", "vs", "vb", "s", "t", "vd", "ut")
+_CBOR = _Labels(-1, -2, -3, -4, -5, -6, 0, 1, 2, 3, 4, 5, 6, 8, 7)
 
 
 # --------------------------------------------------------------------------- encode
@@ -130,7 +156,7 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
     device: str | None = None
     for index, record in enumerate(pack.records):
         name = record.name
-        if not isinstance(name, str) or _NAME.fullmatch(name) is None:
+        if not isinstance(name, str) or _CITYLAB_NAME.fullmatch(name) is None or _NAME.fullmatch(name) is None:
             raise SenMLError(
                 "bad_name", f"record {index}: name {name!r} is not '<device>/<quantity>'"
             )
@@ -169,11 +195,13 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
 # --------------------------------------------------------------------------- decode
 
 
-def decode_pack(payload: bytes, *, content_type: str | None = None) -> Pack:
-    """Decode a SenML pack; raise :class:`SenMLError` for anything citylab cannot store.
+def decode_pack(payload: bytes, *, content_type: str | None = None, now: float | None = None) -> Pack:
+    """Decode and resolve a SenML pack; raise :class:`SenMLError` for anything citylab cannot store.
 
     ``content_type`` comes from the MQTT 5 content-type property or the topic
     suffix; when ``None`` the representation is sniffed from the first byte.
+    ``now`` (UTC seconds, default the clock) is the time of reception that
+    relative and zero times are resolved against.
     """
     if content_type is None:
         labels = _sniff(payload)
@@ -183,7 +211,7 @@ def decode_pack(payload: bytes, *, content_type: str | None = None) -> Pack:
         items = _load_cbor(payload)
     else:
         items = _load_json(payload)
-    return _resolve(items, labels)
+    return _resolve(items, labels, _clock.time() if now is None else now)
 
 
 def read_identity(payload: bytes, *, content_type: str | None = None) -> tuple[str, int] | None:
@@ -249,7 +277,15 @@ def _load_cbor(payload: bytes) -> Any:
 def _number(value: Any) -> bool:
     # bool is an int subclass but a SenML boolean, never a number.
     kind = type(value)
-    return kind is float or kind is int
+    return kind is float or kind is int or kind is Decimal
+
+
+def _float(value: Any) -> float:
+    """A SenML number as a float (CBOR tag 4 decimal fractions arrive as Decimal)."""
+    try:
+        return float(value)
+    except (OverflowError, ValueError, ArithmeticError):
+        return math.inf
 
 
 def text_problem(text: str, max_chars: int) -> str | None:
@@ -262,7 +298,19 @@ def text_problem(text: str, max_chars: int) -> str | None:
     return None
 
 
-def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels"
+def _version_ok(bver: Any) -> bool:
+    """RFC 8428 versions 1..10, and RFC 9100 feature bits above them: only "secondary units" (26)."""
+    return type(bver) is int and (1 <= bver <= 10 or bver in SUPPORTED_FEATURE_VERSIONS)
+
+
+def _resolve(items: Any, L: _Labels, now: float) -> Pack:  # noqa: N803 - L reads as "labels"
+    """RFC 8428 section 4.6: apply the base fields in force to each record, resolve times.
+
+    A record holding base fields only (no name, value nor sum) is a base record: it
+    changes the base fields and yields no reading. Every other record must carry
+    exactly one value field (``v``, ``vs``, ``vb``, ``vd``) and/or a sum (``s``, or a
+    base sum in force); its resolved name must be a valid SenML name.
+    """
     if type(items) is not list:
         raise SenMLError("not_senml", "a SenML pack is an array of records")
     if not items:
@@ -273,6 +321,7 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
     # Label constants hoisted into locals: this loop runs ~100k times per second.
     k_bver, k_bn, k_bt, k_bu, k_bv, k_bs = L.bver, L.bn, L.bt, L.bu, L.bv, L.bs
     k_n, k_u, k_v, k_vs, k_vb, k_s, k_t, k_vd = L.n, L.u, L.v, L.vs, L.vb, L.s, L.t, L.vd
+    record_keys = (k_n, k_u, k_v, k_vs, k_vb, k_s, k_t, k_vd, L.ut)
     isfinite = math.isfinite
     name_ok = _NAME.fullmatch
     valid_names: set[str] = set()  # names repeat within a pack: check each once
@@ -282,6 +331,10 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
     base_time = 0.0
     base_unit: str | None = None
     base_value = 0.0
+    base_sum: float | None = None
+    has_base_value = False
+    version: Any = None
+    relative = False
     records: list[Record] = []
     append = records.append
 
@@ -301,37 +354,49 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
 
         # ---- base fields (apply to this record and the ones after it)
         if k_bver in item:
-            bver = item[k_bver]
-            if type(bver) is not int or bver < 1 or bver > 10:
+            if not _version_ok(item[k_bver]):
                 raise SenMLError(
-                    "unsupported_version", f"record {index}: SenML version {bver!r} is not 1..10"
+                    "unsupported_version",
+                    f"record {index}: SenML version {_shown(item[k_bver])} is not supported "
+                    "(1..10, or 26: RFC 9100 secondary units)",
                 )
+            if version is not None and item[k_bver] != version:
+                raise SenMLError("unsupported_version",
+                                 f"record {index}: version {item[k_bver]} differs from {version} before it "
+                                 "(RFC 8428 4.4: one version per pack)")
+            version = item[k_bver]
         if k_bn in item:
             base_name = item[k_bn]
             if type(base_name) is not str:
                 raise SenMLError("bad_name", f"record {index}: base name must be text")
         if k_bt in item:
             bt = item[k_bt]
-            if not _number(bt) or not isfinite(bt):
-                raise SenMLError("bad_time", f"record {index}: base time {bt!r} is not a number")
-            base_time = bt
+            if not _number(bt) or not isfinite(_float(bt)):
+                raise SenMLError("bad_time", f"record {index}: base time {_shown(bt)} is not a number")
+            base_time = _float(bt)
         if k_bu in item:
             base_unit = item[k_bu]
             if type(base_unit) is not str:
                 raise SenMLError("bad_unit", f"record {index}: base unit must be text")
         if k_bv in item:
             bv = item[k_bv]
-            if not _number(bv) or not isfinite(bv):
+            if not _number(bv) or not isfinite(_float(bv)):
                 raise SenMLError(
-                    "non_finite", f"record {index}: base value {bv!r} is not a finite number"
+                    "non_finite", f"record {index}: base value {_shown(bv)} is not a finite number"
                 )
-            base_value = bv
+            base_value = _float(bv)
+            has_base_value = True
         if k_bs in item:
-            raise SenMLError(
-                "unsupported_value",
-                f"record {index}: base sum ('bs') is not supported; citylab stores values only",
-            )
+            bs = item[k_bs]
+            if not _number(bs) or not isfinite(_float(bs)):
+                raise SenMLError(
+                    "non_finite", f"record {index}: base sum {_shown(bs)} is not a finite number"
+                )
+            base_sum = _float(bs)
 
+        has_v = k_v in item
+        if not has_v and not any(k in item for k in record_keys):
+            continue  # a base record (RFC 8428 5.1.7): it sets base fields, holds no reading
         # ---- name
         name = item.get(k_n, "")
         if type(name) is not str:
@@ -341,63 +406,39 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
             if name_ok(name) is None:
                 raise SenMLError(
                     "bad_name",
-                    f"record {index}: resolved name {_shown(name)} is not '<device>/<quantity>' "
-                    "(one '/', both parts of [A-Za-z0-9_.:-])",
+                    f"record {index}: resolved name {_shown(name)} is not a SenML name "
+                    "(RFC 8428 4.5.1: A-Z a-z 0-9 - : . / _, starting with a letter or digit)",
                 )
-            device, _, quantity = name.partition("/")
-            if len(device) > NAME_PART_MAX_CHARS or len(quantity) > NAME_PART_MAX_CHARS:
+            if len(name) > NAME_MAX_CHARS:
                 raise SenMLError(
                     "bad_name",
-                    f"record {index}: resolved name {_shown(name)}: device and quantity may have "
-                    f"at most {NAME_PART_MAX_CHARS} characters each",
+                    f"record {index}: resolved name {_shown(name)} is longer than {NAME_MAX_CHARS} characters",
                 )
             valid_names.add(name)
 
-        # ---- value
-        if k_v in item:
-            value = item[k_v]
-            if not _number(value):
-                raise SenMLError(
-                    "unsupported_value", f"record {index}: value {value!r} is not a number"
-                )
-            try:
-                value = float(value + base_value)
-            except OverflowError:
-                value = math.inf
-            if not isfinite(value):
-                raise SenMLError("non_finite", f"record {index}: value {value!r} is not finite")
-        elif k_vs in item or k_vb in item or k_vd in item or k_s in item:
-            raise SenMLError(
-                "unsupported_value",
-                f"record {index}: string, boolean, data and sum values are not supported; "
-                "citylab stores numeric values ('v') only",
-            )
-        else:
-            raise SenMLError("missing_value", f"record {index}: no value ('v')")
-        if k_s in item:
-            raise SenMLError(
-                "unsupported_value",
-                f"record {index}: sum ('s') is not supported; citylab stores values only",
-            )
-
-        # ---- time
+        # ---- time (RFC 8428 4.5.3: below 2**28 relative to "now", the time of reception)
         t = item.get(k_t, 0)
-        if not _number(t):
-            raise SenMLError("bad_time", f"record {index}: time {t!r} is not a number")
-        try:
-            time = float(base_time + t)
-        except OverflowError:
-            time = math.inf
-        if not RELATIVE_TIME_LIMIT <= time <= TIME_MAX_S:  # also false for NaN
+        kind = type(t)
+        if kind is float or kind is int:
+            try:
+                time = base_time + t
+            except OverflowError:
+                time = math.inf
+        elif kind is Decimal:
+            time = base_time + _float(t)
+        else:
+            raise SenMLError("bad_time", f"record {index}: time {_shown(t)} is not a number")
+        if isfinite(time) and time < RELATIVE_TIME_LIMIT:
+            relative = True
+            time = now + time
+        if not 0 <= time <= TIME_MAX_S:  # also false for NaN
             if isfinite(time) and time > TIME_MAX_S:
                 raise SenMLError(
                     "time_out_of_range",
                     f"record {index}: resolved time {time!r} s is beyond what int64 microseconds hold",
                 )
             raise SenMLError(
-                "bad_time",
-                f"record {index}: resolved time {time!r} is not an absolute UTC time; "
-                "citylab requires absolute times (>= 2**28 s), relative times are not accepted",
+                "bad_time", f"record {index}: resolved time {time!r} is not a time citylab can store"
             )
 
         # ---- unit
@@ -410,9 +451,81 @@ def _resolve(items: Any, L: _Labels) -> Pack:  # noqa: N803 - L reads as "labels
                 raise SenMLError("bad_unit", f"record {index}: unit {_shown(unit)} {problem}")
             valid_units.add(unit)
 
-        append(Record(name, value, time, unit))
+        # ---- values (4.5.4: a missing v or bv counts as zero; a sum exists when s or bs does)
+        typed = (k_vs in item) + (k_vb in item) + (k_vd in item)
+        if typed + has_v > 1:
+            raise SenMLError("bad_value", f"record {index}: more than one value field")
+        has_sum = base_sum is not None or k_s in item
+        if has_v:
+            field = k_v
+        elif typed:
+            field = k_vs if k_vs in item else k_vb if k_vb in item else k_vd
+        elif has_sum:
+            field = None
+        elif has_base_value:
+            field = k_v  # 4.5.4: the missing value counts as zero, the base value applies
+        else:
+            raise SenMLError("missing_value", f"record {index}: no value ('v', 'vs', 'vb', 'vd') nor sum")
+        if field == k_v:
+            value = item.get(k_v, 0)
+            kind = type(value)
+            if kind is float or kind is int:
+                try:
+                    number = value + base_value
+                except OverflowError:
+                    number = math.inf
+            elif kind is Decimal:
+                number = _float(value) + base_value
+            else:
+                raise SenMLError("bad_value", f"record {index}: value {_shown(value)} is not a number")
+            if not isfinite(number):
+                raise SenMLError("non_finite", f"record {index}: value {number!r} is not finite")
+            append(Record(name, number, time, unit))
+        elif field == k_vs:
+            value = item[k_vs]
+            if type(value) is not str:
+                raise SenMLError("bad_value", f"record {index}: string value must be text")
+            problem = text_problem(value, STRING_MAX_CHARS)
+            if problem is not None:
+                raise SenMLError("bad_value", f"record {index}: string value {problem}")
+            append(Record(name, value, time, unit, "vs"))
+        elif field == k_vb:
+            value = item[k_vb]
+            if type(value) is not bool:
+                raise SenMLError("bad_value", f"record {index}: boolean value {_shown(value)} is not true/false")
+            append(Record(name, value, time, unit, "vb"))
+        elif field == k_vd:
+            append(Record(name, _data(item[k_vd], L, index), time, unit, "vd"))
+        if has_sum:
+            total = item.get(k_s, 0)
+            if not _number(total):
+                raise SenMLError("bad_value", f"record {index}: sum {_shown(total)} is not a number")
+            number = _float(total) + (base_sum if base_sum is not None else 0.0)
+            if not isfinite(number):
+                raise SenMLError("non_finite", f"record {index}: sum {number!r} is not finite")
+            append(Record(name, number, time, unit, "s"))
 
-    return Pack(boot_id, seq, tuple(records))
+    if not records:
+        raise SenMLError("missing_value", "the SenML pack holds base records only")
+    return Pack(boot_id, seq, tuple(records), relative)
+
+
+def _data(value: Any, L: _Labels, index: int) -> bytes:  # noqa: N803
+    """A data value: a CBOR byte string, or in JSON base64url without padding (RFC 8428 section 5)."""
+    if L is _CBOR:
+        if type(value) is not bytes:
+            raise SenMLError("bad_value", f"record {index}: data value must be a byte string")
+        data = value
+    else:
+        if type(value) is not str or _BASE64URL.fullmatch(value) is None:
+            raise SenMLError("bad_value", f"record {index}: data value is not base64url text")
+        try:
+            data = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+        except ValueError:
+            raise SenMLError("bad_value", f"record {index}: data value is not base64url text") from None
+    if len(data) > DATA_MAX_BYTES:
+        raise SenMLError("bad_value", f"record {index}: data value is {len(data)} bytes, more than {DATA_MAX_BYTES}")
+    return data
 
 
 def _header(first: Any) -> tuple[str | None, int | None]:

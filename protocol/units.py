@@ -73,9 +73,11 @@ UNITS: dict[str, Unit] = dict(
         # power
         _u("W", "watt", "W", "W", "WTT", "power", "W"),
         _u("kW", "kilowatt", "kW", "KiloW", "KWT", "power", "W", 1e3),
+        _u("mW", "milliwatt", "mW", "MilliW", "C31", "power", "W", 1e-3),
         # speed
         _u("m/s", "metre per second", "m/s", "M-PER-SEC", "MTS", "speed", "m/s"),
         _u("km/h", "kilometre per hour", "km/h", "KiloM-PER-HR", "KMH", "speed", "m/s", 1.0 / 3.6),
+        _u("mm/h", "millimetre per hour", "mm/h", "MilliM-PER-HR", "H67", "speed", "m/s", 1e-3 / 3600.0),
         # pressure
         _u("Pa", "pascal", "Pa", "PA", "PAL", "pressure", "Pa"),
         _u("hPa", "hectopascal", "hPa", "HectoPA", "A97", "pressure", "Pa", 100.0),
@@ -96,11 +98,17 @@ UNITS: dict[str, Unit] = dict(
         _u("s", "second", "s", "SEC", "SEC", "time", "s"),
         _u("min", "minute", "min", "MIN", "MIN", "time", "s", 60.0),
         _u("h", "hour", "h", "HR", "HUR", "time", "s", 3600.0),
+        _u("ms", "millisecond", "ms", "MilliSEC", "C26", "time", "s", 1e-3),
         # angle
         _u("rad", "radian", "rad", "RAD", "C81", "angle", "rad"),
         _u("deg", "degree", "°", "DEG", "DD", "angle", "rad", 0.017453292519943295),
+        # position (RFC 8428: degrees latitude and longitude, WGS 84)
+        _u("lat", "degree latitude", "°", "DEG", "DD", "latitude", "lat"),
+        _u("lon", "degree longitude", "°", "DEG", "DD", "longitude", "lon"),
         # frequency
         _u("Hz", "hertz", "Hz", "HZ", "HTZ", "frequency", "Hz"),
+        _u("kHz", "kilohertz", "kHz", "KiloHZ", "KHZ", "frequency", "Hz", 1e3),
+        _u("MHz", "megahertz", "MHz", "MegaHZ", "MHZ", "frequency", "Hz", 1e6),
     ]
 )
 

@@ -18,7 +18,10 @@ from storage.errors import map_errors
 __all__ = [
     "Device",
     "LoRaWANDevice",
+    "SenMLNames",
     "ensure_series",
+    "find_series",
+    "load_senml_names",
     "load_devices",
     "load_lorawan_devices",
     "register_device",
@@ -26,6 +29,7 @@ __all__ = [
     "series_quantities",
     "series_units",
     "set_dev_eui",
+    "set_senml_names",
 ]
 
 
@@ -46,6 +50,41 @@ class LoRaWANDevice:
     org: str
     enabled: bool
     channels: dict[int, str]  # Cayenne LPP channel -> quantity
+
+
+@dataclass(frozen=True, slots=True)
+class SenMLNames:
+    """How an unmodified SenML device names its records (see ingest.decode).
+
+    With `base_name`, `names` maps the rest of a resolved name after the base
+    ("" for the base name itself) to a quantity; without it, `names` maps exact
+    resolved names to quantities.
+    """
+
+    device: str
+    gateway: str | None
+    base_name: str | None
+    names: dict[str, str]
+
+
+def load_senml_names(conn: psycopg.Connection) -> dict[tuple[str, str], SenMLNames]:
+    """(org, device) -> its declared SenML names, for every enabled device that declared some."""
+    with map_errors("load SenML names"):
+        rows = conn.execute(
+            "SELECT org, device, gateway, senml_names FROM devices WHERE senml_names IS NOT NULL AND enabled"
+        ).fetchall()
+    return {(org, device): SenMLNames(device, gateway, doc.get("base_name"),
+                                      {str(k): str(v) for k, v in (doc.get("names") or {}).items()})
+            for org, device, gateway, doc in rows}
+
+
+def set_senml_names(conn: psycopg.Connection, device: str, *, org: str, base_name: str | None,
+                    names: dict[str, str] | None) -> None:
+    """Declare (or, with neither argument, clear) how `org`'s device names its SenML records."""
+    doc = None if base_name is None and not names else {"base_name": base_name, "names": dict(names or {})}
+    with map_errors(f"set the SenML names of {org}/{device}"):
+        conn.execute("UPDATE devices SET senml_names = %s WHERE org = %s AND device = %s",
+                     (Jsonb(doc) if doc is not None else None, org, device))
 
 
 def load_lorawan_devices(conn: psycopg.Connection) -> dict[str, LoRaWANDevice]:
@@ -86,7 +125,7 @@ def registry_version(conn: psycopg.Connection) -> tuple[int, int]:
     """A fingerprint of what authorisation depends on (org, gateway, enabled, DevEUI of every device)."""
     with map_errors("registry version"):
         return tuple(conn.execute(
-            "SELECT count(*), coalesce(sum(hashtext(concat_ws('|', org, device, gateway, enabled, dev_eui))), 0)"
+            "SELECT count(*), coalesce(sum(hashtext(concat_ws('|', org, device, gateway, enabled, dev_eui, senml_names))), 0)"
             " FROM devices"
         ).fetchone())
 
@@ -123,6 +162,23 @@ def ensure_series(
             (orgs, devices, quantities),
         ).fetchall()
     return {(org, device, quantity): sid for org, device, quantity, sid in rows}
+
+
+def find_series(
+    conn: psycopg.Connection, keys: Iterable[tuple[str, str, str]]
+) -> dict[tuple[str, str, str], tuple[int, str | None]]:
+    """(id, unit) of the existing (org, device, quantity) series among `keys`; nothing is created."""
+    keys = list(keys)
+    if not keys:
+        return {}
+    with map_errors("find series"):
+        rows = conn.execute(
+            "SELECT s.org, s.device, s.quantity, s.id, s.unit FROM series s"
+            " JOIN unnest(%s::text[], %s::text[], %s::text[]) AS k(org, device, quantity)"
+            " ON s.org = k.org AND s.device = k.device AND s.quantity = k.quantity",
+            ([k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]),
+        ).fetchall()
+    return {(org, device, quantity): (sid, unit) for org, device, quantity, sid, unit in rows}
 
 
 def series_units(conn: psycopg.Connection, ids: list[int]) -> dict[int, str | None]:

@@ -103,9 +103,12 @@ def test_bad_packs_become_dead_letters_with_reasons(pipeline: Pipeline, database
 
 def test_unit_change_is_refused(pipeline: Pipeline, org: str) -> None:
     pipeline.commit([_message(org, "gw-1", _pack(0, [("air-1/temperature", 1.0, BASE_T)]))])
-    other_unit = encode_pack(Pack("boot-a", 1, (Record("air-1/temperature", 1.0, BASE_T, "K"),)))
+    other_unit = encode_pack(Pack("boot-a", 1, (Record("air-1/temperature", 1.0, BASE_T, "V"),)))
     result = pipeline.commit([_message(org, "gw-1", other_unit)])
     assert [d.reason for d in result.dead_letters] == ["unit_mismatch"]
+    # a unit of the same dimension converts into the series' unit
+    kelvin = encode_pack(Pack("boot-a", 2, (Record("air-1/temperature", 300.0, BASE_T + 1, "K"),)))
+    assert pipeline.commit([_message(org, "gw-1", kelvin)]).readings_stored == 1
 
 
 def test_aggregates_equal_the_raw_table_after_out_of_order_replay(pipeline: Pipeline, database: str,

@@ -188,7 +188,7 @@ def test_tts_decoded_payload() -> None:
         dev_eui="0004A30B001C0530",
         f_cnt=113,
         f_port=8,
-        received_at=_utc("2020-02-12T15:15:45.789585") + 0.000000559,
+        received_at=1581520545789586 / 1e6, received_us=1581520545789586,  # .789585559 rounded to µs
         readings=(("temperature_3", "Cel", 27.200000762939453), ("temperature_5", "Cel", 25.5)),
         skipped=0,
         source="decoded",
@@ -359,7 +359,7 @@ def test_chirpstack_raw_lpp() -> None:
         dev_eui="0101010101010101",
         f_cnt=10,
         f_port=1,
-        received_at=_utc("2022-07-18T09:34:15.775023") + 0.000000242,
+        received_at=1658136855775023 / 1e6, received_us=1658136855775023,  # .775023242 rounded to µs
         readings=(("temperature_3", "Cel", 27.2), ("temperature_5", "Cel", 25.5)),
         skipped=0,
         source="lpp",

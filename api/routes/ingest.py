@@ -1,0 +1,254 @@
+"""HTTP ingest for devices that cannot speak MQTT, through the same pipeline as MQTT.
+
+    POST /v1/ingest                       a SenML pack (JSON or CBOR by Content-Type), or a raw
+                                          Cayenne LPP frame (application/octet-stream, ?port=1..223)
+    POST /v1/ingest/tokens                a device token (provider key), shown once
+    PUT  /v1/devices/{device}/senml       how an unmodified SenML device names its records
+    POST /v1/integrations                 connect a LoRaWAN network server (tts | chirpstack) -> broker login
+    GET  /v1/integrations                 your organisation's integrations
+
+`POST /v1/ingest` authenticates with a device token (`Authorization: Bearer cld_...`):
+the organisation and the device come from the token alone, as from a broker login.
+The pack becomes one message on the device's own topic (`lab/{org}/{device}/up`,
+`.../lpp/{port}`) and is committed by `ingest.Pipeline` with the same validation,
+de-duplication (bid/seq, else the content-derived identity), dead letters and
+counters as a pack that came over MQTT. The answer comes after the commit: 201 with
+what was stored, 200 for a pack stored before (a retry), or a problem document
+carrying the dead letter's `reason`.
+
+One pipeline per API process (one connection, commits serialised): its anomaly
+detectors learn from the HTTP packs only; aggregates and rows are shared in the
+database like those of several ingest workers.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from urllib.parse import urlsplit
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ConnDep, DynSecDep, ProviderDep, SettingsDep, actor
+from api.errors import Problem, problem_response
+from api.routes import problem_responses
+from ingest.message import Message
+from ingest.pipeline import Pipeline
+from protocol.senml import SENML_CBOR, SENML_JSON
+from protocol.topics import lpp_topic, up_topic
+from storage import tenants
+from storage.audit import record_change
+from citylab.integrations import connect_integration
+from storage.device_tokens import device_of_token, issue_device_token
+from storage.integrations import Integration, IntegrationConflict, integration_filter, list_integrations
+from storage.registry import set_senml_names
+
+router = APIRouter(tags=["ingest"])
+
+MAX_BODY_BYTES = 1 << 20
+LPP = "application/octet-stream"
+_DEVICE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_QUANTITY = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$"
+
+# dead-letter reasons a device can fix by its own payload: 422; the others: 403
+_FORBIDDEN = {"unknown_device", "device_disabled", "not_behind_gateway"}
+
+
+class IngestPublic(BaseModel):
+    org: str
+    device: str
+    packs_stored: int = Field(description="1 when this request stored the pack, 0 for a pack stored before.")
+    readings_stored: int
+    duplicate: bool
+
+
+class TokenCreate(BaseModel):
+    device: str = Field(pattern=_DEVICE_ID)
+
+
+class TokenPublic(BaseModel):
+    org: str
+    device: str
+    token: str = Field(description="Shown this once: `Authorization: Bearer <token>` on POST /v1/ingest.")
+
+
+class SenMLNamesUpdate(BaseModel):
+    base_name: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$",
+                                  examples=["urn:dev:ow:10e2073a01080063"],
+                                  description="The exact SenML base name the device uses (RFC 8428 4.5.1).")
+    names: dict[str, Annotated[str, Field(pattern=_QUANTITY)]] = Field(
+        default_factory=dict, max_length=256, examples=[{"temp": "temperature", "": "humidity"}],
+        description="Record name (after the base name; '' for the base name itself) -> quantity. "
+                    "Without base_name: exact resolved names -> quantity.")
+
+
+class SenMLNamesPublic(SenMLNamesUpdate):
+    device: str
+
+
+def _pipeline(request: Request) -> tuple[Pipeline, threading.Lock]:
+    state = request.app.state
+    with _CREATE:
+        if getattr(state, "ingest_pipeline", None) is None:
+            pipeline = Pipeline(state.settings.database_url)
+            weakref.finalize(request.app, pipeline.close)
+            state.ingest_pipeline = (pipeline, threading.Lock())
+    return state.ingest_pipeline
+
+
+_CREATE = threading.Lock()
+
+
+def _commit(request: Request, message: Message):
+    pipeline, lock = _pipeline(request)
+    with lock:
+        try:
+            return pipeline.commit([message])
+        except Exception:  # the database went away (503): the next request starts on new connections
+            pipeline.close()
+            request.app.state.ingest_pipeline = None
+            raise
+
+
+@router.post("/ingest", status_code=201, response_model=IngestPublic,
+             responses={200: {"model": IngestPublic, "description": "A pack stored before (a retry): nothing new"},
+                        **problem_responses(401, 403, 413, 415, 422, 503)},
+             summary="Store one SenML pack or LPP frame of the device the token names, answering after the commit")
+async def create_ingest(request: Request, conn: ConnDep,
+                        port: Annotated[int | None, Query(ge=1, le=223, description="LPP port")] = None):
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    found = device_of_token(conn, token.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        return problem_response(401, "a valid device token is required (Authorization: Bearer cld_...)",
+                                headers={"WWW-Authenticate": "Bearer"})
+    org, device = found
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise Problem(413, f"a pack may have at most {MAX_BODY_BYTES} bytes")
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media in (SENML_JSON, SENML_CBOR):
+        topic, content_type = up_topic(org, device), media
+    elif media == LPP:
+        if port is None:
+            raise Problem(422, "a Cayenne LPP frame needs its port: ?port=1..223")
+        topic, content_type = lpp_topic(org, device, port), None
+    else:
+        raise Problem(415, f"Content-Type must be {SENML_JSON}, {SENML_CBOR} or {LPP} (LPP, with ?port=)")
+    message = Message(topic=topic, payload=body, mid=0, qos=1, content_type=content_type,
+                      received_us=time.time_ns() // 1000)
+    result = await run_in_threadpool(_commit, request, message)
+    if result.dead_letters:
+        letter = result.dead_letters[0]
+        return problem_response(403 if letter.reason in _FORBIDDEN else 422, letter.detail,
+                                title="Pack refused", reason=letter.reason)
+    duplicate = result.packs_duplicate > 0
+    return JSONResponse(status_code=200 if duplicate else 201, content=IngestPublic(
+        org=org, device=device, packs_stored=result.packs_stored, readings_stored=result.readings_stored,
+        duplicate=duplicate).model_dump())
+
+
+@router.post("/ingest/tokens", status_code=201, response_model=TokenPublic,
+             responses=problem_responses(401, 403, 404, 422),
+             summary="Issue a device token for HTTP ingest (shown once)")
+def create_ingest_token(body: TokenCreate, conn: ConnDep, principal: ProviderDep) -> TokenPublic:
+    if tenants.device_of_org(conn, org=principal.org_slug, device=body.device) is None:
+        raise Problem(404, f"your organisation has no device {body.device!r}")
+    with conn.transaction():
+        token = issue_device_token(conn, org=principal.org_slug, device=body.device)
+        record_change(conn, actor=actor(principal), action="device.token", org_id=principal.org_id,
+                      key_id=principal.key_id, owner_org=principal.org_id, detail={"device": body.device})
+    return TokenPublic(org=principal.org_slug, device=body.device, token=token)
+
+
+@router.put("/devices/{device}/senml", response_model=SenMLNamesPublic,
+            responses=problem_responses(401, 403, 404, 422),
+            summary="Declare how an unmodified SenML device names its records")
+def update_senml_names(device: Annotated[str, Path(pattern=_DEVICE_ID)], body: SenMLNamesUpdate,
+                       conn: ConnDep, principal: ProviderDep) -> SenMLNamesPublic:
+    if tenants.device_of_org(conn, org=principal.org_slug, device=device) is None:
+        raise Problem(404, f"your organisation has no device {device!r}")
+    with conn.transaction():
+        set_senml_names(conn, device, org=principal.org_slug, base_name=body.base_name, names=body.names)
+        record_change(conn, actor=actor(principal), action="device.senml_names", org_id=principal.org_id,
+                      key_id=principal.key_id, owner_org=principal.org_id,
+                      detail={"device": device, "base_name": body.base_name})
+    return SenMLNamesPublic(device=device, base_name=body.base_name, names=body.names)
+
+
+_APP_ID = r"^[a-z0-9](?:[-]?[a-z0-9]){1,35}$|^[0-9a-fA-F-]{1,64}$"  # TTS application ids; ChirpStack UUIDs
+
+
+class IntegrationCreate(BaseModel):
+    kind: Literal["tts", "chirpstack"]
+    application_id: str = Field(pattern=_APP_ID, examples=["city-air"],
+                                description="The Things Stack application id, or the ChirpStack application's id.")
+    tenant_id: str = Field(default="", pattern=r"^$|^[a-z0-9](?:[-]?[a-z0-9]){1,35}$",
+                           description="The Things Stack tenant id ('' on The Things Network).")
+
+
+class IntegrationMqtt(BaseModel):
+    url: str
+    username: str
+    password: str = Field(description="Shown this once.")
+    client_id: str
+
+
+class IntegrationPublic(BaseModel):
+    id: int
+    kind: str
+    application_id: str
+    tenant_id: str
+    topic: str = Field(description="The uplink topics the network server publishes on (and nothing else).")
+    enabled: bool
+
+
+class IntegrationCreated(IntegrationPublic):
+    mqtt: IntegrationMqtt
+
+
+def _integration_public(found: Integration) -> IntegrationPublic:
+    return IntegrationPublic(id=found.id, kind=found.kind, application_id=found.application_id,
+                             tenant_id=found.tenant_id, enabled=found.enabled,
+                             topic=integration_filter(found.kind, found.application_id, found.tenant_id))
+
+
+@router.post("/integrations", status_code=201, response_model=IntegrationCreated,
+             responses=problem_responses(401, 403, 409, 422, 503),
+             summary="Connect a LoRaWAN network server's MQTT integration; its broker login is shown once")
+def create_lorawan_integration(body: IntegrationCreate, conn: ConnDep, principal: ProviderDep,
+                               settings: SettingsDep, dynsec: DynSecDep) -> IntegrationCreated:
+    """The login may publish on the integration's uplink topics only and is bound to its client id.
+    Uplinks arriving there are stored for the organisation's own DevEUIs only."""
+    try:
+        made = connect_integration(conn, dynsec, org=principal.org_slug, kind=body.kind,
+                                   application_id=body.application_id, tenant_id=body.tenant_id)
+    except IntegrationConflict as exc:
+        raise Problem(409, str(exc)) from None
+    except ValueError as exc:
+        raise Problem(422, str(exc)) from None
+    found = made.integration
+    record_change(conn, actor=actor(principal), action="integration.create", org_id=principal.org_id,
+                  key_id=principal.key_id, owner_org=principal.org_id,
+                  detail={"integration": found.id, "kind": found.kind, "application_id": found.application_id})
+    return IntegrationCreated(**_integration_public(found).model_dump(), mqtt=IntegrationMqtt(
+        url=_public_broker_url(settings.mqtt_public_url or settings.mqtt_url or "mqtt://localhost:1883"),
+        username=made.username, password=made.password, client_id=made.client_id))
+
+
+def _public_broker_url(url: str) -> str:
+    """The broker's address without any credentials in it."""
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "localhost") + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+@router.get("/integrations", response_model=list[IntegrationPublic], responses=problem_responses(401, 403),
+            summary="Your organisation's LoRaWAN integrations")
+def read_lorawan_integrations(conn: ConnDep, principal: ProviderDep) -> list[IntegrationPublic]:
+    return [_integration_public(i) for i in list_integrations(conn, org=principal.org_slug)]

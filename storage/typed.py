@@ -1,0 +1,47 @@
+"""String, boolean and data readings (SenML ``vs``, ``vb``, ``vd``), stored beside the numbers.
+
+A typed reading belongs to a series like a number does, (series, time) is its
+key, and a redelivered value is stored once. Times are UTC microseconds, turned
+into timestamptz exactly (integer arithmetic on an interval, never a float).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import psycopg
+
+from storage.errors import map_errors
+
+__all__ = ["insert_typed_readings", "typed_readings"]
+
+
+def insert_typed_readings(conn: psycopg.Connection, series_id: Sequence[int], time_us: Sequence[int],
+                          values: Sequence[str | bool | bytes]) -> int:
+    """Insert the typed readings (a value's Python type picks its column); the number inserted."""
+    if not series_id:
+        return 0
+    texts = [v if isinstance(v, str) else None for v in values]
+    bools = [v if isinstance(v, bool) else None for v in values]
+    datas = [bytes(v) if isinstance(v, (bytes, bytearray)) else None for v in values]
+    with map_errors("insert typed readings"):
+        cur = conn.execute(
+            "INSERT INTO typed_readings (series_id, time, value_text, value_bool, value_data)"
+            " SELECT k.sid, timestamptz 'epoch' + k.us * interval '1 microsecond', k.t, k.b, k.d"
+            " FROM unnest(%s::integer[], %s::bigint[], %s::text[], %s::boolean[], %s::bytea[])"
+            " AS k(sid, us, t, b, d)"
+            " ON CONFLICT (series_id, time) DO NOTHING",
+            (list(series_id), list(time_us), texts, bools, datas),
+        )
+        return cur.rowcount
+
+
+def typed_readings(conn: psycopg.Connection, series_id: int) -> list[tuple[int, str | bool | bytes]]:
+    """(time in UTC µs, value) of one series' typed readings, in time order."""
+    with map_errors("read typed readings"):
+        rows = conn.execute(
+            "SELECT (extract(epoch FROM time - timestamptz 'epoch') * 1000000)::bigint,"
+            " value_text, value_bool, value_data FROM typed_readings WHERE series_id = %s ORDER BY time",
+            (series_id,),
+        ).fetchall()
+    return [(us, next(v for v in (t, b, d) if v is not None)) for us, t, b, d in rows]
