@@ -72,6 +72,7 @@ def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence
         "DELETE FROM aggregates WHERE series_id = ANY(%s)",
         "DELETE FROM anomalies WHERE series_id = ANY(%s)",
     )]
+    conn.execute("DELETE FROM typed_readings WHERE series_id = ANY(%s)", (ids,))
     conn.execute("DELETE FROM data_product_series WHERE series_id = ANY(%s)", (ids,))
     conn.execute("DELETE FROM series WHERE id = ANY(%s)", (ids,))
     return Deleted(tuple(ids), *(erased[t] + n for t, n in zip(("readings", "aggregates", "anomalies"), counts)))

@@ -419,6 +419,8 @@ def erase(
                                      " AND time < %(end)s", span).rowcount,
             "anomalies": conn.execute("DELETE FROM anomalies WHERE series_id = ANY(%(ids)s) AND time >= %(start)s"
                                       " AND time < %(end)s", span).rowcount,
+            "typed_readings": conn.execute("DELETE FROM typed_readings WHERE series_id = ANY(%(ids)s)"
+                                           " AND time >= %(start)s AND time < %(end)s", span).rowcount,
             "dead_letters": conn.execute(
                 "DELETE FROM dead_letters WHERE org = %s AND device = ANY(%s) AND received_at >= %s"
                 " AND received_at < %s", (org, devices, start, end)).rowcount,
@@ -523,6 +525,8 @@ def apply_series_retention(conn: psycopg.Connection, *, now: datetime | None = N
                                          (series_id, horizon)).rowcount,
                 "anomalies": conn.execute("DELETE FROM anomalies WHERE series_id = %s AND time < %s",
                                           (series_id, horizon)).rowcount,
+                "typed_readings": conn.execute("DELETE FROM typed_readings WHERE series_id = %s AND time < %s",
+                                               (series_id, horizon)).rowcount,
                 # a window is kept while any of it lies inside the retention
                 "aggregates": conn.execute(
                     "DELETE FROM aggregates WHERE series_id = %s AND bucket + make_interval(secs => width_s) <= %s",

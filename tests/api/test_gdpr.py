@@ -258,8 +258,8 @@ def test_erasure_gone_from_every_face_and_never_back(world: World) -> None:
     assert r.status_code == 201, r.text
     receipt = r.json()
     # minute 2 loses 150..174 (5), minute 3 all 10, minute 4 240..264 (5)
-    assert receipt["deleted"] == {"readings": 20, "anomalies": inside, "dead_letters": 1, "aggregates": 3,
-                                  "export_cache": 0}
+    assert receipt["deleted"] == {"readings": 20, "anomalies": inside, "typed_readings": 0, "dead_letters": 1,
+                                  "aggregates": 3, "export_cache": 0}
     assert receipt["reaggregated"] == 2 and receipt["actor"].startswith("prov/key-")
     assert receipt["series_ids"] == [w.series_id]
 
