@@ -220,7 +220,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
-        filters=filters, limits=settings.pack_limits(),
+        filters=filters, limits=settings.pack_limits(), sta_feed=settings.sta_mqtt_feed,
         metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
         notify_allow_loopback=settings.outbound_allow_loopback, notify_allow_private=settings.outbound_allow_private,
     ))

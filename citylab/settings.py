@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     ingest_queue_max_messages: int = Field(
         default=20_000, ge=100, description="Bound of the queue between the MQTT thread and the writer."
     )
+    sta_mqtt_feed: bool = Field(
+        default=False,
+        description="Ingest publishes each committed reading on its SensorThings MQTT topic "
+        "(v1.1/Datastreams(id)/Observations). Off by default: it doubles the broker's traffic and, "
+        "under overload, its publishes queue behind ingest's acknowledgements.",
+    )
     ingest_time_min: datetime = Field(
         default=datetime(1970, 1, 1, tzinfo=timezone.utc),
         description="Earliest reading time ingest accepts; earlier ones are the dead letter time_out_of_range.",

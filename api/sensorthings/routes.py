@@ -54,7 +54,7 @@ def read_landing_page(request: Request) -> dict:
     base = service_root(request)
     settings: dict[str, object] = {"conformance": CONFORMANCE}
     broker = broker_url(request.app.state.settings)
-    if broker and getattr(request.app.state, "dynsec", None) is not None:
+    if broker and request.app.state.settings.sta_mqtt_feed and getattr(request.app.state, "dynsec", None) is not None:
         settings["conformance"] = [*CONFORMANCE, MQTT_RECEIVE]
         settings[MQTT_RECEIVE] = {"endpoints": [broker]}
     return {"value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS], "serverSettings": settings}

@@ -36,7 +36,7 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
     assert settings.database_url
     ingest = IngestService(IngestOptions(database_url=settings.database_url, client_id=client_id,
                                          mqtt_url=url_with_credentials(broker.url, username, password),
-                                         batch_max_age_ms=50))
+                                         batch_max_age_ms=50, sta_feed=settings.sta_mqtt_feed))
     stop = threading.Event()
     ingest_thread = threading.Thread(target=ingest.run, args=(stop,), daemon=True)
     ingest_thread.start()

@@ -103,7 +103,7 @@ def test_nothing_closed_is_reachable_without_a_key(anonymous: TestClient, market
                      (market.priced_product, market.research.org_id))
     closed_devices = ("meter-1", "noise-1")
     public = {"/health", "/v1/products", "/v1/series", "/v1/latest", "/v1/exports/readings",
-              "/catalog", "/catalog.{extension}", "/sta/v1.1", "/catalog/{entity}", "/open/api/overview", "/open/api/chart"}
+              "/catalog", "/catalog.{extension}", "/sta/v1.1", "/metrics", "/v1/classification", "/catalog/{entity}", "/open/api/overview", "/open/api/chart"}
     spec = anonymous.get("/openapi.json").json()
     calls = 0
     for path, operations in spec["paths"].items():

@@ -35,7 +35,7 @@ REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
 
 @pytest.fixture
 def stack(fresh_lab: StaLab, dynsec: DynsecBroker):
-    settings = Settings(database_url=fresh_lab.url, mqtt_url=dynsec.url, dynsec_username=DYNSEC_ADMIN,
+    settings = Settings(database_url=fresh_lab.url, mqtt_url=dynsec.url, sta_mqtt_feed=True, dynsec_username=DYNSEC_ADMIN,
                         dynsec_password=dynsec.admin_password)
     with running_stack(settings, dynsec) as running:
         yield running
