@@ -9,15 +9,14 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import psycopg
 import pytest
-import uvicorn
+
+import stack
 from catalog_lab import Market, seed_market
 from fastapi.testclient import TestClient
 from rdflib import Graph, URIRef
@@ -44,18 +43,9 @@ def second_database(pg_server) -> Iterator[str]:
 
 @contextmanager
 def serving(settings: Settings, port: int) -> Iterator[str]:
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    """The app of `settings` on a real uvicorn at `port` (the port its public base URL names)."""
+    with stack.serving(create_app(settings), port=port) as url:
+        yield url
 
 
 def _citylab(database_url: str, *args: str) -> subprocess.CompletedProcess:
