@@ -1,8 +1,9 @@
 """The FastAPI application: `create_app(settings)`.
 
-The connection pool opens in the lifespan without waiting for the database, so
+The connection pools open in the lifespan without waiting for the database, so
 the API starts (and `/health` says 503) while PostgreSQL is still coming up or
-away; requests then get 503 problems until it is back.
+away; requests then get 503 problems until it is back. With a read replica
+(`CITYLAB_DATABASE_REPLICA_URL`) a second pool reads there (api.routing).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from api.errors import ConfigurationError, install_problem_handlers
 from api.inputs import InputEdge
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
+from api.routing import DatabaseRoutes
 from api.routes import (
     alarms, anomalies, audit, devices, exports, gdpr, health, ingest, keys, products, series, status,
 )
@@ -91,25 +93,35 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
             "the API needs a database: set CITYLAB_DATABASE_URL "
             "(e.g. postgresql://citylab:citylab@localhost:5432/citylab), or start the embedded lab with `citylab up`"
         )
-    pool = ConnectionPool(
-        settings.database_url,
-        min_size=1,
-        max_size=pool_max_size,
-        timeout=pool_timeout_s,
-        open=False,
-        name="citylab-api",
-        check=ConnectionPool.check_connection,
-        kwargs={"autocommit": True, "application_name": "citylab-api", "connect_timeout": 10},
-    )
+    def new_pool(url: str, name: str) -> ConnectionPool:
+        return ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_max_size,
+            timeout=pool_timeout_s,
+            open=False,
+            name=name,
+            check=ConnectionPool.check_connection,
+            kwargs={"autocommit": True, "application_name": name, "connect_timeout": 10},
+        )
+
+    pool = new_pool(settings.database_url, "citylab-api")
+    reader = new_pool(settings.database_replica_url, "citylab-api-reader") if settings.database_replica_url else None
+    routes = DatabaseRoutes(pool, reader, max_wait_s=settings.replica_max_wait_ms / 1000)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        pool.open(wait=False)
-        logger.info("API pool opened (max %d connections)", pool_max_size)
+        for each in (pool, reader):
+            if each is not None:
+                each.open(wait=False)
+        logger.info("API pool opened (max %d connections)%s", pool_max_size,
+                    ", and a reader pool on the read replica" if reader else "")
         try:
             yield
         finally:
-            pool.close()
+            for each in (reader, pool):
+                if each is not None:
+                    each.close()
 
     app = FastAPI(
         title="citylab",
@@ -121,6 +133,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     )
     app.state.settings = settings
     app.state.pool = pool
+    app.state.routes = routes
     app.state.dynsec = (
         DynSec(settings.mqtt_url, username=settings.dynsec_username, password=settings.dynsec_password)
         if settings.mqtt_url and settings.dynsec_password else None

@@ -1,6 +1,11 @@
 """Dependencies shared by the routers, as `Annotated` aliases.
 
-    ConnDep        a pooled connection for this request (DatabaseUnavailable → 503)
+    ConnDep        a pooled connection to the primary for this request (DatabaseUnavailable → 503):
+                   writes, authentication, the audit log
+    ReadConnDep    a connection for this request's reads: the read replica once it has replayed
+                   every commit made before the request, else the request's primary connection
+                   (api.routing)
+    RoutesDep      the routing itself (streams that outlive the request: exports)
     SettingsDep    the Settings the app was built with
     PoolDep        the connection pool itself (health checks, streaming exports)
     PrincipalDep   who calls: from the API key alone (401 without a valid key)
@@ -27,6 +32,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg_pool import ConnectionPool
 
 from api.errors import Problem
+from api.routing import DatabaseRoutes
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
 from storage.catalog import count_anonymous_request
@@ -42,7 +48,9 @@ __all__ = [
     "PoolDep",
     "PrincipalDep",
     "ProviderDep",
+    "ReadConnDep",
     "ReaderDep",
+    "RoutesDep",
     "SettingsDep",
     "get_connection",
     "get_pool",
@@ -72,6 +80,21 @@ def get_connection(request: Request) -> Iterator[psycopg.Connection]:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 PoolDep = Annotated[ConnectionPool, Depends(get_pool)]
 ConnDep = Annotated[psycopg.Connection, Depends(get_connection)]
+
+
+def get_routes(request: Request) -> DatabaseRoutes:
+    return request.app.state.routes
+
+
+RoutesDep = Annotated[DatabaseRoutes, Depends(get_routes)]
+
+
+def get_read_connection(routes: RoutesDep, conn: ConnDep) -> Iterator[psycopg.Connection]:
+    with map_errors("get a database connection"), routes.read(conn) as read:
+        yield read
+
+
+ReadConnDep = Annotated[psycopg.Connection, Depends(get_read_connection)]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cl_...`.")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key, as an alternative header.")

@@ -62,8 +62,10 @@ class HealthPublic(_Public):
     database: Literal["ok", "unavailable"]
     components: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
-        description="Per component (database, broker, ingest, and under `citylab up` every supervised process): "
-                    "`up`, and where known `detail`, `restarts`, ingest's `lag_seconds` and `broker_connected`.",
+        description="Per component (database, the read replica when there is one, broker, ingest, and under "
+                    "`citylab up` every supervised process): `up`, and where known `detail`, `restarts`, "
+                    "ingest's and the replica's `lag_seconds` and ingest's `broker_connected`. A replica down "
+                    "does not make the API degraded: its reads go to the primary.",
     )
 
 

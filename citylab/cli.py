@@ -1,6 +1,7 @@
 """The `citylab` command line.
 
-    citylab up [--demo]        the whole lab on the embedded default (or the configured servers)
+    citylab up [--demo] [--read-replica] [--api-workers N]
+                               the whole lab on the embedded default (or the configured servers)
     citylab status [--json]    counts read from the running lab
     citylab db migrate | info | retention   schema migrations; engine, tables, partitions; retention
     citylab ingest             one ingest worker (docker-compose, or a child of `up`)
@@ -53,7 +54,9 @@ def _resolve_urls(settings: Settings) -> tuple[str, str | None]:
 def cmd_up(args: argparse.Namespace) -> int:
     from citylab.lab import run_lab
 
-    return run_lab(_settings(), demo=args.demo, serial=args.serial, gateways=args.gateways, lora=args.lora,
+    scale = {"read_replica": args.read_replica or None, "api_workers": args.api_workers}
+    settings = _settings().model_copy(update={k: v for k, v in scale.items() if v is not None})
+    return run_lab(settings, demo=args.demo, serial=args.serial, gateways=args.gateways, lora=args.lora,
                    period_s=args.period)
 
 
@@ -236,6 +239,10 @@ def cmd_api(args: argparse.Namespace) -> int:
     settings = _settings()
     if not settings.database_url:
         raise SystemExit("citylab api: CITYLAB_DATABASE_URL must be set")
+    if settings.api_workers > 1:   # N processes on one listening socket; each builds its app from the environment
+        uvicorn.run("api.app:create_app", factory=True, workers=settings.api_workers, host=settings.api_host,
+                    port=settings.api_port, log_level="warning")
+        return 0
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="warning")
     return 0
 
@@ -252,6 +259,13 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
         Path(args.out).write_text(text)
         print(f"wrote {args.out}")
     return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return value
 
 
 def _district_options(parser: argparse.ArgumentParser) -> None:
@@ -285,6 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole lab (embedded PostgreSQL and Mosquitto unless configured)")
     up.add_argument("--demo", action="store_true", help="add a simulated district with edge gateways")
+    up.add_argument("--read-replica", action="store_true",
+                    help="a streaming replica of the embedded database; the API reads there (CITYLAB_READ_REPLICA)")
+    up.add_argument("--api-workers", type=_positive, default=None, metavar="N",
+                    help="N API processes behind one port (CITYLAB_API_WORKERS, default 1)")
     _district_options(up)
     up.set_defaults(func=cmd_up)
 

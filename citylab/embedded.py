@@ -36,6 +36,7 @@ __all__ = [
     "render_mosquitto_conf",
     "start_mosquitto",
     "start_postgres",
+    "start_replica",
     "write_private",
 ]
 
@@ -173,6 +174,8 @@ class PostgresServer:
     host: str = "127.0.0.1"
     password: str | None = field(default=None, repr=False)
     durable: bool = True
+    shared_buffers: str = "256MB"
+    extra: dict[str, str] = field(default_factory=dict)   # more `-c` settings (a replica's)
     process: subprocess.Popen | None = field(default=None, repr=False)
     _user: pwd.struct_passwd | None = field(default=None, repr=False)
 
@@ -211,13 +214,14 @@ class PostgresServer:
             "listen_addresses": self.host,
             "unix_socket_directories": str(run_dir),
             "max_connections": "100",
-            "shared_buffers": "256MB",
+            "shared_buffers": self.shared_buffers,
             "fsync": "on" if self.durable else "off",
             "synchronous_commit": "on" if self.durable else "off",
             "full_page_writes": "on" if self.durable else "off",
             "max_wal_size": "2GB",
             "log_min_messages": "warning",
             "password_encryption": "scram-sha-256",
+            **self.extra,
         }
         args = [str(bindir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         for key, value in settings.items():
@@ -236,6 +240,8 @@ _HBA = """\
 local all all scram-sha-256
 host  all all 127.0.0.1/32 scram-sha-256
 host  all all ::1/128 scram-sha-256
+host  replication all 127.0.0.1/32 scram-sha-256
+host  replication all ::1/128 scram-sha-256
 """
 
 
@@ -343,6 +349,73 @@ def _wait_until_accepting(server: PostgresServer, proc: subprocess.Popen, log: P
             last = exc
             time.sleep(0.1)
     raise EmbeddedError(f"PostgreSQL did not accept connections within {timeout:.0f} s: {last}")
+
+
+# --------------------------------------------------------------------------- read replica
+
+REPLICATION_SLOT = "citylab_replica"
+
+
+def start_replica(
+    root: Path, primary: PostgresServer, *, port: int | None = None, slot: str = REPLICATION_SLOT,
+    timeout: float = 120.0,
+) -> PostgresServer:
+    """A streaming replica of `primary` in `root/replica`, a hot standby taking read-only queries.
+
+    On first use: a physical replication slot `slot` on the primary (it keeps the WAL the
+    replica has not received, so a replica that was down catches up instead of being
+    rebuilt) and a base backup through it (`pg_basebackup -X stream`). Every start tells
+    the standby where its primary is now (`primary_conninfo`, with the password in a 0600
+    passfile, never on a command line), so the primary may move to another port.
+    Promotion is not done here: see docs/scaling.md.
+    """
+    bindir = _postgres_bindir()
+    user = _service_user("postgres")
+    base = (root / "replica").resolve()
+    data_dir = base / "data"
+    passfile = base / "primary.pgpass"
+    (base / "run").mkdir(parents=True, exist_ok=True)
+    base.chmod(0o700)
+    write_private(passfile, f"{primary.host}:{primary.port}:*:{DB_USER}:{_pgpass_escape(primary.password or '')}\n")
+    _hand_over(base, user)
+    if not (data_dir / "PG_VERSION").exists():
+        _base_backup(bindir, primary, data_dir, slot=slot, passfile=passfile, user=user)
+    conninfo = (f"host={primary.host} port={primary.port} user={DB_USER} passfile={passfile} "
+                "application_name=citylab-replica")
+    server = PostgresServer(
+        data_dir=data_dir, port=port or free_port(primary.host), host=primary.host, password=primary.password,
+        durable=primary.durable, shared_buffers="64MB", _user=user,
+        extra={"primary_conninfo": conninfo, "primary_slot_name": slot, "hot_standby": "on",
+               "hot_standby_feedback": "on"},
+    )
+    server.start(timeout=timeout)
+    return server
+
+
+def _pgpass_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _base_backup(bindir: Path, primary: PostgresServer, data_dir: Path, *, slot: str, passfile: Path,
+                 user: pwd.struct_passwd | None) -> None:
+    import psycopg
+
+    with psycopg.connect(primary.url_for("postgres"), autocommit=True, connect_timeout=10) as conn:
+        if conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is None:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (slot,))
+    logger.info("base backup of the primary on port %d into %s (slot %s)", primary.port, data_dir, slot)
+    backup = subprocess.run(
+        [str(bindir / "pg_basebackup"), "-D", str(data_dir), "-h", primary.host, "-p", str(primary.port),
+         "-U", DB_USER, "-X", "stream", "-S", slot, "--checkpoint=fast", "--no-password"],
+        capture_output=True, text=True, env={**os.environ, "PGPASSFILE": str(passfile)},
+        preexec_fn=_child_setup(user, signal.SIGKILL),
+    )
+    if backup.returncode != 0:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise EmbeddedError(f"pg_basebackup failed:\n{backup.stdout}\n{backup.stderr}")
+    signal_file = data_dir / "standby.signal"
+    signal_file.touch()
+    _hand_over(signal_file, user)
 
 
 # --------------------------------------------------------------------------- Mosquitto

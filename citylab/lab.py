@@ -1,7 +1,8 @@
 """`citylab up`: the whole lab on one machine, and the state file that finds it again.
 
-Order of start: database (embedded or `CITYLAB_DATABASE_URL`), broker (embedded or
-`CITYLAB_MQTT_URL`), migrations, ingest, API, and with `--demo` the simulated
+Order of start: database (embedded or `CITYLAB_DATABASE_URL`), with `--read-replica`
+its streaming replica, broker (embedded or `CITYLAB_MQTT_URL`), migrations, ingest,
+API (`--api-workers` processes behind one port), and with `--demo` the simulated
 district and its edge gateways. Order of stop: the reverse.
 """
 
@@ -28,6 +29,7 @@ from citylab.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from citylab.broker_security import DynSec
+    from citylab.embedded import PostgresServer
 
 __all__ = ["LabError", "LabState", "read_state", "run_lab", "run_simulation"]
 
@@ -289,6 +291,7 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
             pg = start_postgres(home, port=ports.get("postgres"))
             supervisor.adopt(Server("postgres", pg), running=pg.process)
             database_url = pg.url
+        replica_url = _start_replica(supervisor, settings, home, ports, pg if not settings.database_url else None)
         dynsec: DynSec | None = None
         admin: tuple[str, str] | None = None
         if settings.mqtt_url:
@@ -337,6 +340,9 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
                    "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}
+        if replica_url:
+            api_env["CITYLAB_DATABASE_REPLICA_URL"] = replica_url
+        api_env["CITYLAB_API_WORKERS"] = str(settings.api_workers)
         supervisor.start("api", [*me, "api"], env=api_env)
         keys: dict[str, str] = {}
         if demo:
@@ -351,7 +357,10 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         print(f"citylab is up\n  API       {api_url}  (OpenAPI: {api_url}/openapi.json; health: {api_url}/health;"
               f" metrics: {api_url}/metrics)\n"
               f"  database  {_without_password(database_url)}  (password in {home / 'postgres.secret'})\n"
-              f"  broker    {mqtt_url}"
+              + (f"  replica   {_without_password(replica_url)}  (the API reads there)\n" if replica_url else "")
+              + (f"  API       {settings.api_workers} processes behind its one port\n"
+                 if settings.api_workers > 1 else "")
+              + f"  broker    {mqtt_url}"
               f"{' (dynamic security: per-device credentials)' if admin else ''}\n  logs      {log_dir}\n"
               "  keys      citylab admin create-org --name NAME --kind provider|city|research --json\n"
               + (f"            citylab admin create-key --org {settings.org} --role admin --json"
@@ -367,6 +376,29 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         print("stopping ...", flush=True)
     print("stopped.", flush=True)
     return 0
+
+
+def _start_replica(supervisor: Supervisor, settings: Settings, home: Path, ports: Ports,
+                   primary: PostgresServer | None) -> str | None:
+    """The read replica's URL: with `--read-replica` a streaming replica of the embedded database,
+    supervised like the primary; else CITYLAB_DATABASE_REPLICA_URL (a replica run elsewhere), or None."""
+    if not settings.read_replica:
+        return settings.database_replica_url
+    if primary is None:
+        if settings.database_replica_url:
+            return settings.database_replica_url
+        raise LabError("--read-replica starts a replica of the embedded database; with CITYLAB_DATABASE_URL set, "
+                       "point CITYLAB_DATABASE_REPLICA_URL at your own replica instead")
+    from citylab.embedded import EmbeddedError, start_replica
+    from citylab.supervisor import Server
+
+    print("starting the read replica (pg_basebackup on first use) ...", flush=True)
+    try:
+        replica = start_replica(home, primary, port=ports.get("replica"))
+    except EmbeddedError as exc:
+        raise LabError(f"the read replica did not start: {exc}") from exc
+    supervisor.adopt(Server("replica", replica), running=replica.process)
+    return replica.url
 
 
 def _without_password(url: str) -> str:

@@ -4,6 +4,7 @@ and `citylab status`.
     database  a round trip to PostgreSQL (the caller supplies it: the API probes through its pool)
     broker    an MQTT CONNECT answered by a CONNACK, whatever its reason code: a broker
               that refuses an anonymous probe is up
+    replica   the read replica (the caller supplies it: api.routing), with its lag behind the primary
     ingest    its Prometheus endpoint answers; its lag (`citylab_ingest_lag_seconds`) and
               broker connection (`citylab_broker_connected`) are read from it when it has them
 
@@ -25,7 +26,7 @@ __all__ = ["CORE", "ComponentHealth", "add_supervised", "healthy", "probe_broker
 PROBE_TIMEOUT_S = 2.0
 
 # the components whose absence makes the lab unhealthy (503); the demo's simulators and
-# edge agents are listed, but do not count
+# edge agents are listed, but do not count, nor does the read replica (reads then go to the primary)
 CORE = frozenset({"database", "broker", "ingest", "api"})
 # the supervisor's names for the servers it runs, and the component each one is
 SUPERVISED_AS = {"postgres": "database", "mosquitto": "broker"}
@@ -47,8 +48,9 @@ class ComponentHealth:
         out: dict = {"up": self.up}
         if self.detail:
             out["detail"] = self.detail
-        if self.name == "ingest":
+        if self.name in ("ingest", "replica"):
             out["lag_seconds"] = self.lag_seconds
+        if self.name == "ingest":
             out["broker_connected"] = self.broker_connected
         return out
 

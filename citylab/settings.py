@@ -138,6 +138,8 @@ class Settings(BaseSettings):
             return self
         secrets = {
             "CITYLAB_DATABASE_URL's password": urlsplit(self.database_url).password if self.database_url else None,
+            "CITYLAB_DATABASE_REPLICA_URL's password": (urlsplit(self.database_replica_url).password
+                                                        if self.database_replica_url else None),
             "CITYLAB_MQTT_URL's password": urlsplit(self.mqtt_url).password if self.mqtt_url else None,
             "CITYLAB_DYNSEC_PASSWORD": self.dynsec_password,
             "CITYLAB_GRAFANA_ADMIN_PASSWORD": self.grafana_admin_password,
@@ -190,4 +192,23 @@ class Settings(BaseSettings):
     # The API's edge (issue 11) -----------------------------------------------------
     api_max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body the API takes (413 beyond)."
+    )
+    # Scale out: a read replica and API replicas (issue 18) ----------------------------
+    database_replica_url: str | None = Field(
+        default=None,
+        description="A streaming read replica of CITYLAB_DATABASE_URL: the API's reads (the /v1 queries, exports "
+        "and the standard faces) go there once it has replayed every earlier commit; writes, authentication and "
+        "the audit log stay on the primary. Unset: every read on the primary. `citylab up --read-replica` sets it.",
+    )
+    read_replica: bool = Field(
+        default=False, description="`citylab up` starts a streaming replica of the embedded database (pg_basebackup, "
+        "a replication slot) and points the API's reads at it.",
+    )
+    replica_max_wait_ms: int = Field(
+        default=200, ge=0, description="How long a read waits for the replica to replay the commits made before it; "
+        "past that it reads on the primary.",
+    )
+    api_workers: int = Field(
+        default=1, ge=1, le=64, description="API processes behind the one port (uvicorn workers); they share "
+        "nothing in memory (rate limits, subscriptions and notification throttling are in the database).",
     )

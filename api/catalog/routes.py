@@ -19,7 +19,7 @@ from rdflib import Graph, URIRef
 from api.catalog.content import load_content, served_faces
 from api.catalog.graph import NAMESPACES, build_catalog
 from api.catalog.negotiation import FORMATS, RdfFormat, by_extension, negotiate
-from api.deps import ConnDep, ReaderDep, SettingsDep
+from api.deps import ReadConnDep, ReaderDep, SettingsDep
 from api.errors import Problem
 
 __all__ = ["router"]
@@ -77,7 +77,7 @@ def _describe(graph: Graph, subject: URIRef) -> Graph:
 
 @router.head("/catalog", include_in_schema=False, response_class=Response)
 @router.get("/catalog", summary="The DCAT-AP 3 catalogue", responses=_RDF_CONTENT, response_class=Response)
-def read_catalog(request: Request, conn: ConnDep, settings: SettingsDep, reader: ReaderDep,
+def read_catalog(request: Request, conn: ReadConnDep, settings: SettingsDep, reader: ReaderDep,
                  accept: Annotated[str | None, Header()] = None) -> Response:
     fmt = _format(None, accept)
     return _serialise(catalog_graph(request, conn, settings), fmt, location=f"{settings.base_url}/catalog",
@@ -87,7 +87,7 @@ def read_catalog(request: Request, conn: ConnDep, settings: SettingsDep, reader:
 @router.head("/catalog.{extension}", include_in_schema=False, response_class=Response)
 @router.get("/catalog.{extension}", summary="The DCAT-AP 3 catalogue in one format", responses=_RDF_CONTENT,
             response_class=Response)
-def read_catalog_file(request: Request, conn: ConnDep, settings: SettingsDep, reader: ReaderDep,
+def read_catalog_file(request: Request, conn: ReadConnDep, settings: SettingsDep, reader: ReaderDep,
                       extension: Annotated[str, Path(max_length=8)]) -> Response:
     fmt = _format(extension, None)
     return _serialise(catalog_graph(request, conn, settings), fmt, location=f"{settings.base_url}/catalog",
@@ -96,7 +96,7 @@ def read_catalog_file(request: Request, conn: ConnDep, settings: SettingsDep, re
 
 @router.get("/catalog/{entity:path}", summary="One entity of the catalogue", responses=_RDF_CONTENT,
             response_class=Response)
-def read_entity(request: Request, conn: ConnDep, settings: SettingsDep, reader: ReaderDep,
+def read_entity(request: Request, conn: ReadConnDep, settings: SettingsDep, reader: ReaderDep,
                 entity: Annotated[str, Path(max_length=300)],
                 accept: Annotated[str | None, Header()] = None) -> Response:
     extension = None

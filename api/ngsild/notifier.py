@@ -11,6 +11,12 @@ the notification to `notification.endpoint.uri` through the outbound guard
 redirects), retrying with backoff (0.5 s, 1 s, 2 s). Every delivery, good or
 failed, is recorded on the subscription (`times_sent`, `last_success`,
 `last_failure`, `last_error`).
+
+Several API processes share nothing here but the database: each notifies the
+changes its own writes made, and a throttled subscription's slot is claimed
+with one atomic UPDATE (`claim_notification`), so that two processes never both
+notify within its throttling. A job still in the queue of a process that dies
+is lost (the write it follows is committed; its notification is not sent).
 """
 
 from __future__ import annotations
@@ -33,7 +39,9 @@ from api.ngsild.entities import render
 from citylab.outbound import OutboundError, OutboundPolicy, check_url
 from api.ngsild.request import Caller
 from api.ngsild.selection import Selection, select
-from storage.ngsild.subscriptions import StoredSubscription, active_subscriptions, record_delivery
+from storage.ngsild.subscriptions import (
+    StoredSubscription, active_subscriptions, claim_notification, record_delivery,
+)
 from storage.tenants import Principal
 
 __all__ = ["Notifier"]
@@ -100,7 +108,7 @@ class Notifier:
             subscriptions = active_subscriptions(conn, org=job.org)
             for sub in subscriptions:
                 data = self._matching(conn, sub, job)
-                if data:
+                if data and (not sub.throttling_s or claim_notification(conn, id=sub.id, at=datetime.now(UTC))):
                     self._deliver(conn, sub, data)
 
     def _matching(self, conn, sub: StoredSubscription, job: _Job) -> list[dict[str, Any]]:

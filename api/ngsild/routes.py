@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep, public_link
+from api.deps import ReadConnDep, public_link
 from api.ngsild.context import Context, link_header
 from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, render
 from api.ngsild.errors import NgsiLdError
@@ -69,7 +69,7 @@ def parse_format(options: str | None, fmt: str | None) -> tuple[Format, bool]:
 
 @router.get("/entities", summary="Query entities")
 def query_entities(
-    conn: ConnDep,
+    conn: ReadConnDep,
     caller: CallerDep,
     ctx: ContextDep,
     accept: AcceptDep,
@@ -148,7 +148,7 @@ def one_entity(conn, caller: Caller, ctx: Context, entity_id: str) -> Selected:
 @router.get("/entities/{entityId:path}", summary="Retrieve an entity")
 def read_entity(
     entityId: str,
-    conn: ConnDep,
+    conn: ReadConnDep,
     caller: CallerDep,
     ctx: ContextDep,
     accept: AcceptDep,
@@ -199,7 +199,7 @@ def _inventory(conn, caller: Caller) -> dict[str, _TypeInfo]:
 
 @router.get("/types", summary="Available entity types")
 def read_types(
-    conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep,
+    conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep,
     details: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
     found = _inventory(conn, caller)
@@ -214,7 +214,7 @@ def read_types(
 
 
 @router.get("/types/{type:path}", summary="Details of an entity type")
-def read_type(type: str, conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep) -> JSONResponse:
+def read_type(type: str, conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep) -> JSONResponse:
     iri = ctx.expand(type)
     info = _inventory(conn, caller).get(iri)
     if info is None:
@@ -251,7 +251,7 @@ def _attributes(conn, caller: Caller) -> dict[str, tuple[set[str], set[str], int
 
 @router.get("/attributes", summary="Available attributes")
 def read_attributes(
-    conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep,
+    conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep,
     details: Annotated[bool, Query()] = False,
 ) -> JSONResponse:
     found = _attributes(conn, caller)
@@ -266,7 +266,7 @@ def read_attributes(
 
 
 @router.get("/attributes/{attrId:path}", summary="Details of an attribute")
-def read_attribute(attrId: str, conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep) -> JSONResponse:
+def read_attribute(attrId: str, conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep) -> JSONResponse:
     iri = ctx.expand(attrId)
     found = _attributes(conn, caller)
     if iri not in found:

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ConnDep
+from api.deps import ReadConnDep
 from api.ngsild.context import Context
 from api.ngsild.entities import LOCATION, NativeEntity
 from api.ngsild.errors import NgsiLdError
@@ -294,7 +294,7 @@ Instant = Annotated[str | None, Query(max_length=64)]
 
 @router.get("/entities/{entityId:path}", summary="Retrieve the temporal evolution of an entity")
 def read_temporal_entity(
-    entityId: str, conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep, request: Request,
+    entityId: str, conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep, request: Request,
     timerel: TimeRel = None, timeAt: Instant = None, endTimeAt: Instant = None, timeproperty: TimeRel = None,
     lastN: Annotated[int | None, Query()] = None,
     attrs: Annotated[str | None, Query(max_length=4000)] = None,
@@ -314,7 +314,7 @@ def read_temporal_entity(
 
 @router.get("/entities", summary="Query the temporal evolution of entities")
 def query_temporal_entities(
-    conn: ConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep, request: Request,
+    conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep, request: Request,
     id: Annotated[str | None, Query(max_length=10_000)] = None,
     type: Annotated[str | None, Query(max_length=2000)] = None,
     idPattern: Annotated[str | None, Query(max_length=1000)] = None,

@@ -23,7 +23,7 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel
 
 from api.access import account
-from api.deps import ConnDep, ReaderDep, SettingsDep
+from api.deps import ConnDep, ReadConnDep, ReaderDep, SettingsDep
 from api.errors import Problem
 from protocol.quantities import AIR_QUALITY_CLASSES, LABELS_NB, QUANTITIES
 from protocol.units import UNITS
@@ -152,8 +152,8 @@ def read_asset(name: str) -> FileResponse:
 
 
 @router.get("/open/api/overview", response_model=OverviewPublic, summary="The open data of the city page")
-def read_overview(conn: ConnDep, settings: SettingsDep, principal: ReaderDep) -> OverviewPublic:
-    rows = open_series(conn)
+def read_overview(conn: ConnDep, read: ReadConnDep, settings: SettingsDep, principal: ReaderDep) -> OverviewPublic:
+    rows = open_series(read)
     products: dict[int, OpenProductPublic] = {}
     quantities: dict[str, QuantityPublic] = {}
     for r in rows:
@@ -172,17 +172,17 @@ def read_overview(conn: ConnDep, settings: SettingsDep, principal: ReaderDep) ->
         series=[OpenSeriesPublic.model_validate(r, from_attributes=True) for r in rows],
         products=list(products.values()),
         external=[ExternalPublic(iri=e.iri, title=e.title, publisher=e.publisher, landing_page=e.landing_page,
-                                 source=e.source_url) for e in external_datasets(conn)],
+                                 source=e.source_url) for e in external_datasets(read)],
     )
 
 
 @router.get("/open/api/chart", response_model=ChartPublic, summary="One quantity of the open series over time")
 def read_chart(
-    conn: ConnDep, settings: SettingsDep, principal: ReaderDep,
+    conn: ConnDep, read: ReadConnDep, settings: SettingsDep, principal: ReaderDep,
     quantity: Annotated[str, Query(max_length=64)],
     period: Annotated[Literal["day", "week"], Query(alias="range")] = "day",
 ) -> ChartPublic:
-    series = [r for r in open_series(conn) if r.quantity == quantity]
+    series = [r for r in open_series(read) if r.quantity == quantity]
     if not series:
         raise Problem(404, f"no open series of quantity {quantity!r}")
     units = {r.unit for r in series}
@@ -193,9 +193,9 @@ def read_chart(
     start = end - span
     widths = sorted(set(settings.window_widths_s))
     width = max(w for w in widths if bucket_s % w == 0)
-    buckets = open_quantity_buckets(conn, series_ids=ids, start=start, end=end, bucket_s=bucket_s, width_s=width)
+    buckets = open_quantity_buckets(read, series_ids=ids, start=start, end=end, bucket_s=bucket_s, width_s=width)
     if not buckets and width != widths[0]:
-        buckets = open_quantity_buckets(conn, series_ids=ids, start=start, end=end, bucket_s=bucket_s,
+        buckets = open_quantity_buckets(read, series_ids=ids, start=start, end=end, bucket_s=bucket_s,
                                         width_s=widths[0])
     account(conn, principal, action="read.aggregates", reads=[DataRead(sid, len(buckets)) for sid in ids],
             start=start, end=end)

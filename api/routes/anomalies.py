@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from api.access import account, readable, series_or_404
 from api.privacy import purpose_refusals
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, ReadConnDep, PrincipalDep
 from api.models import AnomaliesPublic, AnomalyPublic
 from api.params import Instant, resolve_range
 from api.routes import problem_responses
@@ -33,6 +33,7 @@ DEFAULT_ANOMALIES = 1_000
 )
 def read_anomalies(
     conn: ConnDep,
+    read: ReadConnDep,
     principal: PrincipalDep,
     start: Annotated[Instant | None, Query(description="Inclusive start; default end − 1 h.")] = None,
     end: Annotated[Instant | None, Query(description="Exclusive end; default now.")] = None,
@@ -43,11 +44,11 @@ def read_anomalies(
     span = resolve_range(start, end)
     if series_id is not None:
         series_or_404(conn, principal, series_id, action="read.anomalies")
-        rows = queries.read_anomalies(conn, span.start, span.end, series_id=series_id, limit=limit)
+        rows = queries.read_anomalies(read, span.start, span.end, series_id=series_id, limit=limit)
     else:
         allowed = readable(conn, principal)
         allowed -= purpose_refusals(conn, principal, allowed, action="read.anomalies")
-        rows = queries.read_anomalies(conn, span.start, span.end, series_ids=sorted(allowed), limit=limit)
+        rows = queries.read_anomalies(read, span.start, span.end, series_ids=sorted(allowed), limit=limit)
     per_series: dict[int, int] = {}
     for row in rows:
         per_series[row.series_id] = per_series.get(row.series_id, 0) + 1

@@ -1,10 +1,11 @@
 """GET /v1/exports/readings: raw readings of several series as streamed CSV or Parquet.
 
 The stream takes its own pooled connection (the request's is returned when the
-handler returns) and holds one chunk at a time: CSV comes straight out of
+handler returns), on the read replica once it has replayed what was committed
+before the request (api.routing), and holds one chunk at a time: CSV comes straight out of
 PostgreSQL's COPY, Parquet is written one row group per chunk. When the
 stream ends (or the client goes away) the rows actually sent are written to the
-audit log and metered on the grants they went through.
+audit log and metered on the grants they went through, on the primary.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
-from psycopg_pool import ConnectionPool
-
 from api.access import account, readable
-from api.deps import ConnDep, PoolDep, ReaderDep, Unauthorized
+from api.deps import ConnDep, ReaderDep, RoutesDep, Unauthorized
 from api.errors import Problem
 from api.params import Instant, resolve_range
 from api.privacy import classification_header, purpose_refusals, refusal_detail
 from api.routes import problem_responses
+from api.routing import DatabaseRoutes
 from api.tabular import CSV_MEDIA, PARQUET_MEDIA, Format, ParquetStream
 from storage import queries
 from storage.audit import DataRead
@@ -38,17 +38,18 @@ MAX_EXPORT_SERIES = 1000
 
 
 def stream_readings(
-    pool: ConnectionPool, principal: Principal, series_ids: list[int], start: datetime, end: datetime,
-    fmt: Format, *, name: str,
+    routes: DatabaseRoutes, lsn: str | None, principal: Principal, series_ids: list[int], start: datetime,
+    end: datetime, fmt: Format, *, name: str,
 ) -> StreamingResponse:
     """A streamed CSV or Parquet answer of the readings of `series_ids` (already checked readable),
-    with their classification in the `Data-Classification` header and a `Link` to the sidecar."""
+    with their classification in the `Data-Classification` header and a `Link` to the sidecar.
+    The readings are read where `routes` says for `lsn` (`DatabaseRoutes.lsn_for_read`)."""
     counts: dict[int, int] = {}
-    with map_errors("export classification"), pool.connection() as conn:
+    with map_errors("export classification"), routes.writer.connection() as conn:
         classified = classification_header(conn, series_ids)
 
     def generate() -> Iterator[bytes]:
-        with map_errors("export"), pool.connection() as conn:
+        with map_errors("export"), routes.reading(lsn) as conn:
             try:
                 infos = [queries.get_series(conn, sid) for sid in series_ids]
                 if fmt is Format.csv:
@@ -68,7 +69,8 @@ def stream_readings(
                     yield parquet.close()
             finally:
                 reads = [DataRead(sid, counts.get(sid, 0)) for sid in series_ids]
-                account(conn, principal, action="export.readings", reads=reads, start=start, end=end)
+                with routes.writer.connection() as writer:
+                    account(writer, principal, action="export.readings", reads=reads, start=start, end=end)
                 logger.info("export of %d series to %s: %d rows", len(series_ids), principal.org_slug,
                             sum(counts.values()))
 
@@ -91,7 +93,7 @@ def stream_readings(
 )
 def export_readings(
     conn: ConnDep,
-    pool: PoolDep,
+    routes: RoutesDep,
     principal: ReaderDep,
     start: Annotated[Instant | None, Query(description="Inclusive start; default end − 1 h.")] = None,
     end: Annotated[Instant | None, Query(description="Exclusive end; default now.")] = None,
@@ -116,4 +118,5 @@ def export_readings(
     if format is Format.json:
         raise Problem(422, "exports are csv or parquet; JSON pages are at /v1/series/{id}/readings",
                       title="Invalid request")
-    return stream_readings(pool, principal, wanted, span.start, span.end, format, name="readings")
+    return stream_readings(routes, routes.lsn_for_read(conn), principal, wanted, span.start, span.end, format,
+                           name="readings")

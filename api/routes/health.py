@@ -1,6 +1,9 @@
 """GET /health: is each part of the lab up?
 
-The database is probed through the API's pool; the broker (when `CITYLAB_MQTT_URL` is
+The database is probed through the API's pool, the read replica (when
+`CITYLAB_DATABASE_REPLICA_URL` is set) through its reader pool, with its lag behind
+the primary; a replica down leaves the API healthy (its reads go to the primary) and is
+shown as such. The broker (when `CITYLAB_MQTT_URL` is
 set) with an MQTT CONNECT; ingest (when `CITYLAB_INGEST_METRICS_URL` is set) through its
 metrics endpoint, which also gives its lag. Under `citylab up` the supervisor's state
 file adds the restarts of every component it runs. One component down: 503.
@@ -43,6 +46,9 @@ def _probe_database(pool: ConnectionPool) -> ComponentHealth:
 def component_health(app: FastAPI) -> list[ComponentHealth]:
     settings: Settings = app.state.settings
     found = [_probe_database(app.state.pool)]
+    replica = app.state.routes.replica_health(timeout=HEALTH_TIMEOUT_S)
+    if replica is not None:
+        found.append(replica)
     if settings.mqtt_url:
         found.append(probe_broker(settings.mqtt_url, timeout=HEALTH_TIMEOUT_S))
     if settings.ingest_metrics_url:

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.access import account, readable, series_or_404
-from api.deps import ConnDep, PoolDep, ReaderDep, SettingsDep, public_link
+from api.deps import ConnDep, ReadConnDep, ReaderDep, RoutesDep, SettingsDep, public_link
 from api.errors import Problem
 from api.models import (
     AggregatePublic,
@@ -77,6 +77,7 @@ def _series_public(conn, principal, entries: list) -> list[SeriesPublic]:
 )
 def read_series(
     conn: ConnDep,
+    read: ReadConnDep,
     principal: ReaderDep,
     settings: SettingsDep,
     request: Request,
@@ -98,7 +99,7 @@ def read_series(
         if len(box) != 4 or not (-180 <= box[0] <= box[2] <= 180 and -90 <= box[1] <= box[3] <= 90):
             raise Problem(422, f"bbox {bbox!r} must be min_lon,min_lat,max_lon,max_lat with min <= max "
                                "(longitudes -180..180, latitudes -90..90)", title="Invalid request")
-    rows = queries.catalogue(conn, org_id=principal.org_id, org_slug=principal.org_slug, quantity=quantity,
+    rows = queries.catalogue(read, org_id=principal.org_id, org_slug=principal.org_slug, quantity=quantity,
                              provider=provider, bbox=box, product_id=product, after=cursor, limit=limit)
     if len(rows) == limit:
         response.headers["Link"] = f'<{public_link(settings, request, cursor=rows[-1].id)}>; rel="next"'
@@ -148,7 +149,8 @@ def _us(t: datetime) -> int:
 )
 def read_readings(
     conn: ConnDep,
-    pool: PoolDep,
+    read: ReadConnDep,
+    routes: RoutesDep,
     principal: ReaderDep,
     series_id: SeriesId,
     start: Start = None,
@@ -160,7 +162,8 @@ def read_readings(
     span = resolve_range(start, end)
     series = series_or_404(conn, principal, series_id, action="read.readings")
     if format is not Format.json:
-        return stream_readings(pool, principal, [series_id], span.start, span.end, format,
+        return stream_readings(routes, routes.lsn_for_read(conn), principal, [series_id], span.start, span.end,
+                               format,
                                name=f"series-{series_id}")
     from_time, skip = span.start, 0
     if cursor is not None:
@@ -172,7 +175,7 @@ def read_readings(
         if not span.start <= from_time < span.end:
             raise Problem(400, "cursor lies outside [start, end): pass the same start and end as for the first page",
                           title="Invalid cursor")
-    rows = queries.read_readings(conn, series_id, from_time, span.end, limit=limit, skip=skip)
+    rows = queries.read_readings(read, series_id, from_time, span.end, limit=limit, skip=skip)
     next_cursor = None
     if len(rows) == limit:
         last = rows[-1].time
@@ -206,6 +209,7 @@ def read_readings(
 )
 def read_aggregates(
     conn: ConnDep,
+    read: ReadConnDep,
     settings: SettingsDep,
     principal: ReaderDep,
     series_id: SeriesId,
@@ -232,10 +236,10 @@ def read_aggregates(
     # The widest stored window that divides the bucket: fewest rows to merge.
     width_s = max(w for w in widths if bucket_s % w == 0)
     series = series_or_404(conn, principal, series_id, action="read.aggregates")
-    rows = queries.read_aggregates(conn, series_id, span.start, span.end, bucket_s=bucket_s, width_s=width_s)
+    rows = queries.read_aggregates(read, series_id, span.start, span.end, bucket_s=bucket_s, width_s=width_s)
     if not rows and width_s != widths[0]:
         # Wider windows are absent where only the base width was stored (imported data): merge those.
-        rows = queries.read_aggregates(conn, series_id, span.start, span.end, bucket_s=bucket_s, width_s=widths[0])
+        rows = queries.read_aggregates(read, series_id, span.start, span.end, bucket_s=bucket_s, width_s=widths[0])
     k = k_withheld(conn, principal, series_id)
     if k is not None:  # buckets of fewer than k readings of a personal series are withheld
         rows = [r for r in rows if r.count >= k]
@@ -269,6 +273,7 @@ def read_aggregates(
 )
 def read_latest(
     conn: ConnDep,
+    read: ReadConnDep,
     principal: ReaderDep,
     series_id: Annotated[list[int] | None, Query(description="Only these series (repeatable).")] = None,
     quantity: Annotated[str | None, Query(max_length=64)] = None,
@@ -277,7 +282,7 @@ def read_latest(
     allowed = readable(conn, principal)
     wanted = sorted(allowed if series_id is None else allowed & set(series_id))
     wanted = sorted(set(wanted) - purpose_refusals(conn, principal, wanted, action="read.latest"))
-    rows = queries.latest_values(conn, wanted)
+    rows = queries.latest_values(read, wanted)
     if quantity is not None:
         rows = [r for r in rows if r.quantity == quantity]
     account(conn, principal, action="read.latest", reads=[DataRead(r.series_id, 1) for r in rows],

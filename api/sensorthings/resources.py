@@ -126,8 +126,10 @@ def _data_array(base: str, rows: list[dict], query: Query) -> list[dict]:
 
 def read_resource(
     conn: psycopg.Connection, principal: Principal, *, base: str, path: str, options: Query, url_params: dict,
-    path_url: str,
+    path_url: str, reader: psycopg.Connection | None = None,
 ) -> Answer:
+    """The entities are read on `reader` (the read replica, api.routing) when given; refusals,
+    minimisation and the audit of what was served on `conn` (the primary)."""
     try:
         resource = parse_path(path)
     except PathError as exc:
@@ -137,7 +139,7 @@ def read_resource(
     served = Served()
     try:
         _check(entity, options)
-        answer = _read(conn, params, base, resource, entity, options, url_params, path_url, served)
+        answer = _read(reader or conn, params, base, resource, entity, options, url_params, path_url, served)
     except NotSupported as exc:
         raise Problem(501, str(exc)) from None
     except QueryError as exc:

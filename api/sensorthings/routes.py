@@ -19,7 +19,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from api.deps import ConnDep
+from api.deps import ConnDep, ReadConnDep
 from api.errors import Problem
 from api.sensorthings.auth import StaPrincipalDep, StaWriterDep
 from api.sensorthings.mapping import CONFORMANCE, MQTT_RECEIVE, query_params
@@ -85,11 +85,12 @@ def create_mqtt_credentials(request: Request, conn: ConnDep, principal: StaPrinc
 
 
 @router.get("/{path:path}", summary="SensorThings resources")
-def read_resources(path: str, request: Request, conn: ConnDep, principal: StaPrincipalDep) -> Response:
+def read_resources(path: str, request: Request, conn: ConnDep, read: ReadConnDep,
+                   principal: StaPrincipalDep) -> Response:
     options, params = _options(request)
     base = service_root(request)
     answer = read_resource(conn, principal, base=base, path=path, options=options, url_params=params,
-                           path_url=f"{base}/{path}")
+                           path_url=f"{base}/{path}", reader=read)
     if answer.text:
         return PlainTextResponse(answer.body)
     if isinstance(answer.body, bytes):

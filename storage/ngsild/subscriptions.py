@@ -15,6 +15,7 @@ from storage.errors import map_errors
 __all__ = [
     "StoredSubscription",
     "active_subscriptions",
+    "claim_notification",
     "create_subscription",
     "delete_subscription",
     "get_subscription",
@@ -105,6 +106,18 @@ def active_subscriptions(conn: psycopg.Connection, *, org: str) -> list[StoredSu
             f"SELECT {_COLUMNS} FROM ngsild_subscriptions WHERE org = %s AND active"
             " AND (expires_at IS NULL OR expires_at > now()) ORDER BY id", (org,)).fetchall()
     return [StoredSubscription(*row) for row in rows]
+
+
+def claim_notification(conn: psycopg.Connection, *, id: str, at: datetime) -> bool:
+    """Take the subscription's next notification at `at` unless its throttling forbids it: one
+    atomic UPDATE, so that of several API processes noticing changes at once only one notifies."""
+    with map_errors("claim notification"):
+        row = conn.execute(
+            "UPDATE ngsild_subscriptions SET last_notification = %(at)s WHERE id = %(id)s"
+            " AND (throttling_s IS NULL OR last_notification IS NULL"
+            " OR last_notification <= %(at)s - make_interval(secs => throttling_s)) RETURNING 1",
+            {"id": id, "at": at}).fetchone()
+    return row is not None
 
 
 def record_delivery(conn: psycopg.Connection, *, id: str, at: datetime, ok: bool, error: str | None) -> None:
