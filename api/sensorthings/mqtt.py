@@ -9,7 +9,12 @@ and the feed of Observations written over HTTP.
 Committed Observations are published by the ingest pipeline's feed
 (ingest.observation_feed): ingest workers publish what they commit, and the
 API's own pipeline (Observations POSTed over HTTP) publishes through a
-service login of its own, `citylab-sta-feed`, made when it first writes.
+service login of its own, `citylab-sta-feed`, made when it first writes. Every
+API process (`--api-workers`, replicas behind a load balancer) shares that one
+login: its password is derived from the broker admin's (`feed_password`), so
+each process computes the same one without telling the others, and each
+connects with a client id of its own (`<login>-<host>-<pid>`); no process ever
+replaces the login under another one's feet.
 A new call of MqttCredentials gives a new password and the ACLs of the key's
 grants as they are now (a grant approved or revoked later takes effect at the
 next call); a revoked key's login is refused by the broker once it is
@@ -18,8 +23,12 @@ re-issued or deleted.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import os
 import secrets
+import socket
 import threading
 from typing import Any
 from urllib.parse import urlsplit
@@ -69,16 +78,30 @@ def subscriber_credentials(dynsec: DynSec, key_id: int, series_ids: list[int]) -
     return username, password, [observation_topic(s) for s in series_ids]
 
 
+def feed_password(dynsec: DynSec) -> str:
+    """The feed login's password: the same in every API process that knows the broker admin's."""
+    return hmac.new(dynsec.password.encode(), FEED_USERNAME.encode(), hashlib.sha256).hexdigest()
+
+
+def _ensure_feed_login(dynsec: DynSec, password: str) -> None:
+    """Make the shared feed login unless it exists as it should (not bound to one client id)."""
+    found = dynsec.run([{"command": "getClient", "username": FEED_USERNAME}], ignore_errors=True)[0]
+    client = (found.get("data") or {}).get("client")
+    if not found.get("error") and client is not None and not client.get("clientid"):
+        return
+    dynsec.create_service(FEED_USERNAME, password, role=FEED_USERNAME, client_id=None,
+                          acls=[{"acltype": "publishClientSend", "topic": "v1.1/#", "allow": True}])
+
+
 class FeedPublisher:
     """A paho client publishing the Observations committed by the API's pipeline."""
 
     def __init__(self, dynsec: DynSec) -> None:
-        password = secrets.token_urlsafe(24)
-        dynsec.create_service(FEED_USERNAME, password, role=FEED_USERNAME, client_id=FEED_USERNAME,
-                              acls=[{"acltype": "publishClientSend", "topic": "v1.1/#", "allow": True}])
+        password = feed_password(dynsec)
+        _ensure_feed_login(dynsec, password)
         self._connected = threading.Event()
-        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=FEED_USERNAME,
-                                   protocol=paho.MQTTv5)
+        self._client = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5,
+                                   client_id=f"{FEED_USERNAME}-{socket.gethostname()}-{os.getpid()}")
         self._client.username_pw_set(FEED_USERNAME, password)
         self._client.on_connect = lambda c, u, f, reason, p: None if reason.is_failure else self._connected.set()
         self._client.connect_async(dynsec.host, dynsec.port)
