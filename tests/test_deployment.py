@@ -75,7 +75,7 @@ def services(compose: dict) -> dict:
 
 
 def test_services(services: dict) -> None:
-    assert set(services) == {"timescaledb", "broker-config", "mosquitto", "broker-accounts", "migrate", "ingest", "api",
+    assert set(services) == {"timescaledb", "timescaledb-replica", "broker-config", "mosquitto", "broker-accounts", "migrate", "ingest", "api",
                              "grafana", "prometheus", "simulator"}
 
 
@@ -150,6 +150,7 @@ def test_start_order(services: dict) -> None:
     assert depends("prometheus") == {"ingest": "service_started", "api": "service_started"}
     assert set(depends("simulator")) == {"mosquitto", "ingest"}
     assert "pg_isready" in " ".join(services["timescaledb"]["healthcheck"]["test"])
+    assert depends("timescaledb-replica") == {"timescaledb": "service_healthy"}
 
 
 def test_images_and_profiles(services: dict) -> None:
@@ -161,6 +162,30 @@ def test_images_and_profiles(services: dict) -> None:
     assert services["simulator"]["profiles"] == ["simulator"]
     assert all("profiles" not in s for name, s in services.items() if name != "simulator")
     assert int(services["ingest"]["deploy"]["replicas"]) >= 1
+
+
+def test_the_api_reads_from_a_streaming_replica_of_the_database(services: dict) -> None:
+    """The replica is the primary's image, cloned with pg_basebackup through the slot the
+    primary makes on its first start, then a hot standby; the API reads there."""
+    primary, replica = services["timescaledb"], services["timescaledb-replica"]
+    assert replica["image"] == primary["image"]
+    assert replica["environment"]["CITYLAB_PRIMARY_HOST"] == "timescaledb"
+    assert replica["environment"]["PGPASSWORD"] == "citylab"   # the local profile's CITYLAB_DB_PASSWORD
+    mounts = {v.split(":")[1]: REPO / v.split(":")[0] for v in primary["volumes"] + replica["volumes"]
+              if v.startswith(".")}
+    init = mounts["/docker-entrypoint-initdb.d/90-replication.sh"].read_text()
+    assert "pg_create_physical_replication_slot('citylab_replica', true)" in init
+    assert 'host replication ${POSTGRES_USER} all scram-sha-256' in init
+    (entry,) = [arg for arg in replica["entrypoint"] if arg.endswith(".sh")]
+    script = mounts[entry].read_text()
+    assert "pg_basebackup" in script and "-S citylab_replica -R" in script and "-X stream" in script
+    assert "hot_standby=on" in script and "hot_standby_feedback=on" in script
+    for path in (mounts[entry], mounts["/docker-entrypoint-initdb.d/90-replication.sh"]):
+        assert subprocess.run(["sh", "-n", str(path)]).returncode == 0, path
+    assert "timescaledb-replica-data:/var/lib/postgresql/data" in replica["volumes"]
+    env = services["api"]["environment"]
+    assert env["CITYLAB_DATABASE_REPLICA_URL"] == "postgresql://citylab:citylab@timescaledb-replica:5432/citylab"
+    assert int(env["CITYLAB_API_WORKERS"]) >= 1
 
 
 def test_api_listens_on_8080(services: dict) -> None:
