@@ -141,7 +141,8 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     install_problem_handlers(app)
     app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
     app.state.metrics = ApiMetrics(health=lambda: health.component_health(app),
-                                   supervised=lambda: health.supervised_components(app))
+                                   supervised=lambda: health.supervised_components(app),
+                                   reads=lambda: dict(routes.reads))
     # outermost: it counts what the input edge refuses too
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.include_router(health.router)

@@ -5,9 +5,13 @@
     citylab_component_up{component}                      1 up, 0 down: database, broker, ingest (probed
                                                          at scrape time), and what `citylab up` supervises
     citylab_component_restarts_total{component}          restarts by `citylab up`'s supervisor
+    citylab_db_reads_total{server}                       request reads routed to the replica or the primary
+                                                         (api.routing; the primary when there is no replica)
 
 Each app has a registry of its own, so that several apps in one process (the tests)
-never share counters. Ingest serves its own metrics on its own port
+never share counters. Counters are per process: with `--api-workers N` a scrape of
+/metrics is answered by one of the N, so Prometheus sees each process's counters in
+turn (sum them with `rate()` over scrapes, or run one API per container and scrape each). Ingest serves its own metrics on its own port
 (CITYLAB_INGEST_METRICS_PORT); Prometheus scrapes both.
 """
 
@@ -53,15 +57,30 @@ class _Components(Collector):
         yield restarts
 
 
+class _Reads(Collector):
+    def __init__(self, reads: Callable[[], dict[str, int]]) -> None:
+        self._reads = reads
+
+    def collect(self) -> Iterable[Metric]:
+        family = CounterMetricFamily("citylab_db_reads", "Request reads routed to the read replica or the primary.",
+                                     labels=["server"])
+        for server, count in sorted(self._reads().items()):
+            family.add_metric([server], float(count))
+        yield family
+
+
 class ApiMetrics:
     def __init__(self, *, health: Callable[[], list[ComponentHealth]],
-                 supervised: Callable[[], dict[str, dict] | None]) -> None:
+                 supervised: Callable[[], dict[str, dict] | None],
+                 reads: Callable[[], dict[str, int]] | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("citylab_http_requests", "HTTP requests answered by the API.",
                                 ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("citylab_http_request_seconds", "Time to answer an HTTP request.",
                                  ["method", "route"], registry=self.registry)
         self.registry.register(_Components(health, supervised))
+        if reads is not None:
+            self.registry.register(_Reads(reads))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -130,6 +130,7 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(pair: Pair) -> None:
         assert client.get("/catalog", headers={"Accept": "text/turtle"}).status_code == 200
         assert client.get("/open/api/overview").status_code == 200
         assert reads["replica"] == 6 and reads["primary"] == 0, reads
+        assert 'citylab_db_reads_total{server="replica"} 6.0' in client.get("/metrics").text
         # the reads were audited, on the primary
         with psycopg.connect(pair.primary) as conn:
             audited = conn.execute("SELECT action, rows FROM audit_log WHERE series_id IS NOT NULL"
