@@ -1,7 +1,7 @@
 """`python -m bench NAME [options]`: run one benchmark and print its JSON.
 
-Each benchmark is a module `bench/<name>_bench.py` with `add_arguments(parser)`
-and `run(args) -> dict`; the list below names them.
+Each benchmark is a module `bench/<name>_bench.py` (a `-` in the name is a `_` in the
+module's) with `add_arguments(parser)` and `run(args) -> dict`; the list below names them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "http_ingest": "POST /v1/ingest with device tokens, with the MQTT path as the peer",
     "sensorthings": "SensorThings Observations paged with $top=10000 and a $expand of latest values, with /v1",
     "ngsild": "NGSI-LD temporal queries and upserts beside /v1 and the ingest pipeline, over real HTTP",
+    "scaleout-api": "API requests/s with 1 and 2 API processes on the primary and on a read replica, with psycopg",
 }
 
 
@@ -30,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     modules = {}
     for name, help_text in BENCHMARKS.items():
         try:
-            module = importlib.import_module(f"bench.{name}_bench")
+            module = importlib.import_module(f"bench.{name.replace('-', '_')}_bench")
         except ModuleNotFoundError as exc:
-            if exc.name == f"bench.{name}_bench":
+            if exc.name == f"bench.{name.replace('-', '_')}_bench":
                 continue  # not written yet
             raise
         modules[name] = module
