@@ -345,3 +345,11 @@ def device_units(conn: psycopg.Connection, *, org: str, devices: list[str]) -> d
         rows = conn.execute("SELECT device, quantity, unit FROM series WHERE org = %s AND device = ANY(%s)",
                             (org, devices)).fetchall()
     return {(d, q): u for d, q, u in rows}
+
+
+def device_series(conn: psycopg.Connection, *, org: str, device: str) -> dict[str, int]:
+    """quantity -> series id of one of `org`'s devices."""
+    with map_errors("NGSI-LD device series"):
+        rows = conn.execute("SELECT quantity, id FROM series WHERE org = %s AND device = %s",
+                            (org, device)).fetchall()
+    return {q: sid for q, sid in rows}
