@@ -1,6 +1,6 @@
 """The writes of one NGSI-LD request: entities checked, observations queued and
 committed through the ingest pipeline in one batch, context entities stored
-after that, and the changes handed to the notifier.
+after that, and their changes recorded for the notifier.
 
 An entity with one of our device ids is an observation of the device (its
 measured attributes become readings; an unknown device is onboarded first,
@@ -77,9 +77,12 @@ class Write:
         self.changes.setdefault(entity_id, set()).update(iris)
 
     def notify(self, *, only: list[str] | None = None) -> None:
-        """After the commit: hand the changes to the notifier (it never blocks the answer)."""
-        changes = [(e, a) for e, a in self.changes.items() if only is None or e in only]
-        self.notifier.changed(self.org, self.principal.org_id, changes)
+        """After the commit: record the context entities' changes for the notifier (it never
+        blocks the answer). The readings of device entities were recorded by the ingest
+        pipeline in the transaction that committed them."""
+        changes = [(e, a) for e, a in self.changes.items()
+                   if (only is None or e in only) and parse_entity_id(e) is None]
+        self.notifier.changed(self.conn, self.org, changes)
 
     # derived entities ------------------------------------------------------
 
