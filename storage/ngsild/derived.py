@@ -26,7 +26,7 @@ from psycopg import sql
 
 from storage.errors import map_errors
 from storage.ngsild.filters import And, Exists, Filter, GeoFilter, Or, Params, compare, geo_condition
-from storage.products import READABLE_SERIES
+from storage.products import COARSENED_DEVICES, READABLE_SERIES
 
 __all__ = [
     "DeviceEntity",
@@ -156,6 +156,11 @@ OFFSET %(offset)s LIMIT %(limit)s
 """
 
 
+def _visible(column: str) -> sql.Composable:
+    return sql.SQL("(CASE WHEN EXISTS (SELECT 1 FROM (" + COARSENED_DEVICES + ") c WHERE c.org = e.org"
+                   " AND c.device = e.device) THEN NULL ELSE " + column + " END)")
+
+
 def device_entities(
     conn: psycopg.Connection,
     *,
@@ -190,8 +195,8 @@ def device_entities(
         where.append(sql.SQL("e.names && {}::text[]").format(params.add(attributes)))
     if q is not None:
         where.append(_compile(q, params))
-    if geo is not None:
-        where.append(geo_condition(geo, params, lat=sql.SQL("e.lat"), lon=sql.SQL("e.lon")))
+    if geo is not None:   # a location the caller reads coarsened is unknown to geo-queries
+        where.append(geo_condition(geo, params, lat=_visible("e.lat"), lon=_visible("e.lon")))
     query = sql.SQL(_ENTITIES).format(readable=sql.SQL(READABLE_SERIES), where=sql.SQL(" AND ").join(where))
     with map_errors("NGSI-LD entities"):
         rows = conn.execute(query, params.values).fetchall()

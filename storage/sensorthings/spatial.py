@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
-from storage.products import OPEN_SERIES
+from storage.products import COARSENED_DEVICES
 from storage.sensorthings.entities import EntitySet
 from storage.sensorthings.errors import NotSupported, QueryError
 from storage.sensorthings.tree import Call, Geometry, Literal
@@ -36,14 +36,7 @@ RELATIONS = {"geo.intersects", "st_equals", "st_disjoint", "st_touches", "st_wit
 _SWAPPED = {"st_within": "st_contains", "st_contains": "st_within"}
 
 
-# The point is the location of a device whose series the caller reads through an active grant
-# with a location precision (not its own device's, not open data).
-_COARSENED = sql.SQL(
-    "EXISTS (SELECT 1 FROM access_grants g JOIN data_product_series ps ON ps.product_id = g.product_id"
-    " JOIN series s ON s.id = ps.series_id JOIN devices d ON d.org = s.org AND d.device = s.device"
-    " WHERE g.consumer_org = %(org_id)s AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > now())"
-    " AND (g.location_grid_m IS NOT NULL OR g.location_h3_res IS NOT NULL) AND s.org <> %(org_slug)s"
-    " AND s.id NOT IN (" + OPEN_SERIES + ") AND point(d.lon, d.lat) ~= {})")
+_COARSENED = sql.SQL("EXISTS (SELECT 1 FROM (" + COARSENED_DEVICES + ") c WHERE point(c.lon, c.lat) ~= {})")
 
 
 def visible(point: sql.Composable) -> sql.Composable:

@@ -482,6 +482,12 @@ def test_ngsild_temporal_and_sta_geo_filters_after_erasure_with_k_anonymity_and_
         ("NGSI-LD", "ngsild.read.temporal", 3, grant, "ResearchAndDevelopment"),
         ("NGSI-LD", "ngsild.read.entities", 1, grant, "ResearchAndDevelopment")]
 
+    near = {"type": "https://smartdatamodels.org/dataModel.Transportation/TrafficFlowObserved",
+            "georel": "near;maxDistance==50", "geometry": "Point", "coordinates": f"[{LON},{LAT}]"}
+    assert [e["id"] for e in w.client.get("/ngsi-ld/v1/entities", headers=w.prov.headers, params=near).json()] == [
+        "urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1"]
+    assert w.client.get("/ngsi-ld/v1/entities", headers=research, params=near).json() == []   # not by the exact point
+
     exact = _box(LAT, LON, 0.0005)
     for path, q in (("/sta/v1.1/Locations", f"st_within(location, {exact})"),
                     ("/sta/v1.1/Things", f"geo.intersects(Locations/location, {exact})"),
