@@ -40,6 +40,7 @@ from api.ngsild.request import Caller
 from api.ngsild.selection import Selection, select
 from api.ngsild.vocabulary import MODELS
 from citylab.outbound import OutboundError, OutboundPolicy, check_url
+from storage.errors import StorageError
 from storage.ngsild.changes import Change, claim_changes, finish_changes, record_entity_changes
 from storage.ngsild.subscriptions import StoredSubscription, active_subscriptions, record_delivery
 from storage.tenants import Principal
@@ -123,9 +124,14 @@ class Notifier:
 
     def _handle(self, conn, org: str, entities: dict[str, set[str]]) -> None:
         for sub in active_subscriptions(conn, org=org):
-            data = self._matching(conn, sub, entities)
-            if data:
-                self._deliver(conn, sub, data)
+            try:
+                data = self._matching(conn, sub, entities)
+                if data:
+                    self._deliver(conn, sub, data)
+            except StorageError:
+                raise            # the database: the changes stay, leased, for the next try
+            except Exception:    # one subscription that cannot be matched or rendered must not hold the rest
+                logger.exception("NGSI-LD subscription %s: the changes of %s were not notified", sub.id, org)
 
     def _matching(self, conn, sub: StoredSubscription, entities: dict[str, set[str]]) -> list[dict[str, Any]]:
         spec = sub.subscription

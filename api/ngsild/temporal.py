@@ -17,6 +17,12 @@ and ends on the period's grid (epoch-aligned); otherwise from the raw
 readings (distinctCount always from raw readings). More than
 `MAX_INSTANCES` instances of one attribute answer 206 Partial Content with a
 `Content-Range: date-time <first>-<last>/<lastN or *>` header (clause 6.3.10).
+
+A context entity linked to one of our devices answers the attributes that fed
+the device's series from those readings and typed readings (`api.ngsild.linked`);
+its other attributes are their one current instance. Reads keep to the grant's
+purpose (the series the selection refused are not read), withhold periods below
+its k-anonymity, and are audited (`ngsild.read.temporal`).
 """
 
 from __future__ import annotations
