@@ -482,6 +482,16 @@ def test_ngsild_temporal_and_sta_geo_filters_after_erasure_with_k_anonymity_and_
         ("NGSI-LD", "ngsild.read.temporal", 3, grant, "ResearchAndDevelopment"),
         ("NGSI-LD", "ngsild.read.entities", 1, grant, "ResearchAndDevelopment")]
 
+    # erasing the newest minute: the entity's current value and its history are the reading before it
+    assert w.client.post("/v1/erasure", headers=w.prov.headers, json={
+        "device": "wifi-1", "start": (BASE + timedelta(minutes=6)).isoformat(),
+        "end": (BASE + timedelta(minutes=7)).isoformat()}).status_code == 201
+    entity = w.client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1", headers=research).json()
+    (current,) = [v for k, v in entity.items() if k.endswith("intensity")]
+    newest = w.client.get(url, headers=research, params={"lastN": 1, "options": "temporalValues"}).json()
+    (last,) = [v["values"] for k, v in newest.items() if k.endswith("intensity")]
+    assert current["value"] == 509.0 and last == [[509.0, current["observedAt"]]]   # minute 5, its 10th reading
+
     near = {"type": "https://smartdatamodels.org/dataModel.Transportation/TrafficFlowObserved",
             "georel": "near;maxDistance==50", "geometry": "Point", "coordinates": f"[{LON},{LAT}]"}
     assert [e["id"] for e in w.client.get("/ngsi-ld/v1/entities", headers=w.prov.headers, params=near).json()] == [
