@@ -139,7 +139,8 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
 
     The first record carries ``bt`` (time of the first record) and the
     ``bid``/``seq`` extension labels; ``bn`` is repeated whenever the device
-    changes; ``t`` is relative to ``bt`` and omitted when zero.
+    changes; ``t`` is relative to ``bt`` and omitted when zero. A record's ``field``
+    picks its label: ``v`` (and ``s``, written as a value), ``vs``, ``vb`` or ``vd``.
     """
     labels = _labels_for(content_type)
     if not pack.records:

@@ -15,4 +15,5 @@ CREATE TABLE ngsild_changes (
     claimed_until  timestamptz,                       -- a notifier holds it until then
     CHECK ((entity_id IS NULL) <> (device IS NULL))
 );
+-- Whether an organisation has an active subscription is asked at every ingest commit.
 CREATE INDEX ngsild_subscriptions_active_org ON ngsild_subscriptions (org) WHERE active;
