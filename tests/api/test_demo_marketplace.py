@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import psycopg
 from fastapi.testclient import TestClient
+from rdflib import Graph
+from test_catalog import _violations
 
 from api import create_app
 from citylab.demo import ENERGY_ORG, publish_marketplace, seed_marketplace
@@ -67,3 +69,7 @@ def test_the_marketplace_around_the_district(database: str) -> None:
             assert get("/v1/orgs/me", key)["slug"] == key.split()[0]
         catalogue = client.get("/catalog.ttl").text
         assert "Stavanger kommune" in catalogue and "964965226" in catalogue and "Fjord Energi AS" in catalogue
+        # what a portal harvests from the demo validates too
+        data = Graph().parse(data=catalogue, format="turtle")
+        assert "\n".join(_violations(data, "shapes.ttl", "range.ttl")) == ""
+        assert "\n".join(_violations(data, "dcat-ap-no-2.00-shapes.ttl")) == ""
