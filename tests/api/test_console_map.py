@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from pydantic import ValidationError
 from catalog_lab import Market, seed_market
 from test_catalog_harvest import serving
 from tile_server import TileServer, tile_server
@@ -97,3 +98,12 @@ def test_with_a_tile_source_the_fleet_map_draws_its_tiles(browser, market: Marke
     assert errors == [] and outside == []
     assert tiles.seen and all(p.startswith("/tiles/") and p.endswith(".png") for p in tiles.seen)
     assert all(10 <= int(p.split("/")[2]) <= 19 for p in tiles.seen)
+
+
+def test_the_tile_source_is_a_tile_template_or_unset() -> None:
+    assert Settings(map_tile_url="", map_tile_attribution=" ").map_tile_url is None   # docker-compose's empty default
+    kartverket = "https://cache.kartverket.no/v1/wmts/1.0.0/topo/default/webmercator/{z}/{y}/{x}.png"
+    assert Settings(map_tile_url=kartverket).map_tile_url == kartverket
+    for wrong in ("https://tiles.example/{z}/{x}.png", "javascript:alert(1)//{z}/{x}/{y}", "tiles/{z}/{x}/{y}.png"):
+        with pytest.raises(ValidationError, match="URL template with"):
+            Settings(map_tile_url=wrong)
