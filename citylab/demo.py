@@ -283,7 +283,8 @@ def _offer(conn, *, provider: str, district_org: str, offer: _Offer) -> bool:
                             licence="proprietary", price_month=offer.price_month, series_ids=rest, listed=True,
                             keywords=list(offer.keywords))
     research = ensure_demo_org(conn, slug=RESEARCH_ORG, district_org=district_org)
-    grant = request_access(conn, product_id=priced.id, consumer_org=research.id, message="Research on the district's data.")
+    grant = request_access(conn, product_id=priced.id, consumer_org=research.id,
+                           message="Research on the district's data.")
     decide_grant(conn, grant_id=grant.id, provider_org=org.id, approve=True, expires_at=None)
     return True
 
