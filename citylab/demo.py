@@ -212,14 +212,15 @@ class _Offer:
     priced_title: str
     priced_description: str
     price_month: Decimal
-    keywords: tuple[str, ...]
+    keywords: tuple[str, ...]  # of both products (the catalogue adds the quantities' labels)
 
 
 _DISTRICT_OFFER = _Offer(
     AIR_QUALITY, "Air quality, central district", "Luftkvalitet, sentrum",
     "PM2.5, PM10 and NO2 from the demo district's air sensors.",
     "PM2,5, PM10 og NO2 fra demobydelens luftsensorer.", "CC-BY-4.0",
-    "District sensors, full feed", "Every other series of the district.", Decimal("1500.00"), ("air quality",))
+    "District sensors, full feed", "Every other series of the district.", Decimal("1500.00"),
+    ("demo district", "Stavanger"))
 _ENERGY_OFFER = _Offer(
     ("power",), "Power demand of district buildings", "Effektbehov i bydelens bygg",
     "Active power of the district's school and office buildings from their energy meters.",
