@@ -15,12 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
-from api.deps import ReadConnDep, public_link
+from api.access import account
+from api.deps import ConnDep, ReadConnDep, public_link
 from api.ngsild.context import Context, link_header
 from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, render
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.request import GEOJSON, JSONLD, AcceptDep, Caller, CallerDep, ContextDep, vocabulary
-from api.ngsild.selection import Selected, Selection, iris, select
+from api.ngsild.selection import Selected, Selection, iris, latest_reads, select
 from api.ngsild.vocabulary import MODELS
 from storage import ngsild as store
 from storage.ngsild.context import context_entities
@@ -28,6 +29,7 @@ from storage.ngsild.context import context_entities
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 
 MAX_LIMIT = 1000
+READ_ACTION = "ngsild.read.entities"   # the audit log's action of an entity read
 DEFAULT_LIMIT = 20
 
 
@@ -69,7 +71,8 @@ def parse_format(options: str | None, fmt: str | None) -> tuple[Format, bool]:
 
 @router.get("/entities", summary="Query entities")
 def query_entities(
-    conn: ReadConnDep,
+    conn: ConnDep,
+    read: ReadConnDep,
     caller: CallerDep,
     ctx: ContextDep,
     accept: AcceptDep,
@@ -104,8 +107,10 @@ def query_entities(
     if picked is not None:
         picked = picked | {"id", "type"}
     omitted = iris(ctx, omit)
-    rows, total = select(conn, caller, selection, offset=offset, limit=limit)
+    rows, total = select(conn, caller, selection, offset=offset, limit=limit, reader=read)
     entities = [render(r.native, ctx, fmt=fmt, pick=picked, omit=omitted, sys_attrs=sys_attrs) for r in rows]
+    account(conn, caller.principal, action=READ_ACTION, reads=latest_reads(rows, picked, omitted), start=None,
+            end=None)
     headers: dict[str, str] = {}
     if count:
         headers["NGSILD-Results-Count"] = str(total)
@@ -136,10 +141,11 @@ def _feature_collection(entities: list[dict[str, Any]], ctx: Context) -> dict[st
     return {"type": "FeatureCollection", "features": [_feature(e, ctx) for e in entities]}
 
 
-def one_entity(conn, caller: Caller, ctx: Context, entity_id: str) -> Selected:
-    """The entity with this id that the caller may read; 404 ResourceNotFound otherwise."""
+def one_entity(conn, caller: Caller, ctx: Context, entity_id: str, *, reader=None) -> Selected:
+    """The entity with this id that the caller may read (read on `reader` when given); 404
+    ResourceNotFound otherwise."""
     check_uri(entity_id)
-    rows, _ = select(conn, caller, Selection.parse(ctx, id=entity_id), offset=0, limit=1)
+    rows, _ = select(conn, caller, Selection.parse(ctx, id=entity_id), offset=0, limit=1, reader=reader)
     if not rows:
         raise NgsiLdError("ResourceNotFound", f"no entity {entity_id} that your API key may read")
     return rows[0]
@@ -148,7 +154,8 @@ def one_entity(conn, caller: Caller, ctx: Context, entity_id: str) -> Selected:
 @router.get("/entities/{entityId:path}", summary="Retrieve an entity")
 def read_entity(
     entityId: str,
-    conn: ReadConnDep,
+    conn: ConnDep,
+    read: ReadConnDep,
     caller: CallerDep,
     ctx: ContextDep,
     accept: AcceptDep,
@@ -159,11 +166,14 @@ def read_entity(
     format: Annotated[str | None, Query(max_length=40)] = None,
 ) -> JSONResponse:
     fmt, sys_attrs = parse_format(options, format)
-    found = one_entity(conn, caller, ctx, entityId)
+    found = one_entity(conn, caller, ctx, entityId, reader=read)
     picked = iris(ctx, pick) if pick is not None else iris(ctx, attrs)
     if picked is not None:
         picked = picked | {"id", "type"}
-    entity = render(found.native, ctx, fmt=fmt, pick=picked, omit=iris(ctx, omit), sys_attrs=sys_attrs)
+    omitted = iris(ctx, omit)
+    entity = render(found.native, ctx, fmt=fmt, pick=picked, omit=omitted, sys_attrs=sys_attrs)
+    account(conn, caller.principal, action=READ_ACTION, reads=latest_reads([found], picked, omitted), start=None,
+            end=None)
     if accept == GEOJSON:
         return JSONResponse(_feature(entity, ctx), media_type=GEOJSON, headers={"Link": link_header(ctx.link)})
     return respond(entity, accept=accept, ctx=ctx)
@@ -266,7 +276,8 @@ def read_attributes(
 
 
 @router.get("/attributes/{attrId:path}", summary="Details of an attribute")
-def read_attribute(attrId: str, conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep) -> JSONResponse:
+def read_attribute(attrId: str, conn: ReadConnDep, caller: CallerDep, ctx: ContextDep, accept: AcceptDep
+                   ) -> JSONResponse:
     iri = ctx.expand(attrId)
     found = _attributes(conn, caller)
     if iri not in found:
@@ -277,4 +288,4 @@ def read_attribute(attrId: str, conn: ReadConnDep, caller: CallerDep, ctx: Conte
     return respond(body, accept=accept, ctx=ctx)
 
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "one_entity", "respond", "router"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "READ_ACTION", "one_entity", "respond", "router"]

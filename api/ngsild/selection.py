@@ -22,9 +22,10 @@ from api.ngsild.request import Caller, vocabulary
 from api.ngsild.vocabulary import MODELS
 from api.privacy import minimise_entities
 from storage import ngsild as store
+from storage.audit import DataRead
 from storage.ngsild.context import context_entities
 
-__all__ = ["Selected", "Selection", "model_attribute_names", "select"]
+__all__ = ["Selected", "Selection", "latest_reads", "model_attribute_names", "select"]
 
 
 def model_attribute_names(iris: set[str]) -> dict[str, str]:
@@ -112,8 +113,10 @@ class Selection:
         )
 
 
-def select(conn, caller: Caller, selection: Selection, *, offset: int, limit: int) -> tuple[list[Selected], int]:
-    """One page of the selected entities and how many there are."""
+def select(conn, caller: Caller, selection: Selection, *, offset: int, limit: int, reader=None
+           ) -> tuple[list[Selected], int]:
+    """One page of the selected entities and how many there are. The entities are read on `reader`
+    (the read replica, api.routing) when given; the grants' refusals are audited on `conn`."""
     if selection.nothing:
         return [], 0
     s = selection
@@ -127,7 +130,7 @@ def select(conn, caller: Caller, selection: Selection, *, offset: int, limit: in
     derived_total = 0
     if not ((models is not None and not models) or (keys is not None and not keys)):
         rows, derived_total = store.device_entities(
-            conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
+            reader or conn, org_id=caller.org_id, org_slug=caller.org_slug, vocabulary=vocabulary(), tenant=caller.tenant,
             models=models, keys=keys, id_pattern=s.id_pattern, attributes=measured, q=s.q_derived, geo=s.geo,
             offset=offset, limit=limit)
         rows, withheld = minimise_entities(conn, caller.principal, rows)   # purpose and precision of grants
@@ -139,8 +142,23 @@ def select(conn, caller: Caller, selection: Selection, *, offset: int, limit: in
     context_total = 0
     if orgs and not (context_ids is not None and not context_ids):
         found, context_total = context_entities(
-            conn, orgs=orgs, types=s.types, ids=context_ids, id_pattern=s.id_pattern,
+            reader or conn, orgs=orgs, types=s.types, ids=context_ids, id_pattern=s.id_pattern,
             attributes=sorted(s.attributes) if s.attributes is not None else None, q=s.q_context, geo=s.geo,
             offset=max(0, offset - derived_total), limit=max(0, limit - len(rows)))
         selected += [Selected(context_native(e), None) for e in found]
     return selected, derived_total + context_total
+
+
+def latest_reads(rows: list[Selected], pick: set[str] | None, omit: set[str] | None) -> list[DataRead]:
+    """What an entity answer served of each series, for the audit log: one reading per
+    attribute of our device entities that has a value and is rendered."""
+    reads = []
+    for row in rows:
+        if row.device is None:
+            continue
+        model = MODELS[row.device.model]
+        for attribute in row.device.attributes:
+            iri = model.attribute_named(attribute.attribute).iri
+            if attribute.time is not None and (pick is None or iri in pick) and not (omit and iri in omit):
+                reads.append(DataRead(attribute.series_id, 1))
+    return reads
