@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from ngsild_lab import link
 from seeded_lab import seed
 from testbed import make_tenant
 
@@ -127,10 +128,17 @@ def test_reads_go_to_the_replica_and_writes_to_the_primary(pair: Pair) -> None:
         stream = client.get(f"{STA}/Datastreams")
         assert stream.status_code == 200 and len(stream.json()["value"]) == 3
         assert client.get("/ngsi-ld/v1/types", headers={"Accept": "application/json"}).status_code == 200
+        entities = client.get("/ngsi-ld/v1/entities", params={"type": "AirQualityObserved"}, headers=link("Environment"))
+        assert entities.status_code == 200 and [e["id"] for e in entities.json()] == [
+            "urn:ngsi-ld:AirQualityObserved:lab:air-042"], entities.text
+        history = client.get("/ngsi-ld/v1/temporal/entities", headers=link("Environment"),
+                             params={"type": "AirQualityObserved", "timerel": "between", "attrs": "no2",
+                                     "timeAt": "2025-03-01T12:00:00Z", "endTimeAt": "2025-03-01T13:00:00Z"})
+        assert history.status_code == 200 and len(history.json()[0]["no2"]) == 2, history.text
         assert client.get("/catalog", headers={"Accept": "text/turtle"}).status_code == 200
         assert client.get("/open/api/overview").status_code == 200
-        assert reads["replica"] == 6 and reads["primary"] == 0, reads
-        assert 'citylab_db_reads_total{server="replica"} 6.0' in client.get("/metrics").text
+        assert reads["replica"] == 8 and reads["primary"] == 0, reads
+        assert 'citylab_db_reads_total{server="replica"} 8.0' in client.get("/metrics").text
         # the reads were audited, on the primary
         with psycopg.connect(pair.primary) as conn:
             audited = conn.execute("SELECT action, rows FROM audit_log WHERE series_id IS NOT NULL"
