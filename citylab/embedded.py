@@ -366,7 +366,8 @@ def start_replica(
     replica has not received, so a replica that was down catches up instead of being
     rebuilt) and a base backup through it (`pg_basebackup -X stream`). Every start tells
     the standby where its primary is now (`primary_conninfo`, with the password in a 0600
-    passfile, never on a command line), so the primary may move to another port.
+    passfile, never on a command line), so the primary may move to another port; a replica
+    cloned from another cluster (the primary was initialised anew) is cloned again.
     Promotion is not done here: see docs/scaling.md.
     """
     bindir = _postgres_bindir()
@@ -378,8 +379,14 @@ def start_replica(
     base.chmod(0o700)
     write_private(passfile, f"{primary.host}:{primary.port}:*:{DB_USER}:{_pgpass_escape(primary.password or '')}\n")
     _hand_over(base, user)
+    system = _system_identifier(primary)
+    cloned = base / "primary.system"   # the primary this replica was cloned from
+    if (data_dir / "PG_VERSION").exists() and _secret(cloned) != system:
+        logger.warning("the replica in %s was cloned from another cluster; cloning the primary again", data_dir)
+        shutil.rmtree(data_dir)
     if not (data_dir / "PG_VERSION").exists():
         _base_backup(bindir, primary, data_dir, slot=slot, passfile=passfile, user=user)
+        write_private(cloned, system + "\n")
     conninfo = (f"host={primary.host} port={primary.port} user={DB_USER} passfile={passfile} "
                 "application_name=citylab-replica")
     server = PostgresServer(
@@ -390,6 +397,13 @@ def start_replica(
     )
     server.start(timeout=timeout)
     return server
+
+
+def _system_identifier(server: PostgresServer) -> str:
+    import psycopg
+
+    with psycopg.connect(server.url_for("postgres"), autocommit=True, connect_timeout=10) as conn:
+        return str(conn.execute("SELECT system_identifier FROM pg_control_system()").fetchone()[0])
 
 
 def _pgpass_escape(value: str) -> str:

@@ -235,3 +235,30 @@ def test_the_supervisor_restarts_the_replica_which_catches_up(cluster: Cluster, 
     _caught_up(pair.primary, pair.replica)
     with psycopg.connect(pair.replica) as conn:
         assert conn.execute("SELECT count(*) FROM devices WHERE device = 'while-away'").fetchone()[0] == 1
+
+
+def test_a_replica_of_another_cluster_is_cloned_again() -> None:
+    """The lab's primary initialised anew (its directory removed): the old replica is not kept
+    as the new one's standby; it is cloned again, and streams."""
+    root = Path(tempfile.mkdtemp(prefix="citylab-reclone-"))
+    root.chmod(0o755)
+    try:
+        first = start_postgres(root, durable=False)
+        port = first.port
+        start_replica(root, first).stop()
+        first.stop()
+        shutil.rmtree(root / "postgres")
+        (root / "postgres.secret").unlink()
+        second = start_postgres(root, port=port, durable=False)
+        replica = start_replica(root, second)
+        try:
+            with psycopg.connect(second.url, autocommit=True) as conn:
+                conn.execute("CREATE TABLE marker (a int)")
+            _caught_up(second.url, replica.url)
+            with psycopg.connect(replica.url) as conn:
+                assert conn.execute("SELECT to_regclass('marker') IS NOT NULL").fetchone()[0]
+        finally:
+            replica.stop()
+            second.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
