@@ -7,7 +7,10 @@ A private PostgreSQL primary and its streaming replica (`citylab.embedded.start_
 ask for pages of `--page` readings of random series (`/v1/series/{id}/readings`) for
 `--seconds`; requests/s counts the answers that were 200. Every request authenticates and is
 audited on the primary; with the replica it also asks the primary for its WAL position and
-reads the page on the replica (api.routing).
+reads the page on the replica (api.routing). One more run, one process on the replica with
+`CITYLAB_REPLICA_MAX_WAIT_MS=0`, shows what waiting for the replay costs: a read finding the
+replica behind goes to the primary at once; one process's /metrics gives the share of reads
+the replica took.
 
 Peer: the same page query straight over psycopg (no HTTP, no API), from as many threads, on
 the primary and on the replica: the ceiling the database sets on this machine.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import threading
@@ -142,10 +146,12 @@ class _SqlClient(_HttpClient):
         return len(queries.read_readings(self.conn, rng.choice(self.sids), start, end, limit=self.page)) > 0
 
 
-def _start_api(primary: str, replica: str | None, workers: int) -> tuple[subprocess.Popen, str]:
+def _start_api(primary: str, replica: str | None, workers: int, *, max_wait_ms: int = 200
+               ) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "CITYLAB_DATABASE_URL": primary, "CITYLAB_API_PORT": str(port),
-           "CITYLAB_API_HOST": "127.0.0.1", "CITYLAB_API_WORKERS": str(workers)}
+           "CITYLAB_API_HOST": "127.0.0.1", "CITYLAB_API_WORKERS": str(workers),
+           "CITYLAB_REPLICA_MAX_WAIT_MS": str(max_wait_ms)}
     env.pop("CITYLAB_MQTT_URL", None)
     env.pop("CITYLAB_DATABASE_REPLICA_URL", None)
     if replica:
@@ -181,21 +187,36 @@ def _stop(proc: subprocess.Popen) -> None:
 
 def measure_api(primary: str, replica: str, key: str, sids: list[int], *, per: int, page: int, clients: int,
                 seconds: float) -> dict:
-    """requests/s of the API with 1 and 2 processes, reading on the primary and on the replica."""
+    """requests/s of the API with 1 and 2 processes, reading on the primary and on the replica;
+    and with 1 process on the replica without waiting for its replay (`CITYLAB_REPLICA_MAX_WAIT_MS=0`:
+    a read finding the replica behind goes to the primary), with the share of reads the replica took."""
     out: dict = {}
-    for workers in (1, 2):
-        for target, replica_url in (("primary", None), ("replica", replica)):
-            proc, base = _start_api(primary, replica_url, workers)
-            try:
-                load = _HttpClient(base, key, sids, per, page)
-                _load(load, clients, 1.0)   # warm: every worker's pools, imports, plans
-                rate, failed = _load(load, clients, seconds)
-            finally:
-                _stop(proc)
-            out[f"api_{workers}_process{'es' if workers > 1 else ''}_on_{target}_requests_per_s"] = round(rate, 1)
-            if failed:
-                out[f"api_{workers}_on_{target}_failed"] = failed
+    runs = [(1, "primary", None, 200), (1, "replica", replica, 200), (1, "replica_no_wait", replica, 0),
+            (2, "primary", None, 200), (2, "replica", replica, 200)]
+    for workers, target, replica_url, wait_ms in runs:
+        proc, base = _start_api(primary, replica_url, workers, max_wait_ms=wait_ms)
+        try:
+            load = _HttpClient(base, key, sids, per, page)
+            _load(load, clients, 1.0)   # warm: every worker's pools, imports, plans
+            before = _reads(base)
+            rate, failed = _load(load, clients, seconds)
+            after = _reads(base)
+        finally:
+            _stop(proc)
+        name = f"api_{workers}_process{'es' if workers > 1 else ''}_on_{target}"
+        out[f"{name}_requests_per_s"] = round(rate, 1)
+        if replica_url and workers == 1:   # one process: its /metrics counts every read
+            done = {k: after.get(k, 0) - before.get(k, 0) for k in ("replica", "primary")}
+            out[f"{name}_share_read_on_replica"] = round(done["replica"] / max(1, sum(done.values())), 3)
+        if failed:
+            out[f"{name}_failed"] = failed
     return out
+
+
+def _reads(base: str) -> dict[str, float]:
+    """The answering process's `citylab_db_reads_total` by server."""
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {m[1]: float(m[2]) for m in re.finditer(r'citylab_db_reads_total\{server="(\w+)"\} (\S+)', text)}
 
 
 def run(args) -> dict:
