@@ -16,6 +16,7 @@ aggregates stay exact, the detectors' learned state sees those readings twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -113,6 +114,13 @@ class Pipeline:
         if dropped:
             self.writer.rolled_back()  # forget the dropped days
         return dropped
+
+    def check_alarms(self, now_us: int | None = None) -> None:
+        """The alert rules' timer (ingest/rules.py): silences, quiet anomalies, device status, in
+        one transaction; raises DatabaseUnavailable when the database is away."""
+        self.rules.refresh()
+        with map_errors("check alarms"), self._conn.transaction():
+            self.rules.tick(self._conn, int(time.time() * 1_000_000) if now_us is None else now_us)
 
     def reconnect(self) -> None:
         """New connections after the database went away (raises DatabaseUnavailable while it is away)."""
@@ -333,7 +341,7 @@ class Pipeline:
                 conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
                 _KIND_NAMES[anomalies.kind],
             )
-            self.rules.apply(conn, result.rule_events)
+            self.rules.apply(conn, result, series_id, time_us, value)
             insert_dead_letters(conn, letters)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.
