@@ -133,6 +133,8 @@ class Pipeline:
         """Physical bounds and detector hyper-parameters (stream.params_for) of new series."""
         if not ids:
             return
+        if hasattr(self, "rules"):
+            self.rules.stale()  # rules scoped to a device, quantity or product may watch them
         known = [QUANTITIES.get(q) for q in quantities]
         low = np.array([k.low if k else -np.inf for k in known], dtype=np.float64)
         high = np.array([k.high if k else np.inf for k in known], dtype=np.float64)
@@ -305,6 +307,7 @@ class Pipeline:
                 dead.append(prepared)
             else:
                 packs.append(prepared)
+        self.rules.refresh()  # at once when the batch made new series
         time_all = np.concatenate([p.time_us for p, _ in packs]) if packs else np.zeros(0, np.int64)
         days = batch_days(time_all)
         if days > self.validator.limits.max_days_per_batch and len(messages) > 1:

@@ -76,6 +76,10 @@ class RuleHook:
         self._device: dict[int, AlertRule] = {}
         self._pending: dict[tuple[int, str, str], tuple[datetime, int]] = {}  # buffer rules: since, depth then
 
+    def stale(self) -> None:
+        """New series exist: reload the rules and their scopes at the next ``refresh``."""
+        self._at = -float("inf")
+
     def refresh(self, *, force: bool = False) -> None:
         """Load the enabled rules of every organisation and their scopes, when due."""
         now = time.monotonic()

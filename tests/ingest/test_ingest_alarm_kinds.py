@@ -50,8 +50,8 @@ def test_anomaly_rule_opens_one_alarm_per_series_and_quiet_clears_it(pipeline, d
                     anomaly_kinds=["out_of_range"], min_score=0.9, clear_s=600, severity="critical")
         create_rule(conn, org=org, name="pm-spikes", kind="anomaly", scope=RuleScope(quantity="pm2_5"),
                     anomaly_kinds=["spike"], min_score=0.5, clear_s=600)
+    # the batch that makes the quantity's series brings them into the rules' scope
     pipeline.commit([_message(org, 0, [12.0, 13.0], BASE_T), _message(org, 1, [12.0], BASE_T, "air-2/pm2_5")])
-    pipeline.rules.refresh(force=True)  # the quantity's series are in scope now
     pipeline.commit([_message(org, 2, [12.0, 1500.0, 1400.0, 12.0], BASE_T + 120)])
     pipeline.commit([_message(org, 3, [1600.0], BASE_T + 600), _message(org, 4, [11.0], BASE_T + 60, "air-2/pm2_5")])
     (alarm,) = _alarms(database, org)
