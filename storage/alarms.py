@@ -24,7 +24,8 @@ from storage.errors import StorageError, map_errors
 __all__ = [
     "ALARM_STATES", "Alarm", "AlarmFilter", "AlertRule", "Channel", "Episode", "Notification", "RuleScope",
     "ScopeNotFound", "SeriesNotFound", "acknowledge_alarm", "alarm_at", "apply_episodes", "claim_due",
-    "create_channel", "create_rule", "list_alarms", "list_channels", "list_rules", "queue_notifications",
+    "create_channel", "create_rule", "delete_series_alarms", "list_alarms", "list_channels", "list_rules",
+    "queue_notifications",
     "record_attempt",
 ]
 
@@ -194,6 +195,18 @@ def list_alarms(
             f" ORDER BY a.opened_at DESC, a.id DESC LIMIT %(limit)s",
             params,
         ).fetchall()
+
+
+def delete_series_alarms(conn: psycopg.Connection, series_ids: list[int]) -> int:
+    """Delete the alarms about these series (with their notifications and attempts), when the
+    series themselves are deleted: alarms of rules scoped wider than one series (a rule on one
+    series keeps its series from deletion); the number of alarms deleted."""
+    with map_errors("delete the alarms of series"), conn.cursor() as cur:
+        cur.execute("DELETE FROM notification_attempts WHERE notification_id IN (SELECT n.id FROM notifications n"
+                    " JOIN alarms a ON a.id = n.alarm_id WHERE a.series_id = ANY(%s))", (series_ids,))
+        cur.execute("DELETE FROM notifications WHERE alarm_id IN (SELECT id FROM alarms WHERE series_id = ANY(%s))",
+                    (series_ids,))
+        return cur.execute("DELETE FROM alarms WHERE series_id = ANY(%s)", (series_ids,)).rowcount
 
 
 # Notification channels and the outbox ---------------------------------------------------
