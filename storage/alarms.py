@@ -146,7 +146,7 @@ def acknowledge_alarm(conn: psycopg.Connection, *, org: str, alarm_id: int, by: 
         if row is None:
             return None
         queue_notifications(cur, [alarm_id], "acknowledged")
-    return list_alarms(conn, org=org, filter=AlarmFilter(alarm_id=alarm_id), limit=1)[0]
+    return list_alarms(conn, org=org, where=AlarmFilter(alarm_id=alarm_id), limit=1)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,19 +166,19 @@ class AlarmFilter:
 
 
 def list_alarms(
-    conn: psycopg.Connection, *, org: str, filter: AlarmFilter = AlarmFilter(), limit: int = 100,
+    conn: psycopg.Connection, *, org: str, where: AlarmFilter = AlarmFilter(), limit: int = 100,
     states: Iterable[str] | None = None, since: datetime | None = None, until: datetime | None = None,
 ) -> list[Alarm]:
-    """Alarms of `org` matching `filter` (`states`, `since` and `until` are short for its parts),
+    """Alarms of `org` matching `where` (`states`, `since` and `until` are short for its parts),
     newest first."""
-    filter = replace(filter, states=tuple(states) if states is not None else filter.states,
-                     since=since or filter.since, until=until or filter.until)
-    if filter.states is not None and not set(filter.states) <= set(ALARM_STATES):
-        raise StorageError(f"alarm states must be among {', '.join(ALARM_STATES)}, got {list(filter.states)}")
+    where = replace(where, states=tuple(states) if states is not None else where.states,
+                    since=since or where.since, until=until or where.until)
+    if where.states is not None and not set(where.states) <= set(ALARM_STATES):
+        raise StorageError(f"alarm states must be among {', '.join(ALARM_STATES)}, got {list(where.states)}")
     if not 1 <= limit <= 100_000:
         raise StorageError("limit must be in [1, 100000]")
-    params = {f.name: getattr(filter, f.name) for f in fields(filter)}
-    params.update(org=org, limit=limit, states=list(filter.states) if filter.states is not None else None)
+    params = {f.name: getattr(where, f.name) for f in fields(where)}
+    params.update(org=org, limit=limit, states=list(where.states) if where.states is not None else None)
     with map_errors("list alarms"), conn.cursor(row_factory=class_row(Alarm)) as cur:
         return cur.execute(
             f"{_ALARM_SELECT} WHERE a.org = %(org)s"

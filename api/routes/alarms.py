@@ -253,7 +253,7 @@ def read_alarms(
 ):
     if start is not None and end is not None and end <= start:
         raise Problem(422, "end must be after start")
-    rows = store.list_alarms(conn, org=principal.org_slug, limit=limit, filter=store.AlarmFilter(
+    rows = store.list_alarms(conn, org=principal.org_slug, limit=limit, where=store.AlarmFilter(
         states=tuple(state) if state else None, since=start, until=end, rule_id=rule_id, kind=kind,
         severity=severity, series_id=series_id, device=device, quantity=quantity))
     if format is not Format.json:

@@ -156,7 +156,7 @@ def test_anomaly_and_silence_alarms_from_a_real_broker(ingest, hook, database, m
         _wait_for(lambda: ("air-1-silent", "open") in notes(), what="the silence alarm")
         assert ("pm-range", "open") in notes()
         with psycopg.connect(database) as conn:
-            (silent,) = list_alarms(conn, org=org, filter=AlarmFilter(kind="silence"))
+            (silent,) = list_alarms(conn, org=org, where=AlarmFilter(kind="silence"))
         assert silent.state == "open" and silent.opened_at.timestamp() == pytest.approx(now - 1 + 4, abs=0.5)
         pack = Pack("boot-1", 1, (Record("air-1/pm2_5", 13.0, time.time(), "ug/m3"),))
         client.publish(up_topic(org, "gw-1"), encode_pack(pack), qos=1).wait_for_publish(10)

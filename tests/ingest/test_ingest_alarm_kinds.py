@@ -39,9 +39,9 @@ def pipeline(database: str, org: str):
     pipe.close()
 
 
-def _alarms(database: str, org: str, **filter) -> list:
+def _alarms(database: str, org: str, **where) -> list:
     with psycopg.connect(database) as conn:
-        return list_alarms(conn, org=org, filter=AlarmFilter(**filter))
+        return list_alarms(conn, org=org, where=AlarmFilter(**where))
 
 
 def test_anomaly_rule_opens_one_alarm_per_series_and_quiet_clears_it(pipeline, database, org) -> None:
@@ -122,3 +122,15 @@ def _now():
     from datetime import datetime, timezone
 
     return datetime.now(timezone.utc)
+
+
+def test_a_threshold_rule_on_a_quantity_opens_one_alarm_per_series(pipeline, database, org) -> None:
+    with psycopg.connect(database) as conn:
+        create_rule(conn, org=org, name="pm25-class", scope=RuleScope(quantity="pm2_5"), on=25.0, off=20.0)
+    pipeline.commit([_message(org, 0, [30.0, 31.0], BASE_T), _message(org, 1, [12.0, 40.0], BASE_T, "air-2/pm2_5")])
+    pipeline.rules.refresh(force=True)  # a reload keeps both episodes
+    pipeline.commit([_message(org, 2, [32.0, 19.0], BASE_T + 120), _message(org, 3, [41.0], BASE_T + 120,
+                                                                             "air-2/pm2_5")])
+    alarms = {(a.device, a.state): a for a in _alarms(database, org)}
+    assert set(alarms) == {("air-1", "cleared"), ("air-2", "open")}
+    assert alarms["air-1", "cleared"].clear_value == 19.0 and alarms["air-2", "open"].open_value == 40.0
