@@ -165,3 +165,47 @@ def test_anomaly_and_silence_alarms_from_a_real_broker(ingest, hook, database, m
         client.loop_stop()
         client.disconnect()
     assert sorted(notes()) == [("air-1-silent", "cleared"), ("air-1-silent", "open"), ("pm-range", "open")]
+
+
+def test_gateway_offline_alarm_from_its_status_messages(ingest, hook, database, mqtt_broker, org) -> None:
+    from psycopg_pool import ConnectionPool
+
+    from api.console.status import StatusListener
+
+    with psycopg.connect(database) as conn:
+        create_rule(conn, org=org, name="gw-offline", kind="device", condition="offline", hold_s=0,
+                    scope=RuleScope(device="gw-1"), severity="critical")
+        create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{hook.server_address[1]}/h",
+                       secret=SECRET)
+    pool = ConnectionPool(database, min_size=1, max_size=2, open=True)
+    listener = StatusListener(mqtt_broker.url, pool)  # the API's listener: retained status into gateway_status
+    listener.start()
+    gateway = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    gateway.connect("127.0.0.1", mqtt_broker.port)
+    gateway.loop_start()
+    topic = f"lab/{org}/gw-1/status"
+
+    def status(state: str) -> None:
+        body = json.dumps({"state": state, "buffer_depth": 0, "time": time.time()}).encode()
+        gateway.publish(topic, body, qos=1, retain=True).wait_for_publish(10)
+
+    def notes() -> list[tuple[str, str]]:
+        return [(p["rule"], p["state"]) for p in (json.loads(b) for _, b in hook.received)]
+
+    try:
+        status("online")
+        status("offline")  # what the broker publishes as the gateway's will
+        _wait_for(lambda: ("gw-offline", "open") in notes(), what="the offline alarm")
+        status("online")
+        _wait_for(lambda: ("gw-offline", "cleared") in notes(), what="the alarm to clear")
+    finally:
+        gateway.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+        gateway.loop_stop()
+        gateway.disconnect()
+        listener.stop()
+        pool.close()
+    with psycopg.connect(database) as conn:
+        (alarm,) = list_alarms(conn, org=org)
+    assert (alarm.kind, alarm.device, alarm.severity, alarm.detail) == ("device", "gw-1", "critical",
+                                                                        {"state": "offline"})
+    assert notes() == [("gw-offline", "open"), ("gw-offline", "cleared")]
