@@ -4,7 +4,8 @@ storage.alarm_conditions) in the transaction of the batch (or of the timer's tic
 alarm commits with the readings that opened it, or not at all.
 
 * **threshold**: one slot of the stream's ``ThresholdRules`` per (rule, series in its scope);
-  its open and clear events become alarms (``apply``).
+  its open and clear events become alarms (``apply``), and the readings that keep an open
+  episode up (beyond ``off``) are counted into its alarm.
 * **anomaly**: the batch's flags of the rule's kinds scoring at least ``min_score`` open one
   alarm per (rule, series), or count into the open one; the tick clears those quiet for
   ``clear_s`` seconds.
@@ -34,6 +35,7 @@ import psycopg
 
 from storage.alarm_conditions import (
     apply_anomalies,
+    extend_alarms,
     clear_device_alarms,
     clear_quiet_anomalies,
     clear_silences,
@@ -141,10 +143,51 @@ class RuleHook:
             keys = [self._slot_key.get(slot) for slot in events.rule_id.tolist()]
             apply_episodes(conn, (Episode(k[0], t, v, o, k[1]) for k, t, v, o in zip(
                 keys, events.time.tolist(), events.value.tolist(), events.opened.tolist()) if k is not None))
+        if series_id.size and len(self._processor.rules):
+            self._extend_thresholds(conn, result, series_id, time_us, value)
         if len(result.anomalies) and self._anomaly:
             self._apply_anomalies(conn, result)
         if self._silent_series.size and series_id.size:
             self._end_silences(conn, series_id, time_us, value)
+
+    def _extend_thresholds(self, conn: psycopg.Connection, result: BatchResult, series_id: np.ndarray,
+                           time_us: np.ndarray, value: np.ndarray) -> None:
+        """Count the batch's readings beyond ``off`` inside an episode (after its open event, before
+        its clear event) into the alarm of that episode."""
+        events = result.rule_events
+        active = set(self._processor.rules.active().tolist())  # slots open after this batch
+        slots = sorted((active | set(events.rule_id.tolist())) & self._specs.keys())
+        if not slots:
+            return
+        specs = [self._specs[k] for k in slots]
+        sel = np.isin(series_id, np.array([spec[0] for spec in specs], np.int32))
+        if not sel.any():
+            return
+        sid, t, v = series_id[sel], time_us[sel], value[sel]
+        cols: dict[str, list] = {"rule_id": [], "series_id": [], "last_us": [], "last_value": [], "hits": []}
+        for slot, (s, _, off, _, above) in zip(slots, specs):
+            mine = events.rule_id == slot  # this slot's events, in time order
+            e_time, e_open = events.time[mine], events.opened[mine]
+            m = (sid == s) & ((v > off) if above else (v < off))
+            if not m.any():
+                continue
+            rt, rv = t[m], v[m]
+            last = np.searchsorted(e_time, rt, side="right") - 1  # the newest event at or before each reading
+            before = (slot in active) != bool(e_time.size % 2)  # open before the batch (events alternate)
+            if e_time.size:
+                at = np.maximum(last, 0)
+                inside = np.where(last >= 0, e_open[at] & (rt > e_time[at]), before)
+            else:
+                inside = np.full(rt.size, before)
+            for episode in np.unique(last[inside]):  # the readings of each episode the batch touched
+                k = inside & (last == episode)
+                newest = int(np.argmax(np.where(k, rt, np.iinfo(np.int64).min)))
+                cols["rule_id"].append(self._slot_key[slot][0])
+                cols["series_id"].append(s)
+                cols["last_us"].append(int(rt[newest]))
+                cols["last_value"].append(float(rv[newest]))
+                cols["hits"].append(int(k.sum()))
+        extend_alarms(conn, **cols)
 
     def _apply_anomalies(self, conn: psycopg.Connection, result: BatchResult) -> None:
         a = result.anomalies  # sorted by (series, time)

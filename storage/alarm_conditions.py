@@ -1,6 +1,9 @@
 """The episodes of anomaly, silence and device rules (migration 0015) as alarms, in the
 caller's transaction; each state change queues its notifications (``storage.alarms``).
 
+* **threshold**: ``extend_alarms`` counts a batch's readings that keep an open episode up into its
+  alarm (``hits``, ``last_at``, the newest value); the episodes themselves are
+  ``storage.alarms.apply_episodes``.
 * **anomaly**: ``apply_anomalies`` opens one alarm per (rule, series) at the first matching flag
   of a batch, or, when one is open, counts the batch's flags into it (``hits``, ``last_at``, the
   peak score); ``clear_quiet_anomalies`` clears those whose newest flag is ``clear_s`` old.
@@ -23,7 +26,7 @@ import psycopg
 from storage.alarms import queue_notifications
 from storage.errors import map_errors
 
-__all__ = ["apply_anomalies", "clear_device_alarms", "clear_quiet_anomalies", "clear_silences",
+__all__ = ["apply_anomalies", "clear_device_alarms", "clear_quiet_anomalies", "clear_silences", "extend_alarms",
            "open_alarm_keys", "open_device_alarms", "open_silences"]
 
 _US = "('epoch'::timestamptz + x.{} * interval '1 microsecond')"
@@ -62,6 +65,24 @@ def apply_anomalies(
         opened = [r[0] for r in rows if r[1]]
         queue_notifications(cur, opened, "open")
     return opened
+
+
+def extend_alarms(conn: psycopg.Connection, *, rule_id: Sequence[int], series_id: Sequence[int],
+                  last_us: Sequence[int], last_value: Sequence[float], hits: Sequence[int]) -> None:
+    """Count readings that kept episodes up into their alarms: per (rule, series, episode) the newest
+    one's time and value and their number, into the alarm of (rule, series) opened last at or before
+    that time (ignored when not newer than what the alarm has)."""
+    if not len(rule_id):
+        return
+    with map_errors("extend alarms"), conn.cursor() as cur:
+        cur.execute(
+            f"UPDATE alarms a SET last_at = {_US.format('last')}, hits = a.hits + x.hits, updated_at = now(),"
+            f" detail = a.detail || jsonb_build_object('last_value', x.v)"
+            f" FROM unnest(%s::bigint[], %s::int[], %s::bigint[], %s::float8[], %s::int[]) AS x(rule, sid, last, v, hits)"
+            f" WHERE a.id = (SELECT b.id FROM alarms b WHERE b.rule_id = x.rule AND b.series_id = x.sid"
+            f"  AND b.opened_at <= {_US.format('last')} ORDER BY b.opened_at DESC LIMIT 1)"
+            f" AND {_US.format('last')} > coalesce(a.last_at, a.opened_at)",
+            (_ints(rule_id), _ints(series_id), _ints(last_us), list(map(float, last_value)), _ints(hits)))
 
 
 def clear_quiet_anomalies(conn: psycopg.Connection) -> list[int]:

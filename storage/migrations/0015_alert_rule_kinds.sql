@@ -47,3 +47,4 @@ DROP INDEX alarms_one_episode_per_rule;
 CREATE UNIQUE INDEX alarms_one_episode ON alarms (rule_id, series_id, device_org, device) NULLS NOT DISTINCT
     WHERE state <> 'cleared';
 CREATE INDEX alarms_org_state ON alarms (org, state) WHERE state <> 'cleared';
+CREATE INDEX alarms_rule_series ON alarms (rule_id, series_id, opened_at DESC);  -- an episode's alarm by time

@@ -134,3 +134,6 @@ def test_a_threshold_rule_on_a_quantity_opens_one_alarm_per_series(pipeline, dat
     alarms = {(a.device, a.state): a for a in _alarms(database, org)}
     assert set(alarms) == {("air-1", "cleared"), ("air-2", "open")}
     assert alarms["air-1", "cleared"].clear_value == 19.0 and alarms["air-2", "open"].open_value == 40.0
+    kept = alarms["air-2", "open"]  # updated while the condition lasts
+    assert kept.hits == 2 and kept.last_at.timestamp() == BASE_T + 120 and kept.detail == {"last_value": 41.0}
+    assert alarms["air-1", "cleared"].hits == 3  # 30, 31 and 32; 19 cleared it
