@@ -156,8 +156,8 @@ def _set_usernames(url: str, org: str, credentials: dict[str, tuple[str, str]]) 
     from storage.tenants import set_mqtt_username
 
     with connect(url) as conn:
-        for device, (username, _) in credentials.items():
-            set_mqtt_username(conn, org=org, device=device, username=username)
+        for device, (username, password) in credentials.items():
+            set_mqtt_username(conn, org=org, device=device, username=username, password=password)
         conn.commit()
 
 
