@@ -18,6 +18,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from testbed import DynsecBroker, make_tenant
 
 from citylab.broker_security import DynSec, url_with_credentials
+from citylab.probes import probe_ingest
 from citylab.settings import Settings
 from ingest import IngestOptions, IngestService
 from protocol.lorawan import LORAWAN_FILTERS
@@ -137,7 +138,8 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
     creds = admin.create_device(org, "d-1")
     service = IngestService(IngestOptions(
         database_url=testbed_settings.database_url, client_id=creds.client_id, batch_max_age_ms=50,
-        mqtt_url=url_with_credentials(dynsec.url, creds.username, creds.password), filters=LORAWAN_FILTERS))
+        mqtt_url=url_with_credentials(dynsec.url, creds.username, creds.password), filters=LORAWAN_FILTERS,
+        metrics_port=0))
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
@@ -150,6 +152,12 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
         assert all("authori" in code.lower() for code in service.client.refused_subscriptions.values())
         assert not service.client.connected.is_set()
         assert service.metrics.registry.get_sample_value("citylab_subscriptions_refused") == len(LORAWAN_FILTERS)
+        # `citylab status` and /health read the same probe: ingest is down, naming each refusal
+        health = probe_ingest(f"http://127.0.0.1:{service.metrics.port}/metrics")
+        assert health.up is False and "v3/+/devices/+/up" in health.detail
+        assert {(r["server"], r["filter"]) for r in health.refused_subscriptions} == {
+            ("broker", f) for f in LORAWAN_FILTERS}
+        assert all(r["reason"] == "Not authorized" for r in health.refused_subscriptions)
     finally:
         stop.set()
         thread.join(15)
