@@ -125,16 +125,31 @@ def read_integrations(conn: ConnDep, principal: ProviderDep) -> list[Integration
     return [_public(i) for i in list_integrations(conn, org=principal.org_slug)]
 
 
-@router.post("/{integration_id}/{verb}", response_model=IntegrationPublic, response_model_exclude_none=True,
-             responses=problem_responses(401, 403, 404, 422, 503),
-             summary="Disable an integration (ingest stops taking its uplinks within seconds) or enable it again")
-def update_integration_enabled(integration_id: Annotated[int, Path(ge=1)],
-                               verb: Annotated[Literal["disable", "enable"], Path()],
-                               request: Request, conn: ConnDep, principal: ProviderDep) -> IntegrationPublic:
+def _set_enabled(request: Request, conn, principal, integration_id: int, *, enabled: bool) -> IntegrationPublic:
     found = enable_integration(conn, request.app.state.dynsec, integration_id, org=principal.org_slug,
-                               enabled=verb == "enable")
+                               enabled=enabled)
     if found is None:
         raise Problem(404, f"your organisation has no integration {integration_id}")
-    record_change(conn, actor=actor(principal), action=f"integration.{verb}", org_id=principal.org_id,
-                  key_id=principal.key_id, owner_org=principal.org_id, detail={"integration": found.id})
+    record_change(conn, actor=actor(principal), action=f"integration.{'enable' if enabled else 'disable'}",
+                  org_id=principal.org_id, key_id=principal.key_id, owner_org=principal.org_id,
+                  detail={"integration": found.id})
     return _public(found)
+
+
+IntegrationId = Annotated[int, Path(ge=1, description="The integration's id.")]
+
+
+@router.post("/{integration_id}/disable", response_model=IntegrationPublic, response_model_exclude_none=True,
+             responses=problem_responses(401, 403, 404, 422, 503),
+             summary="Disable an integration: ingest stops taking its uplinks within seconds")
+def disable_integration(integration_id: IntegrationId, request: Request, conn: ConnDep,
+                        principal: ProviderDep) -> IntegrationPublic:
+    """Its broker login is disabled too; ingest drops its connection to a subscribed server."""
+    return _set_enabled(request, conn, principal, integration_id, enabled=False)
+
+
+@router.post("/{integration_id}/enable", response_model=IntegrationPublic, response_model_exclude_none=True,
+             responses=problem_responses(401, 403, 404, 422, 503), summary="Enable an integration again")
+def enable_integration_again(integration_id: IntegrationId, request: Request, conn: ConnDep,
+                             principal: ProviderDep) -> IntegrationPublic:
+    return _set_enabled(request, conn, principal, integration_id, enabled=True)
