@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -210,10 +213,12 @@ def test_ingest_subscribes_to_the_things_stack(database: str, mqtt_broker, org: 
     assert _readings(database, other.slug) == []
 
 
-def test_a_refused_subscription_makes_health_degraded(database: str, mqtt_broker, org: str, tts) -> None:
+def test_a_refused_subscription_makes_health_degraded(database: str, mqtt_broker, org: str, tts,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
     """The server lets the API key read uplinks but not location events: SUBACK refuses one filter;
-    /health (through ingest's metrics) is 503 and names the integration, the filter and the reason.
-    A wrong API key is a refused connection, named the same way."""
+    ingest logs it, and /health and `citylab status` (through ingest's metrics) say ingest is down,
+    naming the integration, the filter and the reason. A wrong API key is a refused connection,
+    named the same way."""
     server, admin = tts
     city = make_tenant(database, name=f"Weak {secrets.token_hex(3)}", kind="provider")
     app = f"weak-{secrets.token_hex(3)}"
@@ -245,6 +250,14 @@ def test_a_refused_subscription_makes_health_degraded(database: str, mqtt_broker
         assert by_filter[location]["server"] == f"integration-{weak['id']}"
         assert by_filter[location]["reason"] in ("Unspecified error", "Failure")  # MQTT 3.1.1 SUBACK 0x80
         assert by_filter[f"v3/{wrong}@city/devices/+/up"]["reason"].startswith("connection refused: ")
+        assert f"refused subscriptions (SUBACK): {location}" in caplog.text
+        status = subprocess.run([sys.executable, "-m", "citylab", "status", "--json"], capture_output=True, text=True,
+                                timeout=60, env={**os.environ, "CITYLAB_DATABASE_URL": database,
+                                                 "CITYLAB_INGEST_METRICS_URL": metrics_url})
+        assert status.returncode == 1, status.stderr
+        report = json.loads(status.stdout)
+        assert report["health"] == "degraded" and report["components"]["ingest"]["up"] is False
+        assert location in {r["filter"] for r in report["components"]["ingest"]["refused_subscriptions"]}
     finally:
         stop.set()
         thread.join(15)
