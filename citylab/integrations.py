@@ -159,7 +159,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     create.add_argument("--kind", required=True, choices=["tts", "chirpstack"])
     create.add_argument("--application-id", required=True)
     create.add_argument("--tenant-id", default="", help="The Things Stack tenant id ('' on The Things Network)")
-    create.add_argument("--server-url", help="The Things Stack MQTT server, e.g. mqtts://eu1.cloud.thethings.network:8883")
+    create.add_argument("--server-url",
+                        help="The Things Stack MQTT server, e.g. mqtts://eu1.cloud.thethings.network:8883")
     create.add_argument("--server-username", help="its username, {application id}@{tenant id}")
     create.add_argument("--api-key-file", help="a file holding the API key ('-': standard input)")
     create.add_argument("--json", action="store_true")

@@ -52,7 +52,8 @@ class ServerLogin:
     api_key: str = field(repr=False)
 
 
-_COLUMNS = "id, org, kind, application_id, tenant_id, mqtt_username, enabled, created_at, mode, server_url, server_username"
+_COLUMNS = ("id, org, kind, application_id, tenant_id, mqtt_username, enabled, created_at,"
+            " mode, server_url, server_username")
 
 
 def integration_filter(kind: str, application_id: str, tenant_id: str = "") -> str:

@@ -139,7 +139,8 @@ async def create_ingest(request: Request, conn: ConnDep,
     found = _device_of(conn, request.headers.get("authorization", ""))
     if found is None:
         return problem_response(401, "a device token (Authorization: Bearer cld_...) or the device's broker login "
-                                     "(HTTP Basic) is required", headers={"WWW-Authenticate": 'Bearer, Basic realm="citylab"'})
+                                     "(HTTP Basic) is required",
+                                headers={"WWW-Authenticate": 'Bearer, Basic realm="citylab"'})
     org, device = found
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:

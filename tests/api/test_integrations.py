@@ -200,7 +200,8 @@ def test_chirpstack_documentation_events_through_its_integration_login(
     with psycopg.connect(url) as conn:
         register_device(conn, org=city.slug, device="test-device", kind="lora")
         set_dev_eui(conn, "test-device", "0101010101010101", org=city.slug)
-    created = testbed_app.post("/v1/integrations", headers=city.headers, json={"kind": "chirpstack", "application_id": app})
+    created = testbed_app.post("/v1/integrations", headers=city.headers,
+                               json={"kind": "chirpstack", "application_id": app})
     assert created.status_code == 201, created.text
     mqtt = created.json()["mqtt"]
     info = {"tenantId": "52f14cd4-c6f1-4fbd-8f87-4025e1d49242", "tenantName": "ChirpStack", "applicationId": app,
