@@ -7,14 +7,11 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import threading
 
-import paho.mqtt.client as paho
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from paho.mqtt.enums import CallbackAPIVersion
-from testbed import DynsecBroker, make_tenant
+from testbed import DynsecBroker, broker_accepts, make_tenant
 
 pytestmark = pytest.mark.slow
 
@@ -30,27 +27,6 @@ def _ingest(client: TestClient, auth: dict[str, str], pack: list[dict]):
                        headers={**auth, "Content-Type": "application/senml+json"})
 
 
-def _broker_accepts(broker: DynsecBroker, username: str, password: str, client_id: str) -> bool:
-    answered = threading.Event()
-    codes: list = []
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        codes.append(reason_code)
-        answered.set()
-
-    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
-    client.username_pw_set(username, password)
-    client.on_connect = on_connect
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        assert answered.wait(10), "no CONNACK"
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    return not codes[0].is_failure
-
-
 def test_a_device_posts_with_its_broker_login(testbed_app: TestClient, dynsec: DynsecBroker) -> None:
     url = testbed_app.app.state.settings.database_url
     tenant = make_tenant(url, name=f"Basic {secrets.token_hex(3)}", kind="provider")
@@ -58,7 +34,7 @@ def test_a_device_posts_with_its_broker_login(testbed_app: TestClient, dynsec: D
                             json={"device": "air-1", "sensors": [{"quantity": "temperature", "unit": "Cel"}]})
     assert made.status_code == 201, made.text
     mqtt = made.json()["mqtt"]
-    assert _broker_accepts(dynsec, mqtt["username"], mqtt["password"], mqtt["client_id"])
+    assert broker_accepts(dynsec.host, dynsec.port, mqtt["username"], mqtt["password"], mqtt["client_id"])
 
     pack = [{"bn": "air-1/", "bt": T0, "n": "temperature", "u": "Cel", "v": 21.5}]
     answer = _ingest(testbed_app, _basic(mqtt["username"], mqtt["password"]), pack)
@@ -77,8 +53,8 @@ def test_a_device_posts_with_its_broker_login(testbed_app: TestClient, dynsec: D
     assert rotated.status_code == 200, rotated.text
     new = rotated.json()["mqtt"]["password"]
     assert _ingest(testbed_app, _basic(mqtt["username"], mqtt["password"]), pack).status_code == 401
-    assert not _broker_accepts(dynsec, mqtt["username"], mqtt["password"], mqtt["client_id"])
-    assert _broker_accepts(dynsec, mqtt["username"], new, mqtt["client_id"])
+    assert not broker_accepts(dynsec.host, dynsec.port, mqtt["username"], mqtt["password"], mqtt["client_id"])
+    assert broker_accepts(dynsec.host, dynsec.port, mqtt["username"], new, mqtt["client_id"])
     second = [{"bn": "air-1/", "bt": T0 + 1, "n": "temperature", "u": "Cel", "v": 22.0}]
     assert _ingest(testbed_app, _basic(mqtt["username"], new), second).status_code == 201
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
-from testbed import DynsecBroker, make_tenant
+from testbed import DynsecBroker, broker_accepts, make_tenant
 
 from citylab.broker_security import DynSec, url_with_credentials
 from citylab.probes import probe_ingest
@@ -185,9 +185,28 @@ def test_cli_creates_an_integration(testbed_settings: Settings, dynsec: DynsecBr
         assert _puback(client, "application/0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b/device/0004a30b001c0530/event/status",
                        b"{}") < 128
         assert _puback(client, "v3/city-air@city/devices/node-1/up", b"{}") == 135
+        # disabled: the integration and its broker login
+        done = subprocess.run([sys.executable, "-m", "citylab", "integration", "disable", "--org", tenant.slug,
+                               "--id", str(out["id"])], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "disabled" in done.stdout, done.stderr
     finally:
         client.loop_stop()
         client.disconnect()
+    assert not broker_accepts(dynsec.host, dynsec.port, out["mqtt"]["username"], out["mqtt"]["password"],
+                              out["mqtt"]["client_id"])
+    # subscribe mode: the API key from standard input, never printed
+    key = "NNSXS." + secrets.token_hex(16)
+    done = subprocess.run([sys.executable, "-m", "citylab", "integration", "create", "--org", tenant.slug,
+                           "--kind", "tts", "--application-id", "cli-air", "--tenant-id", "ttn", "--json",
+                           "--server-url", "mqtts://eu1.cloud.thethings.network:8883",
+                           "--server-username", "cli-air@ttn", "--api-key-file", "-"],
+                          env=env, input=key + "\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    assert made["mode"] == "subscribe" and "mqtt" not in made and key not in done.stdout
+    with psycopg.connect(testbed_settings.database_url) as conn:
+        assert conn.execute("SELECT api_key FROM integration_secrets WHERE integration_id = %s",
+                            (made["id"],)).fetchone() == (key,)
 
 
 def test_chirpstack_documentation_events_through_its_integration_login(
