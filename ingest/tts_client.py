@@ -71,6 +71,7 @@ class ServerClient:
             client.tls_set()
         client.reconnect_delay_set(min_delay=1, max_delay=60)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -85,6 +86,9 @@ class ServerClient:
                          self.address.port, self.login.integration.server_username, reason_code)
             return
         _, self._subscribe_mid = client.subscribe([(f, 0) for f in self.filters])
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        logger.warning("%s: cannot reach %s:%d; retrying", self.server, self.address.host, self.address.port)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         if mid != self._subscribe_mid:
