@@ -5,7 +5,9 @@ and `citylab status`.
     broker    an MQTT CONNECT answered by a CONNACK, whatever its reason code: a broker
               that refuses an anonymous probe is up
     ingest    its Prometheus endpoint answers; its lag (`citylab_ingest_lag_seconds`) and
-              broker connection (`citylab_broker_connected`) are read from it when it has them
+              broker connection (`citylab_broker_connected`) are read from it when it has them;
+              several workers (`citylab up --ingest-workers N`) are ingest-1 ... ingest-N, each a
+              core component of its own
 
 A probe never raises: it returns a `ComponentHealth` saying up or down and why.
 """
@@ -20,12 +22,12 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-__all__ = ["CORE", "ComponentHealth", "add_supervised", "healthy", "probe_broker", "probe_ingest"]
+__all__ = ["CORE", "ComponentHealth", "add_supervised", "healthy", "is_core", "probe_broker", "probe_ingest"]
 
 PROBE_TIMEOUT_S = 2.0
 
-# the components whose absence makes the lab unhealthy (503); the demo's simulators and
-# edge agents are listed, but do not count
+# the components whose absence makes the lab unhealthy (503), with every ingest worker
+# `ingest-<n>` (is_core); the demo's simulators and edge agents are listed, but do not count
 CORE = frozenset({"database", "broker", "ingest", "api"})
 # the supervisor's names for the servers it runs, and the component each one is
 SUPERVISED_AS = {"postgres": "database", "mosquitto": "broker"}
@@ -47,7 +49,7 @@ class ComponentHealth:
         out: dict = {"up": self.up}
         if self.detail:
             out["detail"] = self.detail
-        if self.name == "ingest":
+        if _is_ingest(self.name):
             out["lag_seconds"] = self.lag_seconds
             out["broker_connected"] = self.broker_connected
         return out
@@ -82,14 +84,23 @@ def _read_exactly(sock: socket.socket, size: int, *, deadline: float) -> bytes:
     return data
 
 
-def probe_ingest(metrics_url: str, *, timeout: float = PROBE_TIMEOUT_S) -> ComponentHealth:
+def is_core(name: str) -> bool:
+    return name in CORE or _is_ingest(name)
+
+
+def _is_ingest(name: str) -> bool:
+    """`ingest`, or one worker of several: `ingest-1`, `ingest-2`, ..."""
+    return name == "ingest" or (name.startswith("ingest-") and name[len("ingest-"):].isdigit())
+
+
+def probe_ingest(metrics_url: str, *, timeout: float = PROBE_TIMEOUT_S, name: str = "ingest") -> ComponentHealth:
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
         with urllib.request.urlopen(metrics_url, timeout=timeout) as response:  # noqa: S310 - our own setting
             text = response.read().decode()
     except (OSError, urllib.error.URLError) as exc:
-        return ComponentHealth("ingest", False, f"its metrics at {metrics_url} do not answer: "
+        return ComponentHealth(name, False, f"its metrics at {metrics_url} do not answer: "
                                                 f"{getattr(exc, 'reason', exc)}")
     values: dict[str, float] = {}
     try:
@@ -97,14 +108,14 @@ def probe_ingest(metrics_url: str, *, timeout: float = PROBE_TIMEOUT_S) -> Compo
             for sample in family.samples:
                 values.setdefault(sample.name, sample.value)
     except ValueError as exc:
-        return ComponentHealth("ingest", False, f"unreadable metrics at {metrics_url}: {exc}")
+        return ComponentHealth(name, False, f"unreadable metrics at {metrics_url}: {exc}")
     lag = values.get("citylab_ingest_lag_seconds")
     connected = values.get("citylab_broker_connected")
     connected_flag = None if connected is None else connected >= 1
     if connected_flag is False:
-        return ComponentHealth("ingest", False, "ingest runs but is not connected to the broker",
+        return ComponentHealth(name, False, f"{name} runs but is not connected to the broker",
                                lag_seconds=lag, broker_connected=False)
-    return ComponentHealth("ingest", True, lag_seconds=lag, broker_connected=connected_flag)
+    return ComponentHealth(name, True, lag_seconds=lag, broker_connected=connected_flag)
 
 
 def add_supervised(components: dict[str, dict], snapshot: dict[str, dict] | None) -> dict[str, dict]:
@@ -117,4 +128,4 @@ def add_supervised(components: dict[str, dict], snapshot: dict[str, dict] | None
 
 
 def healthy(components: dict[str, dict]) -> bool:
-    return all(entry.get("up") for name, entry in components.items() if name in CORE)
+    return all(entry.get("up") for name, entry in components.items() if is_core(name))
