@@ -14,7 +14,9 @@ figures):
   until the last reading is committed. Each run ends with the ledger check of the
   ingest benchmark (`lost`, `duplicated`: must be 0) and counts the anomalies the
   detectors flagged on the clean signal (each worker's detector sees only its share of
-  a device's packs: docs/scaling.md). The peer is the single worker of the same run.
+  a device's packs: docs/scaling.md). `lock_wait_share` is the share of the sampled
+  moments (every 20 ms) at which a worker's running statement waited for a lock another
+  worker's transaction held: the coordination. The peer is the single worker of the same run.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ from storage.registry import register_device
 __all__ = ["PARTS", "add_arguments", "run"]
 
 READINGS = 100
+# sampled every 20 ms while the workers drain: their transactions running, and those of
+# them waiting for a lock another worker's transaction holds (the coordination)
+_LOCK_WAITS = ("SELECT count(*) FILTER (WHERE state = 'active'),"
+               " count(*) FILTER (WHERE state = 'active' AND wait_event_type = 'Lock')"
+               " FROM pg_stat_activity WHERE application_name = 'citylab-ingest' AND datname = current_database()")
 
 
 def add_arguments(parser) -> None:
@@ -112,8 +119,12 @@ def _ingest_part(args, pg: PostgresServer, broker: MosquittoServer, root: Path) 
         start = time.perf_counter()
         before = _stored(url)
         deadline = start + 900
-        while _stored(url) < expected and time.perf_counter() < deadline:
-            time.sleep(0.02)
+        active = waiting = 0
+        with psycopg.connect(url, autocommit=True) as watch:
+            while _stored(url) < expected and time.perf_counter() < deadline:
+                busy, blocked = watch.execute(_LOCK_WAITS).fetchone()
+                active, waiting = active + busy, waiting + blocked
+                time.sleep(0.02)
         elapsed = time.perf_counter() - start
         time.sleep(1.0)  # anything extra (duplicates) would arrive now
         workers.stop()
@@ -121,7 +132,8 @@ def _ingest_part(args, pg: PostgresServer, broker: MosquittoServer, root: Path) 
         with psycopg.connect(url) as conn:
             anomalies = dict(conn.execute("SELECT kind, count(*) FROM anomalies GROUP BY 1").fetchall())
         runs[n] = {"readings_per_s": round((expected - before) / elapsed), "timed_readings": expected - before,
-                   "lost": lost, "duplicated": duplicated, "anomalies_flagged": anomalies}
+                   "lost": lost, "duplicated": duplicated, "anomalies_flagged": anomalies,
+                   "lock_wait_share": round(waiting / active, 3) if active else None}
     single = runs.get(1, {}).get("readings_per_s")
     return {
         "readings": expected,

@@ -17,17 +17,15 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import paho.mqtt.client as paho
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import DynSec
+from lab_probes import health_if, read_json, wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
 from storage.registry import register_device
@@ -36,31 +34,6 @@ from storage.tenants import ensure_org, set_mqtt_username
 pytestmark = pytest.mark.slow
 
 ORG, GATEWAY = "scale", "gw-scale"
-
-
-def _wait(probe: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.1)
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _health(api_url: str, status: int) -> dict | None:
-    try:
-        response = httpx.get(f"{api_url}/health", timeout=15)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == status else None
 
 
 def _stored(database_url: str) -> int:
@@ -74,7 +47,7 @@ def _up(home: Path, workers: int, log: Path) -> tuple[subprocess.Popen, dict]:
         env.pop(key, None)
     lab = subprocess.Popen([sys.executable, "-m", "citylab", "up", "--ingest-workers", str(workers)], env=env,
                            stdout=log.open("a"), stderr=subprocess.STDOUT)
-    state = _wait(lambda: _json(home / "lab.json"), 120, "the lab to start")
+    state = wait(lambda: read_json(home / "lab.json"), 120, "the lab to start")
     return lab, state
 
 
@@ -120,36 +93,36 @@ def test_two_ingest_workers_are_two_supervised_components_with_their_own_logins(
     try:
         lab, state = _up(home, 2, log)
         api_url = state["api_url"]
-        health = _wait(lambda: _health(api_url, 200), 60, "/health to say 200")
+        health = wait(lambda: health_if(api_url, 200), 60, "/health to say 200")
         for name in ("ingest-1", "ingest-2"):
             assert health["components"][name]["up"] and health["components"][name]["broker_connected"], health
         assert "ingest" not in health["components"]
-        logins = _json(home / "ingest-logins.json")
+        logins = read_json(home / "ingest-logins.json")
         assert set(logins) == {"citylab-ingest-1", "citylab-ingest-2"} and all(v["shared"] for v in logins.values())
         broker_log = (home / "mosquitto" / "mosquitto.log").read_text()
         ids = set(re.findall(r"New client connected .* as (citylab-ingest-\d-\S+) ", broker_log))
         assert {i.split("-")[2] for i in ids} == {"1", "2"}, ids  # two workers, a client id each
 
         _publish(home, state, 0, 40)
-        _wait(lambda: _stored(state["database_url"]) == 40, 60, "the 40 packs")
+        wait(lambda: _stored(state["database_url"]) == 40, 60, "the 40 packs")
 
-        pid = _json(home / "supervisor.json")["components"]["ingest-2"]["pid"]
+        pid = read_json(home / "supervisor.json")["components"]["ingest-2"]["pid"]
         os.kill(pid, signal.SIGKILL)
-        down = _wait(lambda: _health(api_url, 503), 60, "/health to say 503")
+        down = wait(lambda: health_if(api_url, 503), 60, "/health to say 503")
         assert down["components"]["ingest-2"]["up"] is False and down["components"]["ingest-1"]["up"], down
-        back = _wait(lambda: _health(api_url, 200), 60, "/health to say 200 again")
+        back = wait(lambda: health_if(api_url, 200), 60, "/health to say 200 again")
         assert back["components"]["ingest-2"]["restarts"] == 1 and back["components"]["ingest-1"]["restarts"] == 0
         _publish(home, state, 40, 40)
-        _wait(lambda: _stored(state["database_url"]) == 80, 60, "the next 40 packs")
+        wait(lambda: _stored(state["database_url"]) == 80, 60, "the next 40 packs")
         _down(lab)
 
         # one worker again: the two retired sessions end, the single worker takes everything
         lab, state = _up(home, 1, log)
-        _wait(lambda: _health(state["api_url"], 200), 60, "/health to say 200")
-        assert set(_json(home / "ingest-logins.json")) == {"citylab-ingest"}
+        wait(lambda: health_if(state["api_url"], 200), 60, "/health to say 200")
+        assert set(read_json(home / "ingest-logins.json")) == {"citylab-ingest"}
         assert log.read_text().count("ended the broker session of the retired ingest worker") == 2
         _publish(home, state, 80, 40)
-        _wait(lambda: _stored(state["database_url"]) == 120, 60, "the packs of the single worker")
+        wait(lambda: _stored(state["database_url"]) == 120, 60, "the packs of the single worker")
     finally:
         if lab is not None:
             _down(lab)
