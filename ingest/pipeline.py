@@ -41,6 +41,7 @@ from storage.packs import (
     insert_dead_letters,
 )
 from storage.gdpr import apply_series_retention, erased_ranges, erased_readings
+from storage.ngsild.changes import record_device_changes
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.typed import insert_typed_readings
@@ -327,6 +328,8 @@ class Pipeline:
             result = self._process(messages, fresh, series_id, time_us, value)
             readings = self.writer.write_readings(conn, series_id, time_us, value)
             readings += _write_typed(conn, stored)
+            if stored:   # the outbox of NGSI-LD subscriptions: notified after this commit
+                record_device_changes(conn, np.concatenate([ids for _, ids in stored]))
             self.writer.merge_aggregates(conn, result.aggregates)
             anomalies = result.anomalies
             self.writer.insert_anomalies(
