@@ -1,15 +1,18 @@
-"""What the tests of a running `citylab up` wait on: a condition, the lab's JSON files, /health."""
+"""What the tests of a running `citylab up` wait on (a condition, the lab's JSON files, /health),
+and how they stop it."""
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-__all__ = ["health_if", "read_json", "wait"]
+__all__ = ["health_if", "read_json", "stop_lab", "wait"]
 
 
 def wait(probe: Callable[[], object], timeout: float, what: str) -> object:
@@ -38,3 +41,13 @@ def health_if(api_url: str, status: int) -> dict | None:
     except httpx.HTTPError:
         return None
     return response.json() if response.status_code == status else None
+
+
+def stop_lab(lab: subprocess.Popen, *, timeout: float = 60.0) -> None:
+    """Ctrl-C, as a user stops it; killed when it does not stop within `timeout`."""
+    lab.send_signal(signal.SIGINT)
+    try:
+        lab.wait(timeout)
+    except subprocess.TimeoutExpired:
+        lab.kill()
+        lab.wait()

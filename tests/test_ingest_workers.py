@@ -25,7 +25,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import DynSec
-from lab_probes import health_if, read_json, wait
+from lab_probes import health_if, read_json, stop_lab, wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
 from storage.registry import register_device
@@ -49,15 +49,6 @@ def _up(home: Path, workers: int, log: Path) -> tuple[subprocess.Popen, dict]:
                            stdout=log.open("a"), stderr=subprocess.STDOUT)
     state = wait(lambda: read_json(home / "lab.json"), 120, "the lab to start")
     return lab, state
-
-
-def _down(lab: subprocess.Popen) -> None:
-    lab.send_signal(signal.SIGINT)
-    try:
-        lab.wait(60)
-    except subprocess.TimeoutExpired:
-        lab.kill()
-        lab.wait()
 
 
 def _publish(home: Path, state: dict, first: int, count: int) -> None:
@@ -114,7 +105,7 @@ def test_two_ingest_workers_are_two_supervised_components_with_their_own_logins(
         assert back["components"]["ingest-2"]["restarts"] == 1 and back["components"]["ingest-1"]["restarts"] == 0
         _publish(home, state, 40, 40)
         wait(lambda: _stored(state["database_url"]) == 80, 60, "the next 40 packs")
-        _down(lab)
+        stop_lab(lab)
 
         # one worker again: the two retired sessions end, the single worker takes everything
         lab, state = _up(home, 1, log)
@@ -125,5 +116,5 @@ def test_two_ingest_workers_are_two_supervised_components_with_their_own_logins(
         wait(lambda: _stored(state["database_url"]) == 120, 60, "the packs of the single worker")
     finally:
         if lab is not None:
-            _down(lab)
+            stop_lab(lab)
         shutil.rmtree(home, ignore_errors=True)

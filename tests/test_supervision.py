@@ -34,7 +34,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import DynSec
-from lab_probes import health_if, read_json, wait
+from lab_probes import health_if, read_json, stop_lab, wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
 from storage.registry import register_device
@@ -225,12 +225,7 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
     finally:
         if publisher is not None:
             publisher.close()
-        lab.send_signal(signal.SIGINT)
-        try:
-            lab.wait(60)
-        except subprocess.TimeoutExpired:
-            lab.kill()
-            lab.wait()
+        stop_lab(lab)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
     lab_log = log_path.read_text()
