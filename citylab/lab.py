@@ -145,7 +145,7 @@ def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database
                 owners[dev.device] = dev.org or settings.org
                 creds = dynsec.create_device(owners[dev.device], dev.device)
                 credentials[dev.device] = (creds.username, creds.password)
-        _set_usernames(database_url, {(owners[g], g): username for g, (username, _) in credentials.items()})
+        _set_usernames(database_url, {(owners[g], g): login for g, login in credentials.items()})
     commands = demo_commands(home=home, org=settings.org, mqtt_url=mqtt_url, serial=serial, gateways=gateways,
                              lora=lora, meters=meters, period_s=period_s, credentials=credentials)
     for i, argv in enumerate(commands):
@@ -155,14 +155,15 @@ def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database
           f"in org {settings.org!r}{meters_line} ({count} devices registered)", flush=True)
 
 
-def _set_usernames(url: str, usernames: dict[tuple[str, str], str]) -> None:
-    """Record each gateway's broker username: {(org, device): username}."""
+def _set_usernames(url: str, logins: dict[tuple[str, str], tuple[str, str]]) -> None:
+    """Record each gateway's broker login: {(org, device): (username, password)} (the password's
+    verifier only, for HTTP ingest)."""
     from storage import connect
     from storage.tenants import set_mqtt_username
 
     with connect(url) as conn:
-        for (org, device), username in usernames.items():
-            set_mqtt_username(conn, org=org, device=device, username=username)
+        for (org, device), (username, password) in logins.items():
+            set_mqtt_username(conn, org=org, device=device, username=username, password=password)
         conn.commit()
 
 

@@ -6,6 +6,8 @@ and `citylab status`.
               that refuses an anonymous probe is up
     ingest    its Prometheus endpoint answers; its lag (`citylab_ingest_lag_seconds`) and
               broker connection (`citylab_broker_connected`) are read from it when it has them;
+              a subscription refused by the broker or by a network server ingest subscribes to
+              (`citylab_subscription_refused`) makes it down, naming the filter and the reason;
               several workers (`citylab up --ingest-workers N`) are ingest-1 ... ingest-N, each a
               core component of its own
 
@@ -44,6 +46,7 @@ class ComponentHealth:
     detail: str | None = None
     lag_seconds: float | None = None
     broker_connected: bool | None = None
+    refused_subscriptions: tuple[dict[str, str], ...] = ()  # {"server", "filter", "reason"}
 
     def public(self) -> dict:
         out: dict = {"up": self.up}
@@ -52,6 +55,8 @@ class ComponentHealth:
         if _is_ingest(self.name):
             out["lag_seconds"] = self.lag_seconds
             out["broker_connected"] = self.broker_connected
+        if self.refused_subscriptions:
+            out["refused_subscriptions"] = [dict(r) for r in self.refused_subscriptions]
         return out
 
 
@@ -103,15 +108,22 @@ def probe_ingest(metrics_url: str, *, timeout: float = PROBE_TIMEOUT_S, name: st
         return ComponentHealth(name, False, f"its metrics at {metrics_url} do not answer: "
                                                 f"{getattr(exc, 'reason', exc)}")
     values: dict[str, float] = {}
+    refused: list[dict[str, str]] = []
     try:
         for family in text_string_to_metric_families(text):
             for sample in family.samples:
                 values.setdefault(sample.name, sample.value)
+                if sample.name == "citylab_subscription_refused" and sample.value:
+                    refused.append({k: sample.labels.get(k, "") for k in ("server", "filter", "reason")})
     except ValueError as exc:
         return ComponentHealth(name, False, f"unreadable metrics at {metrics_url}: {exc}")
     lag = values.get("citylab_ingest_lag_seconds")
     connected = values.get("citylab_broker_connected")
     connected_flag = None if connected is None else connected >= 1
+    if refused:
+        named = "; ".join(f"{r['server']} refused {r['filter']}: {r['reason']}" for r in refused)
+        return ComponentHealth(name, False, f"subscriptions refused ({named})", lag_seconds=lag,
+                               broker_connected=connected_flag, refused_subscriptions=tuple(refused))
     if connected_flag is False:
         return ComponentHealth(name, False, f"{name} runs but is not connected to the broker",
                                lag_seconds=lag, broker_connected=False)

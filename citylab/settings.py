@@ -55,7 +55,8 @@ class Settings(BaseSettings):
                     "persistent session, supervised as ingest-1 ... ingest-N (docs/scaling.md).",
     )
     lorawan_bridge: bool = Field(
-        default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations."
+        default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations, and "
+                                   "connect to the MQTT servers of subscribe-mode integrations (The Things Stack)."
     )
     ingest_batch_max_messages: int = Field(default=2_000, ge=1, description="Messages per committed batch.")
     ingest_batch_max_age_ms: int = Field(default=250, ge=1)
