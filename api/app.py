@@ -26,7 +26,7 @@ from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
 from api.routing import DatabaseRoutes
 from api.routes import (
-    alarms, anomalies, audit, devices, exports, gdpr, health, ingest, keys, products, series, status,
+    alarms, anomalies, audit, devices, exports, gdpr, health, ingest, integrations, keys, products, series, status,
 )
 from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
@@ -157,6 +157,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(ingest.router, prefix="/v1")
+    app.include_router(integrations.router, prefix="/v1")
     gdpr.install(app)
     app.include_router(sensorthings_router)
     app.include_router(console_router)

@@ -72,8 +72,9 @@ class HealthPublic(_Public):
         default_factory=dict,
         description="Per component (database, the read replica when there is one, broker, ingest, and under "
                     "`citylab up` every supervised process): `up`, and where known `detail`, `restarts`, "
-                    "ingest's and the replica's `lag_seconds` and ingest's `broker_connected`. A replica down "
-                    "does not make the API degraded: its reads go to the primary.",
+                    "ingest's and the replica's `lag_seconds`, ingest's `broker_connected` and "
+                    "`refused_subscriptions` (each `server`, `filter`, `reason`: a refusal makes ingest down). "
+                    "A replica down does not make the API degraded: its reads go to the primary.",
     )
 
 

@@ -1,6 +1,6 @@
 """The `citylab` command line.
 
-    citylab up [--demo] [--read-replica] [--api-workers N]
+    citylab up [--demo] [--ingest-workers N] [--read-replica] [--api-workers N]
                                the whole lab on the embedded default (or the configured servers)
     citylab status [--json]    counts read from the running lab
     citylab db migrate | info | retention   schema migrations; engine, tables, partitions; retention
@@ -54,7 +54,8 @@ def _resolve_urls(settings: Settings) -> tuple[str, str | None]:
 def cmd_up(args: argparse.Namespace) -> int:
     from citylab.lab import run_lab
 
-    scale = {"read_replica": args.read_replica or None, "api_workers": args.api_workers}
+    scale = {"ingest_workers": args.ingest_workers, "read_replica": args.read_replica or None,
+             "api_workers": args.api_workers}
     settings = _settings().model_copy(update={k: v for k, v in scale.items() if v is not None})
     return run_lab(settings, demo=args.demo, serial=args.serial, gateways=args.gateways, lora=args.lora,
                    meters=args.meters, period_s=args.period)
@@ -139,8 +140,7 @@ def _components(settings: Settings, database_url: str, mqtt_url: str | None) -> 
         found = [ComponentHealth("database", False, "the database does not answer")]
     if mqtt_url:
         found.append(probe_broker(mqtt_url))
-    if settings.ingest_metrics_url:
-        found.append(probe_ingest(settings.ingest_metrics_url))
+    found += [probe_ingest(url, name=name) for name, url in settings.ingest_metrics_urls.items()]
     components = {h.name: h.public() for h in found}
     if state is not None:
         components["api"] = {"up": False, "detail": f"{state.api_url}/health does not answer"}
@@ -212,12 +212,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         # a broker login made by citylab is bound to the client id derived from it (DynSec.create_ingest)
         client_id = ingest_client_id(unquote(login.username), unquote(login.password))
     if settings.ingest_share_group:
-        import socket
+        from citylab.broker_security import share_client_id
 
         # a shared subscription: the broker hands each message to one worker of the group; the
-        # workers share a login made with `shared=True` and each takes its own client id
+        # workers share a login made with `shared=True`, or each has its own (`share_group=True`),
+        # and each takes its own client id
         filters = tuple(f"$share/{settings.ingest_share_group}/{f}" for f in filters)
-        client_id = f"{client_id}-{socket.gethostname()}"
+        client_id = share_client_id(client_id)
     service = IngestService(IngestOptions(
         database_url=settings.database_url, mqtt_url=settings.mqtt_url, client_id=client_id,
         batch_max_messages=settings.ingest_batch_max_messages, batch_max_age_ms=settings.ingest_batch_max_age_ms,
@@ -226,6 +227,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         filters=filters, limits=settings.pack_limits(), sta_feed=settings.sta_mqtt_feed,
         metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
         notify_allow_loopback=settings.outbound_allow_loopback, notify_allow_private=settings.outbound_allow_private,
+        subscribe_servers=settings.lorawan_bridge,
     ))
     service.run(stop)
     return 0
@@ -261,13 +263,6 @@ def cmd_broker_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
-    return value
-
-
 def _district_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serial", type=int, default=20, help="serial sensors (default 20)")
     parser.add_argument("--gateways", type=int, default=2, help="edge gateways for the serial sensors (default 2)")
@@ -301,9 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the whole lab (embedded PostgreSQL and Mosquitto unless configured)")
     up.add_argument("--demo", action="store_true", help="add a simulated district with edge gateways")
+    up.add_argument("--ingest-workers", type=int, choices=range(1, 65), metavar="N",
+                    help="ingest processes on one shared subscription (default CITYLAB_INGEST_WORKERS, 1)")
     up.add_argument("--read-replica", action="store_true",
                     help="a streaming replica of the embedded database; the API reads there (CITYLAB_READ_REPLICA)")
-    up.add_argument("--api-workers", type=_positive, default=None, metavar="N",
+    up.add_argument("--api-workers", type=int, choices=range(1, 65), metavar="N",
                     help="N API processes behind one port (CITYLAB_API_WORKERS, default 1)")
     _district_options(up)
     up.set_defaults(func=cmd_up)
