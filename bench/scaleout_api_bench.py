@@ -1,11 +1,12 @@
 """API requests/s with 1 and 2 API processes, reading on the primary and on a read replica, in one run.
 
-A private PostgreSQL primary and its streaming replica (`citylab.embedded.start_replica`, what
-`citylab up --read-replica` runs) hold `--rows` readings spread over `--series` series.
+`python -m bench scaleout --parts api` (or `python -m bench scaleout-api` alone). A private
+PostgreSQL primary and its streaming replica (`citylab.embedded.start_replica`, what
+`citylab up --read-replica` runs) hold `--api-rows` readings spread over `--api-series` series.
 `citylab api` runs as its own process with `CITYLAB_API_WORKERS` 1 or 2, with or without
-`CITYLAB_DATABASE_REPLICA_URL`. `--clients` threads, each on its own keep-alive connection,
-ask for pages of `--page` readings of random series (`/v1/series/{id}/readings`) for
-`--seconds`; requests/s counts the answers that were 200. Every request authenticates and is
+`CITYLAB_DATABASE_REPLICA_URL`. `--api-clients` threads, each on its own keep-alive connection,
+ask for pages of `--api-page` readings of random series (`/v1/series/{id}/readings`) for
+`--api-seconds`; requests/s counts the answers that were 200. Every request authenticates and is
 audited on the primary; with the replica it also asks the primary for its WAL position and
 reads the page on the replica (api.routing). One more run, one process on the replica with
 `CITYLAB_REPLICA_MAX_WAIT_MS=0`, shows what waiting for the replay costs: a read finding the
@@ -44,17 +45,18 @@ from storage.registry import ensure_series, register_device
 from storage.tenants import create_key, create_org
 from storage.timeseries import TimeSeriesWriter
 
-__all__ = ["add_arguments", "measure_api", "run"]
+__all__ = ["add_arguments", "api_part", "measure_api", "run"]
 
 T0_US = 1_790_000_000_000_000
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--rows", type=int, default=400_000, help="readings in all")
-    parser.add_argument("--series", type=int, default=40)
-    parser.add_argument("--page", type=int, default=200, help="readings per request")
-    parser.add_argument("--clients", type=int, default=8, help="concurrent client threads")
-    parser.add_argument("--seconds", type=float, default=8.0, help="measured time per configuration")
+    """The options of this part, also taken by `python -m bench scaleout` (its `api` part)."""
+    parser.add_argument("--api-rows", type=int, default=400_000, help="readings in all")
+    parser.add_argument("--api-series", type=int, default=40)
+    parser.add_argument("--api-page", type=int, default=200, help="readings per request")
+    parser.add_argument("--api-clients", type=int, default=8, help="concurrent client threads")
+    parser.add_argument("--api-seconds", type=float, default=8.0, help="measured time per configuration")
 
 
 def seed(url: str, rows: int, series: int) -> tuple[str, list[int]]:
@@ -89,10 +91,12 @@ def _load(work, clients: int, seconds: float) -> tuple[float, int]:
     done = [0] * clients
     failed = [0] * clients
     stop = threading.Event()
+    ready = threading.Barrier(clients + 1)   # every client made (an httpx client costs an SSL context)
 
     def client(i: int) -> None:
         rng = random.Random(i)
         with work() as one:
+            ready.wait()
             while not stop.is_set():
                 if one(rng):
                     done[i] += 1
@@ -100,9 +104,10 @@ def _load(work, clients: int, seconds: float) -> tuple[float, int]:
                     failed[i] += 1
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    started = time.perf_counter()
     for t in threads:
         t.start()
+    ready.wait()
+    started = time.perf_counter()
     stop.wait(seconds)
     stop.set()
     for t in threads:
@@ -219,10 +224,12 @@ def _reads(base: str) -> dict[str, float]:
     return {m[1]: float(m[2]) for m in re.finditer(r'citylab_db_reads_total\{server="(\w+)"\} (\S+)', text)}
 
 
-def run(args) -> dict:
+def api_part(args, *_servers) -> dict:
+    """The figures, on a primary and replica of their own (`python -m bench scaleout`'s `api` part
+    passes its servers too; the replica's base backup would copy the ingest part's databases)."""
     with ExitStack() as stack:
         pg, _ = private_servers(stack, name="scaleout-api")
-        key, sids = seed(pg.url, args.rows, args.series)
+        key, sids = seed(pg.url, args.api_rows, args.api_series)
         replica = start_replica(pg.data_dir.parent.parent, pg)
         stack.callback(replica.stop)
         with psycopg.connect(pg.url, autocommit=True) as conn:
@@ -230,12 +237,16 @@ def run(args) -> dict:
         with psycopg.connect(replica.url, autocommit=True) as conn:
             while not conn.execute("SELECT pg_last_wal_replay_lsn() >= %s", (lsn,)).fetchone()[0]:
                 time.sleep(0.05)
-        per = args.rows // args.series
-        result = {"rows": per * len(sids), "series": len(sids), "page": args.page, "clients": args.clients,
+        per = args.api_rows // args.api_series
+        result = {"rows": per * len(sids), "series": len(sids), "page": args.api_page, "clients": args.api_clients,
                   "cpus": os.cpu_count()}
-        result |= measure_api(pg.url, replica.url, key, sids, per=per, page=args.page, clients=args.clients,
-                              seconds=args.seconds)
+        result |= measure_api(pg.url, replica.url, key, sids, per=per, page=args.api_page,
+                              clients=args.api_clients, seconds=args.api_seconds)
         for target, url in (("primary", pg.url), ("replica", replica.url)):
-            rate, _ = _load(_SqlClient(url, key, sids, per, args.page), args.clients, args.seconds)
+            rate, _ = _load(_SqlClient(url, key, sids, per, args.api_page), args.api_clients, args.api_seconds)
             result[f"peer_psycopg_on_{target}_queries_per_s"] = round(rate, 1)
     return result
+
+
+def run(args) -> dict:
+    return api_part(args)

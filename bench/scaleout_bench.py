@@ -17,6 +17,8 @@ figures):
   a device's packs: docs/scaling.md). `lock_wait_share` is the share of the sampled
   moments (every 20 ms) at which a worker's running statement waited for a lock another
   worker's transaction held: the coordination. The peer is the single worker of the same run.
+- `api`: API requests/s with 1 and 2 API processes, reading on the primary and on a
+  streaming read replica, with psycopg as the peer (bench/scaleout_api_bench.py).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import psycopg
 
 from bench._servers import private_servers
 from bench.ingest_bench import ORG, _ledger, _messages, _publish, _stored
+from bench.scaleout_api_bench import add_arguments as add_api_arguments
+from bench.scaleout_api_bench import api_part
 from citylab.embedded import MosquittoServer, PostgresServer
 from storage.migrate import migrate
 from storage.registry import register_device
@@ -55,6 +59,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", default="1,2,4", help="ingest worker counts, comma-separated")
     parser.add_argument("--devices", type=int, default=999, help="odd: a device's packs move between workers")
     parser.add_argument("--packs-per-device", type=int, default=10, help="packs of 100 readings each")
+    add_api_arguments(parser)
 
 
 def _database(pg: PostgresServer, name: str, devices: int) -> str:
@@ -146,7 +151,7 @@ def _ingest_part(args, pg: PostgresServer, broker: MosquittoServer, root: Path) 
 
 
 # A part takes (args, database server, broker, scratch directory) and returns its figures.
-PARTS: dict[str, Callable[..., dict]] = {"ingest": _ingest_part}
+PARTS: dict[str, Callable[..., dict]] = {"ingest": _ingest_part, "api": api_part}
 
 
 def run(args) -> dict:
