@@ -226,7 +226,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         filters=filters, limits=settings.pack_limits(), sta_feed=settings.sta_mqtt_feed,
         metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
         notify_allow_loopback=settings.outbound_allow_loopback, notify_allow_private=settings.outbound_allow_private,
-        subscribe_servers=settings.lorawan_bridge,
+        subscribe_servers=settings.lorawan_bridge, shared=settings.ingest_share_group is not None,
     ))
     service.run(stop)
     return 0

@@ -59,6 +59,9 @@ class IngestOptions:
     alarm_tick_s: float = 5.0            # alert rules' timer: silences, quiet anomalies, device status
     # connect to the MQTT servers of subscribe-mode integrations (The Things Stack; ingest.tts_client)
     subscribe_servers: bool = False
+    # one of several workers on a shared subscription: context flags and silences are checked
+    # against the database (ingest.context_flags)
+    shared: bool = False
 
 
 class IngestService:
@@ -141,7 +144,8 @@ class IngestService:
         while not stop.is_set():
             try:
                 return Pipeline(self.options.database_url, widths_s=self.options.widths_s, limits=self.options.limits,
-                                on_commit=ObservationFeed(self.client.publish) if self.options.sta_feed else None)
+                                on_commit=ObservationFeed(self.client.publish) if self.options.sta_feed else None,
+                                shared=self.options.shared)
             except StorageError as exc:
                 logger.warning("database not ready, retrying in %.1f s: %s", delay, exc)
                 stop.wait(delay)
