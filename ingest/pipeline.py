@@ -11,6 +11,10 @@ SQLSTATE, and the rest is stored. Only a lost connection (and a server out of
 resources or shutting down: SQLSTATE classes 08, 53, 57) is retried. When a batch is
 split, its stored halves pass through the anomaly detectors again: rows and
 aggregates stay exact, the detectors' learned state sees those readings twice.
+
+A pipeline of one of several workers on a shared subscription (`shared=True`) sees a
+share of each device's packs: the flags that depend on a reading's past are checked
+against what all workers stored before they are kept (`ingest.context_flags`).
 """
 
 from __future__ import annotations
