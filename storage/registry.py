@@ -21,9 +21,11 @@ __all__ = [
     "SenMLNames",
     "ensure_series",
     "find_series",
-    "load_senml_names",
+    "load_device",
     "load_devices",
+    "load_lorawan_device",
     "load_lorawan_devices",
+    "load_senml_names",
     "register_device",
     "registry_version",
     "series_quantities",
@@ -98,6 +100,19 @@ def load_lorawan_devices(conn: psycopg.Connection) -> dict[str, LoRaWANDevice]:
             for eui, device, org, enabled, channels in rows}
 
 
+def load_lorawan_device(conn: psycopg.Connection, dev_eui: str) -> LoRaWANDevice | None:
+    """The device that has DevEUI `dev_eui` now (one indexed lookup), or None."""
+    with map_errors("load a LoRaWAN device"):
+        row = conn.execute(
+            "SELECT device, org, enabled, coalesce(lora_channels, '{}'::jsonb) FROM devices WHERE dev_eui = upper(%s)",
+            (dev_eui,),
+        ).fetchone()
+    if row is None:
+        return None
+    device, org, enabled, channels = row
+    return LoRaWANDevice(device, org, enabled, {int(k): str(v) for k, v in channels.items()})
+
+
 def set_dev_eui(conn: psycopg.Connection, device: str, dev_eui: str, channels: dict[int, str] | None = None,
                 *, org: str) -> None:
     with map_errors(f"set the DevEUI of {org}/{device}"):
@@ -138,6 +153,14 @@ def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str], Device]:
     with map_errors("load devices"):
         rows = conn.execute("SELECT device, org, gateway, kind, enabled FROM devices").fetchall()
     return {(row[1], row[0]): Device(*row) for row in rows}
+
+
+def load_device(conn: psycopg.Connection, *, org: str, device: str) -> Device | None:
+    """`org`'s device of that name as registered now (one primary-key lookup), or None."""
+    with map_errors(f"load device {org}/{device}"):
+        row = conn.execute("SELECT device, org, gateway, kind, enabled FROM devices WHERE org = %s AND device = %s",
+                           (org, device)).fetchone()
+    return Device(*row) if row is not None else None
 
 
 def ensure_series(
