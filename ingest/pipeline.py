@@ -279,9 +279,16 @@ class Pipeline:
 
     def _decode(self, message: Message) -> DecodedPack | DeadLetter:
         try:
-            return decode_message(message, lorawan=self.resolver.lorawan_device,
-                                  senml_names=self.resolver.senml_names,
-                                  integration=self.resolver.integration)
+            decoded = decode_message(message, lorawan=self.resolver.lorawan_device,
+                                     senml_names=self.resolver.senml_names,
+                                     integration=self.resolver.integration)
+            if isinstance(decoded, DeadLetter) and decoded.reason == "unmapped_name" and decoded.device \
+                    and self.resolver.reread_senml_names(decoded.org, decoded.device):
+                # names declared a moment ago, not yet in the registry cache
+                decoded = decode_message(message, lorawan=self.resolver.lorawan_device,
+                                         senml_names=self.resolver.senml_names,
+                                         integration=self.resolver.integration)
+            return decoded
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter

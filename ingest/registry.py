@@ -16,7 +16,9 @@ The registry is cached (read whole on first use and after every change that
 the cache yet. A refusal is therefore never decided from the cache alone: a
 device that is missing, disabled or behind another gateway in the cache (and a
 DevEUI that is missing or disabled) is looked up again in the database, one
-primary-key lookup, before the pack is refused. So that a flood of packs naming
+primary-key lookup, before the pack is refused; so are the SenML names of a
+publisher before a pack of it is refused for a name none of them covers
+(`reread_senml_names`). So that a flood of packs naming
 unknown devices cannot hammer the database, such a lookup happens at most once
 per name every `reread_interval_s` (0.25 s) and at most `reread_per_s` (50)
 times a second overall (`RereadLimit`); a name refused within those limits is
@@ -157,6 +159,21 @@ class SeriesResolver:
                 if names.gateway is not None:
                     self._senml[(o, names.gateway)] = self._senml.get((o, names.gateway), ()) + (names,)
         return self._senml.get((org, publisher), ())
+
+    def reread_senml_names(self, org: str, publisher: str) -> bool:
+        """Look up the SenML names of `publisher` and of the devices behind it again, before a pack
+        is refused for a name none of them covers (within the re-read limits); whether they changed."""
+        if not self.rereads.allow(("senml", org, publisher)):
+            return False
+        cached = self.senml_names(org, publisher)
+        found = load_senml_names(self._conn, org=org, publisher=publisher)
+        self.registry_reads += 1
+        own = found.pop((org, publisher), None)
+        names = ((own,) if own is not None else ()) + tuple(found.values())
+        if names == cached:
+            return False
+        self._senml[(org, publisher)] = names
+        return True
 
     def _converted(self, pack: DecodedPack) -> DecodedPack:
         rules = self._convert.get((pack.org, pack.device))

@@ -69,12 +69,17 @@ class SenMLNames:
     names: dict[str, str]
 
 
-def load_senml_names(conn: psycopg.Connection) -> dict[tuple[str, str], SenMLNames]:
-    """(org, device) -> its declared SenML names, for every enabled device that declared some."""
+def load_senml_names(conn: psycopg.Connection, *, org: str | None = None,
+                     publisher: str | None = None) -> dict[tuple[str, str], SenMLNames]:
+    """(org, device) -> its declared SenML names, for every enabled device that declared some;
+    with `org` and `publisher`, only for that device of `org` and the devices behind it."""
+    sql = "SELECT org, device, gateway, senml_names FROM devices WHERE senml_names IS NOT NULL AND enabled"
+    params: tuple[str, ...] = ()
+    if org is not None and publisher is not None:
+        sql += " AND org = %s AND (device = %s OR gateway = %s)"
+        params = (org, publisher, publisher)
     with map_errors("load SenML names"):
-        rows = conn.execute(
-            "SELECT org, device, gateway, senml_names FROM devices WHERE senml_names IS NOT NULL AND enabled"
-        ).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     return {(org, device): SenMLNames(device, gateway, doc.get("base_name"),
                                       {str(k): str(v) for k, v in (doc.get("names") or {}).items()})
             for org, device, gateway, doc in rows}

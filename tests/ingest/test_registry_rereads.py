@@ -3,6 +3,7 @@ devices does not become one database query per pack (real PostgreSQL)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import psycopg
@@ -12,7 +13,7 @@ from ingest import Message, Pipeline
 from ingest.registry import SeriesResolver
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
-from storage.registry import register_device
+from storage.registry import register_device, set_senml_names
 from storage.tenants import set_device_enabled
 
 BASE_T = 1_790_000_000.0
@@ -54,6 +55,24 @@ def test_a_device_registered_after_the_cache_was_read_is_stored(pipeline: Pipeli
     with psycopg.connect(database) as conn:
         assert sorted(r[0] for r in conn.execute("SELECT device FROM series WHERE org = %s", (org,))) == \
             ["behind", "fresh", "gw-1"]
+
+
+def test_senml_names_declared_after_the_cache_was_read_are_used(pipeline: Pipeline, database: str,
+                                                                org: str) -> None:
+    _register(database, org, "ow-1")
+    urn = "urn:dev:ow:10e2073a01080063"
+    message = Message(topic=up_topic(org, "ow-1"), payload=json.dumps([{"n": urn, "u": "Cel", "v": 23.1}]).encode(),
+                      mid=1, qos=1, content_type="application/senml+json", received_us=int(BASE_T * 1e6))
+    for seq in range(2):   # the first creates partitions (slow); the second reads the cache, fresh
+        assert pipeline.commit([_message(org, "gw-1", seq, ["gw-1/temperature"])]).packs_stored == 1
+    with psycopg.connect(database) as conn:                   # declared now
+        set_senml_names(conn, "ow-1", org=org, base_name=urn, names={"": "temperature"})
+        conn.commit()
+    result = pipeline.commit([message])
+    assert (result.packs_stored, result.dead_letters) == (1, ())
+    with psycopg.connect(database) as conn:
+        assert conn.execute("SELECT quantity FROM series WHERE org = %s AND device = 'ow-1'",
+                            (org,)).fetchall() == [("temperature",)]
 
 
 def test_a_cached_refusal_is_looked_up_again(pipeline: Pipeline, database: str, org: str) -> None:
