@@ -21,8 +21,8 @@ publisher before a pack of it is refused for a name none of them covers
 (`reread_senml_names`). So that a flood of packs naming
 unknown devices cannot hammer the database, such a lookup happens at most once
 per name every `reread_interval_s` (0.25 s) and at most `reread_per_s` (50)
-times a second overall (`RereadLimit`); a name refused within those limits is
-refused from the cache. `registry_reads` counts the registry queries made.
+times a second overall (`RereadLimit`); beyond those limits the cache decides.
+`registry_reads` counts the registry queries made.
 """
 
 from __future__ import annotations
@@ -64,12 +64,11 @@ NewSeries = Callable[[list[int], list[str]], None]
 class RereadLimit:
     """Whether a cache miss may be looked up in the database now: once per key every
     `per_key_s` seconds, and at most `per_s` lookups a second overall (a token bucket
-    holding at most `per_s`). `allowed` counts the lookups let through."""
+    holding at most `per_s`)."""
 
     def __init__(self, *, per_key_s: float = 0.25, per_s: float = 50.0) -> None:
         self.per_key_s = per_key_s
         self.per_s = per_s
-        self.allowed = 0
         self._last: dict[object, float] = {}   # key -> when it was last looked up
         self._tokens = per_s
         self._at = time.monotonic()
@@ -87,7 +86,6 @@ class RereadLimit:
         if len(self._last) >= 4096:  # bounded: only keys still inside their interval matter
             self._last = {k: t for k, t in self._last.items() if now - t < self.per_key_s}
         self._last[key] = now
-        self.allowed += 1
         return True
 
 
@@ -98,7 +96,7 @@ class SeriesResolver:
         self._on_new_series = on_new_series
         self.reload_interval_s = reload_interval_s   # integrations: re-read whole on a miss at most this often
         self.rereads = RereadLimit(per_key_s=reread_interval_s, per_s=reread_per_s)
-        self.registry_reads = 0   # queries of devices and DevEUIs (whole or one)
+        self.registry_reads = 0   # queries of devices, DevEUIs and SenML names (whole or one)
         self._devices: dict[tuple[str, str], Device] | None = None   # None: read whole on next use
         self._checked_at = float("-inf")
         self._version: tuple[int, int] | None = None
@@ -299,10 +297,8 @@ class SeriesResolver:
         return self._converted(pack), np.array([known[key] for key in _keys(pack)], dtype=np.int32)
 
 
-def _remember(cache: dict | None, key: object, found: object | None) -> None:
-    """Put what a lookup found into `cache` (a dict, or None when it is to be read whole anyway)."""
-    if cache is None:
-        return
+def _remember(cache: dict, key: object, found: object | None) -> None:
+    """Put what a lookup found into `cache`, or take out what it no longer finds."""
     if found is None:
         cache.pop(key, None)
     else:

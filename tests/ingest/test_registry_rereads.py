@@ -13,7 +13,7 @@ from ingest import Message, Pipeline
 from ingest.registry import SeriesResolver
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
-from storage.registry import register_device, set_senml_names
+from storage.registry import register_device, set_dev_eui, set_senml_names
 from storage.tenants import set_device_enabled
 
 BASE_T = 1_790_000_000.0
@@ -73,6 +73,27 @@ def test_senml_names_declared_after_the_cache_was_read_are_used(pipeline: Pipeli
     with psycopg.connect(database) as conn:
         assert conn.execute("SELECT quantity FROM series WHERE org = %s AND device = 'ow-1'",
                             (org,)).fetchall() == [("temperature",)]
+
+
+def _uplink(eui: str, second: int) -> Message:
+    at = f"2026-09-01T12:00:{second:02d}Z"
+    doc = {"end_device_ids": {"device_id": "node-1", "dev_eui": eui, "application_ids": {"application_id": "app"}},
+           "received_at": at, "uplink_message": {"f_port": 1, "f_cnt": second, "frm_payload": "AWcBEA==",
+                                                 "decoded_payload": {"temperature_1": 27.2}, "received_at": at}}
+    return Message(topic="v3/app@citylab/devices/node-1/up", payload=json.dumps(doc).encode(), mid=second + 1,
+                   qos=1, content_type=None, received_us=int(BASE_T * 1e6))
+
+
+def test_a_dev_eui_set_after_the_cache_was_read_is_found(pipeline: Pipeline, database: str, org: str) -> None:
+    _register(database, org, "lora-1")
+    for second in range(2):  # the second reads the DevEUIs again (the first may take long: partitions)
+        letters = pipeline.commit([_uplink("00000000000000AD", second)]).dead_letters
+        assert [d.reason for d in letters] == ["unknown_dev_eui"]
+    with psycopg.connect(database) as conn:
+        set_dev_eui(conn, "lora-1", "70B3D57ED0000099", org=org)
+        conn.commit()
+    result = pipeline.commit([_uplink("70B3D57ED0000099", 2)])
+    assert (result.packs_stored, result.dead_letters) == (1, ())
 
 
 def test_a_cached_refusal_is_looked_up_again(pipeline: Pipeline, database: str, org: str) -> None:
