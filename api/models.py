@@ -21,6 +21,7 @@ __all__ = [
     "AnomalyPublic",
     "HealthPublic",
     "LatestPublic",
+    "MapPublic",
     "ProblemPublic",
     "ReadingPublic",
     "ReadingsPublic",
@@ -45,6 +46,13 @@ class _Public(BaseModel):
     model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
+class MapPublic(_Public):
+    """The background of a map (the open page's and the console's): the lab's tile source, if any."""
+
+    tile_url: str | None = Field(description="{z}/{x}/{y} template; null: districts and sensors over a plain outline.")
+    attribution: str | None
+
+
 class ProblemPublic(_Public):
     """An RFC 9457 problem document (media type application/problem+json)."""
 
@@ -63,7 +71,8 @@ class HealthPublic(_Public):
     components: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per component (database, broker, ingest, and under `citylab up` every supervised process): "
-                    "`up`, and where known `detail`, `restarts`, ingest's `lag_seconds` and `broker_connected`.",
+                    "`up`, and where known `detail`, `restarts`, ingest's `lag_seconds`, `broker_connected` and "
+                    "`refused_subscriptions` (each `server`, `filter`, `reason`: a refusal makes ingest down).",
     )
 
 
