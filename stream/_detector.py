@@ -425,7 +425,7 @@ def score_batch(
                                             np.int64, np.float64))
     else:
         width_us, rows, outputs = width_us_of(aggregates.widths_s), aggregates.rows, aggregates.arrays()
-    rules = rules or ThresholdRules()
+    rules = ThresholdRules() if rules is None else rules  # an empty one is falsy (len 0)
     rule_args, events = rules.kernel_args(batch), np.zeros(1, np.int64)
     _score_runs(
         batch.run_sid, batch.run_bounds, batch.time, batch.value, batch.order,
