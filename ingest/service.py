@@ -55,6 +55,8 @@ class IngestOptions:
     metrics_host: str = "127.0.0.1"
     notify_allow_loopback: bool = False  # alarm notifications (ingest/notify.py): the SSRF guard's exceptions
     notify_allow_private: bool = False
+    notify_interval_s: float = 1.0       # how often due notifications are sent
+    alarm_tick_s: float = 5.0            # alert rules' timer: silences, quiet anomalies, device status
     # connect to the MQTT servers of subscribe-mode integrations (The Things Stack; ingest.tts_client)
     subscribe_servers: bool = False
 
@@ -96,7 +98,8 @@ class IngestService:
             if self.servers is not None:
                 self.servers.start()
             start_dispatcher(self.options.database_url, stop, allow_loopback=self.options.notify_allow_loopback,
-                             allow_private=self.options.notify_allow_private, publish=self.client.publish_retained)
+                             allow_private=self.options.notify_allow_private, publish=self.client.publish_retained,
+                             interval_s=self.options.notify_interval_s)
             logger.info("ingest running (batches of up to %d messages or %d ms, receive maximum %d)",
                         self.options.batch_max_messages, self.options.batch_max_age_ms, self.client.receive_maximum)
             try:
@@ -111,11 +114,17 @@ class IngestService:
 
     def _loop(self, stop: threading.Event) -> None:
         last_report = time.monotonic()
-        next_retention = time.monotonic()
+        next_retention = next_tick = time.monotonic()
         while not stop.is_set():
             batch = self._collect(stop)
             if batch and not self._commit(batch, stop):
                 break
+            if time.monotonic() >= next_tick:  # a dead sensor raises its alarm without a late reading
+                next_tick = time.monotonic() + self.options.alarm_tick_s
+                try:
+                    self._pipeline.check_alarms()
+                except Exception as exc:  # the timer waits for its next turn; ingest goes on
+                    logger.warning("alarm timer failed, retrying later: %s", exc)
             if self.options.retention is not None and time.monotonic() >= next_retention:
                 next_retention = time.monotonic() + self.options.retention_interval_s
                 try:
