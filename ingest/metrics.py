@@ -10,6 +10,8 @@
     citylab_commit_seconds                    histogram of one committed piece's transaction time
     citylab_broker_connected                  1 while the MQTT session is up
     citylab_subscriptions_refused             filters the broker's last SUBACK refused (0 when all granted)
+    citylab_sta_feed{state}                   SensorThings feed: "published" messages, "dropped" readings,
+                                              "pending" readings waiting for the feed's thread
 
 Each service has a registry of its own (several run in one test process); the HTTP
 server is started only when a port is configured (0 picks a free one).
@@ -23,6 +25,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from ingest.observation_feed import ObservationFeed
+
 __all__ = ["IngestMetrics"]
 
 logger = logging.getLogger("citylab.ingest.metrics")
@@ -33,7 +37,7 @@ _COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 class IngestMetrics:
     def __init__(self, *, lag_s: Callable[[], float], queue_depth: Callable[[], int],
                  committing: Callable[[], int], connected: Callable[[], bool],
-                 refused: Callable[[], int] = lambda: 0) -> None:
+                 refused: Callable[[], int] = lambda: 0, feed: ObservationFeed | None = None) -> None:
         self.registry = registry = CollectorRegistry()
         self.received = Counter("citylab_packs_received", "Deliveries taken from the broker, redeliveries included",
                                 registry=registry)
@@ -54,6 +58,11 @@ class IngestMetrics:
               registry=registry).set_function(lambda: 1.0 if connected() else 0.0)
         Gauge("citylab_subscriptions_refused", "Topic filters the broker's last SUBACK refused",
               registry=registry).set_function(lambda: float(refused()))
+        if feed is not None:
+            states = Gauge("citylab_sta_feed", "The SensorThings MQTT feed: published messages, dropped and "
+                           "pending readings", ["state"], registry=registry)
+            for state in ("published", "dropped", "pending"):
+                states.labels(state).set_function(lambda state=state: float(getattr(feed, state)))
         self._server: WSGIServer | None = None
         self.port: int | None = None
 

@@ -280,7 +280,7 @@ class Pipeline:
         try:
             return decode_message(message, lorawan=self.resolver.lorawan_device,
                                   senml_names=self.resolver.senml_names,
-                                  integration=self.resolver.integration)
+                                  integration=self.resolver.integration, datastream=self.resolver.datastream)
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter
