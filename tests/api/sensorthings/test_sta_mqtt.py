@@ -92,62 +92,14 @@ def credentials(api: str, headers: dict) -> dict:
     return response.json()
 
 
-def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
-    """Observations reach the topics of their Datastream and FeatureOfInterest once committed,
-    from HTTP and from MQTT ingest."""
-    series = fresh_lab.series["noise-2/noise"]
-    creds = credentials(stack.api, fresh_lab.lab.headers)
-    topic = f"v1.1/Datastreams({series})/Observations"
-    feature = f"v1.1/FeaturesOfInterest({fresh_lab.things['noise-2']})/Observations"
-    assert topic in creds["topics"] and feature in creds["topics"]
-    with subscriber(creds) as sub:
-        assert sub.subscribe(topic) and sub.subscribe(feature)
-        # over HTTP, through the API's pipeline
-        posted = httpx.post(f"{stack.api}{ROOT}/Datastreams({series})/Observations", headers=fresh_lab.lab.headers,
-                            json={"result": 71.5, "phenomenonTime": "2025-03-05T10:00:00Z"}, timeout=30)
-        assert posted.status_code == 201, posted.text
-        received = dict([sub.next(), sub.next()])
-        assert set(received) == {topic, feature}
-        for body in received.values():
-            assert body == {"@iot.id": f"{series}-1741168800000000", "phenomenonTime": "2025-03-05T10:00:00.000000Z",
-                            "resultTime": "2025-03-05T10:00:00.000000Z", "result": 71.5}
-        assert posted.json()["@iot.id"] == received[topic]["@iot.id"]
-        # over MQTT, through the ingest worker: a device onboarded with its broker login
-        device = f"mq-{uuid.uuid4().hex[:6]}"
-        made = httpx.post(f"{stack.api}/v1/devices", headers=fresh_lab.lab.headers, timeout=30, json={
-            "device": device, "sensors": [{"quantity": "noise", "unit": "dB"}]}).json()
-        thing = httpx.get(f"{stack.api}{ROOT}/Things", headers=fresh_lab.lab.headers,
-                          params={"$filter": f"name eq '{device}'", "$expand": "Datastreams"}).json()["value"][0]
-        new_series = thing["Datastreams"][0]["@iot.id"]
-        with subscriber(credentials(stack.api, fresh_lab.lab.headers)) as fresh_sub:
-            new_topic = f"v1.1/Datastreams({new_series})/Observations"
-            assert fresh_sub.subscribe(new_topic)
-            publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=made["mqtt"]["client_id"],
-                                    protocol=paho.MQTTv5)
-            publisher.username_pw_set(made["mqtt"]["username"], made["mqtt"]["password"])
-            parts = urlsplit(stack.settings.mqtt_url)
-            publisher.connect(parts.hostname, parts.port)
-            publisher.loop_start()
-            try:
-                pack = Pack("boot-1", 1, (Record(f"{device}/noise", 55.25, 1741168860.0, "dB"),))
-                publisher.publish(up_topic("lab", device), encode_pack(pack, content_type=SENML_JSON), qos=1)
-                got_topic, body = fresh_sub.next()
-            finally:
-                publisher.disconnect()
-                publisher.loop_stop()
-        assert got_topic == new_topic and body["result"] == 55.25 and body["@iot.id"] == f"{new_series}-1741168860000000"
-        # the first subscriber was not subscribed to the new Datastream
-        assert sub.messages.empty()
-
-
-def _device(stack, fresh_lab: StaLab, prefix: str) -> tuple[dict, int]:
-    """A device onboarded over /v1 with one noise sensor: its broker login and its Datastream id."""
+def _device(stack, fresh_lab: StaLab, prefix: str) -> tuple[str, dict, int]:
+    """A device onboarded over /v1 with one noise sensor: its name, broker login and Datastream id."""
     device = f"{prefix}-{uuid.uuid4().hex[:6]}"
     made = httpx.post(f"{stack.api}/v1/devices", headers=fresh_lab.lab.headers, timeout=30, json={
         "device": device, "sensors": [{"quantity": "noise", "unit": "dB"}]}).json()
     thing = httpx.get(f"{stack.api}{ROOT}/Things", headers=fresh_lab.lab.headers,
                       params={"$filter": f"name eq '{device}'", "$expand": "Datastreams"}).json()["value"][0]
-    return made["mqtt"], thing["Datastreams"][0]["@iot.id"]
+    return device, made["mqtt"], thing["Datastreams"][0]["@iot.id"]
 
 
 class Device:
@@ -180,10 +132,48 @@ def committed(sub: Subscriber) -> tuple[str, dict]:
             return topic, body
 
 
+def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
+    """Observations reach the topics of their Datastream and FeatureOfInterest once committed,
+    from HTTP and from MQTT ingest."""
+    series = fresh_lab.series["noise-2/noise"]
+    creds = credentials(stack.api, fresh_lab.lab.headers)
+    topic = f"v1.1/Datastreams({series})/Observations"
+    feature = f"v1.1/FeaturesOfInterest({fresh_lab.things['noise-2']})/Observations"
+    assert topic in creds["topics"] and feature in creds["topics"]
+    with subscriber(creds) as sub:
+        assert sub.subscribe(topic) and sub.subscribe(feature)
+        # over HTTP, through the API's pipeline
+        posted = httpx.post(f"{stack.api}{ROOT}/Datastreams({series})/Observations", headers=fresh_lab.lab.headers,
+                            json={"result": 71.5, "phenomenonTime": "2025-03-05T10:00:00Z"},
+                            timeout=90)   # the API's first write opens its pipeline and its feed's login
+        assert posted.status_code == 201, posted.text
+        received = dict([sub.next(), sub.next()])
+        assert set(received) == {topic, feature}
+        for body in received.values():
+            assert body == {"@iot.id": f"{series}-1741168800000000", "phenomenonTime": "2025-03-05T10:00:00.000000Z",
+                            "resultTime": "2025-03-05T10:00:00.000000Z", "result": 71.5}
+        assert posted.json()["@iot.id"] == received[topic]["@iot.id"]
+        # over MQTT, through the ingest worker: a device onboarded with its broker login
+        device, login, new_series = _device(stack, fresh_lab, "mq")
+        with subscriber(credentials(stack.api, fresh_lab.lab.headers)) as fresh_sub:
+            new_topic = f"v1.1/Datastreams({new_series})/Observations"
+            assert fresh_sub.subscribe(new_topic)
+            publisher = Device(login, stack.settings.mqtt_url)
+            try:
+                pack = Pack("boot-1", 1, (Record(f"{device}/noise", 55.25, 1741168860.0, "dB"),))
+                assert publisher.publish(up_topic("lab", device), encode_pack(pack, content_type=SENML_JSON))
+                got_topic, body = fresh_sub.next()
+            finally:
+                publisher.close()
+        assert got_topic == new_topic and body["result"] == 55.25 and body["@iot.id"] == f"{new_series}-1741168860000000"
+        # the first subscriber was not subscribed to the new Datastream
+        assert sub.messages.empty()
+
+
 def test_req_create_observations_via_mqtt_observations_creation(stack, fresh_lab: StaLab):
     """A device publishes an Observation on its Datastream's topic; it goes through the ingest
     pipeline (stored once, a bad one dead-lettered) and its notification follows."""
-    login, series = _device(stack, fresh_lab, "sta-mq")
+    _, login, series = _device(stack, fresh_lab, "sta-mq")
     topic = f"v1.1/Datastreams({series})/Observations"
     observations = f"{stack.api}{ROOT}/Datastreams({series})/Observations"
     device = Device(login, stack.settings.mqtt_url)
