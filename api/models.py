@@ -21,6 +21,7 @@ __all__ = [
     "AnomalyPublic",
     "HealthPublic",
     "LatestPublic",
+    "MapPublic",
     "ProblemPublic",
     "ReadingPublic",
     "ReadingsPublic",
@@ -43,6 +44,13 @@ JsonFloat = Annotated[float | None, AfterValidator(_finite)]
 
 class _Public(BaseModel):
     model_config = ConfigDict(frozen=True, from_attributes=True)
+
+
+class MapPublic(_Public):
+    """The background of a map (the open page's and the console's): the lab's tile source, if any."""
+
+    tile_url: str | None = Field(description="{z}/{x}/{y} template; null: districts and sensors over a plain outline.")
+    attribution: str | None
 
 
 class ProblemPublic(_Public):

@@ -54,14 +54,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     from citylab.lab import run_lab
 
     return run_lab(_settings(), demo=args.demo, serial=args.serial, gateways=args.gateways, lora=args.lora,
-                   period_s=args.period)
+                   meters=args.meters, period_s=args.period)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from citylab.lab import run_simulation
 
     return run_simulation(_settings(), serial=args.serial, gateways=args.gateways, lora=args.lora,
-                          period_s=args.period)
+                          meters=args.meters, period_s=args.period)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -260,6 +260,8 @@ def _district_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--serial", type=int, default=20, help="serial sensors (default 20)")
     parser.add_argument("--gateways", type=int, default=2, help="edge gateways for the serial sensors (default 2)")
     parser.add_argument("--lora", type=int, default=10, help="LoRa nodes behind one LoRa gateway (default 10)")
+    parser.add_argument("--meters", type=int, default=4,
+                        help="building energy meters of the second SME, fjord-energi, behind its gateway (default 4)")
     parser.add_argument("--period", type=float, default=1.0, help="seconds between readings of a sensor")
 
 

@@ -110,18 +110,18 @@ def _migrate(url: str, settings: Settings, timeout: float = 60.0) -> None:
     logger.info("schema migrations applied: %s; engine: %s", names, caps.description)
 
 
-def _register_demo(url: str, org: str, *, serial: int, gateways: int, lora: int) -> int:
-    from citylab.demo import demo_devices
+def _register_demo(url: str, org: str, *, serial: int, gateways: int, lora: int, meters: int) -> int:
+    from citylab.demo import demo_devices, ensure_demo_org
     from storage import connect
     from storage.registry import register_device
-    from storage.tenants import ensure_org
 
-    devices = demo_devices(serial=serial, gateways=gateways, lora=lora)
+    devices = demo_devices(serial=serial, gateways=gateways, lora=lora, meters=meters)
     with connect(url) as conn:
-        ensure_org(conn, slug=org, name=f"Demo district ({org})", kind="provider")
+        for owner in {dev.org or org for dev in devices} | {org}:
+            ensure_demo_org(conn, slug=owner, district_org=org)
         # gateways first: sensors reference them
         for dev in sorted(devices, key=lambda d: d.gateway is not None):
-            register_device(conn, org=org, device=dev.device, gateway=dev.gateway, kind=dev.kind)
+            register_device(conn, org=dev.org or org, device=dev.device, gateway=dev.gateway, kind=dev.kind)
         conn.commit()
     return len(devices)
 
@@ -131,32 +131,37 @@ def _child_env(database_url: str, mqtt_url: str) -> dict[str, str]:
 
 
 def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database_url: str, mqtt_url: str,
-                *, serial: int, gateways: int, lora: int, period_s: float, dynsec: DynSec | None = None) -> None:
-    from citylab.demo import demo_commands, demo_devices
+                *, serial: int, gateways: int, lora: int, meters: int, period_s: float,
+                dynsec: DynSec | None = None) -> None:
+    from citylab.demo import ENERGY_GATEWAY, ENERGY_ORG, demo_commands, demo_devices
 
-    count = _register_demo(database_url, settings.org, serial=serial, gateways=gateways, lora=lora)
+    count = _register_demo(database_url, settings.org, serial=serial, gateways=gateways, lora=lora, meters=meters)
     credentials: dict[str, tuple[str, str]] = {}
     if dynsec is not None:
         # each gateway publishes with its own broker credentials, limited to its own prefix
-        for dev in demo_devices(serial=serial, gateways=gateways, lora=lora):
+        owners: dict[str, str] = {}
+        for dev in demo_devices(serial=serial, gateways=gateways, lora=lora, meters=meters):
             if dev.kind == "gateway":
-                creds = dynsec.create_device(settings.org, dev.device)
+                owners[dev.device] = dev.org or settings.org
+                creds = dynsec.create_device(owners[dev.device], dev.device)
                 credentials[dev.device] = (creds.username, creds.password)
-        _set_usernames(database_url, settings.org, credentials)
+        _set_usernames(database_url, {(owners[g], g): username for g, (username, _) in credentials.items()})
     commands = demo_commands(home=home, org=settings.org, mqtt_url=mqtt_url, serial=serial, gateways=gateways,
-                             lora=lora, period_s=period_s, credentials=credentials)
+                             lora=lora, meters=meters, period_s=period_s, credentials=credentials)
     for i, argv in enumerate(commands):
         supervisor.start("simulator" if i == 0 else f"edge-{i}", argv)
+    meters_line = f", {meters} energy meters of {ENERGY_ORG!r} behind {ENERGY_GATEWAY}" if meters > 0 else ""
     print(f"demo district: {serial} serial sensors behind {gateways} gateways, {lora} LoRa nodes behind gw-lora "
-          f"({count} devices registered in org {settings.org!r})", flush=True)
+          f"in org {settings.org!r}{meters_line} ({count} devices registered)", flush=True)
 
 
-def _set_usernames(url: str, org: str, credentials: dict[str, tuple[str, str]]) -> None:
+def _set_usernames(url: str, usernames: dict[tuple[str, str], str]) -> None:
+    """Record each gateway's broker username: {(org, device): username}."""
     from storage import connect
     from storage.tenants import set_mqtt_username
 
     with connect(url) as conn:
-        for device, (username, _) in credentials.items():
+        for (org, device), username in usernames.items():
             set_mqtt_username(conn, org=org, device=device, username=username)
         conn.commit()
 
@@ -198,8 +203,8 @@ def _start_marketplace(database_url: str, org: str, stop: threading.Event) -> di
                 logger.warning("demo marketplace not published yet: %s", exc)
                 continue
             if done:
-                print("demo marketplace: an open and a priced product listed in /catalog, a research grant",
-                      flush=True)
+                print("demo marketplace: each SME lists an open and a priced product in /catalog; "
+                      "the research organisation holds a grant for each priced one", flush=True)
                 return
 
     threading.Thread(target=publish, daemon=True).start()
@@ -260,7 +265,7 @@ class Ports:
 
 
 def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int = 2, lora: int = 10,
-            period_s: float = 1.0) -> int:
+            meters: int = 4, period_s: float = 1.0) -> int:
     from citylab.embedded import start_mosquitto, start_postgres
     from citylab.supervisor import Server
 
@@ -341,7 +346,7 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
         keys: dict[str, str] = {}
         if demo:
             _start_demo(supervisor, settings, home, database_url, mqtt_url, serial=serial, gateways=gateways,
-                        lora=lora, period_s=period_s, dynsec=dynsec)
+                        lora=lora, meters=meters, period_s=period_s, dynsec=dynsec)
             keys = _start_marketplace(database_url, settings.org, stop)
         state = LabState(database_url=database_url, mqtt_url=mqtt_url, api_url=api_url, pid=os.getpid(),
                          started_at=time.time(), demo=demo)
@@ -379,7 +384,8 @@ def _without_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int, period_s: float) -> int:
+def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int, period_s: float,
+                   meters: int = 4) -> int:
     """The demo district alone, against the database and broker of the settings (docker-compose profile)."""
     if not settings.database_url or not settings.mqtt_url:
         raise LabError("`citylab simulate` needs CITYLAB_DATABASE_URL and CITYLAB_MQTT_URL")
@@ -396,7 +402,7 @@ def run_simulation(settings: Settings, *, serial: int, gateways: int, lora: int,
     supervisor = Supervisor(log_dir=None)
     try:
         _start_demo(supervisor, settings, home, settings.database_url, settings.mqtt_url, serial=serial,
-                    gateways=gateways, lora=lora, period_s=period_s, dynsec=dynsec)
+                    gateways=gateways, lora=lora, meters=meters, period_s=period_s, dynsec=dynsec)
         while not stop.wait(0.5):
             supervisor.poll()
     finally:

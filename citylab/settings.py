@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DOCUMENTED_SECRETS", "Settings"]
@@ -186,6 +186,21 @@ class Settings(BaseSettings):
     map_tile_attribution: str | None = Field(
         default=None, description="Attribution the tile source requires, shown under the map (e.g. © Kartverket)."
     )
+
+    @field_validator("map_tile_url", "map_tile_attribution", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _tile_template(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlsplit(value.replace("{", "").replace("}", "")).scheme
+        if scheme not in ("http", "https") or not all(p in value for p in ("{z}", "{x}", "{y}")):
+            raise ValueError("CITYLAB_MAP_TILE_URL must be an http(s) URL template with {z}, {x} and {y}")
+        return value
 
     @property
     def base_url(self) -> str:

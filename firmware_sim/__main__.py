@@ -22,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", type=Path, required=True, help="puts tty/ symlinks and manifest.json here")
     d.add_argument("--serial", type=int, default=20, help="number of serial sensors (default 20)")
     d.add_argument("--lora", type=int, default=10, help="number of LoRa nodes (default 10)")
+    d.add_argument("--meters", type=int, default=0, help="number of building energy meters (default 0)")
     d.add_argument("--period", type=float, default=1.0, help="serial line period in s (default 1.0)")
     d.add_argument("--lora-period", type=float, default=5.0, help="LoRa frame period in s (default 5.0)")
     d.add_argument("--seed", type=int, default=1)
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             args.dir,
             serial=args.serial,
             lora=args.lora,
+            meters=args.meters,
             period_s=args.period,
             lora_period_s=args.lora_period,
             seed=args.seed,

@@ -2,8 +2,9 @@
 
 Every device is driven by one :class:`~firmware_sim._loop.TickLoop` thread. Ids are
 deterministic: serial sensors take their kind from :data:`SERIAL_KIND_CYCLE` in turn
-and are numbered per kind (``air-001``, ``noise-001``, ``energy-001``, ...); LoRa nodes
-are ``lora-001..`` with radio addresses ``1..M``. The district writes
+and are numbered per kind (``air-001``, ``noise-001``, ``energy-001``, ...); building
+energy meters (a second SME's, read by a gateway of its own) are ``meter-001..``; LoRa
+nodes are ``lora-001..`` with radio addresses ``1..M``. The district writes
 ``DIR/manifest.json`` (see :meth:`District.manifest`) and puts a stable symlink for
 each pty under ``DIR/tty/`` (``DIR/tty/air-001``, ``DIR/tty/lora-radio``).
 """
@@ -29,6 +30,7 @@ __all__ = [
     "District",
     "SensorSpec",
     "lora_node_ids",
+    "meter_sensor_specs",
     "serial_sensor_specs",
 ]
 
@@ -55,13 +57,19 @@ def serial_sensor_specs(n: int) -> list[SensorSpec]:
     return specs
 
 
+def meter_sensor_specs(n: int) -> list[SensorSpec]:
+    """The ``n`` building energy meters of a district (serial sensors of kind ``energy``)."""
+    return [SensorSpec(f"meter-{i:03d}", "energy") for i in range(1, n + 1)]
+
+
 def lora_node_ids(m: int) -> dict[int, str]:
     """Radio address -> device id of the ``m`` LoRa nodes."""
     return {a: f"lora-{a:03d}" for a in range(1, m + 1)}
 
 
 class District:
-    """Runs ``serial`` sensors on ptys and ``lora`` nodes behind one radio module."""
+    """Runs ``serial`` sensors and ``meters`` energy meters on ptys and ``lora`` nodes
+    behind one radio module."""
 
     def __init__(
         self,
@@ -69,6 +77,7 @@ class District:
         *,
         serial: int = 20,
         lora: int = 10,
+        meters: int = 0,
         period_s: float = 1.0,
         lora_period_s: float = 5.0,
         seed: int = 1,
@@ -87,7 +96,7 @@ class District:
         self.radio: LoraRadioModule | None = None
         self._loop: TickLoop | None = None
         try:
-            for spec in serial_sensor_specs(serial):
+            for spec in serial_sensor_specs(serial) + meter_sensor_specs(meters):
                 self.sensors.append(
                     SerialSensor(
                         spec.sensor_id,

@@ -102,6 +102,32 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
             time.sleep(1)
         assert lora, series
         assert len({s["device"] for s in series}) >= 30, devices
+
+        # the marketplace: a ready key per role, the second SME's meters, each SME's open and
+        # priced products, and the research organisation's grants
+        keys = dict(line.split("key", 1)[1].strip().split(": ", 1) for line in output
+                    if line.strip().startswith("key ") and ": " in line)
+        assert set(keys) == {"lab (admin)", "fjord-energi (provider)", "stavanger (consumer)",
+                             "stavanger (operator)", "uis (consumer)"}, "".join(output)
+
+        def as_(name: str) -> dict[str, str]:
+            return {"Authorization": f"Bearer {keys[name]}"}
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            meters = {s["device"] for s in httpx.get(f"{api_url}/v1/series", headers=as_("fjord-energi (provider)"),
+                                                     timeout=10).json() if s["provider"] == "fjord-energi"}
+            grants = httpx.get(f"{api_url}/v1/grants", headers=as_("uis (consumer)"), timeout=10).json()
+            if len(meters) == 4 and len(grants) == 2:
+                break
+            time.sleep(1)
+        assert meters == {f"meter-{i:03d}" for i in range(1, 5)}
+        assert [g["status"] for g in grants] == ["active", "active"]
+        listed = httpx.get(f"{api_url}/v1/products", headers=as_("stavanger (consumer)"), timeout=10).json()
+        assert sorted((p["provider"], p["open"]) for p in listed) == [
+            ("fjord-energi", False), ("fjord-energi", True), ("lab", False), ("lab", True)]
+        keyless = httpx.get(f"{api_url}/v1/products", timeout=10).json()
+        assert sorted(p["provider"] for p in keyless) == ["fjord-energi", "lab"] and all(p["open"] for p in keyless)
         health = httpx.get(f"{api_url}/health", timeout=10)
         assert health.status_code == 200, health.text
         components = health.json()["components"]
@@ -121,7 +147,7 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         status = _status(env)
         for key in ("packs_received", "readings_stored", "dead_letters", "devices", "series", "lag_seconds"):
             assert key in status
-        assert status["devices"] >= 33 and status["dead_letters"] == 0
+        assert status["devices"] >= 38 and status["dead_letters"] == 0
         assert status["packs_received"] == status["packs_stored"] + status["dead_letters"]
         assert status["health"] == "ok" and status["components"]["broker"]["up"], status
 

@@ -19,7 +19,8 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
 from api.console.status import StatusListener
-from api.deps import ConnDep, PrincipalDep
+from api.deps import ConnDep, PrincipalDep, SettingsDep
+from api.models import MapPublic
 from storage import console as queries
 
 __all__ = ["STATIC_DIR", "router"]
@@ -73,6 +74,7 @@ class FleetDevicePublic(BaseModel):
 
 class FleetPublic(BaseModel):
     devices: list[FleetDevicePublic]
+    map: MapPublic
 
 
 @router.get("/", include_in_schema=False, response_class=HTMLResponse, response_model=None)
@@ -100,7 +102,9 @@ def read_console_asset(path: str) -> FileResponse:
 
 
 @router.get("/console/api/fleet", response_model=FleetPublic, summary="The fleet with health and map position")
-def read_fleet(conn: ConnDep, principal: PrincipalDep) -> FleetPublic:
-    """The devices the caller's organisation may see: its own, and those it holds a grant for."""
+def read_fleet(conn: ConnDep, settings: SettingsDep, principal: PrincipalDep) -> FleetPublic:
+    """The devices the caller's organisation may see (its own, and those it holds a grant for),
+    and the map's background: the lab's tile source, if one is set."""
     devices = queries.fleet(conn, org_id=principal.org_id, org_slug=principal.org_slug)
-    return FleetPublic(devices=[FleetDevicePublic.model_validate(d, from_attributes=True) for d in devices])
+    return FleetPublic(devices=[FleetDevicePublic.model_validate(d, from_attributes=True) for d in devices],
+                       map=MapPublic(tile_url=settings.map_tile_url, attribution=settings.map_tile_attribution))

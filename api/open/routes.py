@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from api.access import account
 from api.deps import ConnDep, ReaderDep, SettingsDep
 from api.errors import Problem
+from api.models import MapPublic
 from protocol.quantities import AIR_QUALITY_CLASSES, LABELS_NB, QUANTITIES
 from protocol.units import UNITS
 from storage.audit import DataRead
@@ -93,11 +94,6 @@ class ExternalPublic(BaseModel):
     publisher: str
     landing_page: str | None
     source: str
-
-
-class MapPublic(BaseModel):
-    tile_url: str | None           # {z}/{x}/{y} template; None: plain outline
-    attribution: str | None
 
 
 class OverviewPublic(BaseModel):

@@ -1,5 +1,6 @@
-// The fleet: a list and a map with each device's status. The map draws the devices
-// and an outline of each area on a plain background: no map tiles, no network.
+// The fleet: a list and a map with each device's status. The map draws the devices and
+// an outline of each area over the lab's tile source (CITYLAB_MAP_TILE_URL) or, with none
+// set, over a plain outline of the covered city with a grid in metres: then no network.
 import L from "leaflet";
 import "leaflet/dist/leaflet.css";
 import { api, ago, el, fmt } from "./api.js";
@@ -35,10 +36,39 @@ function hull(points) {
   return lower.slice(0, -1).concat(upper.slice(0, -1));
 }
 
+const GRID_STEPS_M = [50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000];
+const M_PER_DEG_LAT = 111320;
+
+// The plain background without a tile source: the devices' extent with a margin, and a
+// grid at a round number of metres (about eight lines across), so distances still read.
+function outline(devices) {
+  const lats = devices.map((d) => d.lat), lons = devices.map((d) => d.lon);
+  const mid = (Math.min(...lats) + Math.max(...lats)) / 2;
+  const mPerDegLon = M_PER_DEG_LAT * Math.cos((mid * Math.PI) / 180);
+  const spanM = Math.max((Math.max(...lats) - Math.min(...lats)) * M_PER_DEG_LAT,
+    (Math.max(...lons) - Math.min(...lons)) * mPerDegLon, 400);
+  const step = GRID_STEPS_M.find((m) => spanM / m <= 8) ?? GRID_STEPS_M.at(-1);
+  const [dLat, dLon] = [step / M_PER_DEG_LAT, step / mPerDegLon];
+  const south = Math.floor((Math.min(...lats) - dLat / 2) / dLat) * dLat;
+  const north = Math.ceil((Math.max(...lats) + dLat / 2) / dLat) * dLat;
+  const west = Math.floor((Math.min(...lons) - dLon / 2) / dLon) * dLon;
+  const east = Math.ceil((Math.max(...lons) + dLon / 2) / dLon) * dLon;
+  const layers = [L.rectangle([[south, west], [north, east]],
+    { pane: "outline", className: "outline", color: "#9fb0c2", weight: 1, fillColor: "#fff", fillOpacity: 1, interactive: false })];
+  const grid = { pane: "outline", className: "grid", color: "#dfe6ed", weight: 1, interactive: false };
+  for (let lat = south + dLat; lat < north - dLat / 2; lat += dLat) layers.push(L.polyline([[lat, west], [lat, east]], grid));
+  for (let lon = west + dLon; lon < east - dLon / 2; lon += dLon) layers.push(L.polyline([[south, lon], [north, lon]], grid));
+  return { layers, bounds: L.latLngBounds([[south, west], [north, east]]), key: [south, west, north, east].join() };
+}
+
 export class FleetView {
   constructor({ mapId, tableBody, summary, onSelectDevice }) {
     this.map = L.map(mapId, { zoomControl: true, attributionControl: false, zoomSnap: 0.25 });
     this.map.setView([58.97, 5.73], 13);
+    this.map.createPane("outline").style.zIndex = 350;   // above tiles, below the areas and markers
+    L.control.scale({ imperial: false }).addTo(this.map);
+    this.background = L.layerGroup().addTo(this.map);
+    this.backgroundKey = null;
     this.areas = L.layerGroup().addTo(this.map);
     this.markers = L.layerGroup().addTo(this.map);
     this.tableBody = tableBody;
@@ -49,10 +79,36 @@ export class FleetView {
   }
 
   async refresh() {
-    const { devices } = await api("/console/api/fleet");
+    const { devices, map } = await api("/console/api/fleet");
     this.devices = devices;
+    this.drawBackground(map, devices);
     this.render(devices);
     return devices;
+  }
+
+  drawBackground(map, devices) {
+    const tiles = map?.tile_url;
+    if (tiles) {
+      if (this.backgroundKey === tiles) return;
+      this.background.clearLayers();
+      L.tileLayer(tiles, { maxZoom: 19, className: "tile" }).addTo(this.background);
+      L.control.attribution({ prefix: false }).addAttribution(map.attribution || new URL(tiles.replace(/[{}]/g, ""), location.href).host)
+        .addTo(this.map);
+      this.backgroundKey = tiles;
+      return;
+    }
+    if (!devices.length) return;
+    const plain = outline(devices);
+    if (this.backgroundKey === plain.key) return;
+    this.background.clearLayers();
+    for (const layer of plain.layers) layer.addTo(this.background);
+    if (!this.outlineNote) {
+      this.outlineNote = L.control.attribution({ prefix: false })
+        .addAttribution("plain outline: no tile source set (CITYLAB_MAP_TILE_URL)")
+        .addTo(this.map);
+    }
+    this.backgroundKey = plain.key;
+    this.outlineBounds = plain.bounds;
   }
 
   render(devices) {
@@ -89,7 +145,8 @@ export class FleetView {
       marker.addTo(this.markers);
     }
     if (!this.fitted && devices.length) {
-      this.map.fitBounds(L.latLngBounds(devices.map((d) => [d.lat, d.lon])).pad(0.1));
+      // the whole outline when there is one (its edge shows where the lab's sensors end)
+      this.map.fitBounds(this.outlineBounds?.pad(0.02) ?? L.latLngBounds(devices.map((d) => [d.lat, d.lon])).pad(0.1));
       this.fitted = true;
     }
 

@@ -1,16 +1,25 @@
 """The demo's marketplace (citylab.demo): two provider SMEs, the city and a research
-organisation with a key each; once the district's series exist, an open and a priced
-product, listed, and a research grant on the priced one."""
+organisation with a key per role; once an SME's series exist, an open and a priced
+product of it, listed, and a research grant on each priced one."""
 
 from __future__ import annotations
 
 import psycopg
 from fastapi.testclient import TestClient
+from rdflib import Graph
+from test_catalog import _violations
 
 from api import create_app
-from citylab.demo import publish_marketplace, seed_marketplace
+from citylab.demo import ENERGY_ORG, publish_marketplace, seed_marketplace
 from citylab.settings import Settings
 from storage.registry import register_device
+
+
+def _series(conn: psycopg.Connection, org: str, device: str, quantities: tuple[tuple[str, str], ...]) -> None:
+    register_device(conn, org=org, device=device, gateway=None, kind="serial")
+    for quantity, unit in quantities:
+        conn.execute("INSERT INTO series (org, device, quantity, unit) VALUES (%s, %s, %s, %s)",
+                     (org, device, quantity, unit))
 
 
 def test_the_marketplace_around_the_district(database: str) -> None:
@@ -18,28 +27,49 @@ def test_the_marketplace_around_the_district(database: str) -> None:
         keys = seed_marketplace(conn, district_org="lab")
         conn.commit()
         assert publish_marketplace(conn, district_org="lab") is False      # no series yet
-        register_device(conn, org="lab", device="air-1", gateway=None, kind="serial")
-        for quantity, unit in (("pm2_5", "ug/m3"), ("no2", "ug/m3"), ("noise", "dB")):
-            conn.execute("INSERT INTO series (org, device, quantity, unit) VALUES ('lab', 'air-1', %s, %s)",
-                         (quantity, unit))
+        _series(conn, "lab", "air-1", (("pm2_5", "ug/m3"), ("no2", "ug/m3"), ("noise", "dB")))
+        register_device(conn, org=ENERGY_ORG, device="meter-001", gateway=None, kind="serial")
+        assert publish_marketplace(conn, district_org="lab") is False      # the energy SME's meter has none
+        conn.execute("INSERT INTO series (org, device, quantity, unit) VALUES (%s, 'meter-001', 'energy', 'kWh'),"
+                     " (%s, 'meter-001', 'power', 'W')", (ENERGY_ORG, ENERGY_ORG))
         assert publish_marketplace(conn, district_org="lab") is True
         assert publish_marketplace(conn, district_org="lab") is True       # once only
         conn.commit()
-    assert set(keys) == {"lab (admin)", "fjord-energi (provider)", "stavanger (consumer)", "uis (consumer)"}
+    assert set(keys) == {"lab (admin)", "fjord-energi (provider)", "stavanger (consumer)", "stavanger (operator)",
+                         "uis (consumer)"}
     with TestClient(create_app(Settings(database_url=database))) as client:
-        products = {p["title"]: p for p in client.get("/v1/products", headers={"X-API-Key": keys["lab (admin)"]}).json()}
-        assert len(products) == 2
-        open_product = products["Air quality, central district"]
-        priced = products["District sensors, full feed"]
-        assert open_product["open"] and open_product["listed"] and open_product["price_month"] is None
-        assert not priced["open"] and priced["listed"] and priced["price_month"] == "1500.00"
-        # without a key: the open product only; the research key holds an active grant on the priced one
-        assert [p["id"] for p in client.get("/v1/products").json()] == [open_product["id"]]
-        grants = client.get("/v1/grants", headers={"X-API-Key": keys["uis (consumer)"]}).json()
-        assert [(g["product_id"], g["status"]) for g in grants] == [(priced["id"], "active")]
-        research_series = {s["id"] for s in client.get("/v1/series", headers={"X-API-Key": keys["uis (consumer)"]}).json()}
-        assert set(priced["series_ids"]) | set(open_product["series_ids"]) == research_series
-        for key in keys.values():
-            assert client.get("/v1/orgs/me", headers={"X-API-Key": key}).status_code == 200
+        def get(path: str, key: str | None = None):
+            response = client.get(path, headers={"X-API-Key": keys[key]} if key else {})
+            assert response.status_code == 200, response.text
+            return response.json()
+
+        products = {p["title"]: p for p in get("/v1/products", "lab (admin)")}
+        assert len(products) == 4
+        by_provider = {(p["provider"], p["open"]): p for p in products.values()}
+        assert set(by_provider) == {("lab", True), ("lab", False), (ENERGY_ORG, True), (ENERGY_ORG, False)}
+        for provider in ("lab", ENERGY_ORG):
+            free, priced = by_provider[(provider, True)], by_provider[(provider, False)]
+            assert free["listed"] and free["price_month"] is None and free["licence"] in ("CC-BY-4.0", "NLOD-2.0")
+            assert priced["listed"] and priced["price_month"] is not None and priced["licence"] == "proprietary"
+        assert products["District sensors, full feed"]["price_month"] == "1500.00"
+        # without a key: the open products only; the research key holds an active grant on each priced one
+        assert sorted(p["id"] for p in get("/v1/products")) == sorted(by_provider[(o, True)]["id"]
+                                                                       for o in ("lab", ENERGY_ORG))
+        grants = get("/v1/grants", "uis (consumer)")
+        assert sorted((g["product_id"], g["status"]) for g in grants) == sorted(
+            (by_provider[(o, False)]["id"], "active") for o in ("lab", ENERGY_ORG))
+        research_series = {s["id"] for s in get("/v1/series", "uis (consumer)")}
+        assert {sid for p in products.values() for sid in p["series_ids"]} == research_series
+        # the energy SME sees its own meter and the open series, not the district's priced ones
+        seen = {(s["device"], s["quantity"]) for s in get("/v1/series", "fjord-energi (provider)")}
+        assert seen == {("meter-001", "energy"), ("meter-001", "power"), ("air-1", "pm2_5"), ("air-1", "no2")}
+        # the operator key sees the whole lab
+        assert get("/v1/status?scope=lab", "stavanger (operator)")["series"] == 5
+        for key in keys:
+            assert get("/v1/orgs/me", key)["slug"] == key.split()[0]
         catalogue = client.get("/catalog.ttl").text
-        assert "Stavanger kommune" in catalogue and "964965226" in catalogue
+        assert "Stavanger kommune" in catalogue and "964965226" in catalogue and "Fjord Energi AS" in catalogue
+        # what a portal harvests from the demo validates too
+        data = Graph().parse(data=catalogue, format="turtle")
+        assert "\n".join(_violations(data, "shapes.ttl", "range.ttl")) == ""
+        assert "\n".join(_violations(data, "dcat-ap-no-2.00-shapes.ttl")) == ""

@@ -7,8 +7,6 @@ the test artefacts as open_*.png."""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -18,6 +16,7 @@ import psycopg
 import pytest
 from catalog_lab import Market, seed_market
 from test_catalog_harvest import serving
+from tile_server import TileServer, tile_server
 
 from citylab.embedded import free_port
 from citylab.settings import Settings
@@ -25,39 +24,16 @@ from storage.catalog import save_harvest
 
 pytestmark = pytest.mark.slow
 
-# A 1x1 PNG, served as every tile of the local tile server.
-PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-                    "1f15c4890000000d49444154789c63f8cfc0f01f0005000201a5f8b9c20000000049454e44ae426082")
-
 
 @pytest.fixture
 def market(database: str) -> Market:
     return seed_market(database)
 
 
-class _Tiles(http.server.BaseHTTPRequestHandler):
-    seen: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        type(self).seen.append(self.path)
-        self.send_response(200)
-        self.send_header("Content-Type", "image/png")
-        self.send_header("Content-Length", str(len(PNG)))
-        self.end_headers()
-        self.wfile.write(PNG)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def tile_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Tiles)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+def tiles() -> Iterator[TileServer]:
+    with tile_server() as server:
+        yield server
 
 
 def _page(browser, url: str, allowed: set[str], *, phone: bool = False):
@@ -152,12 +128,12 @@ def test_the_city_page_shows_open_data_only(browser, market: Market, artifacts_d
 
 
 def test_with_a_tile_source_the_map_draws_its_tiles(browser, market: Market, artifacts_dir: Path,
-                                                    tile_server: str) -> None:
+                                                    tiles: TileServer) -> None:
     port = free_port()
     settings = Settings(database_url=market.url, public_base_url=f"http://127.0.0.1:{port}",
-                        map_tile_url=f"{tile_server}/tiles/{{z}}/{{x}}/{{y}}.png", map_tile_attribution="© Test tiles")
+                        map_tile_url=tiles.template, map_tile_attribution="© Test tiles")
     with serving(settings, port) as api:
-        allowed = {urlsplit(api).netloc, urlsplit(tile_server).netloc}
+        allowed = {urlsplit(api).netloc, urlsplit(tiles.url).netloc}
         context, page, errors, outside = _page(browser, f"{api}/open?lang=en", allowed)
         assert page.locator("#map img.tile").count() >= 1
         assert page.locator("#map svg rect.outline").count() == 0
@@ -166,6 +142,6 @@ def test_with_a_tile_source_the_map_draws_its_tiles(browser, market: Market, art
         page.screenshot(path=str(artifacts_dir / "open_tiles.png"))
         context.close()
     assert errors == [] and outside == []
-    assert _Tiles.seen and all(p.startswith("/tiles/") and p.endswith(".png") for p in _Tiles.seen)
-    z = {int(p.split("/")[2]) for p in _Tiles.seen}
+    assert tiles.seen and all(p.startswith("/tiles/") and p.endswith(".png") for p in tiles.seen)
+    z = {int(p.split("/")[2]) for p in tiles.seen}
     assert len(z) == 1 and 10 <= z.pop() <= 18

@@ -117,7 +117,7 @@ def test_the_dead_letter_panels_show_the_dead_letter(results: dict) -> None:
 
 def test_gateway_buffers_come_from_the_status_messages(results: dict, conn: psycopg.Connection) -> None:
     (result,) = [r for (uid, title, i), r in results.items() if title == "Gateway buffer depth"]
-    assert result["rows"] == 3  # gw-01, gw-02, gw-lora
+    assert result["rows"] == 4  # the district's gw-01, gw-02, gw-lora and the energy SME's gw-energi
     depths = conn.execute("SELECT device, buffer_depth FROM gateway_status ORDER BY device").fetchall()
-    assert [d for d, _ in depths] == ["gw-01", "gw-02", "gw-lora"]
+    assert [d for d, _ in depths] == ["gw-01", "gw-02", "gw-energi", "gw-lora"]
     assert all(depth is not None and depth >= 0 for _, depth in depths)

@@ -111,7 +111,7 @@ def test_the_demo_district_never_takes_another_organisations_device(database: st
         set_mqtt_username(conn, org="acme", device="gw-01", username="acme.gw-01")
         conn.commit()
     for _ in range(2):  # at every start
-        count = _register_demo(database, "lab", serial=2, gateways=1, lora=0)
+        count = _register_demo(database, "lab", serial=2, gateways=1, lora=0, meters=0)
     assert count == 3
     with psycopg.connect(database) as conn:
         rows = _rows(conn, "SELECT org, device, gateway, kind, mqtt_username, lat FROM devices ORDER BY org, device")
