@@ -42,12 +42,12 @@ from protocol.topics import STA_FEED_PROPERTY, STA_VERSION, feature_topic, obser
 from storage.db import connect
 from storage.sensorthings.feed import series_features
 
-__all__ = ["FeatureIndex", "FeedOptions", "ObservationFeed", "encode_observations"]
+__all__ = ["FEED_PROPERTIES", "FeatureIndex", "FeedOptions", "ObservationFeed", "encode_observations"]
 
 logger = logging.getLogger("citylab.ingest.feed")
 
-_PROPERTIES = Properties(PacketTypes.PUBLISH)
-_PROPERTIES.UserProperty = [STA_FEED_PROPERTY]
+FEED_PROPERTIES = Properties(PacketTypes.PUBLISH)   # on every message of the feed
+FEED_PROPERTIES.UserProperty = [STA_FEED_PROPERTY]
 
 #: series ids -> the FeatureOfInterest id of each (-1: none); raises when the registry cannot be read
 FeatureLookup = Callable[[np.ndarray], np.ndarray]
@@ -218,7 +218,7 @@ class ObservationFeed:
     def _publish(self, chunk: list[tuple[str, bytes]]) -> None:
         unsent = []
         for message in chunk:
-            if self.client.publish(*message, qos=0, properties=_PROPERTIES).rc == paho.MQTT_ERR_SUCCESS:
+            if self.client.publish(*message, qos=0, properties=FEED_PROPERTIES).rc == paho.MQTT_ERR_SUCCESS:
                 self.published += 1
             else:   # not connected: the live feed does not wait for the broker
                 unsent.append(message)

@@ -15,6 +15,7 @@ The SensorThings MQTT extension (OGC 18-088 §14) on the same broker::
     v1.1/Datastreams({series id})/Observations        a Datastream's new Observations; a device
                                                      publishes an Observation here to create it
     v1.1/FeaturesOfInterest({thing id})/Observations  a located device's new Observations
+    v1.1/Things({thing id})/Datastreams               a device's new Datastreams
 
 ``org`` and ``device`` are one topic level each of ``[A-Za-z0-9_.:-]+``: no
 MQTT wildcard (``+``, ``#``), no ``/``, no ``$`` prefix.
@@ -37,6 +38,7 @@ __all__ = [
     "feature_topic",
     "observation_topic",
     "observation_topic_series",
+    "thing_datastreams_topic",
     "ingest_filters",
     "Topic",
     "MAX_RANGES",
@@ -86,6 +88,11 @@ def ingest_filters(org: str | None = None) -> tuple[str, ...]:
 def observation_topic(series_id: int) -> str:
     """The SensorThings topic of a Datastream's new Observations."""
     return f"{STA_VERSION}/Datastreams({int(series_id)})/Observations"
+
+
+def thing_datastreams_topic(thing_id: int) -> str:
+    """The SensorThings topic of a Thing's new Datastreams."""
+    return f"{STA_VERSION}/Things({int(thing_id)})/Datastreams"
 
 
 def feature_topic(feature_id: int) -> str:

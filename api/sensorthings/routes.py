@@ -30,7 +30,7 @@ from api.sensorthings.query import parse_options
 from api.sensorthings.resources import read_resource
 from api.sensorthings.updates import delete_entity, update_entity
 from api.sensorthings.writes import close_ingest, create
-from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError, own_feature_ids, readable_series_ids
+from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError, own_feature_ids, own_thing_ids, readable_series_ids
 
 __all__ = ["ROOT", "router"]
 
@@ -79,10 +79,10 @@ def create_mqtt_credentials(request: Request, conn: ConnDep, principal: StaPrinc
         raise Problem(503, "the broker's dynamic security is not configured on this server "
                            "(CITYLAB_MQTT_URL and CITYLAB_DYNSEC_PASSWORD)")
     series = readable_series_ids(conn, query_params(principal))
-    features = own_feature_ids(conn, principal.org_slug)
-    username, password, topics = subscriber_credentials(dynsec, principal.key_id, series, features)
+    features, things = own_feature_ids(conn, principal.org_slug), own_thing_ids(conn, principal.org_slug)
+    username, password, topics = subscriber_credentials(dynsec, principal.key_id, series, features, things)
     audit(conn, principal, "sta.mqtt.credentials", {"username": username, "datastreams": len(series),
-                                                    "features": len(features)})
+                                                    "features": len(features), "things": len(things)})
     return {"url": broker_url(request.app.state.settings), "username": username, "password": password,
             "client_id": username, "topics": topics}
 

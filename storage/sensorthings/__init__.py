@@ -14,7 +14,7 @@ from storage.sensorthings.read import (
     JsonPage, Member, Page, Step, count_entities, count_linked, read_entities, read_entities_json, read_linked,
     JsonText, read_entities_text, readable_series_ids,
 )
-from storage.sensorthings.feed import datastream_target, device_series_ids, own_feature_ids, series_features
+from storage.sensorthings.feed import datastream_target, device_series_ids, own_feature_ids, own_thing_ids, series_features
 from storage.sensorthings.write import writable_datastream
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "datastream_target",
     "device_series_ids",
     "own_feature_ids",
+    "own_thing_ids",
     "parse_observation_id",
     "read_entities",
     "read_entities_json",

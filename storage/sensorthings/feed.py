@@ -1,7 +1,7 @@
 """What the SensorThings MQTT extension needs from the registry: the
 FeatureOfInterest of each series (the feed's `FeaturesOfInterest(id)/Observations`
-topics), the Datastream behind a create topic, and the FeaturesOfInterest a
-caller's broker login may subscribe to.
+topics), the Datastream behind a create topic, and the FeaturesOfInterest and
+Things a caller's broker login may subscribe to.
 
 A FeatureOfInterest is a located device's (entities.FEATURES_OF_INTEREST: id
 `devices.thing_id`); its topic carries every series of that device.
@@ -14,7 +14,7 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["datastream_target", "device_series_ids", "own_feature_ids", "series_features"]
+__all__ = ["datastream_target", "device_series_ids", "own_feature_ids", "own_thing_ids", "series_features"]
 
 _LOCATED = "d.lat IS NOT NULL AND d.lon IS NOT NULL"
 
@@ -40,6 +40,12 @@ def device_series_ids(conn: psycopg.Connection, *, org: str, device: str) -> lis
     with map_errors("device series"):
         return [r[0] for r in conn.execute("SELECT id FROM series WHERE org = %s AND device = %s ORDER BY id",
                                            (org, device))]
+
+
+def own_thing_ids(conn: psycopg.Connection, org: str) -> list[int]:
+    """The Things of `org`'s own devices (their `Things(id)/Datastreams` topics)."""
+    with map_errors("own things"):
+        return [r[0] for r in conn.execute("SELECT thing_id FROM devices WHERE org = %s ORDER BY 1", (org,))]
 
 
 def own_feature_ids(conn: psycopg.Connection, org: str) -> list[int]:

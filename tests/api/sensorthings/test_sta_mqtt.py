@@ -134,7 +134,7 @@ def committed(sub: Subscriber) -> tuple[str, dict]:
 
 def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
     """Observations reach the topics of their Datastream and FeatureOfInterest once committed,
-    from HTTP and from MQTT ingest."""
+    from HTTP and from MQTT ingest; a new Datastream reaches its Thing's Datastreams topic."""
     series = fresh_lab.series["noise-2/noise"]
     creds = credentials(stack.api, fresh_lab.lab.headers)
     topic = f"v1.1/Datastreams({series})/Observations"
@@ -168,6 +168,21 @@ def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
         assert got_topic == new_topic and body["result"] == 55.25 and body["@iot.id"] == f"{new_series}-1741168860000000"
         # the first subscriber was not subscribed to the new Datastream
         assert sub.messages.empty()
+    # a Thing's new Datastream reaches the Thing's Datastreams topic, as the entity a read answers
+    thing = fresh_lab.things["noise-2"]
+    datastreams = f"v1.1/Things({thing})/Datastreams"
+    creds = credentials(stack.api, fresh_lab.lab.headers)
+    assert datastreams in creds["topics"]
+    with subscriber(creds) as sub:
+        assert sub.subscribe(datastreams)
+        op = httpx.get(f"{stack.api}{ROOT}/ObservedProperties", headers=fresh_lab.lab.headers,
+                       params={"$filter": "name eq 'PM10'"}).json()["value"][0]
+        created = httpx.post(f"{stack.api}{ROOT}/Things({thing})/Datastreams", headers=fresh_lab.lab.headers,
+                             timeout=30, json={"unitOfMeasurement": {"name": "microgram per cubic metre"},
+                                               "ObservedProperty": {"@iot.id": op["@iot.id"]}})
+        assert created.status_code == 201, created.text
+        got_topic, body = sub.next()
+    assert got_topic == datastreams and body == created.json()
 
 
 def test_req_create_observations_via_mqtt_observations_creation(stack, fresh_lab: StaLab):
