@@ -24,7 +24,7 @@ from api.inputs import InputEdge
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
 from api.routes import (
-    alarms, anomalies, audit, devices, exports, gdpr, health, ingest, keys, products, series, status,
+    alarms, anomalies, audit, devices, exports, gdpr, health, ingest, integrations, keys, products, series, status,
 )
 from api.sensorthings import router as sensorthings_router
 from citylab.broker_security import DynSec
@@ -143,6 +143,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
     app.include_router(products.router, prefix="/v1")
     app.include_router(audit.router, prefix="/v1")
     app.include_router(ingest.router, prefix="/v1")
+    app.include_router(integrations.router, prefix="/v1")
     gdpr.install(app)
     app.include_router(sensorthings_router)
     app.include_router(console_router)

@@ -71,7 +71,8 @@ class HealthPublic(_Public):
     components: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="Per component (database, broker, ingest, and under `citylab up` every supervised process): "
-                    "`up`, and where known `detail`, `restarts`, ingest's `lag_seconds` and `broker_connected`.",
+                    "`up`, and where known `detail`, `restarts`, ingest's `lag_seconds`, `broker_connected` and "
+                    "`refused_subscriptions` (each `server`, `filter`, `reason`: a refusal makes ingest down).",
     )
 
 

@@ -14,7 +14,10 @@ id. Since every login is bound, no login can take over another's session:
                     so the pair is unambiguous)
     ingest worker   client id `<username>-<HMAC of its password>` (`ingest_client_id`):
                     stable across restarts (its persistent session), not guessable;
-                    workers of a share group share a login and add their host name
+                    a worker of a share group adds its host name (`share_client_id`):
+                    either on a login the group shares (docker-compose's replicas), or on
+                    a login of its own bound to that id (`citylab up --ingest-workers N`:
+                    citylab-ingest-1 ... citylab-ingest-N)
     other services  (the console's status listener) a random client id
     admin           the plugin's admin: client id = its username (`write_initial_config`);
                     one exchange at a time per process, and an exchange whose
@@ -46,6 +49,7 @@ import json
 import logging
 import random
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -73,6 +77,7 @@ __all__ = [
     "device_username",
     "ingest_client_id",
     "new_password",
+    "share_client_id",
     "write_initial_config",
 ]
 
@@ -118,6 +123,12 @@ def ingest_client_id(username: str, password: str) -> str:
     who does not hold the password."""
     tag = hmac.new(password.encode(), b"citylab-ingest-client-id:" + username.encode(), hashlib.sha256)
     return f"{username}-{tag.hexdigest()[:24]}"
+
+
+def share_client_id(client_id: str) -> str:
+    """The client id a worker of a share group takes: its own with the host name appended,
+    so that the workers of one login on different hosts each keep a session of their own."""
+    return f"{client_id}-{socket.gethostname()}"
 
 
 def device_role(org: str, device: str) -> str:
@@ -281,14 +292,17 @@ class DynSec:
                          "roles": [{"rolename": role}], **binding})
         self.run(commands)
 
-    def create_ingest(self, username: str, password: str, *, shared: bool = False) -> str:
+    def create_ingest(self, username: str, password: str, *, shared: bool = False,
+                      share_group: bool = False) -> str:
         """Ingest reads every pack of the lab and publishes the committed watermarks.
 
         Returns the client id the login is bound to (`ingest_client_id`): ingest
         must connect with it. A login `shared` by the workers of a share group is
         not bound to one id: each worker connects as `<that id>-<host>`, which
         needs the password to know, and which no other login can take, since
-        every other login citylab makes is bound to its own id."""
+        every other login citylab makes is bound to its own id. The login of one
+        `share_group` worker alone is bound to the id that worker takes
+        (`share_client_id`)."""
         acls = [
             {"acltype": "subscribePattern", "topic": "lab/#", "allow": True},
             {"acltype": "subscribePattern", "topic": "$share/#", "allow": True},
@@ -305,6 +319,8 @@ class DynSec:
             {"acltype": "subscribePattern", "topic": STA_CREATE_FILTER, "allow": True},  # created over STA MQTT
         ]
         client_id = ingest_client_id(username, password)
+        if share_group:
+            client_id = share_client_id(client_id)
         self.create_service(username, password, acls=acls, role=f"{INGEST_ROLE}:{username}",
                             client_id=None if shared else client_id)
         return client_id

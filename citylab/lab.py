@@ -145,7 +145,7 @@ def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database
                 owners[dev.device] = dev.org or settings.org
                 creds = dynsec.create_device(owners[dev.device], dev.device)
                 credentials[dev.device] = (creds.username, creds.password)
-        _set_usernames(database_url, {(owners[g], g): username for g, (username, _) in credentials.items()})
+        _set_usernames(database_url, {(owners[g], g): login for g, login in credentials.items()})
     commands = demo_commands(home=home, org=settings.org, mqtt_url=mqtt_url, serial=serial, gateways=gateways,
                              lora=lora, meters=meters, period_s=period_s, credentials=credentials)
     for i, argv in enumerate(commands):
@@ -155,14 +155,15 @@ def _start_demo(supervisor: Supervisor, settings: Settings, home: Path, database
           f"in org {settings.org!r}{meters_line} ({count} devices registered)", flush=True)
 
 
-def _set_usernames(url: str, usernames: dict[tuple[str, str], str]) -> None:
-    """Record each gateway's broker username: {(org, device): username}."""
+def _set_usernames(url: str, logins: dict[tuple[str, str], tuple[str, str]]) -> None:
+    """Record each gateway's broker login: {(org, device): (username, password)} (the password's
+    verifier only, for HTTP ingest)."""
     from storage import connect
     from storage.tenants import set_mqtt_username
 
     with connect(url) as conn:
-        for (org, device), username in usernames.items():
-            set_mqtt_username(conn, org=org, device=device, username=username)
+        for (org, device), (username, password) in logins.items():
+            set_mqtt_username(conn, org=org, device=device, username=username, password=password)
         conn.commit()
 
 
@@ -310,14 +311,13 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
             mq = start_mosquitto(home, port=ports.get("mosquitto"), dynsec=admin)
             supervisor.adopt(Server("mosquitto", mq), running=mq.process)
             mqtt_url = mq.url
-        ingest_url = mqtt_url
         if admin is not None:
-            from citylab.broker_security import DynSec, new_password, url_with_credentials
+            from citylab.broker_security import DynSec
 
             dynsec = DynSec(mqtt_url, username=admin[0], password=admin[1])
-            ingest_password = new_password()
-            dynsec.create_ingest(settings.ingest_client_id, ingest_password)
-            ingest_url = url_with_credentials(mqtt_url, settings.ingest_client_id, ingest_password)
+        from citylab.ingest_workers import plan_workers
+
+        ingest_workers = plan_workers(settings, home, ports, mqtt_url, dynsec)
         _migrate(database_url, settings)
 
         port = settings.api_port
@@ -329,16 +329,14 @@ def run_lab(settings: Settings, *, demo: bool, serial: int = 20, gateways: int =
             print(f"port {port} is taken; the API takes a free one instead", flush=True)
             port = free_port(settings.api_host)
         api_url = f"http://{settings.api_host}:{port}"
-        metrics_port = settings.ingest_metrics_port or ports.get("ingest-metrics")
         env = {**_child_env(database_url, mqtt_url), "CITYLAB_HOME": str(home)}
         me = [sys.executable, "-m", "citylab"]
         # the embedded lab lets outbound requests to addresses users give (alarm notifications,
         # NGSI-LD @context URLs) reach local tools
-        supervisor.start("ingest", [*me, "ingest"], env={**env, "CITYLAB_MQTT_URL": ingest_url,
-                                                         "CITYLAB_INGEST_METRICS_PORT": str(metrics_port),
-                                                         "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"})
+        for worker in ingest_workers:
+            supervisor.start(worker.name, [*me, "ingest"], env={**env, **worker.env})
         api_env = {**env, "CITYLAB_API_PORT": str(port), "CITYLAB_API_HOST": settings.api_host,
-                   "CITYLAB_INGEST_METRICS_URL": f"http://127.0.0.1:{metrics_port}/metrics",
+                   "CITYLAB_INGEST_METRICS_URL": ",".join(w.metrics_url for w in ingest_workers),
                    "CITYLAB_OUTBOUND_ALLOW_LOOPBACK": "true"}
         if admin is not None:
             api_env |= {"CITYLAB_DYNSEC_USERNAME": admin[0], "CITYLAB_DYNSEC_PASSWORD": admin[1]}

@@ -48,8 +48,15 @@ class Settings(BaseSettings):
         description="Several ingest workers share the topics ($share/<group>/...); each then needs its own "
                     "client id (the host name is appended).",
     )
+    ingest_workers: int = Field(
+        default=1, ge=1, le=64,
+        description="Ingest processes `citylab up` runs (`--ingest-workers`): more than one share the topics "
+                    "($share/ingest/...), each with its own broker login bound to its client id and its own "
+                    "persistent session, supervised as ingest-1 ... ingest-N (docs/scaling.md).",
+    )
     lorawan_bridge: bool = Field(
-        default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations."
+        default=False, description="Also take uplinks of The Things Stack v3 / ChirpStack v4 MQTT integrations, and "
+                                   "connect to the MQTT servers of subscribe-mode integrations (The Things Stack)."
     )
     ingest_batch_max_messages: int = Field(default=2_000, ge=1, description="Messages per committed batch.")
     ingest_batch_max_age_ms: int = Field(default=250, ge=1)
@@ -124,9 +131,18 @@ class Settings(BaseSettings):
     # Operations: metrics and health (issue 10) --------------------------------------
     ingest_metrics_url: str | None = Field(
         default=None,
-        description="Where the API finds ingest's metrics for /health (http://host:port/metrics); unset: "
+        description="Where the API finds ingest's metrics for /health (http://host:port/metrics); several "
+                    "workers' URLs separated by commas are the components ingest-1 ... ingest-N; unset: "
                     "/health does not report ingest.",
     )
+
+    @property
+    def ingest_metrics_urls(self) -> dict[str, str]:
+        """Component name -> metrics URL: `ingest` for one URL, `ingest-1` ... for several."""
+        urls = [u.strip() for u in (self.ingest_metrics_url or "").split(",") if u.strip()]
+        if len(urls) == 1:
+            return {"ingest": urls[0]}
+        return {f"ingest-{i}": url for i, url in enumerate(urls, 1)}
     environment: Literal["local", "production"] = Field(
         default="local",
         description="production (docker-compose's default) refuses the documented default secrets; local "

@@ -6,6 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from dashboards.alarms import alarms
 from dashboards.anomalies import anomalies
 from dashboards.city import city_overview
 from dashboards.fleet import fleet_health
@@ -18,6 +19,7 @@ DASHBOARDS: dict[str, Callable[[], Dashboard]] = {
     "city-overview": city_overview,
     "fleet-health": fleet_health,
     "anomalies": anomalies,
+    "alarms": alarms,
     "data-quality": data_quality,
 }
 # Where docker-compose's Grafana reads them (deploy/grafana/dashboards/provider.yaml).

@@ -10,6 +10,10 @@
     citylab_commit_seconds                    histogram of one committed piece's transaction time
     citylab_broker_connected                  1 while the MQTT session is up
     citylab_subscriptions_refused             filters the broker's last SUBACK refused (0 when all granted)
+    citylab_subscription_refused{server,filter,reason}
+                                              1 for each of them, with the server ("broker", or
+                                              "integration-{id}" for a network server ingest subscribes to)
+                                              and the SUBACK's (or CONNACK's) reason
     citylab_sta_feed{state}                   SensorThings feed: "published" messages, "dropped" readings,
                                               "pending" readings waiting for the feed's thread
 
@@ -24,6 +28,7 @@ from collections.abc import Callable
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
 
 from ingest.observation_feed import ObservationFeed
 
@@ -34,10 +39,28 @@ logger = logging.getLogger("citylab.ingest.metrics")
 _COMMIT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
+class _Refusals:
+    """One sample per refused subscription, so that /health can say which and why."""
+
+    def __init__(self, refused: Callable[[], dict[tuple[str, str], str]]) -> None:
+        self._refused = refused
+
+    def describe(self) -> list:
+        return []
+
+    def collect(self):
+        family = GaugeMetricFamily("citylab_subscription_refused", "A subscription refused, with its reason",
+                                   labels=["server", "filter", "reason"])
+        for (server, topic_filter), reason in sorted(self._refused().items()):
+            family.add_metric([server, topic_filter, reason], 1.0)
+        yield family
+
+
 class IngestMetrics:
     def __init__(self, *, lag_s: Callable[[], float], queue_depth: Callable[[], int],
                  committing: Callable[[], int], connected: Callable[[], bool],
-                 refused: Callable[[], int] = lambda: 0, feed: ObservationFeed | None = None) -> None:
+                 refused: Callable[[], dict[tuple[str, str], str]] = dict,
+                 feed: ObservationFeed | None = None) -> None:
         self.registry = registry = CollectorRegistry()
         self.received = Counter("citylab_packs_received", "Deliveries taken from the broker, redeliveries included",
                                 registry=registry)
@@ -57,7 +80,8 @@ class IngestMetrics:
         Gauge("citylab_broker_connected", "1 while ingest's MQTT session is connected",
               registry=registry).set_function(lambda: 1.0 if connected() else 0.0)
         Gauge("citylab_subscriptions_refused", "Topic filters the broker's last SUBACK refused",
-              registry=registry).set_function(lambda: float(refused()))
+              registry=registry).set_function(lambda: float(len(refused())))
+        registry.register(_Refusals(refused))
         if feed is not None:
             states = Gauge("citylab_sta_feed", "The SensorThings MQTT feed: published messages, dropped and "
                            "pending readings", ["state"], registry=registry)

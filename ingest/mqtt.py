@@ -40,7 +40,7 @@ from ingest.errors import BrokerError
 from ingest.message import Message
 from protocol.topics import INGEST_FILTERS, STA_FEED_PROPERTY, Watermark, committed_topic, encode_watermark
 
-__all__ = ["BrokerAddress", "IngestClient", "parse_mqtt_url"]
+__all__ = ["BrokerAddress", "IngestClient", "end_session", "parse_mqtt_url"]
 
 logger = logging.getLogger("citylab.ingest.mqtt")
 
@@ -190,3 +190,37 @@ class IngestClient:
 
     def publish_watermark(self, org: str, device: str, watermark: Watermark) -> None:
         self._client.publish(committed_topic(org, device), encode_watermark(watermark), qos=1, retain=True)
+
+
+def end_session(url: str, client_id: str, *, timeout_s: float = 10.0) -> bool:
+    """End the persistent session of `client_id` (and its subscriptions): connect with a clean
+    start and session expiry 0, then disconnect. False when the broker refused or did not answer."""
+    address = parse_mqtt_url(url)
+    answered = threading.Event()
+    accepted: list[bool] = []
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        accepted.append(not reason_code.is_failure)
+        answered.set()
+
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id,
+                         protocol=paho.MQTTv5)
+    if address.username:
+        client.username_pw_set(address.username, address.password)
+    if address.tls:
+        client.tls_set()
+    client.on_connect = on_connect
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    try:
+        client.connect(address.host, address.port, keepalive=30, clean_start=True, properties=props)
+    except OSError as exc:
+        logger.warning("cannot end the session of %s: %s", client_id, exc)
+        return False
+    client.loop_start()
+    try:
+        answered.wait(timeout_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return bool(accepted and accepted[0])

@@ -16,6 +16,7 @@ aggregates stay exact, the detectors' learned state sees those readings twice.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -41,6 +42,7 @@ from storage.packs import (
     insert_dead_letters,
 )
 from storage.gdpr import apply_series_retention, erased_ranges, erased_readings
+from storage.ngsild.changes import record_device_changes
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.typed import insert_typed_readings
@@ -114,6 +116,13 @@ class Pipeline:
             self.writer.rolled_back()  # forget the dropped days
         return dropped
 
+    def check_alarms(self, now_us: int | None = None) -> None:
+        """The alert rules' timer (ingest/rules.py): silences, quiet anomalies, device status, in
+        one transaction; raises DatabaseUnavailable when the database is away."""
+        self.rules.refresh()
+        with map_errors("check alarms"), self._conn.transaction():
+            self.rules.tick(self._conn, int(time.time() * 1_000_000) if now_us is None else now_us)
+
     def reconnect(self) -> None:
         """New connections after the database went away (raises DatabaseUnavailable while it is away)."""
         self.close()
@@ -125,6 +134,8 @@ class Pipeline:
         """Physical bounds and detector hyper-parameters (stream.params_for) of new series."""
         if not ids:
             return
+        if hasattr(self, "rules"):
+            self.rules.stale()  # rules scoped to a device, quantity or product may watch them
         known = [QUANTITIES.get(q) for q in quantities]
         low = np.array([k.low if k else -np.inf for k in known], dtype=np.float64)
         high = np.array([k.high if k else np.inf for k in known], dtype=np.float64)
@@ -297,6 +308,7 @@ class Pipeline:
                 dead.append(prepared)
             else:
                 packs.append(prepared)
+        self.rules.refresh()  # at once when the batch made new series
         time_all = np.concatenate([p.time_us for p, _ in packs]) if packs else np.zeros(0, np.int64)
         days = batch_days(time_all)
         if days > self.validator.limits.max_days_per_batch and len(messages) > 1:
@@ -327,13 +339,15 @@ class Pipeline:
             result = self._process(messages, fresh, series_id, time_us, value)
             readings = self.writer.write_readings(conn, series_id, time_us, value)
             readings += _write_typed(conn, stored)
+            if stored:   # the outbox of NGSI-LD subscriptions: notified after this commit
+                record_device_changes(conn, np.concatenate([ids for _, ids in stored]))
             self.writer.merge_aggregates(conn, result.aggregates)
             anomalies = result.anomalies
             self.writer.insert_anomalies(
                 conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
                 _KIND_NAMES[anomalies.kind],
             )
-            self.rules.apply(conn, result.rule_events)
+            self.rules.apply(conn, result, series_id, time_us, value)
             insert_dead_letters(conn, letters)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.

@@ -24,6 +24,7 @@ from ingest.mqtt import Delivery, IngestClient
 from ingest.observation_feed import FeatureIndex, FeedOptions, ObservationFeed
 from ingest.notify import start_dispatcher
 from ingest.pipeline import CommitResult, Pipeline
+from ingest.tts_client import SubscribedServers
 from ingest.validate import PackLimits
 from protocol.topics import INGEST_FILTERS
 from storage.errors import DatabaseUnavailable, StorageError
@@ -55,6 +56,10 @@ class IngestOptions:
     metrics_host: str = "127.0.0.1"
     notify_allow_loopback: bool = False  # alarm notifications (ingest/notify.py): the SSRF guard's exceptions
     notify_allow_private: bool = False
+    notify_interval_s: float = 1.0       # how often due notifications are sent
+    alarm_tick_s: float = 5.0            # alert rules' timer: silences, quiet anomalies, device status
+    # connect to the MQTT servers of subscribe-mode integrations (The Things Stack; ingest.tts_client)
+    subscribe_servers: bool = False
 
 
 class IngestService:
@@ -72,8 +77,18 @@ class IngestService:
         self.metrics = IngestMetrics(lag_s=self._lag_s, queue_depth=self.client.queue.qsize,
                                      committing=lambda: len(self._committing),
                                      connected=self.client.connected.is_set,
-                                     refused=lambda: len(self.client.refused_subscriptions), feed=self.feed)
+                                     refused=self.refused_subscriptions, feed=self.feed)
         self.client.on_delivery = self.metrics.received.inc
+        self.servers = SubscribedServers(options.database_url, self.client.queue,
+                                         on_delivery=self.metrics.received.inc) if options.subscribe_servers else None
+
+    def refused_subscriptions(self) -> dict[tuple[str, str], str]:
+        """(server, filter) -> reason of each refused subscription: the broker's, and those of the
+        network servers ingest subscribes to."""
+        refused = {("broker", f): reason for f, reason in self.client.refused_subscriptions.items()}
+        if self.servers is not None:
+            refused.update(self.servers.refused())
+        return refused
 
     def run(self, stop: threading.Event) -> None:
         """Run until `stop` is set. Nothing a message holds ends this loop."""
@@ -84,13 +99,18 @@ class IngestService:
             if self._pipeline is None:
                 return
             self.client.start()
+            if self.servers is not None:
+                self.servers.start()
             start_dispatcher(self.options.database_url, stop, allow_loopback=self.options.notify_allow_loopback,
-                             allow_private=self.options.notify_allow_private, publish=self.client.publish_retained)
+                             allow_private=self.options.notify_allow_private, publish=self.client.publish_retained,
+                             interval_s=self.options.notify_interval_s)
             logger.info("ingest running (batches of up to %d messages or %d ms, receive maximum %d)",
                         self.options.batch_max_messages, self.options.batch_max_age_ms, self.client.receive_maximum)
             try:
                 self._loop(stop)
             finally:
+                if self.servers is not None:
+                    self.servers.stop()
                 self.client.stop()
                 self._pipeline.close()
         finally:
@@ -101,11 +121,17 @@ class IngestService:
 
     def _loop(self, stop: threading.Event) -> None:
         last_report = time.monotonic()
-        next_retention = time.monotonic()
+        next_retention = next_tick = time.monotonic()
         while not stop.is_set():
             batch = self._collect(stop)
             if batch and not self._commit(batch, stop):
                 break
+            if time.monotonic() >= next_tick:  # a dead sensor raises its alarm without a late reading
+                next_tick = time.monotonic() + self.options.alarm_tick_s
+                try:
+                    self._pipeline.check_alarms()
+                except Exception as exc:  # the timer waits for its next turn; ingest goes on
+                    logger.warning("alarm timer failed, retrying later: %s", exc)
             if self.options.retention is not None and time.monotonic() >= next_retention:
                 next_retention = time.monotonic() + self.options.retention_interval_s
                 try:

@@ -139,7 +139,8 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
 
     The first record carries ``bt`` (time of the first record) and the
     ``bid``/``seq`` extension labels; ``bn`` is repeated whenever the device
-    changes; ``t`` is relative to ``bt`` and omitted when zero.
+    changes; ``t`` is relative to ``bt`` and omitted when zero. A record's ``field``
+    picks its label: ``v`` (and ``s``, written as a value), ``vs``, ``vb`` or ``vd``.
     """
     labels = _labels_for(content_type)
     if not pack.records:
@@ -160,9 +161,7 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
             raise SenMLError(
                 "bad_name", f"record {index}: name {name!r} is not '<device>/<quantity>'"
             )
-        value = float(record.value)
-        if not math.isfinite(value):
-            raise SenMLError("non_finite", f"record {index}: value {value!r} is not finite")
+        value = _encoded_value(record, labels, index)
         time = float(record.time)
         if not math.isfinite(time) or time < RELATIVE_TIME_LIMIT:
             raise SenMLError("bad_time", f"record {index}: time {time!r} is not absolute")
@@ -180,7 +179,7 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
         entry[labels.n] = rec_quantity
         if record.unit is not None:
             entry[labels.u] = record.unit
-        entry[labels.v] = value
+        entry[getattr(labels, record.field if record.field in _TYPED_FIELDS else "v")] = value
         offset = time - base_time
         if offset != 0:
             entry[labels.t] = offset
@@ -190,6 +189,27 @@ def encode_pack(pack: Pack, *, content_type: str = SENML_CBOR) -> bytes:
         # canonical=True picks the shortest float encoding that is exact.
         return cbor2.dumps(out, canonical=True)
     return json.dumps(out, separators=(",", ":"), allow_nan=False).encode("utf-8")
+
+
+_TYPED_FIELDS = ("vs", "vb", "vd")
+
+
+def _encoded_value(record: Record, labels: _Labels, index: int) -> Any:
+    """The record's value as its field carries it: a finite number, text, a boolean, or data
+    (bytes in CBOR, base64url without padding in JSON)."""
+    if record.field == "vs" and isinstance(record.value, str):
+        return record.value
+    if record.field == "vb" and isinstance(record.value, bool):
+        return record.value
+    if record.field == "vd" and isinstance(record.value, (bytes, bytearray)):
+        data = bytes(record.value)
+        return data if labels is _CBOR else base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
+    if record.field in _TYPED_FIELDS:
+        raise SenMLError("bad_value", f"record {index}: value {record.value!r} does not fit field {record.field!r}")
+    value = float(record.value)
+    if not math.isfinite(value):
+        raise SenMLError("non_finite", f"record {index}: value {value!r} is not finite")
+    return value
 
 
 # --------------------------------------------------------------------------- decode

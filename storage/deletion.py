@@ -10,9 +10,10 @@ rows. The data goes through the GDPR erasure (`storage.gdpr.erase`) over the
 span the series hold, so that the deletion has its erasure receipt and audit
 row like any other (and the device's dead letters of that span go with it);
 what lies outside that span (an aggregate or anomaly without its reading) is
-deleted after it. The audit log is kept. A device that is the gateway of other devices, and a series with
-alert rules (whose alarms and notifications are a history of their own), are
-refused (`InUse`): detach or delete those first.
+deleted after it, and so are the series' alarms of rules scoped to a device,
+quantity or product. The audit log is kept. A device that is the gateway of other
+devices, and a series with alert rules of its own (whose alarms and notifications
+are a history of their own), are refused (`InUse`): detach or delete those first.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import timedelta
 import psycopg
 
 from storage import gdpr
+from storage.alarms import delete_series_alarms
 from storage.errors import StorageError, map_errors
 
 __all__ = ["Deleted", "InUse", "delete_device", "delete_series"]
@@ -74,6 +76,7 @@ def _delete_series_rows(conn: psycopg.Connection, org: str, series_ids: Sequence
     )]
     conn.execute("DELETE FROM typed_readings WHERE series_id = ANY(%s)", (ids,))
     conn.execute("DELETE FROM data_product_series WHERE series_id = ANY(%s)", (ids,))
+    delete_series_alarms(conn, ids)  # of rules on a device, quantity or product: they go with the series
     conn.execute("DELETE FROM series WHERE id = ANY(%s)", (ids,))
     return Deleted(tuple(ids), *(erased[t] + n for t, n in zip(("readings", "aggregates", "anomalies"), counts)))
 

@@ -9,8 +9,9 @@ device or of any product holding it; legal basis, purpose and controller are the
 series' own, else its device's, else a product's; the controller defaults to the
 organisation of the device.
 
-Erasure (`erase`): every reading, anomaly and dead letter of a device or of series
-in a time range is deleted, the aggregates the range touches are re-computed from
+Erasure (`erase`): every reading, typed reading, anomaly and dead letter of a device
+or of series in a time range is deleted, so are the alarms opened in it (with their
+notifications; an alarm cleared in it loses its clearing value), the aggregates the range touches are re-computed from
 the readings that remain, and the receipt (rows per table, time, who) is kept in
 `erasures` and the audit log. Exports stream from the raw table: there is no export
 cache to clear (the receipt says `export_cache: 0`). A redelivered pack is already
@@ -382,6 +383,29 @@ GROUP BY r.series_id, 3
 """
 
 
+# An alarm holds the reading that opened its episode and the one that cleared it, and its
+# notifications carry both in their payload. An alarm opened in the range goes with its
+# notifications and their attempts; one opened before and cleared in the range keeps its
+# episode but loses the clearing value (alarms.clear_value and the payloads' clear_value).
+_ALARMS_OPENED = ("SELECT id FROM alarms WHERE series_id = ANY(%(ids)s) AND opened_at >= %(start)s"
+                  " AND opened_at < %(end)s")
+_ALARMS_CLEARED = ("SELECT id FROM alarms WHERE series_id = ANY(%(ids)s) AND opened_at < %(start)s"
+                   " AND cleared_at >= %(start)s AND cleared_at < %(end)s AND clear_value IS NOT NULL")
+
+
+def _erase_alarms(conn: psycopg.Connection, span: dict[str, Any]) -> dict[str, int]:
+    """Delete or clear the alarm values of the erased range; rows per table (alarm_values: values cleared)."""
+    conn.execute(f"DELETE FROM notification_attempts WHERE notification_id IN (SELECT id FROM notifications"
+                 f" WHERE alarm_id IN ({_ALARMS_OPENED}))", span)
+    notifications = conn.execute(f"DELETE FROM notifications WHERE alarm_id IN ({_ALARMS_OPENED})", span).rowcount
+    alarms = conn.execute(f"DELETE FROM alarms WHERE id IN ({_ALARMS_OPENED})", span).rowcount
+    conn.execute("UPDATE notifications SET payload = jsonb_set(payload, '{clear_value}', 'null')"
+                 f" WHERE payload ? 'clear_value' AND alarm_id IN ({_ALARMS_CLEARED})", span)
+    cleared = conn.execute(f"UPDATE alarms SET clear_value = NULL, updated_at = now() WHERE id IN ({_ALARMS_CLEARED})",
+                           span).rowcount
+    return {"alarms": alarms, "notifications": notifications, "alarm_values": cleared}
+
+
 def erase(
     conn: psycopg.Connection, *, org: str, start: datetime, end: datetime, actor: str, org_id: int | None = None,
     key_id: int | None = None, device: str | None = None, series_ids: list[int] | None = None,
@@ -426,6 +450,7 @@ def erase(
                 " AND received_at < %s", (org, devices, start, end)).rowcount,
             "aggregates": 0,
             "export_cache": 0,   # exports stream from the raw table: nothing cached
+            **_erase_alarms(conn, span),
         }
         reaggregated = 0
         widths = [r[0] for r in conn.execute("SELECT DISTINCT width_s FROM aggregates WHERE series_id = ANY(%s)",

@@ -75,6 +75,25 @@ def claim_packs(conn: psycopg.Connection, packs: Sequence[PackKey]) -> np.ndarra
     return claimed
 
 
+# Several workers commit packs of one (org, device, boot) at once (a shared subscription
+# hands consecutive packs to different workers). Under READ COMMITTED a transaction does
+# not see the packs another has not committed yet, so two of them could each stop below
+# the other's pack and leave the stored watermark short of packs both committed (never
+# past a hole: only late). Before advancing, each transaction takes a lock per key,
+# held until it commits: the later of two sees the earlier's packs, so the last commit
+# of a key always moves its watermark to the end of the run. The locks are transaction
+# advisory locks on a hash bucket of the key (a bounded count per transaction: they use
+# PostgreSQL's shared lock table), taken in bucket order (no deadlock between workers).
+_LOCK_CLASS = 0x63_6C_77_6D  # "clwm": the advisory lock space of the watermarks
+_LOCK_BUCKETS = 256
+_LOCK_WATERMARKS = """
+SELECT count(pg_advisory_xact_lock(%(class)s::integer, b.bucket))
+FROM (SELECT DISTINCT abs(hashtextextended(k.org || '/' || k.device || '/' || k.boot_id, 0)
+                          %% %(buckets)s)::integer AS bucket
+      FROM unnest(%(orgs)s::text[], %(devices)s::text[], %(boots)s::text[]) AS k(org, device, boot_id)
+      ORDER BY 1) b
+"""
+
 # For each key, from its stored watermark w (-1: none yet): when pack w + 1 is there (one
 # index probe; false while a hole stays open), the packs above w in seq order form an
 # unbroken run exactly while seq - row_number() = w; the run's end is the new watermark.
@@ -125,6 +144,10 @@ def advance_watermarks(
         return {}
     keys = list(dict.fromkeys(keys))
     with map_errors("advance watermarks"):
+        # a statement of its own: the advance's snapshot is taken once the locks are held
+        conn.execute(_LOCK_WATERMARKS, {"orgs": [k[0] for k in keys], "devices": [k[1] for k in keys],
+                                        "boots": [k[2] for k in keys], "buckets": _LOCK_BUCKETS,
+                                        "class": _LOCK_CLASS})
         rows = conn.execute(_ADVANCE, {"orgs": [k[0] for k in keys], "devices": [k[1] for k in keys],
                                        "boots": [k[2] for k in keys], "limit": _RUN_LIMIT}).fetchall()
     return {(org, device, boot_id): seq for org, device, boot_id, seq in rows}

@@ -24,6 +24,7 @@ from storage.errors import map_errors
 
 __all__ = [
     "LICENCES",
+    "COARSENED_DEVICES",
     "OPEN_SERIES",
     "AccessGrant",
     "DataProduct",
@@ -80,6 +81,19 @@ READABLE_SERIES = """
     WHERE g.consumer_org = %(org_id)s AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > now())
     UNION
 """ + OPEN_SERIES
+
+# The devices (org, device, lat, lon) whose location organisation %(org_id)s (%(org_slug)s) reads only
+# coarsened: it reads their series through an active grant with a location precision (GDPR
+# minimisation), and they are neither its own nor open data. Filters of the faces must not use
+# those exact points (storage.sensorthings.spatial, storage.ngsild.derived).
+COARSENED_DEVICES = """
+    SELECT DISTINCT d.org, d.device, d.lat, d.lon FROM access_grants g
+    JOIN data_product_series ps ON ps.product_id = g.product_id
+    JOIN series s ON s.id = ps.series_id JOIN devices d ON d.org = s.org AND d.device = s.device
+    WHERE g.consumer_org = %(org_id)s AND g.status = 'active' AND (g.expires_at IS NULL OR g.expires_at > now())
+      AND (g.location_grid_m IS NOT NULL OR g.location_h3_res IS NOT NULL) AND s.org <> %(org_slug)s
+      AND s.id NOT IN (""" + OPEN_SERIES + """)
+"""
 
 
 @dataclass(frozen=True, slots=True)

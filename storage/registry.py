@@ -122,11 +122,14 @@ def register_device(
 
 
 def registry_version(conn: psycopg.Connection) -> tuple[int, int]:
-    """A fingerprint of what authorisation depends on (org, gateway, enabled, DevEUI of every device)."""
+    """A fingerprint of what authorisation depends on (org, gateway, enabled, DevEUI of every device;
+    org and enabled of every network-server integration)."""
     with map_errors("registry version"):
         return tuple(conn.execute(
-            "SELECT count(*), coalesce(sum(hashtext(concat_ws('|', org, device, gateway, enabled, dev_eui, senml_names))), 0)"
-            " FROM devices"
+            "SELECT (SELECT count(*) FROM devices) + (SELECT count(*) FROM integrations),"
+            " (SELECT coalesce(sum(hashtext(concat_ws('|', org, device, gateway, enabled, dev_eui, senml_names))), 0)"
+            " FROM devices)"
+            " + (SELECT coalesce(sum(hashtext(concat_ws('|', id, org, enabled))), 0) FROM integrations)"
         ).fetchone())
 
 

@@ -28,6 +28,7 @@ from datetime import datetime
 
 import psycopg
 
+from storage.device_tokens import password_verifier
 from storage.errors import StorageError, map_errors
 
 __all__ = [
@@ -323,9 +324,13 @@ def device_logins(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
         ).fetchall()
 
 
-def set_mqtt_username(conn: psycopg.Connection, *, org: str, device: str, username: str) -> None:
+def set_mqtt_username(conn: psycopg.Connection, *, org: str, device: str, username: str,
+                      password: str | None = None) -> None:
+    """The device's broker login; with `password`, its verifier for HTTP ingest (storage.device_tokens)."""
+    verifier = None if password is None else password_verifier(password)
     with map_errors("set MQTT username"):
-        conn.execute("UPDATE devices SET mqtt_username = %s WHERE org = %s AND device = %s", (username, org, device))
+        conn.execute("UPDATE devices SET mqtt_username = %s, mqtt_password_sha256 = coalesce(%s, mqtt_password_sha256)"
+                     " WHERE org = %s AND device = %s", (username, verifier, org, device))
 
 
 def set_device_enabled(conn: psycopg.Connection, *, org: str, device: str, enabled: bool) -> bool:

@@ -8,12 +8,13 @@ into timestamptz exactly (integer arithmetic on an interval, never a float).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["insert_typed_readings", "typed_readings"]
+__all__ = ["insert_typed_readings", "typed_between", "typed_readings"]
 
 
 def insert_typed_readings(conn: psycopg.Connection, series_id: Sequence[int], time_us: Sequence[int],
@@ -45,3 +46,21 @@ def typed_readings(conn: psycopg.Connection, series_id: int) -> list[tuple[int, 
             (series_id,),
         ).fetchall()
     return [(us, next(v for v in (t, b, d) if v is not None)) for us, t, b, d in rows]
+
+
+def typed_between(conn: psycopg.Connection, series_id: int, start: datetime | None, end: datetime | None, *,
+                  limit: int, newest_first: bool = False) -> list[tuple[datetime, str | bool | bytes]]:
+    """(time, value) of one series' typed readings in [start, end) (open where None), oldest
+    first, or the newest `limit` when `newest_first` (still returned oldest first)."""
+    order = "DESC" if newest_first else "ASC"
+    with map_errors("read typed readings"):
+        rows = conn.execute(
+            "SELECT time, value_text, value_bool, value_data FROM typed_readings WHERE series_id = %(series)s"
+            " AND (%(start)s::timestamptz IS NULL OR time >= %(start)s)"
+            " AND (%(end)s::timestamptz IS NULL OR time < %(end)s)"
+            f" ORDER BY time {order} LIMIT %(limit)s",
+            {"series": series_id, "start": start, "end": end, "limit": limit},
+        ).fetchall()
+    if newest_first:
+        rows.reverse()
+    return [(t, next(v for v in (text, flag, data) if v is not None)) for t, text, flag, data in rows]

@@ -88,17 +88,19 @@ class StreamProcessor:
             return self._param_sets[int(self._state.pset[series_id])]
         return self.params
 
-    def check_gaps(self, now_us: int) -> tuple[np.ndarray, np.ndarray]:
+    def check_gaps(self, now_us: int, *, factor: float | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Series whose next reading is overdue at `now_us`: (series_id int32, overdue_us int64).
 
         A series is overdue when it has learned at least ``gap_warmup`` intervals and its newest
-        reading is more than ``gap_factor`` × its expected interval older than `now_us`;
-        ``overdue_us`` is how long ago that limit passed. Read-only: the reading that ends the gap
-        is still scored ``gap`` when it arrives.
+        reading is more than ``gap_factor`` × its expected interval older than `now_us` (`factor`,
+        when given, in place of every series' ``gap_factor``: an alert rule's "no reading for N
+        expected intervals"); ``overdue_us`` is how long ago that limit passed. Read-only: the
+        reading that ends the gap is still scored ``gap`` when it arrives.
         """
         st, k = self._state, self._state.n_series
         table = self._table[st.pset[:k]]
-        factor, warm = table[:, P_GAP_FACTOR], table[:, P_GAP_WARMUP]
+        warm = table[:, P_GAP_WARMUP]
+        factor = table[:, P_GAP_FACTOR] if factor is None else float(factor)
         with np.errstate(invalid="ignore", over="ignore"):
             limit = st.last_time[:k] + factor * st.interval[:k]
             due = (st.n_interval[:k] >= warm) & (st.last_time[:k] != NO_TIME) & np.isfinite(limit) & (now_us > limit)

@@ -25,7 +25,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -35,6 +34,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import DynSec
+from lab_probes import health_if, read_json, stop_lab, wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
 from storage.registry import register_device
@@ -94,23 +94,6 @@ class LedgerPublisher(threading.Thread):
         self.client.disconnect()
 
 
-def _wait(probe: Callable[[], object], timeout: float, what: str) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.1)
-
-
-def _json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _listening(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=0.5):
@@ -120,7 +103,7 @@ def _listening(port: int) -> bool:
 
 
 def _pid(home: Path, component: str) -> int | None:
-    state = _json(home / "supervisor.json")
+    state = read_json(home / "supervisor.json")
     entry = (state or {}).get("components", {}).get(component, {})
     return entry.get("pid") if entry.get("up") else None
 
@@ -134,15 +117,6 @@ def _stored_seqs(database_url: str) -> list[int]:
     except psycopg.OperationalError:
         return []  # down for the moment
     return [int(v) // 10 for (v,) in values]
-
-
-def _health_if(api_url: str, status: int) -> dict | None:
-    """/health's body when it answers `status`."""
-    try:
-        response = httpx.get(f"{api_url}/health", timeout=15)
-    except httpx.HTTPError:
-        return None
-    return response.json() if response.status_code == status else None
 
 
 def _ingest_connected_at(home: Path) -> int:
@@ -186,37 +160,37 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
     publisher = None
     windows: list[tuple[float, float]] = []  # (last snapshot, SIGKILL) of each broker crash
     try:
-        state = _wait(lambda: _json(home / "lab.json"), 120, "the lab to start")
-        ports = _json(home / "ports.json")
+        state = wait(lambda: read_json(home / "lab.json"), 120, "the lab to start")
+        ports = read_json(home / "ports.json")
         database_url, mqtt_url, api_url = state["database_url"], state["mqtt_url"], state["api_url"]
         assert mqtt_url.endswith(f":{ports['mosquitto']}") and f":{ports['postgres']}/" in database_url
         username, password = _onboard(home, database_url, mqtt_url)
-        _wait(lambda: _ingest_connected_at(home), 60, "ingest to connect")
+        wait(lambda: _ingest_connected_at(home), 60, "ingest to connect")
         publisher = LedgerPublisher("127.0.0.1", ports["mosquitto"], username, password)
         publisher.start()
-        _wait(lambda: _stored_seqs(database_url), 60, "the first readings")
+        wait(lambda: _stored_seqs(database_url), 60, "the first readings")
 
         for component, port in [("mosquitto", ports["mosquitto"])] * KILLS + [("postgres", ports["postgres"])] * KILLS:
-            pid = _wait(lambda c=component: _pid(home, c), 60, f"{component} to be up")
+            pid = wait(lambda c=component: _pid(home, c), 60, f"{component} to be up")
             if component == "mosquitto":
                 # ingest's session is in the broker's snapshot (else the window grows until it resubscribes)
-                _wait(lambda: _snapshot_at(home) > _ingest_connected_at(home) + 1, 30, "a snapshot with ingest's session")
+                wait(lambda: _snapshot_at(home) > _ingest_connected_at(home) + 1, 30, "a snapshot with ingest's session")
                 windows.append((_snapshot_at(home) - SNAPSHOT_SLACK_S, time.time()))
             before = len(_stored_seqs(database_url))
             os.kill(pid, signal.SIGKILL)  # the server's main process alone, as a crash would
-            _wait(lambda c=component, p=pid: (_pid(home, c) or p) != p, 120, f"{component} to be restarted")
-            _wait(lambda p=port: _listening(p), 30, f"{component} back on port {port}")
+            wait(lambda c=component, p=pid: (_pid(home, c) or p) != p, 120, f"{component} to be restarted")
+            wait(lambda p=port: _listening(p), 30, f"{component} back on port {port}")
             # the path works again end to end before the next crash
-            _wait(lambda b=before: len(_stored_seqs(database_url)) > b + 50, 120, f"readings after {component} restarted")
+            wait(lambda b=before: len(_stored_seqs(database_url)) > b + 50, 120, f"readings after {component} restarted")
 
         # ingest dies: /health names it and answers 503 until the supervisor has it back
-        os.kill(_wait(lambda: _pid(home, "ingest"), 60, "ingest to be up"), signal.SIGKILL)
-        down = _wait(lambda: _health_if(api_url, 503), 60, "/health to say 503")
+        os.kill(wait(lambda: _pid(home, "ingest"), 60, "ingest to be up"), signal.SIGKILL)
+        down = wait(lambda: health_if(api_url, 503), 60, "/health to say 503")
         assert down["status"] == "degraded" and down["components"]["ingest"]["up"] is False, down
         assert down["components"]["database"]["up"] and down["components"]["broker"]["up"], down
-        _wait(lambda: _health_if(api_url, 200), 120, "/health to say 200 again")
+        wait(lambda: health_if(api_url, 200), 120, "/health to say 200 again")
         before = len(_stored_seqs(database_url))
-        _wait(lambda: len(_stored_seqs(database_url)) > before + 50, 120, "readings after ingest restarted")
+        wait(lambda: len(_stored_seqs(database_url)) > before + 50, 120, "readings after ingest restarted")
 
         publisher.close()
         acked = publisher.acked
@@ -224,7 +198,7 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
         def missing() -> list[int]:
             stored = set(_stored_seqs(database_url))
             return [seq for seq in acked if seq not in stored and not any(a < acked[seq] <= b for a, b in windows)]
-        _wait(lambda: not missing(), 120, "every acknowledged pack outside the crash windows")
+        wait(lambda: not missing(), 120, "every acknowledged pack outside the crash windows")
         seqs = _stored_seqs(database_url)
         assert len(seqs) == len(set(seqs)) * READINGS_PER_PACK, "a pack stored twice or in part"
         lost = sorted(set(acked) - set(seqs))
@@ -244,19 +218,14 @@ def test_broker_and_postmaster_killed_three_times_each(artifacts_dir: Path) -> N
         status = subprocess.run([sys.executable, "-m", "citylab", "status", "--json"], env=env,
                                 capture_output=True, text=True, timeout=30)
         assert json.loads(status.stdout)["components"]["database"]["restarts"] == KILLS, status.stdout
-        assert _json(home / "ports.json") == ports  # chosen once
+        assert read_json(home / "ports.json") == ports  # chosen once
         (artifacts_dir / "supervision.json").write_text(json.dumps(
             {"packs_acknowledged": len(acked), "packs_stored": len(set(seqs)), "lost_inside_windows": len(lost),
              "windows_s": [round(b - a, 2) for a, b in windows], "components": components}, indent=2))
     finally:
         if publisher is not None:
             publisher.close()
-        lab.send_signal(signal.SIGINT)
-        try:
-            lab.wait(60)
-        except subprocess.TimeoutExpired:
-            lab.kill()
-            lab.wait()
+        stop_lab(lab)
         log.close()
         shutil.rmtree(home, ignore_errors=True)
     lab_log = log_path.read_text()

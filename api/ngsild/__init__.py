@@ -54,6 +54,7 @@ def install(app: FastAPI) -> None:
     @asynccontextmanager
     async def lifespan(app_: FastAPI) -> AsyncIterator[object]:
         async with outer(app_) as state:
+            notifier.start()   # changes ingest commits are notified without a write here
             try:
                 yield state
             finally:

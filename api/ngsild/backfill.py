@@ -116,7 +116,7 @@ async def append_temporal_attributes(entityId: str, request: Request, conn: Conn
 
 @router.delete("/temporal/entities/{entityId:path}", status_code=204, summary="Delete a temporal entity")
 def delete_temporal_entity(entityId: str, conn: ConnDep, principal: ProviderDep, request: Request) -> Response:
-    delete_one(conn, tenant_of(principal, request), entityId)
+    delete_one(conn, principal, tenant_of(principal, request), entityId)
     return Response(status_code=204)
 
 

@@ -1,27 +1,33 @@
 """Notifications of NGSI-LD subscriptions, delivered after the commit.
 
-A write of the face that committed calls `Notifier.changed(org, entities)`;
-that only puts a job into a bounded queue (a full queue drops the job, logs it
-and counts it in `dropped`: a write never waits for a receiver). One worker
-thread takes jobs: for each active subscription of the organisation whose
-entities, watched attributes and `q` match, and that its throttling lets
+What changed is written to the database's outbox (`storage.ngsild.changes`) in
+the transaction that commits it: ingest records the devices and quantities of
+every committed batch, whatever door the readings came through (MQTT, HTTP,
+this face's writes), and this face records the context entities it wrote
+(`Notifier.changed`). Nothing waits in memory, so the ingest process and any
+number of API processes need no shared state, and a change committed while
+no API runs is notified when one starts.
+
+One worker thread per API process takes due changes under a lease (polling
+every `POLL_S`, woken at once by a write of its own process): a device's
+quantities become the entities of the models that measure them and those
+models' attribute IRIs. For each active subscription of the organisation
+whose entities, watched attributes and `q` match, and that its throttling lets
 through, it renders the entity against the subscription's @context and POSTs
 the notification to `notification.endpoint.uri` through the outbound guard
 (no private addresses unless allowed, a timeout, a response size limit, no
 redirects), retrying with backoff (0.5 s, 1 s, 2 s). Every delivery, good or
 failed, is recorded on the subscription (`times_sent`, `last_success`,
-`last_failure`, `last_error`).
+`last_failure`, `last_error`); the changes are removed once handled.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import re
 import threading
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,25 +36,40 @@ from psycopg_pool import ConnectionPool
 
 from api.ngsild.context import Context, ContextResolver, link_header
 from api.ngsild.entities import render
-from citylab.outbound import OutboundError, OutboundPolicy, check_url
 from api.ngsild.request import Caller
 from api.ngsild.selection import Selection, select
+from api.ngsild.vocabulary import MODELS
+from citylab.outbound import OutboundError, OutboundPolicy, check_url
+from storage.errors import StorageError
+from storage.ngsild.changes import Change, claim_changes, finish_changes, record_entity_changes
 from storage.ngsild.subscriptions import StoredSubscription, active_subscriptions, record_delivery
 from storage.tenants import Principal
 
-__all__ = ["Notifier"]
+__all__ = ["Notifier", "entity_changes"]
 
 logger = logging.getLogger("citylab.api.ngsild.notify")
 
 BACKOFF_S = (0.5, 1.0, 2.0)
-QUEUE_SIZE = 1000
+POLL_S = 0.25        # how often a worker looks for changes other processes committed
+BATCH = 500          # changes taken at once
+LEASE_S = 120.0      # a worker holding changes longer (it died) leaves them to another
 
 
-@dataclass(frozen=True, slots=True)
-class _Job:
-    org: str
-    org_id: int
-    changes: tuple[tuple[str, frozenset[str]], ...]   # (entity id, attribute IRIs changed)
+def entity_changes(changes: list[Change]) -> dict[str, dict[str, set[str]]]:
+    """org -> entity id -> attribute IRIs changed, merged over the changes: a device's
+    quantities are the attributes of the entities of each model measuring them."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for change in changes:
+        entities = out.setdefault(change.org, {})
+        if change.entity_id is not None:
+            entities.setdefault(change.entity_id, set()).update(change.attributes)
+            continue
+        quantities = set(change.quantities)
+        for model in MODELS.values():
+            iris = {a.iri for a in model.attributes if a.quantity in quantities}
+            if iris:
+                entities.setdefault(f"urn:ngsi-ld:{model.name}:{change.org}:{change.device}", set()).update(iris)
+    return out
 
 
 class Notifier:
@@ -56,54 +77,63 @@ class Notifier:
         self._pool = pool
         self._resolver = resolver
         self._policy = policy
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self.dropped = 0
+        self._wake = threading.Event()
         self._stopping = threading.Event()
 
-    def changed(self, org: str, org_id: int, changes: list[tuple[str, set[str]]]) -> None:
-        if not changes:
-            return
-        self._start()
-        try:
-            self._queue.put_nowait(_Job(org, org_id, tuple((e, frozenset(a)) for e, a in changes)))
-        except queue.Full:
-            self.dropped += 1
-            logger.warning("notification queue full: changes of %d entities of %s not notified (%d dropped)",
-                           len(changes), org, self.dropped)
+    def changed(self, conn, org: str, changes: list[tuple[str, set[str]]]) -> None:
+        """Record the context entities a write of this face committed (entity id, attribute IRIs)."""
+        if changes and record_entity_changes(conn, org=org, changes=changes):
+            self.start()
+            self._wake.set()
 
-    def close(self) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout=10)
-
-    def _start(self) -> None:
+    def start(self) -> None:
         with self._lock:
-            if self._thread is None:
+            if self._thread is None and not self._stopping.is_set():
                 self._thread = threading.Thread(target=self._run, name="ngsild-notifier", daemon=True)
                 self._thread.start()
 
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            try:
-                self._handle(job)
-            except Exception:  # a bad job must not stop the notifier
-                logger.exception("notification job for %s failed", job.org)
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
 
-    def _handle(self, job: _Job) -> None:
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                busy = self._drain()
+            except Exception:  # a bad change or a lost database must not stop the notifier
+                logger.exception("NGSI-LD notifications failed; retrying")
+                busy = False
+            if not busy:
+                self._wake.wait(POLL_S)
+                self._wake.clear()
+
+    def _drain(self) -> bool:
+        """Handle one batch of due changes; whether there was any."""
         with self._pool.connection() as conn:
-            subscriptions = active_subscriptions(conn, org=job.org)
-            for sub in subscriptions:
-                data = self._matching(conn, sub, job)
+            changes = claim_changes(conn, limit=BATCH, lease_s=LEASE_S)
+            if not changes:
+                return False
+            for org, entities in entity_changes(changes).items():
+                self._handle(conn, org, entities)
+            finish_changes(conn, [c.id for c in changes])
+        return True
+
+    def _handle(self, conn, org: str, entities: dict[str, set[str]]) -> None:
+        for sub in active_subscriptions(conn, org=org):
+            try:
+                data = self._matching(conn, sub, entities)
                 if data:
                     self._deliver(conn, sub, data)
+            except StorageError:
+                raise            # the database: the changes stay, leased, for the next try
+            except Exception:    # one subscription that cannot be matched or rendered must not hold the rest
+                logger.exception("NGSI-LD subscription %s: the changes of %s were not notified", sub.id, org)
 
-    def _matching(self, conn, sub: StoredSubscription, job: _Job) -> list[dict[str, Any]]:
+    def _matching(self, conn, sub: StoredSubscription, entities: dict[str, set[str]]) -> list[dict[str, Any]]:
         spec = sub.subscription
         if sub.throttling_s and sub.last_notification is not None:
             if (datetime.now(UTC) - sub.last_notification).total_seconds() < sub.throttling_s:
@@ -112,7 +142,7 @@ class Notifier:
         watched = set(spec.get("watchedAttributes") or [])
         caller = Caller(Principal(0, sub.org_id, sub.org, "", "consumer"), sub.tenant)
         out = []
-        for entity_id, attributes in job.changes:
+        for entity_id, attributes in sorted(entities.items()):
             if watched and not (watched & attributes):
                 continue
             if not _entity_matches(spec.get("entities"), entity_id):

@@ -14,12 +14,16 @@ and, for a context entity linked to one of our devices by a Relationship, of
 the model attribute with that IRI or else the quantity named by the
 attribute's last IRI segment. The value's `unitCode` is read with the
 vocabulary table: the model's code takes the model's scale, another code of
-the same dimension converts with `protocol.units`.
+the same dimension converts with `protocol.units`. The other values of such a
+linked entity's Properties with `observedAt` keep their history in the typed
+store (`storage.typed`) through the same pipeline: text as SenML `vs`, true and
+false as `vb`, JSON objects and arrays as `vd` (their UTF-8 JSON text).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import threading
 import time
@@ -35,7 +39,7 @@ from protocol.quantities import QUANTITIES
 from protocol.senml import SENML_JSON, Pack, Record, encode_pack
 from protocol.units import UNITS, convert, convertible
 
-__all__ = ["IngestDoor", "Reading", "linked_readings", "model_readings", "now_s", "seconds_of"]
+__all__ = ["IngestDoor", "Reading", "linked_readings", "model_readings", "now_s", "quantity_of", "seconds_of"]
 
 BOOT_ID = "ngsi-ld"
 RECORDS_PER_PACK = 5_000
@@ -46,8 +50,9 @@ _QUANTITY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 class Reading:
     quantity: str
     unit: str | None       # SenML unit of `value`
-    value: float
+    value: float | str | bool | bytes
     time: float            # UTC seconds
+    field: str = "v"       # the SenML field: "v" a number, "vs" text, "vb" a boolean, "vd" data (JSON)
 
 
 def seconds_of(text: str) -> float:
@@ -102,7 +107,9 @@ def model_readings(model: Model, attributes: dict[str, Any], *, default_time: fl
     return readings
 
 
-def _quantity_of(iri: str) -> tuple[str, ModelAttribute | None] | None:
+def quantity_of(iri: str) -> tuple[str, ModelAttribute | None] | None:
+    """The quantity a linked entity's attribute feeds: the model attribute with that IRI, else
+    the quantity named by the IRI's last segment (None when that is no quantity name)."""
     for model in MODELS.values():
         for spec in model.attributes:
             if spec.iri == iri:
@@ -111,18 +118,38 @@ def _quantity_of(iri: str) -> tuple[str, ModelAttribute | None] | None:
     return (name, None) if _QUANTITY.match(name) else None
 
 
+def _typed(instance: dict[str, Any]) -> tuple[str | bool | bytes, str] | None:
+    """(value, SenML field) of a Property instance whose value is not a number."""
+    value = instance.get("value")
+    if instance.get("type", "Property") != "Property" or value is None:
+        return None
+    if isinstance(value, bool):
+        return value, "vb"
+    if isinstance(value, str):
+        return value, "vs"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True).encode(), "vd"
+    return None
+
+
 def linked_readings(attributes: dict[str, Any]) -> list[Reading]:
-    """Readings of a context entity linked to a device: its numeric Properties with observedAt."""
+    """Readings of a context entity linked to a device: its Properties with observedAt (numbers
+    as readings, other values as typed readings)."""
     readings = []
     for iri, attribute in attributes.items():
         for instance in _instances(attribute):
-            value = _number(instance)
-            if value is None or "observedAt" not in instance:
+            if not isinstance(instance, dict) or "observedAt" not in instance:
                 continue
-            found = _quantity_of(iri)
+            found = quantity_of(iri)
             if found is None:
                 continue
             quantity, spec = found
+            value = _number(instance)
+            if value is None:
+                typed = _typed(instance)
+                if typed is not None:
+                    readings.append(Reading(quantity, None, typed[0], seconds_of(instance["observedAt"]), typed[1]))
+                continue
             code = instance.get("unitCode")
             if spec is not None:
                 number, unit = _in_quantity_unit(spec, value, code, quantity)
@@ -190,9 +217,10 @@ def _message(org: str, device: str, readings: list[Reading], units: dict[tuple[s
     for r in readings:
         unit, value = r.unit, r.value
         registered = units.get((device, r.quantity), unit)
-        if registered != unit and unit is not None and registered is not None and convertible(unit, registered):
+        if (r.field == "v" and registered != unit and unit is not None and registered is not None
+                and convertible(unit, registered)):
             value, unit = float(convert(value, unit, registered)), registered
-        records.append(Record(f"{device}/{r.quantity}", value, r.time, unit))
+        records.append(Record(f"{device}/{r.quantity}", value, r.time, unit, r.field))
     digest = hashlib.sha256(repr((org, device, [(x.name, x.unit, x.value, x.time) for x in records])).encode())
     seq = int.from_bytes(digest.digest()[:8], "big") >> 2
     payload = encode_pack(Pack(BOOT_ID, seq, tuple(records)), content_type=SENML_JSON)

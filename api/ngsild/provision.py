@@ -158,7 +158,7 @@ async def delete_entities(request: Request, conn: ConnDep, principal: ProviderDe
         try:
             if not isinstance(entity_id, str):
                 raise NgsiLdError("BadRequestData", "a batch delete takes entity ids")
-            delete_one(conn, org, entity_id)
+            delete_one(conn, principal, org, entity_id)
             success.append(entity_id)
         except NgsiLdError as exc:
             errors.append({"entityId": entity_id, "error": problem_of(exc)})
@@ -207,7 +207,7 @@ async def update_attribute(entityId: str, attrId: str, request: Request, conn: C
 
 @router.delete("/entities/{entityId:path}", status_code=204, summary="Delete an entity")
 def delete_entity(entityId: str, conn: ConnDep, principal: ProviderDep, request: Request) -> Response:
-    delete_one(conn, tenant_of(principal, request), entityId)
+    delete_one(conn, principal, tenant_of(principal, request), entityId)
     return Response(status_code=204)
 
 

@@ -15,12 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from api.access import account
 from api.deps import ConnDep, public_link
 from api.ngsild.context import Context, link_header
 from api.ngsild.entities import LOCATION, Format, check_uri, native_entity, render
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.request import GEOJSON, JSONLD, AcceptDep, Caller, CallerDep, ContextDep, vocabulary
-from api.ngsild.selection import Selected, Selection, iris, select
+from api.ngsild.selection import Selected, Selection, iris, latest_reads, select
 from api.ngsild.vocabulary import MODELS
 from storage import ngsild as store
 from storage.ngsild.context import context_entities
@@ -28,6 +29,7 @@ from storage.ngsild.context import context_entities
 router = APIRouter(prefix="/ngsi-ld/v1", tags=["ngsi-ld"])
 
 MAX_LIMIT = 1000
+READ_ACTION = "ngsild.read.entities"   # the audit log's action of an entity read
 DEFAULT_LIMIT = 20
 
 
@@ -106,6 +108,8 @@ def query_entities(
     omitted = iris(ctx, omit)
     rows, total = select(conn, caller, selection, offset=offset, limit=limit)
     entities = [render(r.native, ctx, fmt=fmt, pick=picked, omit=omitted, sys_attrs=sys_attrs) for r in rows]
+    account(conn, caller.principal, action=READ_ACTION, reads=latest_reads(rows, picked, omitted), start=None,
+            end=None)
     headers: dict[str, str] = {}
     if count:
         headers["NGSILD-Results-Count"] = str(total)
@@ -163,7 +167,10 @@ def read_entity(
     picked = iris(ctx, pick) if pick is not None else iris(ctx, attrs)
     if picked is not None:
         picked = picked | {"id", "type"}
-    entity = render(found.native, ctx, fmt=fmt, pick=picked, omit=iris(ctx, omit), sys_attrs=sys_attrs)
+    omitted = iris(ctx, omit)
+    entity = render(found.native, ctx, fmt=fmt, pick=picked, omit=omitted, sys_attrs=sys_attrs)
+    account(conn, caller.principal, action=READ_ACTION, reads=latest_reads([found], picked, omitted), start=None,
+            end=None)
     if accept == GEOJSON:
         return JSONResponse(_feature(entity, ctx), media_type=GEOJSON, headers={"Link": link_header(ctx.link)})
     return respond(entity, accept=accept, ctx=ctx)
@@ -277,4 +284,4 @@ def read_attribute(attrId: str, conn: ConnDep, caller: CallerDep, ctx: ContextDe
     return respond(body, accept=accept, ctx=ctx)
 
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "one_entity", "respond", "router"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "READ_ACTION", "one_entity", "respond", "router"]

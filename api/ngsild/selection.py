@@ -22,9 +22,10 @@ from api.ngsild.request import Caller, vocabulary
 from api.ngsild.vocabulary import MODELS
 from api.privacy import minimise_entities
 from storage import ngsild as store
+from storage.audit import DataRead
 from storage.ngsild.context import context_entities
 
-__all__ = ["Selected", "Selection", "model_attribute_names", "select"]
+__all__ = ["Selected", "Selection", "latest_reads", "model_attribute_names", "select"]
 
 
 def model_attribute_names(iris: set[str]) -> dict[str, str]:
@@ -144,3 +145,18 @@ def select(conn, caller: Caller, selection: Selection, *, offset: int, limit: in
             offset=max(0, offset - derived_total), limit=max(0, limit - len(rows)))
         selected += [Selected(context_native(e), None) for e in found]
     return selected, derived_total + context_total
+
+
+def latest_reads(rows: list[Selected], pick: set[str] | None, omit: set[str] | None) -> list[DataRead]:
+    """What an entity answer served of each series, for the audit log: one reading per
+    attribute of our device entities that has a value and is rendered."""
+    reads = []
+    for row in rows:
+        if row.device is None:
+            continue
+        model = MODELS[row.device.model]
+        for attribute in row.device.attributes:
+            iri = model.attribute_named(attribute.attribute).iri
+            if attribute.time is not None and (pick is None or iri in pick) and not (omit and iri in omit):
+                reads.append(DataRead(attribute.series_id, 1))
+    return reads

@@ -17,6 +17,12 @@ and ends on the period's grid (epoch-aligned); otherwise from the raw
 readings (distinctCount always from raw readings). More than
 `MAX_INSTANCES` instances of one attribute answer 206 Partial Content with a
 `Content-Range: date-time <first>-<last>/<lastN or *>` header (clause 6.3.10).
+
+A context entity linked to one of our devices answers the attributes that fed
+the device's series from those readings and typed readings (`api.ngsild.linked`);
+its other attributes are their one current instance. Reads keep to the grant's
+purpose (the series the selection refused are not read), withhold periods below
+its k-anonymity, and are audited (`ngsild.read.temporal`).
 """
 
 from __future__ import annotations
@@ -29,16 +35,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
+from api.access import account
 from api.deps import ConnDep
 from api.ngsild.context import Context
 from api.ngsild.entities import LOCATION, NativeEntity
 from api.ngsild.errors import NgsiLdError
+from api.ngsild.linked import linked_history
 from api.ngsild.request import AcceptDep, CallerDep, ContextDep, vocabulary
 from api.ngsild.routes import DEFAULT_LIMIT, MAX_LIMIT, one_entity, respond
 from api.ngsild.selection import Selected, Selection, iris, select
 from api.ngsild.vocabulary import MODELS
+from api.ngsild.writes import linked_device
+from api.privacy import k_withheld
 from storage import ngsild as store
 from storage import queries
+from storage.audit import DataRead
 
 __all__ = ["MAX_INSTANCES", "router"]
 
@@ -48,6 +59,7 @@ MAX_INSTANCES = 10_000
 METHODS = ("totalCount", "distinctCount", "sum", "avg", "min", "max", "stddev", "sumsq")
 _DURATION = re.compile(r"^P(?:(\d+)W|(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?)$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ACTION = "ngsild.read.temporal"   # the audit log's action of a temporal read
 
 
 def _time(t: datetime) -> str:
@@ -192,18 +204,37 @@ def _aggregated(p: store.Period, series: store.EntitySeries, method: str) -> flo
     return math.sqrt(max(sumsq - total * total / n, 0.0) / (n - 1)) if n > 1 else 0.0  # stddev (sample)
 
 
-def _context_temporal(native: NativeEntity, ctx: Context, query: _Query, pick: set[str] | None) -> dict[str, Any]:
-    """A context entity keeps no history: each attribute is its one current instance."""
+def _context_temporal(conn, caller, native: NativeEntity, ctx: Context, query: _Query, pick: set[str] | None,
+                      reads: list[DataRead]) -> dict[str, Any]:
+    """A context entity: the history of each attribute that feeds a series of the device it is
+    linked to (`api.ngsild.linked`); any other attribute is its one current instance."""
     out: dict[str, Any] = {"id": native.id, "type": ctx.compact(native.type)}
+    device = linked_device(native, caller.org_slug)
+    series = store.device_series(conn, org=caller.org_slug, device=device) if device is not None else {}
     for iri, attribute in native.attributes.items():
         if pick is not None and iri not in pick:
+            continue
+        term = ctx.compact(iri)
+        history = linked_history(conn, series, iri, attribute, start=query.start, end=query.end,
+                                 limit=min(query.last_n or MAX_INSTANCES, MAX_INSTANCES),
+                                 newest_first=query.last_n is not None) if series else None
+        if history is not None:
+            series_id, instances = history
+            reads.append(DataRead(series_id, len(instances)))
+            if not instances or query.representation == "aggregatedValues":
+                continue
+            if query.representation == "temporalValues":
+                out[term] = {"type": "Property", "values": [[i.value, _time(i.time)] for i in instances]}
+                continue
+            kind = {} if query.representation == "concise" else {"type": "Property"}
+            out[term] = [{**kind, "value": i.value, "observedAt": _time(i.time),
+                          **({"unitCode": i.unit_code} if i.unit_code else {})} for i in instances]
             continue
         at = attribute.get("observedAt")
         if at is not None:
             t = datetime.fromisoformat(at.replace("Z", "+00:00"))
             if (query.start is not None and t < query.start) or (query.end is not None and t >= query.end):
                 continue
-        term = ctx.compact(iri)
         if query.representation == "temporalValues":
             value = attribute.get("value", attribute.get("object"))
             out[term] = {"type": attribute.get("type", "Property"), "values": [[value, at or _time(native.modified_at)]]}
@@ -215,13 +246,20 @@ def _context_temporal(native: NativeEntity, ctx: Context, query: _Query, pick: s
     return out
 
 
-def temporal_entity(conn, caller, ctx: Context, selected: Selected, query: _Query, *,
-                    pick: set[str] | None) -> tuple[dict[str, Any], list[tuple[datetime, datetime]]]:
-    """The temporal representation of one entity and the ranges of truncated attributes."""
+def temporal_entity(conn, caller, ctx: Context, selected: Selected, query: _Query, *, pick: set[str] | None,
+                    reads: list[DataRead]) -> tuple[dict[str, Any], list[tuple[datetime, datetime]]]:
+    """The temporal representation of one entity and the ranges of truncated attributes; what
+    it served of each series is added to `reads` (for the audit log).
+
+    Only the series the selection left in the entity are read: those outside the purpose
+    of the caller's grant were taken out there (`api.privacy.minimise_entities`). Periods
+    of a personal series with fewer readings than the grant's k-anonymity are withheld,
+    as /v1 aggregates withhold such buckets."""
     native = selected.native
     row = selected.device
     if row is None:
-        return _context_temporal(native, ctx, query, pick), []
+        return _context_temporal(conn, caller, native, ctx, query, pick, reads), []
+    allowed = {a.series_id for a in row.attributes}
     model = MODELS[row.model]
     out: dict[str, Any] = {"id": native.id, "type": ctx.compact(model.type_iri)}
     if LOCATION in native.attributes and (pick is None or LOCATION in pick):
@@ -232,7 +270,7 @@ def temporal_entity(conn, caller, ctx: Context, selected: Selected, query: _Quer
     for series in store.series_of_entity(conn, org_id=caller.org_id, org_slug=caller.org_slug,
                                          vocabulary=vocabulary(), key=key):
         spec = model.attribute_named(series.attribute)
-        if pick is not None and spec.iri not in pick:
+        if series.series_id not in allowed or (pick is not None and spec.iri not in pick):
             continue
         term = ctx.compact(spec.iri)
         if query.representation == "aggregatedValues":
@@ -244,6 +282,10 @@ def temporal_entity(conn, caller, ctx: Context, selected: Selected, query: _Quer
                 start = start or first
                 end = end or last + timedelta(microseconds=1)
             periods = _periods(conn, series, query, start, end)
+            k = k_withheld(conn, caller.principal, series.series_id)
+            if k is not None:
+                periods = [p for p in periods if p.count >= k]
+            reads.append(DataRead(series.series_id, len(periods)))
             if not periods:
                 continue
             attribute: dict[str, Any] = {"type": "Property"}
@@ -256,6 +298,7 @@ def temporal_entity(conn, caller, ctx: Context, selected: Selected, query: _Quer
             out[term] = attribute
             continue
         instances, cut = _instances(conn, series, query)
+        reads.append(DataRead(series.series_id, len(instances)))
         if not instances:
             continue
         if cut:
@@ -308,7 +351,9 @@ def read_temporal_entity(
                    options=options, format=format, aggrMethods=aggrMethods, aggrPeriodDuration=aggrPeriodDuration,
                    widths=_widths(request))
     found = one_entity(conn, caller, ctx, entityId)
-    body, truncated = temporal_entity(conn, caller, ctx, found, query, pick=iris(ctx, pick or attrs))
+    reads: list[DataRead] = []
+    body, truncated = temporal_entity(conn, caller, ctx, found, query, pick=iris(ctx, pick or attrs), reads=reads)
+    account(conn, caller.principal, action=_ACTION, reads=reads, start=query.start, end=query.end)
     return _partial(body, truncated, query, accept=accept, ctx=ctx)
 
 
@@ -346,9 +391,11 @@ def query_temporal_entities(
     rows, total = select(conn, caller, selection, offset=offset, limit=limit)
     picked = iris(ctx, pick or attrs)
     bodies, truncated = [], []
+    reads: list[DataRead] = []
     for row in rows:
-        body, cut = temporal_entity(conn, caller, ctx, row, query, pick=picked)
+        body, cut = temporal_entity(conn, caller, ctx, row, query, pick=picked, reads=reads)
         bodies.append(body)
         truncated += cut
+    account(conn, caller.principal, action=_ACTION, reads=reads, start=query.start, end=query.end)
     headers = {"NGSILD-Results-Count": str(total)} if count else {}
     return _partial(bodies, truncated, query, accept=accept, ctx=ctx, headers=headers)

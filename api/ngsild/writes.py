@@ -1,6 +1,6 @@
 """The writes of one NGSI-LD request: entities checked, observations queued and
 committed through the ingest pipeline in one batch, context entities stored
-after that, and the changes handed to the notifier.
+after that, and their changes recorded for the notifier.
 
 An entity with one of our device ids is an observation of the device (its
 measured attributes become readings; an unknown device is onboarded first,
@@ -20,19 +20,23 @@ from typing import Any
 
 from fastapi import Request
 
+from api.deps import actor
 from api.errors import Problem
-from api.ngsild.entities import LOCATION, check_uri, parse_entity_id
+from api.ngsild.entities import LOCATION, NativeEntity, check_uri, context_native, parse_entity_id
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.observations import IngestDoor, Reading, linked_readings, model_readings, now_s, seconds_of
+from api.ngsild.observations import IngestDoor, Reading, linked_readings, model_readings, now_s, quantity_of, \
+    seconds_of
 from api.ngsild.payload import instant, normalize_entity, point_of
+from api.ngsild.request import vocabulary
 from api.ngsild.vocabulary import MODELS
+from storage import deletion, tenants
 from storage import ngsild as store
-from storage import tenants
+from storage.audit import record_change
 from storage.ngsild.context import EntityExists, context_entity, delete_context_entity, insert_context_entity, \
     replace_context_entity
 from storage.tenants import Principal
 
-__all__ = ["DATE_OBSERVED", "Planned", "Write", "delete_one", "device_of", "plan", "problem_of", "reject_refused", "tenant_of"]
+__all__ = ["DATE_OBSERVED", "Planned", "Write", "delete_one", "device_of", "linked_device", "plan", "problem_of", "reject_refused", "tenant_of"]
 
 DEVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 DATE_OBSERVED = "https://smartdatamodels.org/dateObserved"
@@ -73,9 +77,12 @@ class Write:
         self.changes.setdefault(entity_id, set()).update(iris)
 
     def notify(self, *, only: list[str] | None = None) -> None:
-        """After the commit: hand the changes to the notifier (it never blocks the answer)."""
-        changes = [(e, a) for e, a in self.changes.items() if only is None or e in only]
-        self.notifier.changed(self.org, self.principal.org_id, changes)
+        """After the commit: record the context entities' changes for the notifier (it never
+        blocks the answer). The readings of device entities were recorded by the ingest
+        pipeline in the transaction that committed them."""
+        changes = [(e, a) for e, a in self.changes.items()
+                   if (only is None or e in only) and parse_entity_id(e) is None]
+        self.notifier.changed(self.conn, self.org, changes)
 
     # derived entities ------------------------------------------------------
 
@@ -177,6 +184,16 @@ def device_of(uri: str) -> tuple[str, str] | None:
     return None
 
 
+def linked_device(native: NativeEntity, org: str) -> str | None:
+    """The device of `org` a context entity is linked to by a Relationship (the first one), if any."""
+    for attribute in native.attributes.values():
+        target = attribute.get("object") if attribute.get("type") == "Relationship" else None
+        device = device_of(target) if isinstance(target, str) else None
+        if device is not None and device[0] == org:
+            return device[1]
+    return None
+
+
 @dataclass
 class Planned:
     """One entity of a request, checked and with its readings queued; `store`
@@ -240,10 +257,41 @@ def reject_refused(reasons: dict[str, str]) -> None:
         raise NgsiLdError("BadRequestData", f"the ingest pipeline refused the observations ({detail})")
 
 
-def delete_one(conn, org: str, entity_id: str) -> None:
+def delete_one(conn, principal: Principal, org: str, entity_id: str) -> None:
+    """Delete an entity and its history through the deletion machinery of erasure
+    (`storage.deletion.delete_series`, which erases through `storage.gdpr.erase` with its
+    receipt and audit row): a device entity's series (the device stays registered, with
+    the series of its other models), or a context entity, with the series its attributes
+    fed when it is linked to one of `org`'s devices."""
     check_uri(entity_id)
-    if parse_entity_id(entity_id) is not None:
-        raise NgsiLdError("OperationNotSupported", f"{entity_id} is a citylab device's entity: its readings are "
-                                                   "removed by erasure of the device, not through NGSI-LD")
-    if not delete_context_entity(conn, org=org, entity_id=entity_id):
+    key = parse_entity_id(entity_id)
+    if key is not None:
+        if key.org != org:
+            raise NgsiLdError("ResourceNotFound", f"no entity {entity_id} of organisation {org!r}")
+        ids = [s.series_id for s in store.series_of_entity(conn, org_id=principal.org_id, org_slug=org,
+                                                           vocabulary=vocabulary(), key=key)]
+        if not ids:
+            raise NgsiLdError("ResourceNotFound", f"no entity {entity_id}")
+        _delete_series(conn, principal, org, ids, entity_id)
+        return
+    current = context_entity(conn, org=org, entity_id=entity_id)
+    if current is None:
         raise NgsiLdError("ResourceNotFound", f"no entity {entity_id}")
+    linked = linked_device(context_native(current), org)
+    if linked is not None:
+        series = store.device_series(conn, org=org, device=linked)
+        fed = {series[q[0]] for q in map(quantity_of, current.attributes) if q is not None and q[0] in series}
+        if fed:
+            _delete_series(conn, principal, org, sorted(fed), entity_id)
+    delete_context_entity(conn, org=org, entity_id=entity_id)
+
+
+def _delete_series(conn, principal: Principal, org: str, ids: list[int], entity_id: str) -> None:
+    try:
+        deleted = deletion.delete_series(conn, org=org, series_ids=ids, actor=actor(principal),
+                                         org_id=principal.org_id, key_id=principal.key_id)
+    except deletion.InUse as exc:
+        raise NgsiLdError("OperationNotSupported", f"{entity_id}: {exc}") from None
+    record_change(conn, actor=actor(principal), action="ngsild.entity.delete", org_id=principal.org_id,
+                  key_id=principal.key_id, owner_org=principal.org_id,
+                  detail={"entity": entity_id, "series": list(deleted.series), "readings": deleted.readings})

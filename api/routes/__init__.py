@@ -1,5 +1,6 @@
 """One router per resource: health, series (readings, aggregates, latest), anomalies, status,
-organisations and keys, devices, exports, data products, grants, audit."""
+organisations and keys, devices, HTTP ingest, LoRaWAN integrations, exports, data products, grants,
+audit."""
 
 from __future__ import annotations
 

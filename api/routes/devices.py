@@ -197,7 +197,8 @@ def create_device(conn: ConnDep, principal: ProviderDep, settings: SettingsDep, 
     except BrokerSecurityError:
         tenants.forget_device(conn, org=principal.org_slug, device=body.device)
         raise
-    tenants.set_mqtt_username(conn, org=principal.org_slug, device=body.device, username=creds.username)
+    tenants.set_mqtt_username(conn, org=principal.org_slug, device=body.device, username=creds.username,
+                              password=creds.password)
     _audit(conn, principal, "device.create", {"device": body.device, "gateway": body.gateway,
                                               "sensors": quantities})
     return DeviceCreated(
@@ -260,7 +261,7 @@ def rotate_credentials(conn: ConnDep, principal: ProviderDep, settings: Settings
         creds = dynsec.create_device(principal.org_slug, device, datastreams=device_series_ids(
             conn, org=principal.org_slug, device=device))
         username, password = creds.username, creds.password
-        tenants.set_mqtt_username(conn, org=principal.org_slug, device=device, username=username)
+    tenants.set_mqtt_username(conn, org=principal.org_slug, device=device, username=username, password=password)
     _audit(conn, principal, "device.credentials", {"device": device})
     return DeviceCreated(device=device, org=principal.org_slug, topic_prefix=f"lab/{principal.org_slug}/{device}/",
                          mqtt=MqttCredentials(url=_broker_url(settings), username=username, password=password,

@@ -45,8 +45,8 @@ def component_health(app: FastAPI) -> list[ComponentHealth]:
     found = [_probe_database(app.state.pool)]
     if settings.mqtt_url:
         found.append(probe_broker(settings.mqtt_url, timeout=HEALTH_TIMEOUT_S))
-    if settings.ingest_metrics_url:
-        found.append(probe_ingest(settings.ingest_metrics_url, timeout=HEALTH_TIMEOUT_S))
+    found += [probe_ingest(url, timeout=HEALTH_TIMEOUT_S, name=name)
+              for name, url in settings.ingest_metrics_urls.items()]
     for health in found:
         if not health.up:
             logger.warning("health: %s is down: %s", health.name, health.detail)

@@ -4,11 +4,11 @@
                                           Cayenne LPP frame (application/octet-stream, ?port=1..223)
     POST /v1/ingest/tokens                a device token (provider key), shown once
     PUT  /v1/devices/{device}/senml       how an unmodified SenML device names its records
-    POST /v1/integrations                 connect a LoRaWAN network server (tts | chirpstack) -> broker login
-    GET  /v1/integrations                 your organisation's integrations
 
-`POST /v1/ingest` authenticates with a device token (`Authorization: Bearer cld_...`):
-the organisation and the device come from the token alone, as from a broker login.
+`POST /v1/ingest` authenticates with a device token (`Authorization: Bearer cld_...`) or
+with the device's own broker login over HTTP Basic (`<org>.<device>` and its MQTT
+password, checked against the verifier citylab keeps, storage.device_tokens): the
+organisation and the device come from the credential alone, as on the broker.
 The pack becomes one message on the device's own topic (`lab/{org}/{device}/up`,
 `.../lpp/{port}`) and is committed by `ingest.Pipeline` with the same validation,
 de-duplication (bid/seq, else the content-derived identity), dead letters and
@@ -23,18 +23,19 @@ database like those of several ingest workers.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import threading
 import time
 import weakref
-from urllib.parse import urlsplit
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ConnDep, DynSecDep, ProviderDep, SettingsDep, actor
+from api.deps import ConnDep, ProviderDep, actor
 from api.errors import Problem, problem_response
 from api.routes import problem_responses
 from ingest.message import Message
@@ -43,9 +44,7 @@ from protocol.senml import SENML_CBOR, SENML_JSON
 from protocol.topics import lpp_topic, up_topic
 from storage import tenants
 from storage.audit import record_change
-from citylab.integrations import connect_integration
-from storage.device_tokens import device_of_token, issue_device_token
-from storage.integrations import Integration, IntegrationConflict, integration_filter, list_integrations
+from storage.device_tokens import device_of_login, device_of_token, issue_device_token
 from storage.registry import set_senml_names
 
 router = APIRouter(tags=["ingest"])
@@ -115,18 +114,33 @@ def _commit(request: Request, message: Message):
             raise
 
 
+def _device_of(conn, authorization: str) -> tuple[str, str] | None:
+    """(org, device) a device token or a device's broker login names, else None."""
+    scheme, _, credentials = authorization.partition(" ")
+    scheme, credentials = scheme.lower(), credentials.strip()
+    if scheme == "bearer":
+        return device_of_token(conn, credentials)
+    if scheme == "basic":
+        try:
+            username, colon, password = base64.b64decode(credentials, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return device_of_login(conn, username, password) if colon else None
+    return None
+
+
 @router.post("/ingest", status_code=201, response_model=IngestPublic,
              responses={200: {"model": IngestPublic, "description": "A pack stored before (a retry): nothing new"},
                         **problem_responses(401, 403, 413, 415, 422, 503)},
-             summary="Store one SenML pack or LPP frame of the device the token names, answering after the commit")
+             summary="Store one SenML pack or LPP frame of the device the token (or broker login) names, "
+                     "answering after the commit")
 async def create_ingest(request: Request, conn: ConnDep,
                         port: Annotated[int | None, Query(ge=1, le=223, description="LPP port")] = None):
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    found = device_of_token(conn, token.strip()) if scheme.lower() == "bearer" else None
+    found = _device_of(conn, request.headers.get("authorization", ""))
     if found is None:
-        return problem_response(401, "a valid device token is required (Authorization: Bearer cld_...)",
-                                headers={"WWW-Authenticate": "Bearer"})
+        return problem_response(401, "a device token (Authorization: Bearer cld_...) or the device's broker login "
+                                     "(HTTP Basic) is required",
+                                headers={"WWW-Authenticate": 'Bearer, Basic realm="citylab"'})
     org, device = found
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
@@ -179,76 +193,3 @@ def update_senml_names(device: Annotated[str, Path(pattern=_DEVICE_ID)], body: S
                       key_id=principal.key_id, owner_org=principal.org_id,
                       detail={"device": device, "base_name": body.base_name})
     return SenMLNamesPublic(device=device, base_name=body.base_name, names=body.names)
-
-
-_APP_ID = r"^[a-z0-9](?:[-]?[a-z0-9]){1,35}$|^[0-9a-fA-F-]{1,64}$"  # TTS application ids; ChirpStack UUIDs
-
-
-class IntegrationCreate(BaseModel):
-    kind: Literal["tts", "chirpstack"]
-    application_id: str = Field(pattern=_APP_ID, examples=["city-air"],
-                                description="The Things Stack application id, or the ChirpStack application's id.")
-    tenant_id: str = Field(default="", pattern=r"^$|^[a-z0-9](?:[-]?[a-z0-9]){1,35}$",
-                           description="The Things Stack tenant id ('' on The Things Network).")
-
-
-class IntegrationMqtt(BaseModel):
-    url: str
-    username: str
-    password: str = Field(description="Shown this once.")
-    client_id: str
-
-
-class IntegrationPublic(BaseModel):
-    id: int
-    kind: str
-    application_id: str
-    tenant_id: str
-    topic: str = Field(description="The uplink topics the network server publishes on (and nothing else).")
-    enabled: bool
-
-
-class IntegrationCreated(IntegrationPublic):
-    mqtt: IntegrationMqtt
-
-
-def _integration_public(found: Integration) -> IntegrationPublic:
-    return IntegrationPublic(id=found.id, kind=found.kind, application_id=found.application_id,
-                             tenant_id=found.tenant_id, enabled=found.enabled,
-                             topic=integration_filter(found.kind, found.application_id, found.tenant_id))
-
-
-@router.post("/integrations", status_code=201, response_model=IntegrationCreated,
-             responses=problem_responses(401, 403, 409, 422, 503),
-             summary="Connect a LoRaWAN network server's MQTT integration; its broker login is shown once")
-def create_lorawan_integration(body: IntegrationCreate, conn: ConnDep, principal: ProviderDep,
-                               settings: SettingsDep, dynsec: DynSecDep) -> IntegrationCreated:
-    """The login may publish on the integration's uplink topics only and is bound to its client id.
-    Uplinks arriving there are stored for the organisation's own DevEUIs only."""
-    try:
-        made = connect_integration(conn, dynsec, org=principal.org_slug, kind=body.kind,
-                                   application_id=body.application_id, tenant_id=body.tenant_id)
-    except IntegrationConflict as exc:
-        raise Problem(409, str(exc)) from None
-    except ValueError as exc:
-        raise Problem(422, str(exc)) from None
-    found = made.integration
-    record_change(conn, actor=actor(principal), action="integration.create", org_id=principal.org_id,
-                  key_id=principal.key_id, owner_org=principal.org_id,
-                  detail={"integration": found.id, "kind": found.kind, "application_id": found.application_id})
-    return IntegrationCreated(**_integration_public(found).model_dump(), mqtt=IntegrationMqtt(
-        url=_public_broker_url(settings.mqtt_public_url or settings.mqtt_url or "mqtt://localhost:1883"),
-        username=made.username, password=made.password, client_id=made.client_id))
-
-
-def _public_broker_url(url: str) -> str:
-    """The broker's address without any credentials in it."""
-    parts = urlsplit(url)
-    netloc = (parts.hostname or "localhost") + (f":{parts.port}" if parts.port else "")
-    return parts._replace(netloc=netloc).geturl()
-
-
-@router.get("/integrations", response_model=list[IntegrationPublic], responses=problem_responses(401, 403),
-            summary="Your organisation's LoRaWAN integrations")
-def read_lorawan_integrations(conn: ConnDep, principal: ProviderDep) -> list[IntegrationPublic]:
-    return [_integration_public(i) for i in list_integrations(conn, org=principal.org_slug)]

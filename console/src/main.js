@@ -1,6 +1,7 @@
 // The lab console: wires the views, refreshes the live ones every few seconds.
 import "./style.css";
 import { api, apiKey, el, setApiKey } from "./api.js";
+import { AlarmsView } from "./alarms.js";
 import { AnomalyFeed } from "./anomalies.js";
 import { ChartView } from "./chart.js";
 import { FleetView } from "./fleet.js";
@@ -23,6 +24,8 @@ const fleet = new FleetView({
 });
 const feed = new AnomalyFeed({ list: $("anomaly-feed"), summary: $("anomalies-summary"), onSelectSeries: (id) => selectSeries(id) });
 new Onboarding($("view-onboarding"));
+const alarms = new AlarmsView({ table: $("alarm-list"), summary: $("alarms-summary"), badge: $("alarm-count"),
+  filter: $("alarms-filter"), error: $("alarms-error") });
 
 function report(where, err) {
   if (err?.status === 401) {
@@ -94,12 +97,14 @@ function show(view) {
     fleet.invalidate();
     chart.resize();
   }
+  if (view === "alarms" && apiKey()) alarms.refresh().catch((err) => report("alarms", err));
   if (view === "products" && apiKey()) renderProducts($("products"), $("products-hint")).catch((err) => report("products", err));
 }
 
 function tick() {
   if (!apiKey()) return;
   if (state.view === "overview") refreshOverview();
+  alarms.refresh().catch((err) => report("alarms", err)); // the tab's count stays live in every view
 }
 
 function signedIn() {

@@ -2,6 +2,9 @@
 
     filters         the tree of `q` and geo-queries, and the SQL fragments it compiles to
     derived         entities derived from our devices and series: latest values, history
+    context         context entities of any type, stored per organisation
+    subscriptions   subscriptions and their delivery status
+    changes         the outbox of subscriptions: what ingest and the face committed
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from storage.ngsild.derived import (
     Vocabulary,
     aggregate_readings,
     device_entities,
+    device_series,
     device_units,
     entity_types,
     known_devices,
@@ -42,6 +46,7 @@ __all__ = [
     "Vocabulary",
     "aggregate_readings",
     "device_entities",
+    "device_series",
     "device_units",
     "entity_types",
     "known_devices",

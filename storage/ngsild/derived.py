@@ -26,7 +26,7 @@ from psycopg import sql
 
 from storage.errors import map_errors
 from storage.ngsild.filters import And, Exists, Filter, GeoFilter, Or, Params, compare, geo_condition
-from storage.products import READABLE_SERIES
+from storage.products import COARSENED_DEVICES, READABLE_SERIES
 
 __all__ = [
     "DeviceEntity",
@@ -156,6 +156,11 @@ OFFSET %(offset)s LIMIT %(limit)s
 """
 
 
+def _visible(column: str) -> sql.Composable:
+    return sql.SQL("(CASE WHEN EXISTS (SELECT 1 FROM (" + COARSENED_DEVICES + ") c WHERE c.org = e.org"
+                   " AND c.device = e.device) THEN NULL ELSE " + column + " END)")
+
+
 def device_entities(
     conn: psycopg.Connection,
     *,
@@ -190,8 +195,8 @@ def device_entities(
         where.append(sql.SQL("e.names && {}::text[]").format(params.add(attributes)))
     if q is not None:
         where.append(_compile(q, params))
-    if geo is not None:
-        where.append(geo_condition(geo, params, lat=sql.SQL("e.lat"), lon=sql.SQL("e.lon")))
+    if geo is not None:   # a location the caller reads coarsened is unknown to geo-queries
+        where.append(geo_condition(geo, params, lat=_visible("e.lat"), lon=_visible("e.lon")))
     query = sql.SQL(_ENTITIES).format(readable=sql.SQL(READABLE_SERIES), where=sql.SQL(" AND ").join(where))
     with map_errors("NGSI-LD entities"):
         rows = conn.execute(query, params.values).fetchall()
@@ -345,3 +350,11 @@ def device_units(conn: psycopg.Connection, *, org: str, devices: list[str]) -> d
         rows = conn.execute("SELECT device, quantity, unit FROM series WHERE org = %s AND device = ANY(%s)",
                             (org, devices)).fetchall()
     return {(d, q): u for d, q, u in rows}
+
+
+def device_series(conn: psycopg.Connection, *, org: str, device: str) -> dict[str, int]:
+    """quantity -> series id of one of `org`'s devices."""
+    with map_errors("NGSI-LD device series"):
+        rows = conn.execute("SELECT quantity, id FROM series WHERE org = %s AND device = %s",
+                            (org, device)).fetchall()
+    return {q: sid for q, sid in rows}

@@ -303,6 +303,7 @@ class Builder:
             (a, ak), (b, bk) = args
             if ak != "geo" or bk != "geo":
                 raise QueryError("geo.distance() takes two geometries")
+            a, b = (v if isinstance(e, Geometry) else spatial.visible(v) for (v, _), e in zip(args, call.args))
             return sql.SQL("({} <-> {})").format(a, b), "num"
         if name == "geo.length":
             value, kind = args[0]

@@ -6,6 +6,13 @@ geometries become `point`, open `path` (LineString) or `polygon` parameters.
 Each relation is decided from where the point lies — interior, boundary or
 exterior of the geometry — which is exact for points; `st_relate` compares
 the DE-9IM matrix that follows with the pattern.
+
+A location the caller reads through a grant that reduces location precision
+(GDPR minimisation: a grid or an H3 cell, `api.privacy.coarsen`) is served
+coarsened, and a filter must not reveal more than it: such a location takes
+part in no spatial relation and has no `geo.distance` (`visible`: it is NULL,
+as an unknown location is), so a geo `$filter` never selects by the exact
+point. The caller's own devices and open data are filtered as they are.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from psycopg import sql
 
+from storage.products import COARSENED_DEVICES
 from storage.sensorthings.entities import EntitySet
 from storage.sensorthings.errors import NotSupported, QueryError
 from storage.sensorthings.tree import Call, Geometry, Literal
@@ -21,11 +29,19 @@ from storage.sensorthings.tree import Call, Geometry, Literal
 if TYPE_CHECKING:
     from storage.sensorthings.compile import Builder
 
-__all__ = ["RELATIONS", "geometry", "relation"]
+__all__ = ["RELATIONS", "geometry", "relation", "visible"]
 
 RELATIONS = {"geo.intersects", "st_equals", "st_disjoint", "st_touches", "st_within", "st_overlaps",
              "st_crosses", "st_intersects", "st_contains", "st_relate"}
 _SWAPPED = {"st_within": "st_contains", "st_contains": "st_within"}
+
+
+_COARSENED = sql.SQL("EXISTS (SELECT 1 FROM (" + COARSENED_DEVICES + ") c WHERE point(c.lon, c.lat) ~= {})")
+
+
+def visible(point: sql.Composable) -> sql.Composable:
+    """A location property as a filter may use it: NULL where the caller sees it coarsened."""
+    return sql.SQL("(CASE WHEN {} THEN NULL ELSE {} END)").format(_COARSENED.format(point), point)
 
 
 def geometry(b: Builder, geom: Geometry) -> sql.Composable:
@@ -55,6 +71,7 @@ def relation(b: Builder, call: Call, entity: EntitySet, alias: sql.Identifier) -
     point, kind = b.value(args[0], entity, alias)
     if kind != "geo":
         raise QueryError(f"{name}() takes a geometry property (location, feature or observedArea)")
+    point = visible(point)
     interior, boundary = _locate(b, point, geom)
     intersects = sql.SQL("({} OR {})").format(interior, boundary)
     if name in ("geo.intersects", "st_intersects"):

@@ -27,6 +27,7 @@ from citylab.settings import Settings
 from ingest import Message, Pipeline
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
+from storage.alarms import create_channel, create_rule
 from storage.gdpr import DPV
 from storage.registry import register_device
 from storage.retention import RetentionPolicy
@@ -259,7 +260,7 @@ def test_erasure_gone_from_every_face_and_never_back(world: World) -> None:
     receipt = r.json()
     # minute 2 loses 150..174 (5), minute 3 all 10, minute 4 240..264 (5)
     assert receipt["deleted"] == {"readings": 20, "anomalies": inside, "typed_readings": 0, "dead_letters": 1,
-                                  "aggregates": 3, "export_cache": 0}
+                                  "aggregates": 3, "export_cache": 0, "alarms": 0, "notifications": 0, "alarm_values": 0}
     assert receipt["reaggregated"] == 2 and receipt["actor"].startswith("prov/key-")
     assert receipt["series_ids"] == [w.series_id]
 
@@ -434,3 +435,108 @@ def test_standard_faces_after_erasure_with_purpose_and_precision(world: World) -
     assert single.status_code == 404
     single = w.client.get(f"/ngsi-ld/v1/entities/{entity}", headers={**w.city.headers, "Data-Purpose": "AcademicResearch"})
     assert single.status_code == 200 and single.json()["location"] == listing.json()[0]["location"]
+
+
+def _box(lat: float, lon: float, d: float) -> str:
+    return (f"geography'POLYGON(({lon - d} {lat - d}, {lon + d} {lat - d}, {lon + d} {lat + d}, {lon - d} {lat + d},"
+            f" {lon - d} {lat - d}))'")
+
+
+def test_ngsild_temporal_and_sta_geo_filters_after_erasure_with_k_anonymity_and_precision(world: World) -> None:
+    """NGSI-LD's temporal API serves no erased reading, withholds the periods below the grant's k and
+    keeps to its purpose; its reads are in the access report. A SensorThings geo $filter never
+    selects by the exact point of a location the grant coarsens."""
+    w = world
+    _classify_personal(w)
+    grant = _grant(w)
+    r = w.client.put(f"/v1/grants/{grant}/minimisation", headers=w.prov.headers,
+                     json={"location_h3_res": 6, "k_anonymity": 10})
+    assert r.status_code == 200, r.text
+    assert w.client.post("/v1/erasure", headers=w.prov.headers, json={
+        "device": "wifi-1", "start": BASE.isoformat(), "end": (BASE + timedelta(minutes=3)).isoformat()}
+    ).status_code == 201
+    url = "/ngsi-ld/v1/temporal/entities/urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1"
+    research = {**w.city.headers, "Data-Purpose": "AcademicResearch"}
+    assert w.client.get(url, headers=w.city.headers).status_code == 404          # outside the grant's purpose
+    body = w.client.get(url, headers=research, params={"options": "temporalValues"}).json()
+    (values,) = [v["values"] for k, v in body.items() if k.endswith("intensity")]
+    times = [datetime.fromisoformat(t.replace("Z", "+00:00")) for _, t in values]
+    assert len(values) == 35 and min(times) == BASE + timedelta(minutes=3)
+    lon, lat = body["location"]["value"]["coordinates"]
+    assert (lat, lon) == pytest.approx(h3.cell_to_latlng(h3.latlng_to_cell(LAT, LON, 6)))
+    span = {"timerel": "between", "timeAt": BASE.isoformat(), "endTimeAt": (BASE + timedelta(hours=1)).isoformat(),
+            "options": "aggregatedValues", "aggrMethods": "totalCount", "aggrPeriodDuration": "PT1M"}
+    aggregated = w.client.get(url, headers=research, params=span).json()
+    (counts,) = [v["totalCount"] for k, v in aggregated.items() if k.endswith("intensity")]
+    assert [c for c, _, _ in counts] == [10, 10, 10]     # minutes 3-5; minute 6 (5 readings) is below k
+    own = w.client.get(url, headers=w.prov.headers, params=span).json()
+    (counts,) = [v["totalCount"] for k, v in own.items() if k.endswith("intensity")]
+    assert [c for c, _, _ in counts] == [10, 10, 10, 5]  # the provider's own data: no threshold
+    assert w.client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1",
+                        headers=research).status_code == 200
+    report = w.client.get("/v1/access-report", headers=w.prov.headers, params={"device": "wifi-1"}).json()["reads"]
+    assert [(r["face"], r["action"], r["rows"], r["grant_id"], r["purpose"]) for r in report
+            if r["reader"] == "city"] == [
+        ("NGSI-LD", "refused.ngsild.read", 0, grant, "ResearchAndDevelopment"),
+        ("NGSI-LD", "ngsild.read.temporal", 35, grant, "ResearchAndDevelopment"),
+        ("NGSI-LD", "ngsild.read.temporal", 3, grant, "ResearchAndDevelopment"),
+        ("NGSI-LD", "ngsild.read.entities", 1, grant, "ResearchAndDevelopment")]
+
+    # erasing the newest minute: the entity's current value and its history are the reading before it
+    assert w.client.post("/v1/erasure", headers=w.prov.headers, json={
+        "device": "wifi-1", "start": (BASE + timedelta(minutes=6)).isoformat(),
+        "end": (BASE + timedelta(minutes=7)).isoformat()}).status_code == 201
+    entity = w.client.get("/ngsi-ld/v1/entities/urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1", headers=research).json()
+    (current,) = [v for k, v in entity.items() if k.endswith("intensity")]
+    newest = w.client.get(url, headers=research, params={"lastN": 1, "options": "temporalValues"}).json()
+    (last,) = [v["values"] for k, v in newest.items() if k.endswith("intensity")]
+    assert current["value"] == 509.0 and last == [[509.0, current["observedAt"]]]   # minute 5, its 10th reading
+
+    near = {"type": "https://smartdatamodels.org/dataModel.Transportation/TrafficFlowObserved",
+            "georel": "near;maxDistance==50", "geometry": "Point", "coordinates": f"[{LON},{LAT}]"}
+    assert [e["id"] for e in w.client.get("/ngsi-ld/v1/entities", headers=w.prov.headers, params=near).json()] == [
+        "urn:ngsi-ld:TrafficFlowObserved:prov:wifi-1"]
+    assert w.client.get("/ngsi-ld/v1/entities", headers=research, params=near).json() == []   # not by the exact point
+
+    exact = _box(LAT, LON, 0.0005)
+    for path, q in (("/sta/v1.1/Locations", f"st_within(location, {exact})"),
+                    ("/sta/v1.1/Things", f"geo.intersects(Locations/location, {exact})"),
+                    ("/sta/v1.1/FeaturesOfInterest", f"geo.distance(feature, geography'POINT({LON} {LAT})') lt 0.001")):
+        mine = w.client.get(path, headers=w.prov.headers, params={"$filter": q}).json()["value"]
+        theirs = w.client.get(path, headers=w.city.headers, params={"$filter": q}).json()
+        assert len(mine) == 1 and theirs["value"] == [], (path, theirs)
+        # the negation holds whatever the box: it tells nothing about where the point is
+        far = q.replace(exact, _box(LAT + 1, LON + 1, 0.0005)).replace("lt 0.001", "gt 0.001")
+        assert (w.client.get(path, headers=w.city.headers, params={"$filter": f"not ({q})"}).json()["value"]
+                == w.client.get(path, headers=w.city.headers, params={"$filter": f"not ({far})"}).json()["value"])
+
+
+def test_erasure_deletes_the_alarms_of_the_range(world: World) -> None:
+    w = world
+    with psycopg.connect(w.url, autocommit=True) as conn:
+        rule = create_rule(conn, org="prov", name="busy", series_id=w.series_id, on=250.0, off=200.0)
+        channel = create_channel(conn, org="prov", kind="webhook", target="http://127.0.0.1:9/h", secret="s")
+        opened, cleared = (conn.execute(
+            "INSERT INTO alarms (org, rule_id, series_id, state, opened_at, open_value, cleared_at, clear_value)"
+            " VALUES ('prov', %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (rule.id, w.series_id, state, at, value, cleared_at, clear)).fetchone()[0]
+            for state, at, value, cleared_at, clear in (
+                ("open", BASE + timedelta(minutes=1), 301.0, None, None),
+                ("cleared", BASE - timedelta(minutes=30), 260.0, BASE + timedelta(minutes=2), 101.0)))
+        for alarm, state in ((opened, "open"), (cleared, "cleared")):
+            conn.execute("INSERT INTO notifications (channel_id, alarm_id, state, payload) VALUES (%s, %s, %s, %s)",
+                         (channel.id, alarm, state, json.dumps({"open_value": 1.0, "clear_value": 101.0})))
+    r = w.client.post("/v1/erasure", headers=w.prov.headers, json={
+        "device": "wifi-1", "start": BASE.isoformat(), "end": (BASE + timedelta(minutes=3)).isoformat()})
+    assert r.status_code == 201, r.text
+    deleted = r.json()["deleted"]
+    assert (deleted["alarms"], deleted["notifications"], deleted["alarm_values"]) == (1, 1, 1)
+    with psycopg.connect(w.url) as conn:
+        alarms = conn.execute("SELECT id, open_value, clear_value FROM alarms").fetchall()
+        payloads = conn.execute("SELECT alarm_id, payload FROM notifications").fetchall()
+        receipts = conn.execute("SELECT deleted FROM erasures").fetchall()
+    assert alarms == [(cleared, 260.0, None)]              # opened before the range: its opening value stays
+    assert payloads == [(cleared, {"open_value": 1.0, "clear_value": None})]
+    assert receipts[0][0]["alarms"] == 1                  # in the receipt kept with the erasure
+    listed = w.client.get("/v1/alarms", headers=w.prov.headers)
+    assert listed.status_code == 200 and [a["clear_value"] for a in listed.json()] == [None]

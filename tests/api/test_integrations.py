@@ -15,9 +15,10 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
-from testbed import DynsecBroker, make_tenant
+from testbed import DynsecBroker, broker_accepts, make_tenant
 
 from citylab.broker_security import DynSec, url_with_credentials
+from citylab.probes import probe_ingest
 from citylab.settings import Settings
 from ingest import IngestOptions, IngestService
 from protocol.lorawan import LORAWAN_FILTERS
@@ -137,7 +138,8 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
     creds = admin.create_device(org, "d-1")
     service = IngestService(IngestOptions(
         database_url=testbed_settings.database_url, client_id=creds.client_id, batch_max_age_ms=50,
-        mqtt_url=url_with_credentials(dynsec.url, creds.username, creds.password), filters=LORAWAN_FILTERS))
+        mqtt_url=url_with_credentials(dynsec.url, creds.username, creds.password), filters=LORAWAN_FILTERS,
+        metrics_port=0))
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
@@ -150,6 +152,12 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
         assert all("authori" in code.lower() for code in service.client.refused_subscriptions.values())
         assert not service.client.connected.is_set()
         assert service.metrics.registry.get_sample_value("citylab_subscriptions_refused") == len(LORAWAN_FILTERS)
+        # `citylab status` and /health read the same probe: ingest is down, naming each refusal
+        health = probe_ingest(f"http://127.0.0.1:{service.metrics.port}/metrics")
+        assert health.up is False and "v3/+/devices/+/up" in health.detail
+        assert {(r["server"], r["filter"]) for r in health.refused_subscriptions} == {
+            ("broker", f) for f in LORAWAN_FILTERS}
+        assert all(r["reason"] == "Not authorized" for r in health.refused_subscriptions)
     finally:
         stop.set()
         thread.join(15)
@@ -177,6 +185,94 @@ def test_cli_creates_an_integration(testbed_settings: Settings, dynsec: DynsecBr
         assert _puback(client, "application/0b8c6b1a-5f1e-4c8e-9a37-0c1d2e3f4a5b/device/0004a30b001c0530/event/status",
                        b"{}") < 128
         assert _puback(client, "v3/city-air@city/devices/node-1/up", b"{}") == 135
+        # disabled: the integration and its broker login
+        done = subprocess.run([sys.executable, "-m", "citylab", "integration", "disable", "--org", tenant.slug,
+                               "--id", str(out["id"])], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0 and "disabled" in done.stdout, done.stderr
     finally:
         client.loop_stop()
         client.disconnect()
+    assert not broker_accepts(dynsec.host, dynsec.port, out["mqtt"]["username"], out["mqtt"]["password"],
+                              out["mqtt"]["client_id"])
+    # subscribe mode: the API key from standard input, never printed
+    key = "NNSXS." + secrets.token_hex(16)
+    done = subprocess.run([sys.executable, "-m", "citylab", "integration", "create", "--org", tenant.slug,
+                           "--kind", "tts", "--application-id", "cli-air", "--tenant-id", "ttn", "--json",
+                           "--server-url", "mqtts://eu1.cloud.thethings.network:8883",
+                           "--server-username", "cli-air@ttn", "--api-key-file", "-"],
+                          env=env, input=key + "\n", capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    made = json.loads(done.stdout)
+    assert made["mode"] == "subscribe" and "mqtt" not in made and key not in done.stdout
+    with psycopg.connect(testbed_settings.database_url) as conn:
+        assert conn.execute("SELECT api_key FROM integration_secrets WHERE integration_id = %s",
+                            (made["id"],)).fetchone() == (key,)
+
+
+def test_chirpstack_documentation_events_through_its_integration_login(
+        testbed_app: TestClient, testbed_settings: Settings, dynsec: DynsecBroker) -> None:
+    """ChirpStack v4's MQTT integration publishes its documented `up`, `status` and `location` events
+    with the integration's login; ingest (its real broker role) stores them as series."""
+    url = testbed_settings.database_url
+    city = make_tenant(url, name=f"Cs {secrets.token_hex(3)}", kind="provider")
+    app = "17c82e96-be03-4f38-aef3-" + secrets.token_hex(6)
+    with psycopg.connect(url) as conn:
+        register_device(conn, org=city.slug, device="test-device", kind="lora")
+        set_dev_eui(conn, "test-device", "0101010101010101", org=city.slug)
+    created = testbed_app.post("/v1/integrations", headers=city.headers,
+                               json={"kind": "chirpstack", "application_id": app})
+    assert created.status_code == 201, created.text
+    mqtt = created.json()["mqtt"]
+    info = {"tenantId": "52f14cd4-c6f1-4fbd-8f87-4025e1d49242", "tenantName": "ChirpStack", "applicationId": app,
+            "applicationName": "Test application", "deviceProfileId": "14855bf7-d10d-4aee-b618-ebfcb64dc7ad",
+            "deviceProfileName": "Test device-profile", "deviceName": "Test device", "devEui": "0101010101010101",
+            "tags": {"key": "value"}}
+    # the documented UplinkEvent (Cayenne LPP codec: `object`), StatusEvent and LocationEvent
+    events = {
+        "up": {"deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d", "time": "2022-07-18T09:34:15.775023242+00:00",
+               "deviceInfo": info, "devAddr": "00189440", "dr": 1, "fCnt": 10, "fPort": 1, "data": "A2cBEAVnAP8=",
+               "object": {"temperatureSensor": {"3": 27.2, "5": 25.5}},
+               "rxInfo": [{"gatewayId": "0016c001f153a14c", "uplinkId": 4217106255, "rssi": -36, "snr": 10.5,
+                           "context": "E3OWOQ==", "metadata": {"region_name": "eu868", "region_common_name": "EU868"}}],
+               "txInfo": {"frequency": 867100000,
+                          "modulation": {"lora": {"bandwidth": 125000, "spreadingFactor": 11, "codeRate": "CR_4_5"}}}},
+        "status": {"deduplicationId": "9e5b3f6e-0d84-4ab4-9b0e-4ffbcb6fb1b1", "time": "2022-07-18T09:35:15.1Z",
+                   "deviceInfo": info, "margin": 6, "externalPowerSource": False, "batteryLevelUnavailable": False,
+                   "batteryLevel": 75.5},
+        "location": {"deduplicationId": "0e6bdf1e-2c1a-4a0e-8a52-1a8f4b0b2a3c", "time": "2022-07-18T09:36:15Z",
+                     "deviceInfo": info, "location": {"latitude": 58.97, "longitude": 5.73, "altitude": 12.0,
+                                                      "source": "GEO_RESOLVER_TDOA", "accuracy": 20}},
+    }
+    admin = DynSec(dynsec.url, username=testbed_settings.dynsec_username, password=testbed_settings.dynsec_password)
+    user, password = f"ingest-{secrets.token_hex(4)}", secrets.token_urlsafe(16)
+    service = IngestService(IngestOptions(database_url=url, mqtt_url=url_with_credentials(dynsec.url, user, password),
+                                          client_id=admin.create_ingest(user, password), batch_max_age_ms=50,
+                                          filters=LORAWAN_FILTERS))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    network_server = None
+    try:
+        assert service.client.connected.wait(20), "ingest's subscriptions were not granted"
+        network_server = _connect(dynsec.url, mqtt["username"], mqtt["password"], mqtt["client_id"])
+        for event, doc in events.items():
+            topic = f"application/{app}/device/0101010101010101/event/{event}"
+            assert _puback(network_server, topic, json.dumps(doc).encode()) < 128
+        deadline = time.monotonic() + 20
+        while service.totals["packs_stored"] + service.totals["packs_dead_lettered"] < 3:
+            assert time.monotonic() < deadline, service.totals
+            time.sleep(0.05)
+    finally:
+        if network_server is not None:
+            network_server.loop_stop()
+            network_server.disconnect()
+        stop.set()
+        thread.join(15)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT s.quantity, s.unit, r.value, r.time FROM readings r JOIN series s"
+                            " ON s.id = r.series_id WHERE s.org = %s ORDER BY r.time, s.quantity", (city.slug,)).fetchall()
+    assert [(q, u, v) for q, u, v, _ in rows] == [
+        ("temperature_3", "Cel", 27.2), ("temperature_5", "Cel", 25.5),
+        ("battery", "%EL", 75.5), ("link_margin", "dB", 6.0),
+        ("altitude", "m", 12.0), ("latitude", "lat", 58.97), ("longitude", "lon", 5.73)]
+    assert rows[0][3].isoformat() == "2022-07-18T09:34:15.775023+00:00"  # nanoseconds rounded exactly

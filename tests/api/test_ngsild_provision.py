@@ -255,6 +255,75 @@ def test_linked_context_entity_feeds_the_device_series(client: TestClient, ngsi_
     assert readings(ngsi_lab.url, "traffic-1", "occupancy") == [(T0 + timedelta(minutes=5), 1.0, None)]
 
 
+def test_linked_context_entity_keeps_the_history_of_other_values(client: TestClient, ngsi_lab: NgsiLab) -> None:
+    """Text, boolean and JSON values with observedAt go to the typed store; the temporal API serves them."""
+    at = [iso(T0 + timedelta(minutes=m)).replace("Z", ".000000Z") for m in range(4)]   # as the face writes times
+    context = dict(BUILDING_CONTEXT, status="https://example.org/city#status", free="https://example.org/city#free",
+                   sign="https://example.org/city#sign")
+    spot = {"id": "urn:ngsi-ld:ParkingSpot:p-18", "type": "ParkingSpot", "@context": [context],
+            "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:lab:traffic-1"},
+            "status": {"type": "Property", "value": "free", "observedAt": at[0]},
+            "free": {"type": "Property", "value": True, "observedAt": at[0]},
+            "sign": {"type": "Property", "value": {"text": "P", "lit": True}, "observedAt": at[0]},
+            "occupancy": {"type": "Property", "value": 0, "observedAt": at[0]}}
+    assert client.post(f"{BASE}/entities", json=spot, headers=LD).status_code == 201, spot
+    r = client.post(f"{BASE}/temporal/entities/urn:ngsi-ld:ParkingSpot:p-18/attrs", headers=LD, json={
+        "@context": [context],
+        "status": [{"type": "Property", "value": "occupied", "observedAt": at[1]},
+                   {"type": "Property", "value": "free", "observedAt": at[2]}],
+        "free": [{"type": "Property", "value": False, "observedAt": at[1]}],
+        "occupancy": [{"type": "Property", "value": 1, "observedAt": at[1]}]})
+    assert r.status_code == 204, r.text
+    with psycopg.connect(ngsi_lab.url) as conn:
+        typed = conn.execute(
+            "SELECT s.quantity, t.value_text, t.value_bool, t.value_data FROM typed_readings t"
+            " JOIN series s ON s.id = t.series_id WHERE s.device = 'traffic-1' ORDER BY s.quantity, t.time").fetchall()
+    assert [(q, t, b) for q, t, b, _ in typed] == [
+        ("free", None, True), ("free", None, False), ("sign", None, None),
+        ("status", "free", None), ("status", "occupied", None), ("status", "free", None)]
+    assert json.loads(bytes(typed[2][3])) == {"text": "P", "lit": True}
+
+    url = f"{BASE}/temporal/entities/urn:ngsi-ld:ParkingSpot:p-18"
+    history = client.get(url, params={"options": "temporalValues"})
+    assert history.status_code == 200, history.text
+    body = {k.rsplit("#", 1)[-1]: v for k, v in history.json().items()}   # no @context sent: full IRIs
+    assert body["status"]["values"] == [["free", at[0]], ["occupied", at[1]], ["free", at[2]]]
+    assert body["free"]["values"] == [[True, at[0]], [False, at[1]]]
+    assert body["sign"]["values"] == [[{"text": "P", "lit": True}, at[0]]]
+    assert body["occupancy"]["values"] == [[0.0, at[0]], [1.0, at[1]]]
+    last = client.get(url, params={"lastN": 1, "attrs": "status", "timerel": "before", "timeAt": at[2]}).json()
+    assert last["status"] == [{"type": "Property", "value": "occupied", "observedAt": at[1]}]
+
+
+def test_deleting_an_entity_removes_its_history_through_erasure(client: TestClient, ngsi_lab: NgsiLab) -> None:
+    entity = "urn:ngsi-ld:AirQualityObserved:lab:air-2"
+    assert client.get(f"{BASE}/entities/{entity}", headers=link("Environment")).status_code == 200
+    assert client.delete(f"{BASE}/entities/{entity}").status_code == 204
+    assert readings(ngsi_lab.url, "air-2", "pm2_5") == []
+    with psycopg.connect(ngsi_lab.url) as conn:
+        receipt = conn.execute("SELECT org, series_ids, deleted FROM erasures").fetchall()
+        changes = [r[0] for r in conn.execute("SELECT action FROM audit_log ORDER BY id")]
+        aggregates = conn.execute("SELECT count(*) FROM aggregates WHERE series_id = %s",
+                                  (ngsi_lab.series[("air-2", "pm2_5")],)).fetchone()[0]
+    assert receipt == [("lab", [ngsi_lab.series[("air-2", "pm2_5")]], receipt[0][2])]
+    assert receipt[0][2]["readings"] == 3 and aggregates == 0
+    assert changes[-2:] == ["gdpr.erasure", "ngsild.entity.delete"]
+    assert client.get(f"{BASE}/entities/{entity}").json()["type"] == ERR + "ResourceNotFound"
+    assert client.get(f"{BASE}/temporal/entities/{entity}").status_code == 404
+    assert client.delete(f"{BASE}/temporal/entities/{entity}").status_code == 404
+
+    # a context entity linked to a device goes with the series its attributes fed
+    spot = {"id": "urn:ngsi-ld:ParkingSpot:p-19", "type": "ParkingSpot", "@context": [BUILDING_CONTEXT],
+            "refDevice": {"type": "Relationship", "object": "urn:ngsi-ld:Device:lab:traffic-1"},
+            "occupancy": {"type": "Property", "value": 1, "observedAt": iso(T0 + timedelta(minutes=7))}}
+    assert client.post(f"{BASE}/entities", json=spot, headers=LD).status_code == 201
+    assert len(readings(ngsi_lab.url, "traffic-1", "occupancy")) == 1
+    assert client.delete(f"{BASE}/temporal/entities/urn:ngsi-ld:ParkingSpot:p-19").status_code == 204
+    assert readings(ngsi_lab.url, "traffic-1", "occupancy") == []
+    assert len(readings(ngsi_lab.url, "traffic-1", "speed")) == 3      # the device's other series stay
+    assert client.get(f"{BASE}/entities/urn:ngsi-ld:ParkingSpot:p-19").status_code == 404
+
+
 def test_temporal_backfill(client: TestClient, ngsi_lab: NgsiLab) -> None:
     start = T0 + timedelta(days=1)
     instances = [{"type": "Property", "value": float(i), "observedAt": iso(start + timedelta(minutes=i)),
@@ -307,8 +376,8 @@ def test_write_errors(client: TestClient) -> None:
     assert [e["error"]["type"] for e in r.json()["errors"]] == [ERR + "BadRequestData", ERR + "AlreadyExists"]
     r = client.post(f"{BASE}/entityOperations/delete", json=["urn:x:1", "urn:x:2"])
     assert r.status_code == 207 and r.json()["success"] == ["urn:x:1"]
-    r = client.delete(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:lab:air-1")
-    assert r.status_code == 422 and r.json()["type"] == ERR + "OperationNotSupported"
+    r = client.delete(f"{BASE}/entities/urn:ngsi-ld:AirQualityObserved:other:air-9")
+    assert r.status_code == 404 and r.json()["type"] == ERR + "ResourceNotFound"    # not the key's organisation
 
 
 def test_merge_replace_and_single_attribute_operations(client: TestClient, ngsi_lab: NgsiLab,

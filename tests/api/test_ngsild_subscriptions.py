@@ -1,22 +1,31 @@
 """NGSI-LD subscriptions with HTTP notifications to a real local receiver,
-retries and delivery status, and the guard against request forgery."""
+retries and delivery status, and the guard against request forgery; readings
+published over MQTT through a real broker and ingest are notified too, from the
+database's outbox (also when they were committed while no API ran)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import paho.mqtt.client as paho
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
 from ngsild_lab import ERR, T0, NgsiLab, context_url, link, seed
 from testbed import Tenant, make_tenant
 
 from api import create_app
 from citylab.settings import Settings
+from ingest import IngestOptions, IngestService, Message, Pipeline
+from protocol.senml import Pack, Record, encode_pack
+from protocol.topics import ingest_filters, up_topic
 
 BASE = "/ngsi-ld/v1"
 
@@ -176,3 +185,62 @@ def test_subscription_errors(client: TestClient, receiver: Receiver) -> None:
     assert client.post(f"{BASE}/subscriptions", json=body, headers=link("Environment")).status_code == 201
     r = client.post(f"{BASE}/subscriptions", json=body, headers=link("Environment"))
     assert r.status_code == 409 and r.json()["type"] == ERR + "AlreadyExists"
+
+
+@pytest.fixture
+def ingest(ngsi_lab: NgsiLab, mqtt_broker) -> Iterator[IngestService]:
+    """The ingest service of organisation `lab` on the real broker."""
+    service = IngestService(IngestOptions(
+        database_url=ngsi_lab.url, mqtt_url=mqtt_broker.url, client_id=f"ingest-{uuid.uuid4().hex[:8]}",
+        batch_max_age_ms=50, filters=ingest_filters("lab")))
+    stop = threading.Event()
+    thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    thread.start()
+    wait_until(service.client.connected.is_set)
+    yield service
+    stop.set()
+    thread.join(10)
+
+
+def test_readings_published_over_mqtt_are_notified(client: TestClient, receiver: Receiver, ingest: IngestService,
+                                                   mqtt_broker) -> None:
+    """Ingest records what it committed in the database's outbox; the API's notifier delivers it."""
+    assert client.post(f"{BASE}/subscriptions", json=subscription(receiver.url),
+                       headers=link("Environment")).status_code == 201
+    publisher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    publisher.connect("127.0.0.1", mqtt_broker.port)
+    publisher.loop_start()
+    try:
+        pack = Pack("boot-mqtt", 1, (Record("air-2/pm2_5", 48.5, (T0 + timedelta(hours=2)).timestamp(), "ug/m3"),))
+        publisher.publish(up_topic("lab", "air-2"), encode_pack(pack), qos=1).wait_for_publish(10)
+        (_, body), = receiver.wait_for(1)
+    finally:
+        publisher.loop_stop()
+        publisher.disconnect()
+    assert body["data"] == [{"id": "urn:ngsi-ld:AirQualityObserved:lab:air-2", "type": "AirQualityObserved",
+                             "pm25": 48.5}]
+    with psycopg.connect(client.app.state.settings.database_url) as conn:
+        assert wait_until(lambda: conn.execute("SELECT count(*) = 0 FROM ngsild_changes").fetchone()[0])
+
+
+def test_changes_committed_while_no_api_runs_are_notified_when_it_starts(ngsi_lab: NgsiLab, tenant: Tenant,
+                                                                        receiver: Receiver) -> None:
+    settings = Settings(database_url=ngsi_lab.url, outbound_allow_loopback=True)
+    with TestClient(create_app(settings), headers=tenant.headers) as client:
+        assert client.post(f"{BASE}/subscriptions", json=subscription(receiver.url),
+                           headers=link("Environment")).status_code == 201
+    pipeline = Pipeline(ngsi_lab.url)
+    try:
+        pack = Pack("boot-x", 7, (Record("air-1/pm2_5", 27.0, (T0 + timedelta(hours=3)).timestamp(), "ug/m3"),))
+        message = Message(topic=up_topic("lab", "air-1"), payload=encode_pack(pack), mid=1, qos=1,
+                          content_type=None, received_us=0)
+        assert pipeline.commit([message]).packs_stored == 1
+    finally:
+        pipeline.close()
+    with psycopg.connect(ngsi_lab.url) as conn:
+        assert conn.execute("SELECT org, device, quantities FROM ngsild_changes").fetchall() == [
+            ("lab", "air-1", ["pm2_5"])]
+    assert receiver.received == []
+    with TestClient(create_app(settings), headers=tenant.headers):
+        (_, body), = receiver.wait_for(1)
+    assert body["data"][0]["id"] == "urn:ngsi-ld:AirQualityObserved:lab:air-1" and body["data"][0]["pm25"] == 27.0

@@ -77,23 +77,28 @@ def test_keys_are_required_and_roles_enforced(world) -> None:
     assert made["api_key"].encode() not in bytes(stored)
 
 
-def _fill(path: str, *, series: int, device: str, product: int, grant: int, key: int) -> str:
+def _fill(path: str, *, series: int, device: str, product: int, grant: int, key: int, integration: int) -> str:
     return (path.replace("{series_id}", str(series)).replace("{device}", device)
-            .replace("{product_id}", str(product)).replace("{grant_id}", str(grant)).replace("{key_id}", str(key)))
+            .replace("{product_id}", str(product)).replace("{grant_id}", str(grant)).replace("{key_id}", str(key))
+            .replace("{integration_id}", str(integration)))
 
 
 def test_two_tenant_matrix(world) -> None:
     client, a, b, city, series_a, product, grant = world
     spec = client.get("/openapi.json").json()
     a_keys = client.get("/v1/keys", headers=a.headers).json()
-    secrets_of_a = {"alpha-1", "alpha-air/key"}
+    made = client.post("/v1/integrations", headers=a.headers,
+                       json={"kind": "tts", "application_id": "alpha-air", "tenant_id": "alpha"})
+    assert made.status_code == 201, made.text
+    integration = made.json()["id"]
+    secrets_of_a = {"alpha-1", "alpha-air/key", "alpha-air@alpha"}
     public = {"/v1/products", "/v1/products/{product_id}", "/v1/products/{product_id}/quality"}
     calls = 0
     for path, operations in spec["paths"].items():
         if not path.startswith("/v1/"):
             continue
         url = _fill(path, series=series_a, device="alpha-1", product=product["id"], grant=grant["id"],
-                    key=a_keys[0]["id"])
+                    key=a_keys[0]["id"], integration=integration)
         for method in operations:
             params = {"start": "2025-03-01T00:00:00Z", "end": "2025-03-02T00:00:00Z"}
             if path == "/v1/exports/readings":
@@ -126,6 +131,7 @@ def test_two_tenant_matrix(world) -> None:
     # A's state is unchanged by B's attempts
     devices = client.get("/v1/devices", headers=a.headers).json()
     assert devices[0]["enabled"] is True
+    assert client.get("/v1/integrations", headers=a.headers).json()[0]["enabled"] is True
     assert client.get("/v1/grants", headers=a.headers).json()[0]["status"] == "requested"
     assert client.get(f"/v1/series/{series_a}/readings", headers=a.headers,
                       params={"start": "2025-03-01T00:00:00Z"}).json()["count"] == 1000

@@ -1,14 +1,17 @@
-"""Helpers of the testbed tests: organisations with keys, a dynsec broker, clients."""
+"""Helpers of the testbed tests: organisations with keys, a dynsec broker, clients, broker logins."""
 
 from __future__ import annotations
 
 import secrets
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.embedded import MosquittoServer, start_mosquitto
 from storage.tenants import create_key, create_org
@@ -66,3 +69,26 @@ def dynsec_broker(root: Path) -> Iterator[DynsecBroker]:
         yield DynsecBroker(server, password)
     finally:
         server.stop()
+
+
+def broker_accepts(host: str, port: int, username: str, password: str, client_id: str) -> bool:
+    """Whether the broker accepts this login under this client id (a successful CONNACK)."""
+    answered = threading.Event()
+    codes: list = []
+
+    def on_connect(client, userdata, flags, reason_code, properties) -> None:
+        codes.append(reason_code)
+        answered.set()
+
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5)
+    client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        if not answered.wait(10):
+            raise AssertionError("no CONNACK")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return not codes[0].is_failure

@@ -18,9 +18,9 @@ def test_committed_json_is_up_to_date() -> None:
     assert sorted(p.name for p in JSON_DIR.glob("*.json")) == sorted(f"{name}.json" for name in DASHBOARDS)
 
 
-def test_the_four_dashboards() -> None:
+def test_the_five_dashboards() -> None:
     titles = {d.title for d in all_dashboards()}
-    assert titles == {"City overview", "Fleet health", "Anomalies", "Provider data quality"}
+    assert titles == {"City overview", "Fleet health", "Anomalies", "Alarms", "Provider data quality"}
 
 
 @pytest.mark.parametrize("name", sorted(DASHBOARDS))

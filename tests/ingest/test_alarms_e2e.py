@@ -19,7 +19,8 @@ from ingest import IngestOptions, IngestService
 from ingest.notify import sign
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import ingest_filters, up_topic
-from storage.alarms import create_channel, create_rule, list_alarms
+from storage.alarm_rules import RuleScope
+from storage.alarms import AlarmFilter, create_channel, create_rule, list_alarms
 from storage.registry import register_device
 
 pytestmark = pytest.mark.slow
@@ -65,7 +66,7 @@ def ingest(database: str, mqtt_broker, org: str) -> Iterator[IngestService]:
         register_device(conn, org=org, device="air-1", gateway="gw-1", kind="serial")
     service = IngestService(IngestOptions(
         database_url=database, mqtt_url=mqtt_broker.url, client_id=f"ingest-{org}", batch_max_age_ms=50,
-        filters=ingest_filters(org), notify_allow_loopback=True,
+        filters=ingest_filters(org), notify_allow_loopback=True, alarm_tick_s=0.5, notify_interval_s=0.2,
     ))
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
@@ -129,3 +130,82 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
         states.append(json.loads(body)["state"])
     assert states == ["open", "cleared"]
     assert {t for t, _ in retained} == {f"lab/{org}/alarms/{alarm.id}"}
+
+
+def test_anomaly_and_silence_alarms_from_a_real_broker(ingest, hook, database, mqtt_broker, org) -> None:
+    with psycopg.connect(database) as conn:
+        create_rule(conn, org=org, name="air-1-silent", kind="silence", scope=RuleScope(device="air-1"), intervals=4)
+        create_rule(conn, org=org, name="pm-range", kind="anomaly", scope=RuleScope(quantity="pm2_5"),
+                    anomaly_kinds=["out_of_range"], min_score=0.9, clear_s=3600)
+        create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{hook.server_address[1]}/h",
+                       secret=SECRET)
+    client = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect("127.0.0.1", mqtt_broker.port)
+    client.loop_start()
+
+    def notes() -> list[tuple[str, str]]:
+        return [(p["rule"], p["state"]) for p in (json.loads(b) for _, b in hook.received)]
+
+    try:
+        now = time.time()  # a reading a second for 30 s, one of them beyond PM2.5's physical range
+        values = [12.0 + (i % 3) for i in range(30)]
+        values[20] = 1500.0
+        pack = Pack("boot-1", 0, tuple(Record("air-1/pm2_5", v, now - 30 + i, "ug/m3") for i, v in enumerate(values)))
+        client.publish(up_topic(org, "gw-1"), encode_pack(pack), qos=1).wait_for_publish(10)
+        # then nothing: four expected intervals later the timer opens the silence alarm
+        _wait_for(lambda: ("air-1-silent", "open") in notes(), what="the silence alarm")
+        assert ("pm-range", "open") in notes()
+        with psycopg.connect(database) as conn:
+            (silent,) = list_alarms(conn, org=org, where=AlarmFilter(kind="silence"))
+        assert silent.state == "open" and silent.opened_at.timestamp() == pytest.approx(now - 1 + 4, abs=0.5)
+        pack = Pack("boot-1", 1, (Record("air-1/pm2_5", 13.0, time.time(), "ug/m3"),))
+        client.publish(up_topic(org, "gw-1"), encode_pack(pack), qos=1).wait_for_publish(10)
+        _wait_for(lambda: ("air-1-silent", "cleared") in notes(), what="the silence to clear")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    assert sorted(notes()) == [("air-1-silent", "cleared"), ("air-1-silent", "open"), ("pm-range", "open")]
+
+
+def test_gateway_offline_alarm_from_its_status_messages(ingest, hook, database, mqtt_broker, org) -> None:
+    from psycopg_pool import ConnectionPool
+
+    from api.console.status import StatusListener
+
+    with psycopg.connect(database) as conn:
+        create_rule(conn, org=org, name="gw-offline", kind="device", condition="offline", hold_s=0,
+                    scope=RuleScope(device="gw-1"), severity="critical")
+        create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{hook.server_address[1]}/h",
+                       secret=SECRET)
+    pool = ConnectionPool(database, min_size=1, max_size=2, open=True)
+    listener = StatusListener(mqtt_broker.url, pool)  # the API's listener: retained status into gateway_status
+    listener.start()
+    gateway = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    gateway.connect("127.0.0.1", mqtt_broker.port)
+    gateway.loop_start()
+    topic = f"lab/{org}/gw-1/status"
+
+    def status(state: str) -> None:
+        body = json.dumps({"state": state, "buffer_depth": 0, "time": time.time()}).encode()
+        gateway.publish(topic, body, qos=1, retain=True).wait_for_publish(10)
+
+    def notes() -> list[tuple[str, str]]:
+        return [(p["rule"], p["state"]) for p in (json.loads(b) for _, b in hook.received)]
+
+    try:
+        status("online")
+        status("offline")  # what the broker publishes as the gateway's will
+        _wait_for(lambda: ("gw-offline", "open") in notes(), what="the offline alarm")
+        status("online")
+        _wait_for(lambda: ("gw-offline", "cleared") in notes(), what="the alarm to clear")
+    finally:
+        gateway.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
+        gateway.loop_stop()
+        gateway.disconnect()
+        listener.stop()
+        pool.close()
+    with psycopg.connect(database) as conn:
+        (alarm,) = list_alarms(conn, org=org)
+    assert (alarm.kind, alarm.device, alarm.severity, alarm.detail) == ("device", "gw-1", "critical",
+                                                                        {"state": "offline"})
+    assert notes() == [("gw-offline", "open"), ("gw-offline", "cleared")]

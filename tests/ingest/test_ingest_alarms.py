@@ -52,3 +52,5 @@ def test_a_rule_opens_one_alarm_per_episode(pipeline: Pipeline, database: str, o
         (alarm,) = list_alarms(conn, org=org)
     assert alarm.state == "cleared" and alarm.clear_value == 19.0
     assert alarm.cleared_at.timestamp() == BASE_T + 1320 + 60
+    # updated while it lasted: the opening reading, the four after it, and 22 (above off) before 19
+    assert alarm.hits == 6 and alarm.last_at.timestamp() == BASE_T + 1320 and alarm.detail == {"last_value": 22.0}

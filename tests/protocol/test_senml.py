@@ -239,3 +239,15 @@ def test_encode_refuses_what_decode_would_reject() -> None:
     with pytest.raises(SenMLError) as err:
         encode_pack(Pack(None, -1, (Record("a/b", 1.0, T0),)))
     assert err.value.reason == "bad_header"
+
+
+@pytest.mark.parametrize("content_type", [SENML_JSON, SENML_CBOR])
+def test_typed_records_round_trip(content_type: str) -> None:
+    records = (Record("d/status", "free", 1_700_000_000.0, None, "vs"),
+               Record("d/open", False, 1_700_000_001.0, None, "vb"),
+               Record("d/sign", b'{"text":"P"}', 1_700_000_002.0, None, "vd"),
+               Record("d/count", 3.0, 1_700_000_003.0, "count"))
+    decoded = decode_pack(encode_pack(Pack("b", 1, records), content_type=content_type), content_type=content_type)
+    assert decoded.records == records
+    with pytest.raises(SenMLError):
+        encode_pack(Pack("b", 2, (Record("d/status", 1.0, 1_700_000_000.0, None, "vs"),)), content_type=content_type)

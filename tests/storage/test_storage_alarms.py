@@ -82,3 +82,27 @@ def test_acknowledge_with_a_comment(lab) -> None:
     assert cleared.ack_comment == "crew sent" and cleared.clear_value == 3.0
     with pytest.raises(StorageError):
         list_alarms(conn, org="city", states=["sleeping"])
+
+
+def test_a_deleted_series_takes_the_alarms_of_wider_rules_with_it(lab) -> None:
+    from storage.alarm_conditions import apply_anomalies
+    from storage.alarms import RuleScope, create_channel
+    from storage.deletion import InUse, delete_series
+
+    conn, city_pm, _ = lab
+    wide = create_rule(conn, org="city", name="pm-spikes", kind="anomaly", scope=RuleScope(quantity="pm2_5"),
+                       min_score=0.5, clear_s=900)
+    create_channel(conn, org="city", kind="mqtt", target="lab/city/alarms")
+    opened = apply_anomalies(conn, rule_id=[wide.id], series_id=[city_pm], first_us=[T0], value=[99.0], score=[0.9],
+                             kind=["spike"], last_us=[T0], peak=[0.9], hits=[1])
+    assert len(opened) == 1 and conn.execute("SELECT count(*) FROM notifications").fetchone()[0] == 1
+    conn.commit()
+    pinned = create_rule(conn, org="city", name="pm-limit", series_id=city_pm, on=25.0)
+    conn.commit()
+    with pytest.raises(InUse):  # a rule on the series itself keeps it
+        delete_series(conn, org="city", series_ids=[city_pm], actor="test")
+    conn.execute("DELETE FROM alert_rules WHERE id = %s", (pinned.id,))
+    conn.commit()
+    assert delete_series(conn, org="city", series_ids=[city_pm], actor="test").series == (city_pm,)
+    assert conn.execute("SELECT count(*) FROM alarms").fetchone()[0] == 0
+    assert conn.execute("SELECT count(*) FROM notifications").fetchone()[0] == 0

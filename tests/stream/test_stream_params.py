@@ -70,6 +70,8 @@ def test_check_gaps() -> None:
     assert proc.check_gaps(last + 5 * 60 * SECOND)[0].tolist() == []
     ids, overdue = proc.check_gaps(last + 11 * 60 * SECOND)
     assert ids.tolist() == [0] and overdue.tolist() == [60 * SECOND]
+    ids, overdue = proc.check_gaps(last + 4 * 60 * SECOND, factor=3)  # an alert rule's own number of intervals
+    assert ids.tolist() == [0] and overdue.tolist() == [60 * SECOND]
 
 
 def test_novelty_flags_a_new_extreme_once() -> None:
