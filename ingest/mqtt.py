@@ -134,8 +134,10 @@ class IngestClient:
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
-        if STA_FEED_PROPERTY in (getattr(props, "UserProperty", None) or ()):
-            return   # citylab's own SensorThings feed (another process's), QoS 0: nothing to store or acknowledge
+        if msg.qos == 0 and STA_FEED_PROPERTY in (getattr(props, "UserProperty", None) or ()):
+            # citylab's own SensorThings feed (another process's, always QoS 0): nothing to store or
+            # acknowledge; a QoS 1 message, whatever it carries, is a device's and goes on
+            return
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # kept, and dead-lettered as a bad topic by the pipeline

@@ -189,7 +189,7 @@ class ObservationFeed:
                 refilled = now
                 chunk = messages[start:start + self.options.chunk]
                 if budget < len(chunk):   # over the rate: the rest of this batch is dropped
-                    self.dropped += _readings(messages[start:])
+                    self._drop(_readings(messages[start:]))
                     break
                 budget -= len(chunk)
                 self._publish(chunk)
@@ -222,7 +222,11 @@ class ObservationFeed:
                 self.published += 1
             else:   # not connected: the live feed does not wait for the broker
                 unsent.append(message)
-        self.dropped += _readings(unsent)
+        self._drop(_readings(unsent))
+
+    def _drop(self, readings: int) -> None:
+        with self._lock:
+            self.dropped += readings
 
 
 def _readings(messages: list[tuple[str, bytes]]) -> int:

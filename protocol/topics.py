@@ -64,8 +64,8 @@ ROOT = "lab"
 # Datastream's topic); ingest subscribes with No Local, so its own feed does not come back.
 STA_VERSION = "v1.1"
 STA_CREATE_FILTER = f"{STA_VERSION}/+/Observations"
-# The MQTT 5 user property on every message of citylab's own SensorThings feed: ingest never
-# takes such a message for a device's Observation (the API's feed is another connection).
+# The MQTT 5 user property on every message of citylab's own SensorThings feed (QoS 0): ingest
+# never takes such a QoS 0 message for a device's Observation (the API's feed is another connection).
 STA_FEED_PROPERTY = ("citylab", "feed")
 INGEST_FILTERS: tuple[str, ...] = ("lab/+/+/up/#", "lab/+/+/lpp/+", STA_CREATE_FILTER)
 
