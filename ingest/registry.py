@@ -40,6 +40,7 @@ from protocol.quantities import QUANTITIES
 from protocol.units import convert, convertible
 from storage.integrations import Integration, load_integrations, topic_key
 from storage.packs import DeadLetter
+from storage.sensorthings.feed import datastream_target
 from storage.registry import (
     Device,
     LoRaWANDevice,
@@ -108,6 +109,7 @@ class SeriesResolver:
         self._senml: dict[tuple[str, str], tuple[SenMLNames, ...]] | None = None
         self._integrations: dict[tuple[str, str, str], Integration] = {}
         self._integrations_loaded_at = float("-inf")
+        self._datastreams: dict[int, tuple[str, str, str, str | None]] = {}
 
     def refresh(self, *, every_s: float = 2.0) -> bool:
         """Forget cached decisions when the registry changed (a device disabled, moved, added)."""
@@ -144,6 +146,15 @@ class SeriesResolver:
             self._integrations = load_integrations(self._conn)
             self._integrations_loaded_at = time.monotonic()
             found = self._integrations.get(key)
+        return found
+
+    def datastream(self, series_id: int) -> tuple[str, str, str, str | None] | None:
+        """(org, device, quantity, unit) of a series: the target of a SensorThings create topic."""
+        found = self._datastreams.get(series_id)
+        if found is None:
+            found = datastream_target(self._conn, series_id)
+            if found is not None:
+                self._datastreams[series_id] = found
         return found
 
     def senml_names(self, org: str, publisher: str) -> tuple[SenMLNames, ...]:
@@ -207,6 +218,7 @@ class SeriesResolver:
         """Drop every cached decision (after registry changes such as a disabled device)."""
         self._known.clear()
         self._convert.clear()
+        self._datastreams.clear()
         self._senml = None
         self._integrations = {}
         self._integrations_loaded_at = float("-inf")
