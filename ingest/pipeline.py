@@ -297,11 +297,19 @@ class Pipeline:
                 out.append(ids)  # the pack in its series' units, and its series ids
         return out
 
+    def _decode_once(self, message: Message) -> DecodedPack | DeadLetter:
+        return decode_message(message, lorawan=self.resolver.lorawan_device,
+                              senml_names=self.resolver.senml_names,
+                              integration=self.resolver.integration, datastream=self.resolver.datastream)
+
     def _decode(self, message: Message) -> DecodedPack | DeadLetter:
         try:
-            return decode_message(message, lorawan=self.resolver.lorawan_device,
-                                  senml_names=self.resolver.senml_names,
-                                  integration=self.resolver.integration)
+            decoded = self._decode_once(message)
+            if isinstance(decoded, DeadLetter) and decoded.reason == "unmapped_name" and decoded.device \
+                    and self.resolver.reread_senml_names(decoded.org, decoded.device):
+                # names declared a moment ago, not yet in the registry cache
+                decoded = self._decode_once(message)
+            return decoded
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter
