@@ -25,7 +25,9 @@ id. Since every login is bound, no login can take over another's session:
 
 Each device gets its own client and role:
 
-    publishClientSend  lab/<org>/<device>/#           its own prefix, nothing else
+    publishClientSend  lab/<org>/<device>/#           its own prefix
+    publishClientSend  v1.1/Datastreams(<id>)/Observations
+                                                  each of its own series (SensorThings create via MQTT)
     subscribeLiteral   lab/<org>/<device>/committed   its watermark
     subscribeLiteral   lab/<org>/<device>/down        downlinks
 
@@ -51,6 +53,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,8 @@ from urllib.parse import quote, urlsplit
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
+from protocol.topics import STA_CREATE_FILTER, observation_topic
+
 __all__ = [
     "CONTROL_TOPIC",
     "DYNSEC_PLUGIN",
@@ -66,6 +71,7 @@ __all__ = [
     "bind_admin_in_config",
     "DeviceCredentials",
     "DynSec",
+    "datastream_acls",
     "device_acls",
     "device_client_id",
     "device_username",
@@ -127,6 +133,11 @@ def share_client_id(client_id: str) -> str:
 
 def device_role(org: str, device: str) -> str:
     return f"device:{org}:{device}"
+
+
+def datastream_acls(series_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """A device may create Observations of its own series over the SensorThings MQTT extension."""
+    return [{"acltype": "publishClientSend", "topic": observation_topic(s), "allow": True} for s in series_ids]
 
 
 def device_acls(org: str, device: str) -> list[dict[str, Any]]:
@@ -218,9 +229,9 @@ class DynSec:
 
     # -- device clients -----------------------------------------------------------
 
-    def create_device(self, org: str, device: str) -> DeviceCredentials:
+    def create_device(self, org: str, device: str, *, datastreams: Sequence[int] = ()) -> DeviceCredentials:
         """A client and role for the device, with a new password (replacing earlier ones),
-        bound to the client id `device_client_id(org, device)`."""
+        bound to the client id `device_client_id(org, device)`; `datastreams`: its series."""
         username, role = device_username(org, device), device_role(org, device)
         client_id = device_client_id(org, device)
         password = new_password()
@@ -228,12 +239,20 @@ class DynSec:
         self.run([{"command": "deleteClient", "username": username},
                   {"command": "deleteRole", "rolename": role}], ignore_errors=True)
         commands: list[dict[str, Any]] = [{"command": "createRole", "rolename": role}]
-        commands += [{"command": "addRoleACL", "rolename": role, "priority": 0, **acl} for acl in device_acls(org, device)]
+        commands += [{"command": "addRoleACL", "rolename": role, "priority": 0, **acl}
+                     for acl in device_acls(org, device) + datastream_acls(datastreams)]
         commands.append({"command": "createClient", "username": username, "password": password,
                          "clientid": client_id, "textname": f"device {device} of {org}",
                          "roles": [{"rolename": role}]})
         self.run(commands)
         return DeviceCredentials(username, password, client_id)
+
+    def allow_datastreams(self, org: str, device: str, series_ids: Sequence[int]) -> None:
+        """Add the SensorThings create topics of `series_ids` to the device's role (one it
+        already has is left as it is)."""
+        if series_ids:
+            self.run([{"command": "addRoleACL", "rolename": device_role(org, device), "priority": 0, **acl}
+                      for acl in datastream_acls(series_ids)], ignore_errors=True)
 
     def set_password(self, username: str, *, client_id: str | None = None) -> str:
         """Rotate: a new password; the old one stops working and the client is disconnected.
@@ -297,6 +316,7 @@ class DynSec:
             {"acltype": "publishClientSend", "topic": "lab/+/alarms/+", "allow": True},  # retained alarm states
             {"acltype": "publishClientSend", "topic": "lab/+/+/down", "allow": True},
             {"acltype": "publishClientSend", "topic": "v1.1/#", "allow": True},   # committed Observations (STA MQTT)
+            {"acltype": "subscribePattern", "topic": STA_CREATE_FILTER, "allow": True},  # created over STA MQTT
         ]
         client_id = ingest_client_id(username, password)
         if share_group:

@@ -194,6 +194,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     import threading
 
     from ingest import IngestOptions, IngestService
+    from ingest.observation_feed import FeedOptions
     from protocol.lorawan import LORAWAN_FILTERS
     from protocol.topics import ingest_filters
 
@@ -225,9 +226,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         queue_max=settings.ingest_queue_max_messages,
         widths_s=settings.window_widths_s, retention=settings.retention_policy(),
         filters=filters, limits=settings.pack_limits(), sta_feed=settings.sta_mqtt_feed,
+        sta_feed_options=FeedOptions(max_rate=settings.sta_mqtt_feed_max_rate),
         metrics_port=settings.ingest_metrics_port, metrics_host=settings.ingest_metrics_host,
         notify_allow_loopback=settings.outbound_allow_loopback, notify_allow_private=settings.outbound_allow_private,
-        subscribe_servers=settings.lorawan_bridge,
+        subscribe_servers=settings.lorawan_bridge, shared=settings.ingest_share_group is not None,
     ))
     service.run(stop)
     return 0

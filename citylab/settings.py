@@ -64,10 +64,14 @@ class Settings(BaseSettings):
         default=20_000, ge=100, description="Bound of the queue between the MQTT thread and the writer."
     )
     sta_mqtt_feed: bool = Field(
-        default=False,
-        description="Ingest publishes each committed reading on its SensorThings MQTT topic "
-        "(v1.1/Datastreams(id)/Observations). Off by default: it doubles the broker's traffic and, "
-        "under overload, its publishes queue behind ingest's acknowledgements.",
+        default=True,
+        description="Ingest (and the API, for Observations written over HTTP) publishes each committed reading "
+        "on its SensorThings MQTT topics (v1.1/Datastreams(id)/Observations, "
+        "v1.1/FeaturesOfInterest(id)/Observations), QoS 0, from a thread of its own; what ingest has no "
+        "time for is dropped from the feed and counted (citylab_sta_feed{state=\"dropped\"}).",
+    )
+    sta_mqtt_feed_max_rate: float = Field(
+        default=20_000.0, gt=0, description="Messages a second the SensorThings feed of one process sends at most."
     )
     ingest_time_min: datetime = Field(
         default=datetime(1970, 1, 1, tzinfo=timezone.utc),

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -15,8 +17,8 @@ from protocol.errors import ProtocolError
 from protocol.lorawan import decode_uplink, dedup_key, lorawan_network
 from protocol.lpp import decode_lpp
 from protocol.quantities import QUANTITIES
-from protocol.senml import NAME_PART_MAX_CHARS, Pack, decode_pack, read_identity, text_problem
-from protocol.topics import parse_topic
+from protocol.senml import NAME_PART_MAX_CHARS, Pack, Record, decode_pack, read_identity, text_problem
+from protocol.topics import observation_topic_series, parse_topic
 from storage.packs import DeadLetter
 from storage.integrations import Integration
 from storage.registry import LoRaWANDevice, SenMLNames
@@ -28,6 +30,8 @@ LoRaWANLookup = Callable[[str], "LoRaWANDevice | None"]
 NamesLookup = Callable[[str, str], "tuple[SenMLNames, ...]"]
 #: uplink topic -> the integration whose topic family it is in (None: an operator's bridge)
 IntegrationLookup = Callable[[str], "Integration | None"]
+#: series id -> (org, device, quantity, unit) of the series, or None (SensorThings create topics)
+DatastreamLookup = Callable[[int], "tuple[str, str, str, str | None] | None"]
 
 #: The boot id of a content-derived pack identity (a pack without bid/seq); reserved.
 CONTENT_BOOT_ID = "~content"
@@ -105,10 +109,15 @@ def dead_letter(message: Message, reason: str, detail: str, device: str | None =
 
 def decode_message(message: Message, *, lorawan: LoRaWANLookup | None = None,
                    senml_names: NamesLookup | None = None,
-                   integration: IntegrationLookup | None = None) -> DecodedPack | DeadLetter:
+                   integration: IntegrationLookup | None = None,
+                   datastream: DatastreamLookup | None = None) -> DecodedPack | DeadLetter:
     """`lorawan` finds a bridged device by DevEUI; without it LoRaWAN uplinks are refused.
     `senml_names` gives the SenML names devices declared; without it only the
-    `<device>/<quantity>` convention names series."""
+    `<device>/<quantity>` convention names series. `datastream` finds the series of a
+    SensorThings create topic (`_observation`); without it those are refused."""
+    series_id = observation_topic_series(message.topic)
+    if series_id is not None:
+        return _observation(message, series_id, datastream)
     network = lorawan_network(message.topic)
     if network is not None:
         if lorawan is None:
@@ -286,4 +295,64 @@ def _lpp(message: Message, org: str, device: str) -> DecodedPack:
         names=[f"{device}/{v.kind}_{v.channel}" for v in values], units=[v.unit for v in values],
         time_us=np.full(len(values), message.received_us, dtype=np.int64),
         value=np.array([v.value for v in values], dtype=np.float64),
+    )
+
+
+def _iso_seconds(text: object, received_us: int) -> float:
+    if text is None:
+        return received_us / 1e6
+    if not isinstance(text, str):
+        raise ValueError("phenomenonTime must be an ISO 8601 time")
+    try:
+        parsed = datetime.fromisoformat(text.split("/")[0])
+    except ValueError:
+        raise ValueError(f"phenomenonTime {text[:80]!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"phenomenonTime {text[:80]!r} needs a time zone (Z or ±hh:mm)")
+    return parsed.timestamp()
+
+
+def _observation(message: Message, series_id: int, datastream: DatastreamLookup | None) -> DecodedPack | DeadLetter:
+    """An Observation created over the SensorThings MQTT extension (OGC 18-088 §14.1).
+
+    A device publishes one Observation on its Datastream's topic:
+
+        v1.1/Datastreams(7)/Observations   {"result": 21.5, "phenomenonTime": "2025-03-05T10:00:00Z"}
+
+    The broker lets a device's login publish only on the topics of its own series
+    (citylab.broker_security.datastream_acls), so the topic names the series as
+    `lab/{org}/{device}/up` names the device. The Observation becomes a one-reading
+    pack of that series' device and goes on like any pack: authorisation against
+    the registry, validation, de-duplication by a content-derived identity (the same
+    Observation published again is a duplicate), dead letters, counters. Without
+    `phenomenonTime` the reading is stamped when ingest received it.
+    """
+    if datastream is None:
+        return dead_letter(message, "bad_topic", "SensorThings creation is not enabled on this ingest")
+    target = datastream(series_id)
+    if target is None:
+        return dead_letter(message, "unknown_series", f"no Datastream {series_id}")
+    org, device, quantity, unit = target
+    try:
+        body = json.loads(message.payload)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return dead_letter(message, "undecodable", f"an Observation is one JSON object: {exc}", device, org=org)
+    if not isinstance(body, dict):
+        return dead_letter(message, "undecodable", "an Observation is one JSON object", device, org=org)
+    result = body.get("result")
+    if isinstance(result, float) and result != result or result in (float("inf"), float("-inf")):
+        return dead_letter(message, "non_finite", "result is not a finite number", device, org=org)
+    if isinstance(result, bool) or not isinstance(result, (int, float)):
+        return dead_letter(message, "bad_value", f"result must be a number (OM_Measurement), not {str(result)[:80]!r}",
+                           device, org=org)
+    try:
+        seconds = _iso_seconds(body.get("phenomenonTime"), message.received_us)
+    except ValueError as exc:
+        return dead_letter(message, "bad_time", str(exc), device, org=org)
+    name = f"{device}/{quantity}"
+    seq = content_seq(org, device, Pack(None, None, (Record(name, float(result), seconds, unit),)))
+    return DecodedPack(
+        message=message, org=org, device=device, boot_id=CONTENT_BOOT_ID, seq=seq, names=[name], units=[unit],
+        time_us=np.array([round(seconds * 1e6)], dtype=np.int64), value=np.array([float(result)], np.float64),
+        bridged=True,
     )

@@ -14,6 +14,8 @@
                                               1 for each of them, with the server ("broker", or
                                               "integration-{id}" for a network server ingest subscribes to)
                                               and the SUBACK's (or CONNACK's) reason
+    citylab_sta_feed{state}                   SensorThings feed: "published" messages, "dropped" readings,
+                                              "pending" readings waiting for the feed's thread
 
 Each service has a registry of its own (several run in one test process); the HTTP
 server is started only when a port is configured (0 picks a free one).
@@ -27,6 +29,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
+
+from ingest.observation_feed import ObservationFeed
 
 __all__ = ["IngestMetrics"]
 
@@ -55,7 +59,8 @@ class _Refusals:
 class IngestMetrics:
     def __init__(self, *, lag_s: Callable[[], float], queue_depth: Callable[[], int],
                  committing: Callable[[], int], connected: Callable[[], bool],
-                 refused: Callable[[], dict[tuple[str, str], str]] = dict) -> None:
+                 refused: Callable[[], dict[tuple[str, str], str]] = dict,
+                 feed: ObservationFeed | None = None) -> None:
         self.registry = registry = CollectorRegistry()
         self.received = Counter("citylab_packs_received", "Deliveries taken from the broker, redeliveries included",
                                 registry=registry)
@@ -77,6 +82,11 @@ class IngestMetrics:
         Gauge("citylab_subscriptions_refused", "Topic filters the broker's last SUBACK refused",
               registry=registry).set_function(lambda: float(len(refused())))
         registry.register(_Refusals(refused))
+        if feed is not None:
+            states = Gauge("citylab_sta_feed", "The SensorThings MQTT feed: published messages, dropped and "
+                           "pending readings", ["state"], registry=registry)
+            for state in ("published", "dropped", "pending"):
+                states.labels(state).set_function(lambda state=state: float(getattr(feed, state)))
         self._server: WSGIServer | None = None
         self.port: int | None = None
 

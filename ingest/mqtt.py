@@ -38,7 +38,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.errors import BrokerError
 from ingest.message import Message
-from protocol.topics import INGEST_FILTERS, Watermark, committed_topic, encode_watermark
+from protocol.topics import INGEST_FILTERS, STA_FEED_PROPERTY, Watermark, committed_topic, encode_watermark
 
 __all__ = ["BrokerAddress", "IngestClient", "end_session", "parse_mqtt_url"]
 
@@ -108,7 +108,10 @@ class IngestClient:
             logger.error("broker refused the connection: %s", reason_code)
             return
         self.connection += 1
-        _, self._subscribe_mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in self.filters])
+        # No Local: the SensorThings feed this connection publishes never comes back to it
+        # (MQTT 5 forbids it on a shared subscription)
+        _, self._subscribe_mid = client.subscribe([
+            (f, SubscribeOptions(qos=1, noLocal=not f.startswith("$share/"))) for f in self.filters])
         logger.info("connected to %s:%d (session present: %s)", self.address.host, self.address.port,
                     flags.session_present)
 
@@ -131,6 +134,10 @@ class IngestClient:
 
     def _on_message(self, client, userdata, msg: paho.MQTTMessage) -> None:
         props = getattr(msg, "properties", None)
+        if msg.qos == 0 and STA_FEED_PROPERTY in (getattr(props, "UserProperty", None) or ()):
+            # citylab's own SensorThings feed (another process's, always QoS 0): nothing to store or
+            # acknowledge; a QoS 1 message, whatever it carries, is a device's and goes on
+            return
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # kept, and dead-lettered as a bad topic by the pipeline
@@ -173,8 +180,11 @@ class IngestClient:
                 acked += 1
         return acked
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self._client.publish(topic, payload, qos=1)
+    @property
+    def paho(self) -> paho.Client:
+        """The connection itself, for the SensorThings feed (ingest.observation_feed), which
+        publishes QoS 0 on it from a thread of its own."""
+        return self._client
 
     def publish_retained(self, topic: str, payload: bytes) -> bool:
         """Publish a retained QoS 1 message (alarm states); False when it could not be queued."""

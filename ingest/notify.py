@@ -18,15 +18,16 @@ Every try is recorded (``notification_attempts``). A failed one is retried after
 ``backoff_s · 2^(tries − 1)`` seconds; after ``max_attempts`` the notification is dead, with
 its attempts as the reason. Addresses users give (webhook hosts, SMTP servers) are resolved
 first and refused when any address is loopback, link-local, private or otherwise not global,
-unless allowed (``allow_loopback`` for the embedded lab and tests, ``allow_private``); requests
-time out after ``timeout_s`` and read at most ``max_response`` bytes of an answer.
+unless allowed (``allow_loopback`` for the embedded lab and tests, ``allow_private``), and the
+connection goes to the addresses checked, never to a second answer of the resolver
+(``citylab.outbound``); requests time out after ``timeout_s``, follow no redirect and read at
+most ``max_response`` bytes of an answer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import smtplib
@@ -35,12 +36,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
-from urllib.parse import urlsplit
 
 import psycopg
 
 from citylab import outbound
-from citylab.outbound import OutboundError, OutboundPolicy
+from citylab.outbound import OutboundError, OutboundPolicy, OutboundRefused
 from storage.alarms import Channel, Notification, claim_due, record_attempt
 from storage.errors import StorageError
 
@@ -53,7 +53,7 @@ TIMESTAMP_HEADER = "X-Citylab-Timestamp"
 DELIVERY_HEADER = "X-Citylab-Delivery"
 
 
-GuardError = OutboundError  # an outbound address refused by the SSRF guard
+GuardError = OutboundRefused  # an outbound address refused by the SSRF guard
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -78,6 +78,11 @@ class Dispatcher:
     backoff_s: float = 2.0
     sender: str = "citylab@localhost"
     publish: Callable[[str, bytes], bool] | None = None  # retained MQTT publish; None: no broker
+
+    @property
+    def _policy(self) -> OutboundPolicy:
+        return OutboundPolicy(allow_loopback=self.allow_loopback, allow_private=self.allow_private,
+                              timeout_s=self.timeout_s, max_bytes=self.max_response)
 
     def run_once(self, limit: int = 100) -> dict[str, int]:
         """Try every due notification once; counts of the statuses they ended in."""
@@ -106,30 +111,20 @@ class Dispatcher:
             return self._smtp(note)
         except GuardError as exc:
             return False, f"refused: {exc}"
-        except (OSError, http.client.HTTPException, smtplib.SMTPException) as exc:
+        except OutboundError as exc:
+            return False, str(exc)
+        except (OSError, smtplib.SMTPException) as exc:
             return False, f"{type(exc).__name__}: {exc}"
 
     def _webhook(self, note: Notification) -> tuple[bool, str]:
-        url = urlsplit(note.channel.target)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise GuardError(f"{note.channel.target!r} is not an http(s) URL")
-        port = url.port or (443 if url.scheme == "https" else 80)
-        check_address(url.hostname, port, allow_loopback=self.allow_loopback, allow_private=self.allow_private)
         body = json.dumps({"id": note.id, **note.payload}, sort_keys=True, default=str).encode()
         ts = int(time.time())
         headers = {
             "Content-Type": "application/json", DELIVERY_HEADER: str(note.id), TIMESTAMP_HEADER: str(ts),
             SIGNATURE_HEADER: sign(note.channel.secret or "", ts, body), "User-Agent": "citylab-alarms",
         }
-        cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
-        conn = cls(url.hostname, port, timeout=self.timeout_s)
-        try:
-            conn.request("POST", (url.path or "/") + (f"?{url.query}" if url.query else ""), body=body, headers=headers)
-            response = conn.getresponse()
-            response.read(self.max_response)  # an answer is read, never more than this
-            return 200 <= response.status < 300, f"HTTP {response.status}"
-        finally:
-            conn.close()
+        answer = outbound.request("POST", note.channel.target, self._policy, content=body, headers=headers)
+        return 200 <= answer.status < 300, f"HTTP {answer.status}"  # an answer is read, never more than the limit
 
     def _mqtt(self, note: Notification) -> tuple[bool, str]:
         if self.publish is None:
@@ -141,7 +136,6 @@ class Dispatcher:
     def _smtp(self, note: Notification) -> tuple[bool, str]:
         channel: Channel = note.channel
         host, port = channel.smtp_host or "", int(channel.smtp_port or 25)
-        check_address(host, port, allow_loopback=self.allow_loopback, allow_private=self.allow_private)
         p = note.payload
         message = EmailMessage()
         message["From"] = self.sender
@@ -149,7 +143,7 @@ class Dispatcher:
         message["Subject"] = f"[citylab] {p.get('severity', '')} alarm {p.get('rule')}: {note.state}"
         message["Message-ID"] = f"<notification-{note.id}@citylab>"
         message.set_content(json.dumps({"id": note.id, **p}, indent=2, sort_keys=True, default=str))
-        with smtplib.SMTP(host, port, timeout=self.timeout_s) as smtp:
+        with outbound.connect_smtp(host, port, self._policy) as smtp:   # to the address checked
             refused = smtp.send_message(message)
         if refused:
             return False, f"SMTP refused {sorted(refused)}"

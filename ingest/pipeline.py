@@ -11,6 +11,10 @@ SQLSTATE, and the rest is stored. Only a lost connection (and a server out of
 resources or shutting down: SQLSTATE classes 08, 53, 57) is retried. When a batch is
 split, its stored halves pass through the anomaly detectors again: rows and
 aggregates stay exact, the detectors' learned state sees those readings twice.
+
+A pipeline of one of several workers on a shared subscription (`shared=True`) sees a
+share of each device's packs: the flags that depend on a reading's past are checked
+against what all workers stored before they are kept (`ingest.context_flags`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import psycopg
 
+from ingest.context_flags import ContextCheck
 from ingest.decode import DecodedPack, dead_letter, decode_message
 from ingest.message import Message
 from ingest.registry import SeriesResolver
@@ -81,7 +86,11 @@ class CommitResult:
 
 class Pipeline:
     def __init__(self, database_url: str, *, widths_s: Sequence[int] = (60,), limits: PackLimits = PackLimits(),
-                 on_commit: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None) -> None:
+                 on_commit: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
+                 shared: bool = False) -> None:
+        """`shared`: this worker is one of several on a shared subscription, and sees a share of
+        each device's packs: flags that depend on a reading's past are checked against the database
+        (ingest.context_flags)."""
         self._url = database_url
         self.on_commit = on_commit   # called with (series_id, time_us, value) of each committed piece
         self.validator = PackValidator(limits)
@@ -93,7 +102,8 @@ class Pipeline:
         self.resolver = SeriesResolver(self._meta, on_new_series=self._set_bounds)
         rows = series_quantities(self._meta)
         self._set_bounds([r[0] for r in rows], [r[1] for r in rows])
-        self.rules = RuleHook(lambda: self._meta, self.processor)  # alert rules (ingest/rules.py)
+        self.rules = RuleHook(lambda: self._meta, self.processor, shared=shared)  # alert rules (ingest/rules.py)
+        self._context = ContextCheck(self.processor) if shared else None
         # The stream result of a batch whose transaction failed, reused when it is retried,
         # so that a retry does not feed the same readings to the detectors twice.
         self._retry: tuple[tuple[tuple[Message, ...], bytes], BatchResult] | None = None
@@ -287,11 +297,19 @@ class Pipeline:
                 out.append(ids)  # the pack in its series' units, and its series ids
         return out
 
+    def _decode_once(self, message: Message) -> DecodedPack | DeadLetter:
+        return decode_message(message, lorawan=self.resolver.lorawan_device,
+                              senml_names=self.resolver.senml_names,
+                              integration=self.resolver.integration, datastream=self.resolver.datastream)
+
     def _decode(self, message: Message) -> DecodedPack | DeadLetter:
         try:
-            return decode_message(message, lorawan=self.resolver.lorawan_device,
-                                  senml_names=self.resolver.senml_names,
-                                  integration=self.resolver.integration)
+            decoded = self._decode_once(message)
+            if isinstance(decoded, DeadLetter) and decoded.reason == "unmapped_name" and decoded.device \
+                    and self.resolver.reread_senml_names(decoded.org, decoded.device):
+                # names declared a moment ago, not yet in the registry cache
+                decoded = self._decode_once(message)
+            return decoded
         except StorageError:
             raise
         except Exception as exc:  # a decoder bug must not stop ingest: the pack is kept as a dead letter
@@ -342,12 +360,6 @@ class Pipeline:
             if stored:   # the outbox of NGSI-LD subscriptions: notified after this commit
                 record_device_changes(conn, np.concatenate([ids for _, ids in stored]))
             self.writer.merge_aggregates(conn, result.aggregates)
-            anomalies = result.anomalies
-            self.writer.insert_anomalies(
-                conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
-                _KIND_NAMES[anomalies.kind],
-            )
-            self.rules.apply(conn, result, series_id, time_us, value)
             insert_dead_letters(conn, letters)
             # Duplicates count too: the edge may still hold a redelivered pack of an earlier
             # boot, and only a watermark naming that boot lets it prune the pack.
@@ -357,7 +369,18 @@ class Pipeline:
                     seqs.setdefault((pack.org, pack.device, pack.boot_id), []).append(pack.seq)
             for letter in identified:
                 seqs.setdefault((letter.org, letter.device, letter.boot_id), []).append(letter.seq)
+            # the watermark locks come before the flags: a shared worker's context check then sees
+            # the packs of its devices committed before it
             prefixes = advance_watermarks(conn, list(seqs))
+            if self._context is not None and len(result.anomalies):
+                result = replace(result, anomalies=self._context.verify(
+                    conn, result.anomalies, series_id, time_us, _unsettled(stored, prefixes)))
+            anomalies = result.anomalies
+            self.writer.insert_anomalies(
+                conn, anomalies.series_id, anomalies.time, anomalies.value, anomalies.score,
+                _KIND_NAMES[anomalies.kind],
+            )
+            self.rules.apply(conn, result, series_id, time_us, value)
             duplicates = len(packs) - len(stored) + len(repeated)
             add_counters(conn, {
                 "packs_received": len(messages) - duplicates,
@@ -424,6 +447,13 @@ def _columns(packs: list[tuple[DecodedPack, np.ndarray]]) -> tuple[np.ndarray, n
         np.concatenate([p.time_us for p, _ in packs]),
         np.concatenate([p.value for p, _ in packs]),
     )
+
+
+def _unsettled(packs: list[tuple[DecodedPack, np.ndarray]], prefixes: dict[tuple[str, str, str], int]) -> np.ndarray:
+    """Series ids of the packs whose device has an earlier pack of the same boot not yet committed."""
+    ids = [ids[:len(p)] for p, ids in packs
+           if p.seq is not None and not p.bridged and prefixes.get((p.org, p.device, p.boot_id), -1) < p.seq]
+    return np.concatenate(ids) if ids else np.zeros(0, np.int32)
 
 
 def _write_typed(conn: psycopg.Connection, packs: list[tuple[DecodedPack, np.ndarray]]) -> int:

@@ -9,8 +9,20 @@ are resolved within the topic's organisation only, so a pack can never reach a
 device of another organisation. The
 first time a (publisher, series, unit) combination is seen it is checked against
 the registry and its series id is created; after that the check is one dict
-lookup per reading. The registry is re-read when an unknown device shows up,
-at most once per `reload_interval_s`.
+lookup per reading.
+
+The registry is cached (read whole on first use and after every change that
+`refresh` notices, within 2 s), so a device onboarded a moment ago may not be in
+the cache yet. A refusal is therefore never decided from the cache alone: a
+device that is missing, disabled or behind another gateway in the cache (and a
+DevEUI that is missing or disabled) is looked up again in the database, one
+primary-key lookup, before the pack is refused; so are the SenML names of a
+publisher before a pack of it is refused for a name none of them covers
+(`reread_senml_names`). So that a flood of packs naming
+unknown devices cannot hammer the database, such a lookup happens at most once
+per name every `reread_interval_s` (0.25 s) and at most `reread_per_s` (50)
+times a second overall (`RereadLimit`); beyond those limits the cache decides.
+`registry_reads` counts the registry queries made.
 """
 
 from __future__ import annotations
@@ -28,36 +40,68 @@ from protocol.quantities import QUANTITIES
 from protocol.units import convert, convertible
 from storage.integrations import Integration, load_integrations, topic_key
 from storage.packs import DeadLetter
+from storage.sensorthings.feed import datastream_target
 from storage.registry import (
     Device,
     LoRaWANDevice,
     SenMLNames,
     ensure_series,
     find_series,
+    load_device,
     load_devices,
+    load_lorawan_device,
     load_lorawan_devices,
     load_senml_names,
     registry_version,
 )
 
-__all__ = ["SeriesResolver"]
+__all__ = ["RereadLimit", "SeriesResolver"]
 
 logger = logging.getLogger("citylab.ingest.registry")
 
 NewSeries = Callable[[list[int], list[str]], None]
 
 
+class RereadLimit:
+    """Whether a cache miss may be looked up in the database now: once per key every
+    `per_key_s` seconds, and at most `per_s` lookups a second overall (a token bucket
+    holding at most `per_s`)."""
+
+    def __init__(self, *, per_key_s: float = 0.25, per_s: float = 50.0) -> None:
+        self.per_key_s = per_key_s
+        self.per_s = per_s
+        self._last: dict[object, float] = {}   # key -> when it was last looked up
+        self._tokens = per_s
+        self._at = time.monotonic()
+
+    def allow(self, key: object) -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.per_key_s:
+            return False
+        self._tokens = min(self.per_s, self._tokens + (now - self._at) * self.per_s)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        if len(self._last) >= 4096:  # bounded: only keys still inside their interval matter
+            self._last = {k: t for k, t in self._last.items() if now - t < self.per_key_s}
+        self._last[key] = now
+        return True
+
+
 class SeriesResolver:
-    def __init__(self, conn: psycopg.Connection, *, on_new_series: NewSeries, reload_interval_s: float = 1.0) -> None:
+    def __init__(self, conn: psycopg.Connection, *, on_new_series: NewSeries, reload_interval_s: float = 1.0,
+                 reread_interval_s: float = 0.25, reread_per_s: float = 50.0) -> None:
         self._conn = conn  # autocommit connection: series creation is idempotent and outlives a failed batch
         self._on_new_series = on_new_series
-        self.reload_interval_s = reload_interval_s
-        self._devices: dict[tuple[str, str], Device] = {}
-        self._loaded_at = float("-inf")
+        self.reload_interval_s = reload_interval_s   # integrations: re-read whole on a miss at most this often
+        self.rereads = RereadLimit(per_key_s=reread_interval_s, per_s=reread_per_s)
+        self.registry_reads = 0   # queries of devices, DevEUIs and SenML names (whole or one)
+        self._devices: dict[tuple[str, str], Device] | None = None   # None: read whole on next use
         self._checked_at = float("-inf")
         self._version: tuple[int, int] | None = None
-        self._lorawan: dict[str, LoRaWANDevice] = {}
-        self._lorawan_loaded_at = float("-inf")
+        self._lorawan: dict[str, LoRaWANDevice] | None = None
         # (org, publisher) -> {(name, unit): series id}, only for combinations already authorised
         self._known: dict[tuple[str, str], dict[tuple[str, str | None], int]] = {}
         # (org, publisher) -> {(name, unit): series unit} where the pack's unit converts into the series'
@@ -65,6 +109,7 @@ class SeriesResolver:
         self._senml: dict[tuple[str, str], tuple[SenMLNames, ...]] | None = None
         self._integrations: dict[tuple[str, str, str], Integration] = {}
         self._integrations_loaded_at = float("-inf")
+        self._datastreams: dict[int, tuple[str, str, str, str | None]] = {}
 
     def refresh(self, *, every_s: float = 2.0) -> bool:
         """Forget cached decisions when the registry changed (a device disabled, moved, added)."""
@@ -103,6 +148,15 @@ class SeriesResolver:
             found = self._integrations.get(key)
         return found
 
+    def datastream(self, series_id: int) -> tuple[str, str, str, str | None] | None:
+        """(org, device, quantity, unit) of a series: the target of a SensorThings create topic."""
+        found = self._datastreams.get(series_id)
+        if found is None:
+            found = datastream_target(self._conn, series_id)
+            if found is not None:
+                self._datastreams[series_id] = found
+        return found
+
     def senml_names(self, org: str, publisher: str) -> tuple[SenMLNames, ...]:
         """The declared SenML names of `publisher` and of the devices behind it."""
         if self._senml is None:
@@ -114,6 +168,21 @@ class SeriesResolver:
                 if names.gateway is not None:
                     self._senml[(o, names.gateway)] = self._senml.get((o, names.gateway), ()) + (names,)
         return self._senml.get((org, publisher), ())
+
+    def reread_senml_names(self, org: str, publisher: str) -> bool:
+        """Look up the SenML names of `publisher` and of the devices behind it again, before a pack
+        is refused for a name none of them covers (within the re-read limits); whether they changed."""
+        if not self.rereads.allow(("senml", org, publisher)):
+            return False
+        cached = self.senml_names(org, publisher)
+        found = load_senml_names(self._conn, org=org, publisher=publisher)
+        self.registry_reads += 1
+        own = found.pop((org, publisher), None)
+        names = ((own,) if own is not None else ()) + tuple(found.values())
+        if names == cached:
+            return False
+        self._senml[(org, publisher)] = names
+        return True
 
     def _converted(self, pack: DecodedPack) -> DecodedPack:
         rules = self._convert.get((pack.org, pack.device))
@@ -131,12 +200,15 @@ class SeriesResolver:
         return pack if value is pack.value else replace(pack, value=value, units=units)
 
     def lorawan_device(self, dev_eui: str) -> LoRaWANDevice | None:
-        """The enabled device registered with this DevEUI (the registry is re-read on a miss)."""
-        found = self._lorawan.get(dev_eui)
-        if found is None and time.monotonic() - self._lorawan_loaded_at >= self.reload_interval_s:
+        """The enabled device registered with this DevEUI (looked up again before it is refused)."""
+        if self._lorawan is None:
             self._lorawan = load_lorawan_devices(self._conn)
-            self._lorawan_loaded_at = time.monotonic()
-            found = self._lorawan.get(dev_eui)
+            self.registry_reads += 1
+        found = self._lorawan.get(dev_eui)
+        if (found is None or not found.enabled) and self.rereads.allow(("dev_eui", dev_eui)):
+            found = load_lorawan_device(self._conn, dev_eui)
+            self.registry_reads += 1
+            _remember(self._lorawan, dev_eui, found)
         return found if found is not None and found.enabled else None
 
     def rebind(self, conn: psycopg.Connection) -> None:
@@ -146,20 +218,28 @@ class SeriesResolver:
         """Drop every cached decision (after registry changes such as a disabled device)."""
         self._known.clear()
         self._convert.clear()
+        self._datastreams.clear()
         self._senml = None
         self._integrations = {}
         self._integrations_loaded_at = float("-inf")
-        self._devices = {}
-        self._lorawan = {}
-        self._loaded_at = float("-inf")
-        self._lorawan_loaded_at = float("-inf")
+        self._devices = None
+        self._lorawan = None
 
     def _device(self, org: str, device: str) -> Device | None:
-        found = self._devices.get((org, device))
-        if found is None and time.monotonic() - self._loaded_at >= self.reload_interval_s:
+        """`org`'s device as cached (the registry is read whole on first use)."""
+        if self._devices is None:
             self._devices = load_devices(self._conn)
-            self._loaded_at = time.monotonic()
-            found = self._devices.get((org, device))
+            self.registry_reads += 1
+        return self._devices.get((org, device))
+
+    def _reread(self, org: str, device: str, cached: Device | None) -> Device | None:
+        """`org`'s device as registered now, before a refusal decided on `cached` (within the
+        re-read limits; beyond them `cached`)."""
+        if not self.rereads.allow(("device", org, device)):
+            return cached
+        found = load_device(self._conn, org=org, device=device)
+        self.registry_reads += 1
+        _remember(self._devices, (org, device), found)
         return found
 
     def _authorise(self, pack: DecodedPack) -> np.ndarray | DeadLetter:
@@ -167,6 +247,8 @@ class SeriesResolver:
             return dead_letter(pack.message, reason, detail, pack.device, org=pack.org)
 
         publisher = self._device(pack.org, pack.device)
+        if publisher is None or not publisher.enabled:
+            publisher = self._reread(pack.org, pack.device, publisher)
         if publisher is None:
             return refuse("unknown_device", f"device {pack.device!r} is not registered under org {pack.org!r}")
         if not publisher.enabled:
@@ -179,6 +261,8 @@ class SeriesResolver:
             device, _, quantity = name.partition("/")
             if device != pack.device:
                 member = self._device(pack.org, device)
+                if member is None or member.gateway != pack.device or not member.enabled:
+                    member = self._reread(pack.org, device, member)
                 if member is None:
                     return refuse("unknown_device", f"reading {name!r} names unregistered device {device!r}")
                 if member.gateway != pack.device:
@@ -223,6 +307,14 @@ class SeriesResolver:
         if new_ids:
             self._on_new_series(new_ids, new_quantities)
         return self._converted(pack), np.array([known[key] for key in _keys(pack)], dtype=np.int32)
+
+
+def _remember(cache: dict, key: object, found: object | None) -> None:
+    """Put what a lookup found into `cache`, or take out what it no longer finds."""
+    if found is None:
+        cache.pop(key, None)
+    else:
+        cache[key] = found
 
 
 def _keys(pack: DecodedPack) -> list[tuple[str, str | None]]:

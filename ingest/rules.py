@@ -12,7 +12,9 @@ alarm commits with the readings that opened it, or not at all.
 * **silence**: on the tick, ``StreamProcessor.check_gaps`` with the rule's ``intervals`` as the
   factor lists the series whose next reading is that many expected (learned) intervals
   overdue, so a dead sensor raises its alarm without a late reading; the series' next committed
-  reading clears it.
+  reading clears it. A worker of several on a shared subscription sees only its share of a
+  series, so it also asks the database: the series' newest stored reading must be that many
+  stored intervals old (``ingest.context_flags``).
 * **device**: on the tick, the newest gateway status (storage ``gateway_status``): ``offline``
   for ``hold_s`` seconds, or a ``buffer`` at or above ``on_value`` packs that grew over ``hold_s``
   seconds (cleared at ``off_value``).
@@ -33,6 +35,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import psycopg
 
+from ingest.context_flags import DEPTH, stored_cadence
 from storage.alarm_conditions import (
     apply_anomalies,
     extend_alarms,
@@ -44,6 +47,7 @@ from storage.alarm_conditions import (
     open_silences,
 )
 from storage.alarm_rules import AlertRule, list_rules, rule_devices, rule_series
+from storage.preceding import NO_READING, preceding_readings
 from storage.alarms import Episode, apply_episodes
 from stream import ANOMALY_KINDS, BatchResult, StreamProcessor
 
@@ -62,9 +66,10 @@ class _AnomalyRule:
 
 class RuleHook:
     def __init__(self, meta: Callable[[], psycopg.Connection], processor: StreamProcessor, *,
-                 refresh_s: float = 5.0) -> None:
+                 refresh_s: float = 5.0, shared: bool = False) -> None:
         self._meta = meta  # the pipeline's current autocommit registry connection (it reconnects)
         self._processor = processor
+        self._shared = shared  # a worker of several: a silence is checked against the stored readings
         self._refresh_s = refresh_s
         self._at = -float("inf")
         self._slots: dict[tuple[int, int], int] = {}   # (rule, series) -> threshold slot in the processor
@@ -234,6 +239,8 @@ class RuleHook:
         cols: dict[str, list[int]] = {"rule_id": [], "series_id": [], "since_us": []}
         for intervals, rules in self._silence.items():
             ids, overdue = self._processor.check_gaps(now_us, factor=intervals)
+            if self._shared and ids.size:
+                ids, overdue = _stored_overdue(conn, ids, now_us, intervals)
             if not ids.size:
                 continue
             for rule_id, series in rules:
@@ -285,6 +292,18 @@ class RuleHook:
         clears += [(*k, None) for k in open_keys - seen]  # no longer in scope (or readable)
         clear_device_alarms(conn, clears)
         open_device_alarms(conn, opens)
+
+
+def _stored_overdue(conn: psycopg.Connection, ids: np.ndarray, now_us: int,
+                    intervals: float) -> tuple[np.ndarray, np.ndarray]:
+    """Of the series this worker finds overdue, those whose newest stored reading (of any worker)
+    is `intervals` stored intervals (the median of the last ones) older than `now_us`, and by how much."""
+    last, expected = stored_cadence(preceding_readings(conn, ids, np.full(ids.size, now_us, np.int64),
+                                                       depth=DEPTH)[0])
+    with np.errstate(invalid="ignore"):
+        limit = last + intervals * expected
+        due = (last != NO_READING) & np.isfinite(limit) & (now_us > limit)
+    return ids[due], (now_us - limit[due]).astype(np.int64)
 
 
 def _us(at: datetime) -> int:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from ingest.metrics import IngestMetrics
 from ingest.mqtt import Delivery, IngestClient
-from ingest.observation_feed import ObservationFeed
+from ingest.observation_feed import FeatureIndex, FeedOptions, ObservationFeed
 from ingest.notify import start_dispatcher
 from ingest.pipeline import CommitResult, Pipeline
 from ingest.tts_client import SubscribedServers
@@ -40,9 +40,10 @@ class IngestOptions:
     database_url: str
     mqtt_url: str
     client_id: str = "citylab-ingest"
-    # publish each committed reading on the SensorThings MQTT topics (off by default: it doubles
-    # the broker traffic and costs per-reading work on ingest's hot path)
-    sta_feed: bool = False
+    # publish each committed reading on the SensorThings MQTT topics, QoS 0, from a thread of its
+    # own that drops (and counts) what ingest has no time for (ingest.observation_feed)
+    sta_feed: bool = True
+    sta_feed_options: FeedOptions = FeedOptions()
     batch_max_messages: int = 2_000
     batch_max_age_ms: int = 250
     queue_max: int = 20_000
@@ -59,6 +60,9 @@ class IngestOptions:
     alarm_tick_s: float = 5.0            # alert rules' timer: silences, quiet anomalies, device status
     # connect to the MQTT servers of subscribe-mode integrations (The Things Stack; ingest.tts_client)
     subscribe_servers: bool = False
+    # one of several workers on a shared subscription: context flags and silences are checked
+    # against the database (ingest.context_flags)
+    shared: bool = False
 
 
 class IngestService:
@@ -70,10 +74,13 @@ class IngestService:
                        "packs_duplicate": 0, "readings_stored": 0, "batches": 0}
         self._pipeline: Pipeline | None = None
         self._committing: list[Delivery] = []  # the batch in hand, not yet acknowledged
+        self._features = FeatureIndex(options.database_url) if options.sta_feed else None
+        self.feed = (ObservationFeed(self.client.paho, features=self._features, options=options.sta_feed_options)
+                     if options.sta_feed else None)
         self.metrics = IngestMetrics(lag_s=self._lag_s, queue_depth=self.client.queue.qsize,
                                      committing=lambda: len(self._committing),
                                      connected=self.client.connected.is_set,
-                                     refused=self.refused_subscriptions)
+                                     refused=self.refused_subscriptions, feed=self.feed)
         self.client.on_delivery = self.metrics.received.inc
         self.servers = SubscribedServers(options.database_url, self.client.queue,
                                          on_delivery=self.metrics.received.inc) if options.subscribe_servers else None
@@ -110,6 +117,9 @@ class IngestService:
                 self.client.stop()
                 self._pipeline.close()
         finally:
+            if self.feed is not None:
+                self.feed.close()
+                self._features.close()
             self.metrics.close()
 
     def _loop(self, stop: threading.Event) -> None:
@@ -141,7 +151,7 @@ class IngestService:
         while not stop.is_set():
             try:
                 return Pipeline(self.options.database_url, widths_s=self.options.widths_s, limits=self.options.limits,
-                                on_commit=ObservationFeed(self.client.publish) if self.options.sta_feed else None)
+                                on_commit=self.feed, shared=self.options.shared)
             except StorageError as exc:
                 logger.warning("database not ready, retrying in %.1f s: %s", delay, exc)
                 stop.wait(delay)

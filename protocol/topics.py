@@ -10,6 +10,13 @@
     lab/{org}/{device}/committed     retained JSON watermark (see :class:`Watermark`)
     lab/{org}/{device}/down          commands to the device
 
+The SensorThings MQTT extension (OGC 18-088 §14) on the same broker::
+
+    v1.1/Datastreams({series id})/Observations        a Datastream's new Observations; a device
+                                                     publishes an Observation here to create it
+    v1.1/FeaturesOfInterest({thing id})/Observations  a located device's new Observations
+    v1.1/Things({thing id})/Datastreams               a device's new Datastreams
+
 ``org`` and ``device`` are one topic level each of ``[A-Za-z0-9_.:-]+``: no
 MQTT wildcard (``+``, ``#``), no ``/``, no ``$`` prefix.
 """
@@ -25,6 +32,13 @@ from protocol.senml import SENML_CBOR, SENML_JSON
 
 __all__ = [
     "INGEST_FILTERS",
+    "STA_CREATE_FILTER",
+    "STA_FEED_PROPERTY",
+    "STA_VERSION",
+    "feature_topic",
+    "observation_topic",
+    "observation_topic_series",
+    "thing_datastreams_topic",
     "ingest_filters",
     "Topic",
     "MAX_RANGES",
@@ -46,7 +60,14 @@ ROOT = "lab"
 # 4.7.1.2: "#" also matches the parent level, so "sport/tennis/#" matches
 # "sport/tennis" too. Hence "lab/+/+/up/#" covers "lab/o/d/up" as well as
 # "lab/o/d/up/json" and "lab/o/d/up/cbor" (checked in tests/protocol/test_topics.py).
-INGEST_FILTERS: tuple[str, ...] = ("lab/+/+/up/#", "lab/+/+/lpp/+")
+# Observations created over the SensorThings MQTT extension (a device publishes on its
+# Datastream's topic); ingest subscribes with No Local, so its own feed does not come back.
+STA_VERSION = "v1.1"
+STA_CREATE_FILTER = f"{STA_VERSION}/+/Observations"
+# The MQTT 5 user property on every message of citylab's own SensorThings feed (QoS 0): ingest
+# never takes such a QoS 0 message for a device's Observation (the API's feed is another connection).
+STA_FEED_PROPERTY = ("citylab", "feed")
+INGEST_FILTERS: tuple[str, ...] = ("lab/+/+/up/#", "lab/+/+/lpp/+", STA_CREATE_FILTER)
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_.:-]+")
 _SUFFIXES = {"json": SENML_JSON, "cbor": SENML_CBOR}
@@ -55,12 +76,37 @@ LPP_PORTS = range(1, 224)  # LoRaWAN application ports
 
 
 def ingest_filters(org: str | None = None) -> tuple[str, ...]:
-    """INGEST_FILTERS, or the same narrowed to one organisation (a shard of the lab)."""
+    """INGEST_FILTERS, or the same narrowed to one organisation (a shard of the lab; the
+    SensorThings create topics name no organisation, so a shard leaves them to a whole-lab worker)."""
     if org is None:
         return INGEST_FILTERS
     if not _SEGMENT.fullmatch(org):
         raise TopicError("bad_topic", f"organisation {org!r} is not a valid topic segment")
-    return tuple(f.replace("lab/+/", f"{ROOT}/{org}/", 1) for f in INGEST_FILTERS)
+    return tuple(f.replace("lab/+/", f"{ROOT}/{org}/", 1) for f in INGEST_FILTERS if f != STA_CREATE_FILTER)
+
+
+def observation_topic(series_id: int) -> str:
+    """The SensorThings topic of a Datastream's new Observations."""
+    return f"{STA_VERSION}/Datastreams({int(series_id)})/Observations"
+
+
+def thing_datastreams_topic(thing_id: int) -> str:
+    """The SensorThings topic of a Thing's new Datastreams."""
+    return f"{STA_VERSION}/Things({int(thing_id)})/Datastreams"
+
+
+def feature_topic(feature_id: int) -> str:
+    """The SensorThings topic of a FeatureOfInterest's new Observations."""
+    return f"{STA_VERSION}/FeaturesOfInterest({int(feature_id)})/Observations"
+
+
+_DATASTREAM_OBSERVATIONS = re.compile(rf"{re.escape(STA_VERSION)}/Datastreams\((\d{{1,18}})\)/Observations")
+
+
+def observation_topic_series(topic: str) -> int | None:
+    """The series id of a `v1.1/Datastreams(id)/Observations` topic, else None."""
+    found = _DATASTREAM_OBSERVATIONS.fullmatch(topic)
+    return int(found[1]) if found else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -103,8 +103,10 @@ class PartitionMaker:
                 try:
                     with conn.transaction():
                         created += _create(conn, table, day)
-                except psycopg.errors.DuplicateTable:
-                    pass  # another worker created it first
+                except (psycopg.errors.DuplicateTable, psycopg.errors.UniqueViolation):
+                    # another worker created it first; at the same moment PostgreSQL reports the
+                    # name's row type (pg_type) as the duplicate
+                    pass
                 seen.add(day)
         return created
 

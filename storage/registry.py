@@ -21,9 +21,11 @@ __all__ = [
     "SenMLNames",
     "ensure_series",
     "find_series",
-    "load_senml_names",
+    "load_device",
     "load_devices",
+    "load_lorawan_device",
     "load_lorawan_devices",
+    "load_senml_names",
     "register_device",
     "registry_version",
     "series_quantities",
@@ -67,12 +69,17 @@ class SenMLNames:
     names: dict[str, str]
 
 
-def load_senml_names(conn: psycopg.Connection) -> dict[tuple[str, str], SenMLNames]:
-    """(org, device) -> its declared SenML names, for every enabled device that declared some."""
+def load_senml_names(conn: psycopg.Connection, *, org: str | None = None,
+                     publisher: str | None = None) -> dict[tuple[str, str], SenMLNames]:
+    """(org, device) -> its declared SenML names, for every enabled device that declared some;
+    with `org` and `publisher`, only for that device of `org` and the devices behind it."""
+    sql = "SELECT org, device, gateway, senml_names FROM devices WHERE senml_names IS NOT NULL AND enabled"
+    params: tuple[str, ...] = ()
+    if org is not None and publisher is not None:
+        sql += " AND org = %s AND (device = %s OR gateway = %s)"
+        params = (org, publisher, publisher)
     with map_errors("load SenML names"):
-        rows = conn.execute(
-            "SELECT org, device, gateway, senml_names FROM devices WHERE senml_names IS NOT NULL AND enabled"
-        ).fetchall()
+        rows = conn.execute(sql, params).fetchall()
     return {(org, device): SenMLNames(device, gateway, doc.get("base_name"),
                                       {str(k): str(v) for k, v in (doc.get("names") or {}).items()})
             for org, device, gateway, doc in rows}
@@ -96,6 +103,19 @@ def load_lorawan_devices(conn: psycopg.Connection) -> dict[str, LoRaWANDevice]:
         ).fetchall()
     return {eui: LoRaWANDevice(device, org, enabled, {int(k): str(v) for k, v in channels.items()})
             for eui, device, org, enabled, channels in rows}
+
+
+def load_lorawan_device(conn: psycopg.Connection, dev_eui: str) -> LoRaWANDevice | None:
+    """The device that has DevEUI `dev_eui` now (one indexed lookup), or None."""
+    with map_errors("load a LoRaWAN device"):
+        row = conn.execute(
+            "SELECT device, org, enabled, coalesce(lora_channels, '{}'::jsonb) FROM devices WHERE dev_eui = upper(%s)",
+            (dev_eui,),
+        ).fetchone()
+    if row is None:
+        return None
+    device, org, enabled, channels = row
+    return LoRaWANDevice(device, org, enabled, {int(k): str(v) for k, v in channels.items()})
 
 
 def set_dev_eui(conn: psycopg.Connection, device: str, dev_eui: str, channels: dict[int, str] | None = None,
@@ -138,6 +158,14 @@ def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str], Device]:
     with map_errors("load devices"):
         rows = conn.execute("SELECT device, org, gateway, kind, enabled FROM devices").fetchall()
     return {(row[1], row[0]): Device(*row) for row in rows}
+
+
+def load_device(conn: psycopg.Connection, *, org: str, device: str) -> Device | None:
+    """`org`'s device of that name as registered now (one primary-key lookup), or None."""
+    with map_errors(f"load device {org}/{device}"):
+        row = conn.execute("SELECT device, org, gateway, kind, enabled FROM devices WHERE org = %s AND device = %s",
+                           (org, device)).fetchone()
+    return Device(*row) if row is not None else None
 
 
 def ensure_series(

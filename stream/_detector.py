@@ -80,6 +80,7 @@ from stream._params import (
     P_WARMUP,
 )
 from stream._results import Anomalies
+from stream._rules import RuleEvents, ThresholdRules, evaluate_run
 from stream._state import HitBuffers, SeriesState
 from stream._windows import AggregateBuffers, aggregate_run, width_us_of
 
@@ -146,9 +147,11 @@ def _score_runs(
     ctx_lo, ctx_hi, ctx_b1, ctx_b2, ctx_n, ctx_since, recent_lo, recent_hi, ctx_bits,
     o_score, a_sid, a_time, a_value, a_score, a_kind, n_hits,
     width_us, rows, g_sid, g_bucket, g_count, g_sum, g_min, g_max, g_last, g_last_time, g_m2,
+    first, members, sign, on, off, hold, pending, active, last, e_rule, e_time, e_value, e_open, n_events,
 ):  # pragma: no cover - compiled
     """Score and learn a sorted batch, series run by series run (``stream._order``), and
-    reduce each run into the window aggregates (``aggregate_run``) while it is in cache.
+    reduce each run into the window aggregates (``aggregate_run``) and advance the threshold
+    rules over it (``evaluate_run``, events appended at ``n_events[0]``) while it is in cache.
 
     ``o_score[order[j]]`` receives the score of sorted reading j (input order); flagged
     readings are appended, in sorted order, to ``a_*`` at ``n_hits[0]``. State is read once
@@ -176,6 +179,7 @@ def _score_runs(
         # Divisions are most of the arithmetic: skip those whose result is known exactly.
         n_alpha, n_level, n_gap = _rate_count(alpha), _rate_count(level_alpha), _rate_count(gap_alpha)
         spike_off, level_off = spike_z == math.inf, level_z == math.inf  # x / inf is 0 for finite x
+        gap_on = gap_factor < math.inf  # else the gap score is 0 (or NaN, discarded): three divisions saved
         mu = mean[s]
         v = var[s]
         n = n_learned[s]
@@ -213,7 +217,7 @@ def _score_runs(
             dt = 0.0
             if not late and lt != NO_TIME:
                 dt = float(t - lt)
-                if nd >= gap_warmup and dtm > 0.0:  # dtm can round to 0 (9e15 − 9e15 + 1)
+                if gap_on and nd >= gap_warmup and dtm > 0.0:  # dtm can round to 0 (9e15 − 9e15 + 1)
                     # Computed whether or not dt > dtm, then selected: jittered arrivals make that
                     # test a coin flip, too costly as a branch.
                     gap = (dt / dtm - 1.0) / (gap_factor - 1.0)
@@ -395,17 +399,20 @@ def _score_runs(
         if width_us.size:
             aggregate_run(s, time, value, run_lo, end, width_us, rows,
                           g_sid, g_bucket, g_count, g_sum, g_min, g_max, g_last, g_last_time, g_m2)
+        n_events[0] = evaluate_run(s, run_lo, end, time, value, first, members, sign, on, off, hold,
+                                   pending, active, last, e_rule, e_time, e_value, e_open, n_events[0])
 
 
 def score_batch(
     state: SeriesState, table: np.ndarray, batch: SortedBatch, aggregates: AggregateBuffers | None = None,
-    hit_buffers: HitBuffers | None = None,
-) -> tuple[np.ndarray, Anomalies]:
+    hit_buffers: HitBuffers | None = None, rules: ThresholdRules | None = None,
+) -> tuple[np.ndarray, Anomalies, RuleEvents]:
     """Score a sorted batch (``stream._order.sort_runs``) and advance `state` (ids must fit);
-    with `aggregates`, also fill its rows for every width in the same walk.
+    with `aggregates`, also fill its rows for every width in the same walk, and with `rules`
+    advance them over it too.
 
     ``table`` holds one parameter vector (``DetectorParams.vector``) per parameter set.
-    Returns (score in input order, the flagged readings in (series, time) order).
+    Returns (score in input order, the flagged readings in (series, time) order, the rule events).
     """
     m = batch.time.size
     score = np.empty(m, np.float64)
@@ -418,15 +425,18 @@ def score_batch(
                                             np.int64, np.float64))
     else:
         width_us, rows, outputs = width_us_of(aggregates.widths_s), aggregates.rows, aggregates.arrays()
+    rules = ThresholdRules() if rules is None else rules  # an empty one is falsy (len 0)
+    rule_args, events = rules.kernel_args(batch), np.zeros(1, np.int64)
     _score_runs(
         batch.run_sid, batch.run_bounds, batch.time, batch.value, batch.order,
         state.mean, state.var, state.n, state.last_time, state.last_value, state.run, state.low, state.high,
         state.fast, state.seen_lo, state.seen_hi, state.peak, state.interval, state.n_interval, state.pset,
         table, state.ctx_lo, state.ctx_hi, state.ctx_b1, state.ctx_b2, state.ctx_n, state.ctx_since, state.recent_lo, state.recent_hi, state.ctx_bits,
         score, a_sid, a_time, a_value, a_score, a_kind, hits,
-        width_us, rows, *outputs,
+        width_us, rows, *outputs, *rule_args, events,
     )
     h = int(hits[0])
     # Copies: the hit buffers are sized for the whole batch and reused.
-    return score, Anomalies.build(a_sid[:h].copy(), a_time[:h].copy(), a_value[:h].copy(), a_score[:h].copy(),
-                                  a_kind[:h].copy())
+    anomalies = Anomalies.build(a_sid[:h].copy(), a_time[:h].copy(), a_value[:h].copy(), a_score[:h].copy(),
+                                a_kind[:h].copy())
+    return score, anomalies, rules.events(rule_args, int(events[0]))

@@ -1,15 +1,17 @@
 """The one sort of a batch: readings grouped by series, in time order, stable.
 
-Every later pass (all window widths and the detector, fused into one walk per series) reads
-this order once. Because the window start ``floor(time / width) * width`` is monotone in time,
-the (series, time) order is also a (series, window) order for every width, so one sort serves
-them all.
+Every later pass (all window widths, the detector and the threshold rules, fused into one walk
+per series) reads this order once. Because the window start ``floor(time / width) * width`` is
+monotone in time, the (series, time) order is also a (series, window) order for every width,
+so one sort serves them all.
 
 The sort yields *runs*: ``run_sid[r]`` is the series of run r and its readings are
 ``run_bounds[r]:run_bounds[r + 1]`` of the sorted buffers (a run may be empty on the dense
-path). Dense ids (registry ids are) take a counting sort that scatters only the permutation
-(4 bytes a reading) and then gathers times and values run by run, sequentially written; a
-sparse id range falls back to ``np.lexsort``.
+path). A batch already in that order (one series, or sent series by series) is taken as it
+is, without a copy; the check stops at the first reading out of order, so it costs next to
+nothing otherwise. Dense ids (registry ids are) take a counting sort that scatters only the
+permutation (4 bytes a reading) and then gathers times and values run by run, sequentially
+written; a sparse id range falls back to ``np.lexsort``.
 """
 
 from __future__ import annotations
@@ -89,6 +91,22 @@ def _counting_sort(series_id, time, value, sid_min, bounds, order, o_time, o_val
 
 
 @njit(cache=True, nogil=True)
+def _ordered(series_id, time):  # pragma: no cover - compiled
+    """Whether the batch is already in (series, time) order; stops at the first reading that
+    is not (the second series of an interleaved batch)."""
+    for i in range(1, series_id.size):
+        if series_id[i] < series_id[i - 1] or (series_id[i] == series_id[i - 1] and time[i] < time[i - 1]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _identity(order):  # pragma: no cover - compiled
+    for j in range(order.size):
+        order[j] = j
+
+
+@njit(cache=True, nogil=True)
 def _gather(time, value, order, o_time, o_value):  # pragma: no cover - compiled
     for j in range(order.size):
         i = order[j]
@@ -125,8 +143,8 @@ class SortedBatch:
     """A batch in (series, time) order, as runs of one series each (see the module docstring)."""
 
     order: np.ndarray  # int32 or int64: sorted position j holds input reading order[j]
-    time: np.ndarray  # int64, sorted
-    value: np.ndarray  # float64, sorted
+    time: np.ndarray  # int64, sorted (the caller's array when it already was)
+    value: np.ndarray  # float64, sorted (likewise)
     run_sid: np.ndarray  # int32, one per run, ascending
     run_bounds: np.ndarray  # int64[runs + 1]
 
@@ -142,6 +160,11 @@ def sort_runs(
     if sid_min is None or sid_max is None:
         sid_min, sid_max = int(series_id.min()), int(series_id.max())
     span = sid_max - sid_min + 1
+    if _ordered(series_id, time):  # one series, or a batch sent series by series: no sort, no copy
+        _identity(order)
+        starts = np.flatnonzero(series_id[1:] != series_id[:-1]) + 1
+        run_bounds = np.concatenate((np.zeros(1, np.int64), starts.astype(np.int64), np.full(1, n, np.int64)))
+        return SortedBatch(order, time, value, series_id[run_bounds[:-1]], run_bounds)
     if span > DENSE_SORT_SLACK * n + 1024:
         order[:] = np.lexsort((time, series_id))
         _gather(time, value, order, o_time, o_value)
@@ -173,4 +196,4 @@ def sort_batch(
         return np.zeros(0, np.int64), series_id[:0], time[:0], value[:0]
     s = sort_runs(series_id, time, value, Scratch())
     sid_s = np.repeat(s.run_sid, np.diff(s.run_bounds)).astype(np.int32)
-    return s.order.astype(np.int64), sid_s, s.time, s.value
+    return s.order.astype(np.int64), sid_s, s.time.copy(), s.value.copy()

@@ -145,8 +145,8 @@ class StreamProcessor:
         self._state.ensure(sid_max)
         batch = sort_runs(sid, t, v, self._scratch, sid_min, sid_max)
         buffers = AggregateBuffers(self.widths_s, row_bounds(batch, self._width_us))
-        scores, anomalies = score_batch(self._state, self._table, batch, buffers, self._hits)  # aggregates in the same walk
-        events = self.rules.evaluate(batch)  # the sorted batch, still in the reused buffers
+        # aggregates and threshold rules in the same walk, each series run while it is in cache
+        scores, anomalies, events = score_batch(self._state, self._table, batch, buffers, self._hits, self.rules)
         return BatchResult(buffers.results(), anomalies, _readonly(scores), events)
 
 

@@ -48,44 +48,55 @@ class RuleEvents:
 
 
 @njit(cache=True, nogil=True)
+def evaluate_run(
+    s, lo, hi, time, value, first, members, sign, on, off, hold,
+    pending, active, last, o_rule, o_time, o_value, o_open, h,
+):  # pragma: no cover - compiled
+    """Walk series `s`'s run [lo, hi) of the sorted batch once per rule of the series; append
+    events to o_* from position h; return the new number of events.
+
+    Values are multiplied by ``sign`` (−1 for ``below`` rules), so every rule reads "above"."""
+    if s + 1 >= first.size:
+        return h  # no rule on this series (nor any larger id)
+    for m in range(first[s], first[s + 1]):
+        k = members[m]
+        sg, lim_on, lim_off, hk = sign[k], on[k], off[k], hold[k]
+        pk, ak, lk = pending[k], active[k], last[k]
+        for j in range(lo, hi):
+            t = time[j]
+            x = value[j] * sg
+            if t < lk or not np.isfinite(x):
+                continue
+            lk = t
+            if ak:
+                if x < lim_off:
+                    ak = False
+                    pk = NO_TIME
+                    o_rule[h], o_time[h], o_value[h], o_open[h] = k, t, value[j], False
+                    h += 1
+            elif x > lim_on:
+                if pk == NO_TIME:
+                    pk = t
+                if t - pk >= hk:
+                    ak = True
+                    o_rule[h], o_time[h], o_value[h], o_open[h] = k, t, value[j], True
+                    h += 1
+            else:
+                pk = NO_TIME
+        pending[k], active[k], last[k] = pk, ak, lk
+    return h
+
+
+@njit(cache=True, nogil=True)
 def _evaluate(
     run_sid, run_bounds, time, value, first, members, sign, on, off, hold,
     pending, active, last, o_rule, o_time, o_value, o_open,
 ):  # pragma: no cover - compiled
-    """Walk each run once per rule of its series; append events to o_*; return their number.
-
-    Values are multiplied by ``sign`` (−1 for ``below`` rules), so every rule reads "above"."""
+    """``evaluate_run`` over every run; the number of events."""
     h = 0
     for r in range(run_sid.size):
-        s = run_sid[r]
-        if s + 1 >= first.size:
-            continue  # no rule on this series (nor any larger id)
-        for m in range(first[s], first[s + 1]):
-            k = members[m]
-            sg, lim_on, lim_off, hk = sign[k], on[k], off[k], hold[k]
-            pk, ak, lk = pending[k], active[k], last[k]
-            for j in range(run_bounds[r], run_bounds[r + 1]):
-                t = time[j]
-                x = value[j] * sg
-                if t < lk or not np.isfinite(x):
-                    continue
-                lk = t
-                if ak:
-                    if x < lim_off:
-                        ak = False
-                        pk = NO_TIME
-                        o_rule[h], o_time[h], o_value[h], o_open[h] = k, t, value[j], False
-                        h += 1
-                elif x > lim_on:
-                    if pk == NO_TIME:
-                        pk = t
-                    if t - pk >= hk:
-                        ak = True
-                        o_rule[h], o_time[h], o_value[h], o_open[h] = k, t, value[j], True
-                        h += 1
-                else:
-                    pk = NO_TIME
-            pending[k], active[k], last[k] = pk, ak, lk
+        h = evaluate_run(run_sid[r], run_bounds[r], run_bounds[r + 1], time, value, first, members, sign, on, off,
+                         hold, pending, active, last, o_rule, o_time, o_value, o_open, h)
     return h
 
 
@@ -165,17 +176,30 @@ class ThresholdRules:
         counts = np.bincount(self._sid, minlength=int(self._sid.max()) + 1 if self._sid.size else 0)
         self._first = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
+    def kernel_args(self, batch: SortedBatch) -> tuple[np.ndarray, ...]:
+        """The rule arrays and room for the events of `batch`, in ``evaluate_run``'s argument
+        order (after ``value``, before ``h``); ``events`` turns the filled room into RuleEvents."""
+        capacity = 0
+        if self._ids.size:
+            n_rules = np.diff(self._first)
+            sid = batch.run_sid.astype(np.int64)
+            per_run = np.where(sid < n_rules.size, n_rules[np.minimum(sid, n_rules.size - 1)], 0)
+            capacity = int((per_run * np.diff(batch.run_bounds)).sum())  # at most one event per reading per rule
+        room = (np.empty(capacity, np.int64), np.empty(capacity, np.int64), np.empty(capacity, np.float64),
+                np.empty(capacity, bool))
+        return (self._first, self._members, self._sign, self._on, self._off, self._hold, self._pending,
+                self._active, self._last, *room)
+
+    def events(self, args: tuple[np.ndarray, ...], h: int) -> RuleEvents:
+        """The first `h` events written into ``kernel_args``' room."""
+        if h == 0:
+            return RuleEvents.empty()
+        o_rule, o_time, o_value, o_open = args[-4:]
+        return RuleEvents(self._ids[o_rule[:h]], o_time[:h].copy(), o_value[:h].copy(), o_open[:h].copy())
+
     def evaluate(self, batch: SortedBatch) -> RuleEvents:
         """Advance every rule over a sorted batch; the episodes it opened and cleared."""
         if not self._ids.size or not batch.run_sid.size:
             return RuleEvents.empty()
-        n_rules = np.diff(self._first)
-        sid = batch.run_sid.astype(np.int64)
-        per_run = np.where(sid < n_rules.size, n_rules[np.minimum(sid, n_rules.size - 1)], 0)
-        capacity = int((per_run * np.diff(batch.run_bounds)).sum())  # at most one event per reading per rule
-        o_rule, o_time = np.empty(capacity, np.int64), np.empty(capacity, np.int64)
-        o_value, o_open = np.empty(capacity, np.float64), np.empty(capacity, bool)
-        h = _evaluate(batch.run_sid, batch.run_bounds, batch.time, batch.value, self._first, self._members,
-                      self._sign, self._on, self._off, self._hold, self._pending, self._active, self._last,
-                      o_rule, o_time, o_value, o_open)
-        return RuleEvents(self._ids[o_rule[:h]], o_time[:h].copy(), o_value[:h].copy(), o_open[:h].copy())
+        args = self.kernel_args(batch)
+        return self.events(args, _evaluate(batch.run_sid, batch.run_bounds, batch.time, batch.value, *args))

@@ -34,7 +34,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import httpx
 from psycopg_pool import ConnectionPool
 
 from api.ngsild.context import Context, ContextResolver, link_header
@@ -42,7 +41,7 @@ from api.ngsild.entities import render
 from api.ngsild.request import Caller
 from api.ngsild.selection import Selection, select
 from api.ngsild.vocabulary import MODELS
-from citylab.outbound import OutboundError, OutboundPolicy, check_url
+from citylab.outbound import OutboundError, OutboundPolicy, request
 from storage.errors import StorageError
 from storage.ngsild.changes import Change, claim_changes, finish_changes, record_entity_changes
 from storage.ngsild.subscriptions import (
@@ -203,19 +202,9 @@ def _entity_matches(selectors: list[dict[str, Any]] | None, entity_id: str) -> b
 
 
 def _post(uri: str, body: dict[str, Any], headers: dict[str, str], policy: OutboundPolicy) -> None:
-    check_url(uri, policy)
-    try:
-        with httpx.Client(timeout=policy.timeout_s, follow_redirects=False) as client, \
-                client.stream("POST", uri, content=json.dumps(body).encode(), headers=headers) as response:
-            read = 0
-            for chunk in response.iter_bytes():
-                read += len(chunk)
-                if read > policy.max_bytes:
-                    break
-            if not 200 <= response.status_code < 300:
-                raise OutboundError(f"POST {uri} answered {response.status_code}")
-    except httpx.HTTPError as exc:
-        raise OutboundError(f"POST {uri} failed: {exc}") from None
+    answer = request("POST", uri, policy, content=json.dumps(body).encode(), headers=headers)
+    if not 200 <= answer.status < 300:
+        raise OutboundError(f"POST {uri} answered {answer.status}")
 
 
 def _now_text() -> str:

@@ -29,6 +29,7 @@ from citylab.broker_security import BrokerSecurityError, device_client_id
 from citylab.settings import Settings
 from storage import tenants
 from storage.audit import record_change
+from storage.sensorthings import device_series_ids
 from storage.tenants import Principal
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -191,7 +192,8 @@ def create_device(conn: ConnDep, principal: ProviderDep, settings: SettingsDep, 
     except ValueError as exc:
         raise Problem(422, str(exc), title="Invalid request") from None
     try:
-        creds = dynsec.create_device(principal.org_slug, body.device)
+        creds = dynsec.create_device(principal.org_slug, body.device, datastreams=device_series_ids(
+            conn, org=principal.org_slug, device=body.device))
     except BrokerSecurityError:
         tenants.forget_device(conn, org=principal.org_slug, device=body.device)
         raise
@@ -250,10 +252,14 @@ def rotate_credentials(conn: ConnDep, principal: ProviderDep, settings: Settings
     if record.mqtt_username:
         username = record.mqtt_username
         password = dynsec.set_password(username, client_id=device_client_id(principal.org_slug, device))
+        # Datastreams added since its login was made (SensorThings create topics)
+        dynsec.allow_datastreams(principal.org_slug, device, device_series_ids(conn, org=principal.org_slug,
+                                                                                 device=device))
         if not record.enabled:
             dynsec.disable_client(username)
     else:
-        creds = dynsec.create_device(principal.org_slug, device)
+        creds = dynsec.create_device(principal.org_slug, device, datastreams=device_series_ids(
+            conn, org=principal.org_slug, device=device))
         username, password = creds.username, creds.password
     tenants.set_mqtt_username(conn, org=principal.org_slug, device=device, username=username, password=password)
     _audit(conn, principal, "device.credentials", {"device": device})

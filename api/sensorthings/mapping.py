@@ -17,7 +17,7 @@ from protocol.units import UNITS
 from storage.sensorthings import ENTITY_SETS, EntitySet
 from storage.tenants import Principal
 
-__all__ = ["CONFORMANCE", "MQTT_RECEIVE", "entity_json", "id_text", "members", "query_params", "self_link"]
+__all__ = ["CONFORMANCE", "MQTT_CREATE", "MQTT_RECEIVE", "entity_json", "id_text", "members", "query_params", "self_link"]
 
 _REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
 CONFORMANCE = [
@@ -27,7 +27,9 @@ CONFORMANCE = [
     _REQ + "create-update-delete",
     _REQ + "data-array/data-array",
 ]
-MQTT_RECEIVE = _REQ + "receive-updates-via-mqtt"   # announced where the broker is configured
+# the MQTT extension (§14): announced, each with the broker in `endpoints`, where the broker is configured
+MQTT_RECEIVE = _REQ + "receive-updates-via-mqtt/receive-updates"
+MQTT_CREATE = _REQ + "create-observations-via-mqtt/observations-creation"
 
 
 @lru_cache(maxsize=1)

@@ -4,17 +4,24 @@ and the feed of Observations written over HTTP.
     POST /sta/v1.1/MqttCredentials   a broker login for the calling API key: username
                                      `sta:key:<key id>`, bound to that client id, allowed to
                                      subscribe to `v1.1/Datastreams(<id>)/Observations` of
-                                     every Datastream the key may read, nothing else
+                                     every Datastream the key may read and to
+                                     `v1.1/FeaturesOfInterest(<id>)/Observations` and
+                                     `v1.1/Things(<id>)/Datastreams` of its own
+                                     organisation's (located) devices, nothing else
 
 Committed Observations are published by the ingest pipeline's feed
-(ingest.observation_feed): ingest workers publish what they commit, and the
-API's own pipeline (Observations POSTed over HTTP) publishes through a
+(ingest.observation_feed), QoS 0: ingest workers publish what they commit, and
+the API's own pipeline (Observations POSTed over HTTP) publishes through a
 service login of its own, `citylab-sta-feed`, made when it first writes. Every
 API process (`--api-workers`, replicas behind a load balancer) shares that one
 login: its password is derived from the broker admin's (`feed_password`), so
 each process computes the same one without telling the others, and each
 connects with a client id of its own (`<login>-<host>-<pid>`); no process ever
 replaces the login under another one's feet.
+A FeatureOfInterest's topic carries every series of its device, so only the
+device's own organisation gets it: a grant covers some series, not the device.
+A Datastream created through this face is published on its Thing's
+`Datastreams` topic (writes.py).
 A new call of MqttCredentials gives a new password and the ACLs of the key's
 grants as they are now (a grant approved or revoked later takes effect at the
 next call); a revoked key's login is refused by the broker once it is
@@ -37,7 +44,7 @@ import paho.mqtt.client as paho
 
 from citylab.broker_security import DynSec
 from citylab.settings import Settings
-from ingest.observation_feed import observation_topic
+from protocol.topics import feature_topic, observation_topic, thing_datastreams_topic
 
 __all__ = ["FEED_USERNAME", "FeedPublisher", "broker_url", "subscriber_acls", "subscriber_credentials"]
 
@@ -61,21 +68,24 @@ def subscriber_username(key_id: int) -> str:
     return f"sta:key:{key_id}"
 
 
-def subscriber_acls(series_ids: list[int]) -> list[dict[str, Any]]:
-    acls: list[dict[str, Any]] = []
-    for series in series_ids:
-        topic = observation_topic(series)
-        acls += [{"acltype": "subscribeLiteral", "topic": topic, "allow": True},
-                 {"acltype": "unsubscribeLiteral", "topic": topic, "allow": True}]
-    return acls
+def subscriber_topics(series_ids: list[int], feature_ids: list[int], thing_ids: list[int]) -> list[str]:
+    return ([observation_topic(s) for s in series_ids] + [feature_topic(f) for f in feature_ids]
+            + [thing_datastreams_topic(t) for t in thing_ids])
 
 
-def subscriber_credentials(dynsec: DynSec, key_id: int, series_ids: list[int]) -> tuple[str, str, list[str]]:
+def subscriber_acls(topics: list[str]) -> list[dict[str, Any]]:
+    return [{"acltype": kind, "topic": topic, "allow": True}
+            for topic in topics for kind in ("subscribeLiteral", "unsubscribeLiteral")]
+
+
+def subscriber_credentials(dynsec: DynSec, key_id: int, series_ids: list[int], feature_ids: list[int],
+                           thing_ids: list[int]) -> tuple[str, str, list[str]]:
     """(username = client id, password, topics) of a new login for the key, replacing an earlier one."""
     username = subscriber_username(key_id)
     password = secrets.token_urlsafe(24)
-    dynsec.create_service(username, password, acls=subscriber_acls(series_ids), role=username, client_id=username)
-    return username, password, [observation_topic(s) for s in series_ids]
+    topics = subscriber_topics(series_ids, feature_ids, thing_ids)
+    dynsec.create_service(username, password, acls=subscriber_acls(topics), role=username, client_id=username)
+    return username, password, topics
 
 
 def feed_password(dynsec: DynSec) -> str:
@@ -109,8 +119,9 @@ class FeedPublisher:
         if not self._connected.wait(dynsec.timeout_s):
             logger.warning("the SensorThings feed is not connected to the broker yet; paho keeps trying")
 
-    def publish(self, topic: str, payload: bytes) -> None:
-        self._client.publish(topic, payload, qos=1)
+    @property
+    def client(self) -> paho.Client:
+        return self._client
 
     def close(self) -> None:
         self._client.disconnect()

@@ -236,7 +236,7 @@ def _json_page(conn, params, base: str, resource: ResourcePath, entity: EntitySe
     if page.more:
         link = _next_link(path_url, url_params, entity, options, top, page.last if observations else None)
         tail = f'],"@iot.nextLink":{json.dumps(link)}}}'
-    return Answer(b"".join((head.encode(), b'"value":[', page.text.encode(), tail.encode())))
+    return Answer(b"".join((head.encode(), b'"value":[', page.text, tail.encode())))
 
 
 def read_created(conn: psycopg.Connection, principal: Principal, *, base: str, entity_set: str, key: object) -> dict:

@@ -6,6 +6,7 @@
     POST /sta/v1.1/Things, Datastreams  onboarding (deep insert, linking by id): onboarding.py
     PATCH, PUT, DELETE /sta/v1.1/{Things|Locations|Datastreams|Sensors}(id): updates.py
     POST /sta/v1.1/MqttCredentials      a broker login for the MQTT extension: mqtt.py
+                                        (devices create Observations over MQTT: ingest.decode)
 
 The handlers only adapt HTTP to the functions of resources.py and writes.py.
 """
@@ -22,14 +23,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from api.deps import ConnDep, ReadConnDep
 from api.errors import Problem
 from api.sensorthings.auth import StaPrincipalDep, StaWriterDep
-from api.sensorthings.mapping import CONFORMANCE, MQTT_RECEIVE, query_params
+from api.sensorthings.mapping import CONFORMANCE, MQTT_CREATE, MQTT_RECEIVE, query_params
 from api.sensorthings.mqtt import broker_url, subscriber_credentials
 from api.sensorthings.onboarding import audit
 from api.sensorthings.query import parse_options
 from api.sensorthings.resources import read_resource
 from api.sensorthings.updates import delete_entity, update_entity
 from api.sensorthings.writes import close_ingest, create
-from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError, readable_series_ids
+from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError, own_feature_ids, own_thing_ids, readable_series_ids
 
 __all__ = ["ROOT", "router"]
 
@@ -55,8 +56,8 @@ def read_landing_page(request: Request) -> dict:
     settings: dict[str, object] = {"conformance": CONFORMANCE}
     broker = broker_url(request.app.state.settings)
     if broker and request.app.state.settings.sta_mqtt_feed and getattr(request.app.state, "dynsec", None) is not None:
-        settings["conformance"] = [*CONFORMANCE, MQTT_RECEIVE]
-        settings[MQTT_RECEIVE] = {"endpoints": [broker]}
+        settings["conformance"] = [*CONFORMANCE, MQTT_RECEIVE, MQTT_CREATE]
+        settings[MQTT_RECEIVE] = settings[MQTT_CREATE] = {"endpoints": [broker]}
     return {"value": [{"name": name, "url": f"{base}/{name}"} for name in ENTITY_SETS], "serverSettings": settings}
 
 
@@ -78,8 +79,10 @@ def create_mqtt_credentials(request: Request, conn: ConnDep, principal: StaPrinc
         raise Problem(503, "the broker's dynamic security is not configured on this server "
                            "(CITYLAB_MQTT_URL and CITYLAB_DYNSEC_PASSWORD)")
     series = readable_series_ids(conn, query_params(principal))
-    username, password, topics = subscriber_credentials(dynsec, principal.key_id, series)
-    audit(conn, principal, "sta.mqtt.credentials", {"username": username, "datastreams": len(series)})
+    features, things = own_feature_ids(conn, principal.org_slug), own_thing_ids(conn, principal.org_slug)
+    username, password, topics = subscriber_credentials(dynsec, principal.key_id, series, features, things)
+    audit(conn, principal, "sta.mqtt.credentials", {"username": username, "datastreams": len(series),
+                                                    "features": len(features), "things": len(things)})
     return {"url": broker_url(request.app.state.settings), "username": username, "password": password,
             "client_id": username, "topics": topics}
 

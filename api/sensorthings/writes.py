@@ -15,6 +15,7 @@ Datastreams; the organisation comes from the key.
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -33,10 +34,11 @@ from api.sensorthings.resources import read_created
 from api.sensorthings.mqtt import FeedPublisher
 from citylab.broker_security import DynSec
 from ingest import Message, Pipeline
-from ingest.observation_feed import ObservationFeed
+from ingest.observation_feed import FEED_PROPERTIES, FeatureIndex, ObservationFeed
 from protocol.senml import SENML_JSON, Pack, Record, decode_pack, encode_pack
-from protocol.topics import up_topic
-from storage.sensorthings import ENTITY_SETS, writable_datastream
+from protocol.topics import thing_datastreams_topic, up_topic
+from storage.sensorthings import ENTITY_SETS, datastream_target, writable_datastream
+from storage.sensorthings.write import thing_of_device
 from storage.tenants import Principal
 
 __all__ = ["close_ingest", "create"]
@@ -49,20 +51,34 @@ STA_BOOT_ID = "sta"   # the boot id of packs written through SensorThings (seq: 
 class _Ingest:
     """One ingest pipeline per app, used by one request at a time."""
 
-    def __init__(self, database_url: str, dynsec: DynSec | None) -> None:
+    def __init__(self, database_url: str, dynsec: DynSec | None, *, feed: bool) -> None:
         self._url = database_url
-        self._dynsec = dynsec
+        self._dynsec = dynsec if feed else None   # the feed needs the broker's dynamic security
         self._lock = threading.Lock()
         self._pipeline: Pipeline | None = None
-        self._feed: FeedPublisher | None = None
+        self._publisher: FeedPublisher | None = None
+        self._feed: ObservationFeed | None = None
+        self._features: FeatureIndex | None = None
+
+    def _open_feed(self) -> None:
+        if self._publisher is None and self._dynsec is not None:
+            self._publisher = FeedPublisher(self._dynsec)   # committed Observations on the broker
+            self._features = FeatureIndex(self._url)
+            self._feed = ObservationFeed(self._publisher.client, features=self._features)
+
+    def publish(self, topic: str, entity: dict) -> None:
+        """A created entity on its topic, QoS 0, like the feed (nothing when the feed is off)."""
+        with self._lock:
+            self._open_feed()
+            if self._publisher is not None:
+                self._publisher.client.publish(topic, json.dumps(entity, separators=(",", ":")).encode(), qos=0,
+                                               properties=FEED_PROPERTIES)
 
     def commit(self, messages: list[Message]):
         with self._lock:
             if self._pipeline is None:
-                if self._feed is None and self._dynsec is not None:
-                    self._feed = FeedPublisher(self._dynsec)   # committed Observations on the broker
-                feed = ObservationFeed(self._feed.publish) if self._feed else None
-                self._pipeline = Pipeline(self._url, on_commit=feed)
+                self._open_feed()
+                self._pipeline = Pipeline(self._url, on_commit=self._feed)
             # An HTTP writer expects the registry as it is now (a device just onboarded or disabled),
             # not as the pipeline cached it up to a second or two ago.
             self._pipeline.resolver.forget()
@@ -78,9 +94,11 @@ class _Ingest:
             if self._pipeline is not None:
                 self._pipeline.close()
                 self._pipeline = None
-            if self._feed is not None:
+            if self._publisher is not None:
                 self._feed.close()
-                self._feed = None
+                self._features.close()
+                self._publisher.close()
+                self._publisher = self._feed = self._features = None
 
 
 def close_ingest(app: FastAPI) -> None:
@@ -93,8 +111,8 @@ def close_ingest(app: FastAPI) -> None:
 def _ingest(app: FastAPI) -> _Ingest:
     found = getattr(app.state, "sta_ingest", None)
     if found is None:
-        found = app.state.sta_ingest = _Ingest(app.state.settings.database_url,
-                                               getattr(app.state, "dynsec", None))
+        found = app.state.sta_ingest = _Ingest(app.state.settings.database_url, getattr(app.state, "dynsec", None),
+                                               feed=app.state.settings.sta_mqtt_feed)
     return found
 
 
@@ -190,7 +208,15 @@ def create(app: FastAPI, conn: psycopg.Connection, principal: Principal, *, base
         return _created(conn, principal, base, "Things", create_thing(conn, principal, body))
     if name == "Datastreams" and (len(resource.steps) == 1 or resource.steps[0].entity == "Things"):
         thing = resource.steps[0].key if len(resource.steps) == 2 else None
-        return _created(conn, principal, base, "Datastreams", create_datastream(conn, principal, body, thing))
+        series = create_datastream(conn, principal, body, thing)
+        device = datastream_target(conn, series)[1]
+        dynsec = getattr(app.state, "dynsec", None)
+        if dynsec is not None:   # the device's login may create its Observations over MQTT
+            dynsec.allow_datastreams(principal.org_slug, device, [series])
+        created = _created(conn, principal, base, "Datastreams", series)
+        _ingest(app).publish(thing_datastreams_topic(thing_of_device(conn, org=principal.org_slug, device=device)),
+                             json.loads(created.body))
+        return created
     if name != "Observations":
         raise Problem(501, f"creating {name} is not supported by this server: Things (with their Locations and "
                            "Datastreams) and Datastreams are onboarded here or at POST /v1/devices; Sensors, "

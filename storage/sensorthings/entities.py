@@ -35,6 +35,7 @@ class Field:
     name: str
     type: str          # num | text | time | json | geo | interval
     held: bool = True  # False: an optional property citylab never holds (always null), shown only when selected
+    same_as: str | None = None  # always equal to that field (its JSON text is computed once per entity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +57,9 @@ class EntitySet:
     order: tuple[str, ...] = ("id",)   # the total order that makes paging stable
 
 
-def _fields(*spec: tuple[str, str], unheld: tuple[str, ...] = ()) -> dict[str, Field]:
-    return {name: Field(name, kind, name not in unheld) for name, kind in spec}
+def _fields(*spec: tuple[str, str], unheld: tuple[str, ...] = (), same: dict[str, str] | None = None
+            ) -> dict[str, Field]:
+    return {name: Field(name, kind, name not in unheld, (same or {}).get(name)) for name, kind in spec}
 
 
 def _links(*spec: tuple[str, str, str, str, bool]) -> dict[str, Link]:
@@ -180,7 +182,7 @@ OBSERVED_PROPERTIES = EntitySet(
 
 OBSERVATIONS = EntitySet(
     "Observations", "Observation",
-    "SELECT r.series_id::text || '-' || (extract(epoch FROM r.time) * 1000000)::bigint::text AS id,"
+    "SELECT concat(r.series_id, '-', (extract(epoch FROM r.time) * 1000000)::bigint) AS id,"
     " r.time AS \"phenomenonTime\", r.time AS \"resultTime\", nullif(r.value, 'NaN'::float8) AS result,"
     " NULL::jsonb AS \"resultQuality\", NULL::text AS \"validTime\", NULL::jsonb AS parameters,"
     " r.series_id AS _series, r.time AS _time, d.thing_id AS _thing"
@@ -188,7 +190,7 @@ OBSERVATIONS = EntitySet(
     " WHERE r.series_id IN (" + READABLE_SERIES + ")",
     _fields(("id", "text"), ("phenomenonTime", "time"), ("resultTime", "time"), ("result", "num"),
             ("resultQuality", "json"), ("validTime", "text"), ("parameters", "json"),
-            unheld=("resultQuality", "validTime", "parameters")),
+            unheld=("resultQuality", "validTime", "parameters"), same={"resultTime": "phenomenonTime"}),
     _links(("Datastream", "Datastreams", "id", "_series", False),
            ("FeatureOfInterest", "FeaturesOfInterest", "id", "_thing", False)),
     order=("_series", "_time"),

@@ -20,6 +20,8 @@ from dataclasses import dataclass, replace
 
 import psycopg
 from psycopg import sql
+from psycopg.abc import Buffer
+from psycopg.adapt import Loader
 from psycopg.rows import dict_row
 
 from storage.errors import map_errors
@@ -184,22 +186,25 @@ def _json_value(b: Builder, entity: EntitySet, alias: sql.Identifier, name: str)
         return sql.SQL("coalesce(({})::text, 'null')").format(value)
     if kind in ("time", "interval"):   # digits, '-', ':', '.', 'T', 'Z', '/': nothing to escape
         return sql.SQL("coalesce({} || {} || {}, 'null')").format(sql.Literal('"'), value, sql.Literal('"'))
+    if kind == "text" and name == "id" and entity.name == "Observations":   # digits and '-': nothing to escape
+        return sql.SQL("concat({}, {}, {})").format(sql.Literal('"'), value, sql.Literal('"'))
     if kind == "text":
         return sql.SQL("coalesce(to_json({})::text, 'null')").format(value)
     return sql.SQL("coalesce(({})::text, 'null')").format(value)   # json, geo (jsonb)
 
 
 def _json_object(b: Builder, entity: EntitySet, alias: sql.Identifier, members: Sequence[Member],
-                 base: str, *, link: sql.Composable | None = None) -> sql.Composable:
+                 base: str, *, link: sql.Composable | None = None,
+                 texts: dict[str, sql.Composable] | None = None) -> sql.Composable:
     """The entity as the standard's JSON text, its members in order (`link`: its self link
-    already computed, as a column)."""
+    already computed, as a column; `texts`: fields whose JSON text is already computed)."""
     if link is None:
         link = _self_link(b, entity, alias, b.param(json.dumps(base)[1:-1], "text"))
     parts: list[sql.Composable] = []
     for i, (key, kind, name) in enumerate(members):
         parts.append(sql.Literal(("{" if i == 0 else ",") + json.dumps(key) + ":"))
         if kind == "field":
-            parts.append(_json_value(b, entity, alias, name))
+            parts.append(texts[name] if texts and name in texts else _json_value(b, entity, alias, name))
         elif kind == "self":
             parts += [sql.Literal('"'), link, sql.Literal('"')]
         else:
@@ -239,11 +244,18 @@ def readable_series_ids(conn: psycopg.Connection, params: dict[str, object]) -> 
         return [row[0] for row in conn.execute(statement, params)]
 
 
+class _Utf8Bytes(Loader):
+    """text as the bytes PostgreSQL sent (UTF-8): a page's JSON goes out as it came in."""
+
+    def load(self, data: Buffer) -> bytes:
+        return bytes(data)
+
+
 @dataclass(frozen=True, slots=True)
 class JsonText:
-    """A page as one JSON text: its entities joined by ',' (without the brackets)."""
+    """A page as one JSON text, UTF-8: its entities joined by ',' (without the brackets)."""
 
-    text: str
+    text: bytes
     more: bool                      # entities beyond this page exist
     last: tuple | None              # the keys asked for, of the page's last entity
     per_series: dict[int, int]      # Observations: how many of the page's entities each series holds
@@ -268,12 +280,18 @@ def read_entities_text(
     # ... then its JSON, joined in the order of the sorted subquery (sorted on the number alone,
     # before the texts are built, so that the sort never holds the texts).
     limit_p = b.param(query.skip + limit)   # the numbers count from the first entity, before OFFSET
-    # The self link, which the navigation links repeat, is computed once per entity.
+    # The self link, which the navigation links repeat, is computed once per entity, and so is
+    # the text of a field always equal to another (an Observation's resultTime is its phenomenonTime).
     link = _self_link(b, entity, page, b.param(json.dumps(base)[1:-1], "text"))
+    shared = {name: entity.fields[name].same_as or name for _, kind, name in members
+              if kind == "field" and entity.fields[name].type == "time"}
+    sources = sorted(set(shared.values()))
+    once = [sql.SQL("{} AS {}").format(_json_value(b, entity, page, f), sql.Identifier(f"_text_{f}")) for f in sources]
     text = sql.SQL(
-        "(SELECT string_agg({}, ',') FROM (SELECT *, {} AS _link FROM page AS {} WHERE {} <= {} ORDER BY {}) AS {})"
-    ).format(_json_object(b, entity, ordered, members, base, link=b.column(ordered, "_link")),
-             link, page, n, limit_p, n, ordered)
+        "(SELECT string_agg({}, ',') FROM (SELECT *, {} AS _link{} FROM page AS {} WHERE {} <= {} ORDER BY {}) AS {})"
+    ).format(_json_object(b, entity, ordered, members, base, link=b.column(ordered, "_link"),
+                          texts={name: b.column(ordered, f"_text_{f}") for name, f in shared.items()}),
+             link, sql.SQL("").join(sql.SQL(", ") + c for c in once), page, n, limit_p, n, ordered)
     # The last entity's keys, and the page's count per series, without sorting the page again.
     last = sql.SQL(", ").join([b.column(page, k) for k in keys] or [sql.SQL("NULL")])
     if entity.name == "Observations":
@@ -287,7 +305,8 @@ def read_entities_text(
         " LEFT JOIN (SELECT {} FROM page AS {} WHERE {} = (SELECT least(max(_n), {}) FROM page)) AS l ON true"
     ).format(inner, text, b.param(limit), counts, last, page, n, limit_p)
     with map_errors(f"read {entity.name}"), conn.cursor() as cur:
+        cur.adapters.register_loader("text", _Utf8Bytes)   # no decoding and encoding again of the page
         row = cur.execute(statement, b.params).fetchone()
     body, more, series, numbers, *tail = row
     last_keys = tuple(tail) if keys and tail and tail[0] is not None else None
-    return JsonText(body or "", more, last_keys, dict(zip(series or [], numbers or [])))
+    return JsonText(body or b"", more, last_keys, dict(zip(series or [], numbers or [])))

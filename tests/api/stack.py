@@ -24,6 +24,7 @@ from ingest import IngestOptions, IngestService
 class Stack:
     api: str
     settings: Settings
+    ingest: IngestService
 
 
 @contextmanager
@@ -48,7 +49,7 @@ def running_stack(settings: Settings, broker: DynsecBroker) -> Iterator[Stack]:
         while not ingest.client.connected.wait(0.2):
             assert ingest_thread.is_alive() and time.monotonic() < deadline, "ingest did not subscribe"
         with serving(create_app(settings)) as api:
-            yield Stack(api, settings)
+            yield Stack(api, settings, ingest)
     finally:
         stop.set()
         ingest_thread.join(15)

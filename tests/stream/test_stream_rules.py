@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from stream_batches import batch
 from stream_naive import NaiveRule, time_order
 
-from stream import BatchError, StreamProcessor
+from stream import BatchError, StreamProcessor, ThresholdRules
+from stream._order import Scratch, sort_runs
 
 MINUTE = 60 * 1_000_000
 BASE = 1_764_580_000 * 1_000_000
@@ -115,3 +116,22 @@ def test_many_rules_at_once() -> None:
     assert events_of(result) == [(100, BASE, True), (102, BASE + 2 * MINUTE, True), (102, BASE + 3 * MINUTE, False)]
     proc.rules.add(100, 0, on=5.0)  # replaced: its episode restarts
     assert len(proc.rules) == 3 and proc.rules.active().tolist() == []
+
+
+def test_rules_on_their_own_equal_rules_in_the_walk() -> None:
+    """``ThresholdRules.evaluate`` on a sorted batch gives the events the processor's walk gives."""
+    rng = np.random.default_rng(5)
+    sid = rng.integers(0, 30, 5000).astype(np.int32)
+    t = BASE + np.sort(rng.integers(0, 3600, 5000)) * 1_000_000
+    v = rng.normal(10.0, 3.0, 5000)
+    proc = StreamProcessor()
+    alone = ThresholdRules()
+    for rules in (proc.rules, alone):
+        rules.add(np.arange(30), np.arange(30), on=13.0, off=11.0, hold_s=60)
+        rules.add(np.arange(30, 60), np.arange(30), on=6.0, off=8.0, hold_s=0, above=False)
+    walked = proc.process(sid, t, v).rule_events
+    own = alone.evaluate(sort_runs(sid, t, v, Scratch()))
+    assert len(walked) > 0
+    for f in ("rule_id", "time", "value", "opened"):
+        np.testing.assert_array_equal(getattr(walked, f), getattr(own, f))
+    assert alone.active().tolist() == proc.rules.active().tolist()

@@ -38,7 +38,7 @@ def _served_page_of_one_datastream(conn, params, lab: StaLab) -> None:
     observations = ENTITY_SETS["Observations"]
     page = read_entities_text(conn, params, steps, query, members=members(observations), base="http://x",
                               keys=["_series", "_time"], limit=50)
-    assert page.more and page.text.count('"@iot.id":') == 50
+    assert page.more and page.text.count(b'"@iot.id":') == 50
     assert page.per_series == {lab.series["air-1/pm2_5"]: 50} and page.last[0] == lab.series["air-1/pm2_5"]
 
 

@@ -3,7 +3,8 @@ dynamic security: real paho subscribers receive each Observation as it is commit
 whether it came over MQTT (the ingest worker) or HTTP (the API's pipeline), and the
 broker gives each API key's login only the Datastreams that key may read.
 
-One test per requirement of receive-updates-via-mqtt, named by its id.
+One test per requirement of the two MQTT conformance classes, named by its id:
+create-observations-via-mqtt/observations-creation and receive-updates-via-mqtt/receive-updates.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import paho.mqtt.client as paho
+import psycopg
 import pytest
 from sta_lab import ROOT, StaLab
 from stack import running_stack
@@ -35,7 +37,7 @@ REQ = "http://www.opengis.net/spec/iot_sensing/1.1/req/"
 
 @pytest.fixture
 def stack(fresh_lab: StaLab, dynsec: DynsecBroker):
-    settings = Settings(database_url=fresh_lab.url, mqtt_url=dynsec.url, sta_mqtt_feed=True, dynsec_username=DYNSEC_ADMIN,
+    settings = Settings(database_url=fresh_lab.url, mqtt_url=dynsec.url, dynsec_username=DYNSEC_ADMIN,
                         dynsec_password=dynsec.admin_password)
     with running_stack(settings, dynsec) as running:
         yield running
@@ -90,49 +92,137 @@ def credentials(api: str, headers: dict) -> dict:
     return response.json()
 
 
+def _device(stack, fresh_lab: StaLab, prefix: str) -> tuple[str, dict, int]:
+    """A device onboarded over /v1 with one noise sensor: its name, broker login and Datastream id."""
+    device = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    made = httpx.post(f"{stack.api}/v1/devices", headers=fresh_lab.lab.headers, timeout=30, json={
+        "device": device, "sensors": [{"quantity": "noise", "unit": "dB"}]}).json()
+    thing = httpx.get(f"{stack.api}{ROOT}/Things", headers=fresh_lab.lab.headers,
+                      params={"$filter": f"name eq '{device}'", "$expand": "Datastreams"}).json()["value"][0]
+    return device, made["mqtt"], thing["Datastreams"][0]["@iot.id"]
+
+
+class Device:
+    """A device's own paho client; `publish` answers the broker's PUBACK reason."""
+
+    def __init__(self, login: dict, url: str) -> None:
+        parts = urlsplit(url)
+        self.acks: queue.Queue = queue.Queue(maxsize=100)
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=login["client_id"], protocol=paho.MQTTv5)
+        self.client.username_pw_set(login["username"], login["password"])
+        self.client.on_publish = lambda c, u, mid, reason, p: self.acks.put(reason)
+        self.client.connect(parts.hostname, parts.port)
+        self.client.loop_start()
+
+    def publish(self, topic: str, body: object) -> bool:
+        payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.client.publish(topic, payload, qos=1)
+        return not self.acks.get(timeout=15).is_failure
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def committed(sub: Subscriber) -> tuple[str, dict]:
+    """The next committed Observation (the broker also relays a device's own publish as it is)."""
+    while True:
+        topic, body = sub.next()
+        if "@iot.id" in body:
+            return topic, body
+
+
 def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
-    """Observations of a Datastream reach its topic once committed, from HTTP and from MQTT ingest."""
+    """Observations reach the topics of their Datastream and FeatureOfInterest once committed,
+    from HTTP and from MQTT ingest; a new Datastream reaches its Thing's Datastreams topic."""
     series = fresh_lab.series["noise-2/noise"]
     creds = credentials(stack.api, fresh_lab.lab.headers)
     topic = f"v1.1/Datastreams({series})/Observations"
-    assert topic in creds["topics"]
+    feature = f"v1.1/FeaturesOfInterest({fresh_lab.things['noise-2']})/Observations"
+    assert topic in creds["topics"] and feature in creds["topics"]
     with subscriber(creds) as sub:
-        assert sub.subscribe(topic)
+        assert sub.subscribe(topic) and sub.subscribe(feature)
         # over HTTP, through the API's pipeline
         posted = httpx.post(f"{stack.api}{ROOT}/Datastreams({series})/Observations", headers=fresh_lab.lab.headers,
-                            json={"result": 71.5, "phenomenonTime": "2025-03-05T10:00:00Z"}, timeout=30)
+                            json={"result": 71.5, "phenomenonTime": "2025-03-05T10:00:00Z"},
+                            timeout=90)   # the API's first write opens its pipeline and its feed's login
         assert posted.status_code == 201, posted.text
-        got_topic, body = sub.next()
-        assert got_topic == topic
-        assert body == {"@iot.id": f"{series}-1741168800000000", "phenomenonTime": "2025-03-05T10:00:00.000000Z",
-                        "resultTime": "2025-03-05T10:00:00.000000Z", "result": 71.5}
-        assert posted.json()["@iot.id"] == body["@iot.id"]
+        received = dict([sub.next(), sub.next()])
+        assert set(received) == {topic, feature}
+        for body in received.values():
+            assert body == {"@iot.id": f"{series}-1741168800000000", "phenomenonTime": "2025-03-05T10:00:00.000000Z",
+                            "resultTime": "2025-03-05T10:00:00.000000Z", "result": 71.5}
+        assert posted.json()["@iot.id"] == received[topic]["@iot.id"]
         # over MQTT, through the ingest worker: a device onboarded with its broker login
-        device = f"mq-{uuid.uuid4().hex[:6]}"
-        made = httpx.post(f"{stack.api}/v1/devices", headers=fresh_lab.lab.headers, timeout=30, json={
-            "device": device, "sensors": [{"quantity": "noise", "unit": "dB"}]}).json()
-        thing = httpx.get(f"{stack.api}{ROOT}/Things", headers=fresh_lab.lab.headers,
-                          params={"$filter": f"name eq '{device}'", "$expand": "Datastreams"}).json()["value"][0]
-        new_series = thing["Datastreams"][0]["@iot.id"]
+        device, login, new_series = _device(stack, fresh_lab, "mq")
         with subscriber(credentials(stack.api, fresh_lab.lab.headers)) as fresh_sub:
             new_topic = f"v1.1/Datastreams({new_series})/Observations"
             assert fresh_sub.subscribe(new_topic)
-            publisher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=made["mqtt"]["client_id"],
-                                    protocol=paho.MQTTv5)
-            publisher.username_pw_set(made["mqtt"]["username"], made["mqtt"]["password"])
-            parts = urlsplit(stack.settings.mqtt_url)
-            publisher.connect(parts.hostname, parts.port)
-            publisher.loop_start()
+            publisher = Device(login, stack.settings.mqtt_url)
             try:
                 pack = Pack("boot-1", 1, (Record(f"{device}/noise", 55.25, 1741168860.0, "dB"),))
-                publisher.publish(up_topic("lab", device), encode_pack(pack, content_type=SENML_JSON), qos=1)
+                assert publisher.publish(up_topic("lab", device), encode_pack(pack, content_type=SENML_JSON))
                 got_topic, body = fresh_sub.next()
             finally:
-                publisher.disconnect()
-                publisher.loop_stop()
+                publisher.close()
         assert got_topic == new_topic and body["result"] == 55.25 and body["@iot.id"] == f"{new_series}-1741168860000000"
         # the first subscriber was not subscribed to the new Datastream
         assert sub.messages.empty()
+    # a Thing's new Datastream reaches the Thing's Datastreams topic, as the entity a read answers
+    thing = fresh_lab.things["noise-2"]
+    datastreams = f"v1.1/Things({thing})/Datastreams"
+    creds = credentials(stack.api, fresh_lab.lab.headers)
+    assert datastreams in creds["topics"]
+    with subscriber(creds) as sub:
+        assert sub.subscribe(datastreams)
+        op = httpx.get(f"{stack.api}{ROOT}/ObservedProperties", headers=fresh_lab.lab.headers,
+                       params={"$filter": "name eq 'PM10'"}).json()["value"][0]
+        created = httpx.post(f"{stack.api}{ROOT}/Things({thing})/Datastreams", headers=fresh_lab.lab.headers,
+                             timeout=30, json={"unitOfMeasurement": {"name": "microgram per cubic metre"},
+                                               "ObservedProperty": {"@iot.id": op["@iot.id"]}})
+        assert created.status_code == 201, created.text
+        got_topic, body = sub.next()
+    assert got_topic == datastreams and body == created.json()
+
+
+def test_req_create_observations_via_mqtt_observations_creation(stack, fresh_lab: StaLab):
+    """A device publishes an Observation on its Datastream's topic; it goes through the ingest
+    pipeline (stored once, a bad one dead-lettered) and its notification follows."""
+    _, login, series = _device(stack, fresh_lab, "sta-mq")
+    topic = f"v1.1/Datastreams({series})/Observations"
+    observations = f"{stack.api}{ROOT}/Datastreams({series})/Observations"
+    device = Device(login, stack.settings.mqtt_url)
+    try:
+        with subscriber(credentials(stack.api, fresh_lab.lab.headers)) as sub:
+            assert sub.subscribe(topic)
+            assert device.publish(topic, {"result": 61.5, "phenomenonTime": "2025-03-05T11:00:00Z"})
+            got_topic, body = committed(sub)
+            assert got_topic == topic
+            assert body == {"@iot.id": f"{series}-1741172400000000", "phenomenonTime": "2025-03-05T11:00:00.000000Z",
+                            "resultTime": "2025-03-05T11:00:00.000000Z", "result": 61.5}
+            served = httpx.get(observations, headers=fresh_lab.lab.headers, params={"$count": "true"}).json()
+            assert served["@iot.count"] == 1 and served["value"][0]["result"] == 61.5
+            # the same Observation again is a duplicate; a second one is stored
+            assert device.publish(topic, {"result": 61.5, "phenomenonTime": "2025-03-05T11:00:00Z"})
+            assert device.publish(topic, {"result": 62.0, "phenomenonTime": "2025-03-05T11:01:00Z"})
+            assert committed(sub)[1]["result"] == 62.0
+            assert httpx.get(observations, headers=fresh_lab.lab.headers,
+                             params={"$count": "true"}).json()["@iot.count"] == 2
+            # a result that is not a number is a dead letter with its reason, never silently dropped
+            assert device.publish(topic, {"result": "loud", "phenomenonTime": "2025-03-05T11:02:00Z"})
+            with psycopg.connect(fresh_lab.url, autocommit=True) as conn:
+                deadline = time.monotonic() + 20
+                while not (letters := conn.execute("SELECT reason FROM dead_letters WHERE topic = %s",
+                                                   (topic,)).fetchall()):
+                    assert time.monotonic() < deadline, "the bad Observation was not dead-lettered"
+                    threading.Event().wait(0.1)   # polling the database for the condition
+            assert letters == [("bad_value",)]
+        # the broker takes a device's Observations for its own Datastreams only
+        assert not device.publish(f"v1.1/Datastreams({fresh_lab.series['noise-2/noise']})/Observations",
+                                  {"result": 1.0})
+        assert not device.publish("v1.1/Observations", {"result": 1.0, "Datastream": {"@iot.id": series}})
+    finally:
+        device.close()
 
 
 def test_req_receive_updates_via_mqtt_acl_follows_the_key(stack, fresh_lab: StaLab):
@@ -179,11 +269,12 @@ def test_deleting_a_thing_deletes_its_broker_login(stack, fresh_lab: StaLab):
 
 def test_landing_page_announces_the_broker(stack, fresh_lab: StaLab):
     body = httpx.get(f"{stack.api}{ROOT}", timeout=30).json()["serverSettings"]
-    assert REQ + "receive-updates-via-mqtt" in body["conformance"]
-    assert body[REQ + "receive-updates-via-mqtt"]["endpoints"] == [stack.settings.mqtt_url]
+    for requirement in ("receive-updates-via-mqtt/receive-updates", "create-observations-via-mqtt/observations-creation"):
+        assert REQ + requirement in body["conformance"]
+        assert body[REQ + requirement]["endpoints"] == [stack.settings.mqtt_url]
 
 
 def test_mqtt_credentials_need_the_broker(sta, sta_lab: StaLab):
-    assert REQ + "receive-updates-via-mqtt" not in sta.get(ROOT).json()["serverSettings"]["conformance"]
+    assert REQ + "receive-updates-via-mqtt/receive-updates" not in sta.get(ROOT).json()["serverSettings"]["conformance"]
     response = sta.post(f"{ROOT}/MqttCredentials")
     assert response.status_code == 503 and "dynamic security" in response.json()["detail"]
