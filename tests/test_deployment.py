@@ -229,7 +229,7 @@ def test_grafana_provisioning(services: dict) -> None:
     assert (GRAFANA / "dashboards" / "json").is_dir()
     # the generated dashboards are what Grafana provisions, and they name this data source
     names = sorted(p.name for p in (GRAFANA / "dashboards" / "json").glob("*.json"))
-    assert names == ["anomalies.json", "city-overview.json", "data-quality.json", "fleet-health.json"]
+    assert names == ["alarms.json", "anomalies.json", "city-overview.json", "data-quality.json", "fleet-health.json"]
     for name in names:
         text = (GRAFANA / "dashboards" / "json" / name).read_text()
         assert '"__generated"' in text and f'"uid": "{source["uid"]}"' in text

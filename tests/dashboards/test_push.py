@@ -105,7 +105,7 @@ def test_push_provisions_datasource_folder_and_dashboards(grafana: FakeGrafana, 
     assert {b["folderUid"] for b in grafana.dashboards.values()} == {"citylab"}
     assert all(b["overwrite"] for b in grafana.dashboards.values())
     assert set(grafana.dashboards) == {"citylab-city-overview", "citylab-fleet-health", "citylab-anomalies",
-                                      "citylab-data-quality"}
+                                      "citylab-data-quality", "citylab-alarms"}
 
     again = push(url, "glsa_test", database_url=database)
     assert (again.datasource, again.folder) == ("updated", "exists")
