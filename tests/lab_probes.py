@@ -15,7 +15,7 @@ import httpx
 __all__ = ["health_if", "read_json", "stop_lab", "wait"]
 
 
-def wait(probe: Callable[[], object], timeout: float, what: str) -> object:
+def wait(probe: Callable[[], object], timeout: float = 30.0, what: str = "a condition") -> object:
     """`probe()`'s first true value, asked every 0.1 s for up to `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

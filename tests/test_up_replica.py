@@ -10,24 +10,18 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
+from functools import partial
 from pathlib import Path
 
 import httpx
 import pytest
+from lab_probes import wait
 from test_lab import _alive, _descendants
 
 pytestmark = pytest.mark.slow
 
 
-def wait_until(predicate, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.5)
+wait_until = partial(wait, timeout=120.0)
 
 
 def _health(api_url: str) -> dict:

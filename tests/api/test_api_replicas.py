@@ -18,11 +18,13 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 
 import httpx
 import psycopg
 import pytest
+from lab_probes import wait
 from ngsild_lab import T0, link, seed
 from test_ngsild_subscriptions import Receiver, subscription
 from testbed import Tenant, make_tenant
@@ -61,14 +63,7 @@ def _answers(url: str, proc: subprocess.Popen) -> bool:
         return False
 
 
-def wait_until(predicate, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.1)
+wait_until = partial(wait, timeout=120.0)
 
 
 @pytest.fixture(scope="module")

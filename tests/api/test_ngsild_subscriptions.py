@@ -11,14 +11,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import paho.mqtt.client as paho
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from paho.mqtt.enums import CallbackAPIVersion
+from lab_probes import wait
 from ngsild_lab import ERR, T0, NgsiLab, context_url, link, seed
+from paho.mqtt.enums import CallbackAPIVersion
 from testbed import Tenant, make_tenant
 
 from api import create_app
@@ -108,14 +110,7 @@ def observe(client: TestClient, device: str, value: float, minute: int) -> None:
     assert r.status_code == 204, r.text
 
 
-def wait_until(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+wait_until = partial(wait, timeout=20.0)
 
 
 def test_notification_after_commit_with_status(client: TestClient, receiver: Receiver) -> None:

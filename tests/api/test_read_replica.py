@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from lab_probes import wait
 from ngsild_lab import link
 from seeded_lab import seed
 from testbed import make_tenant
@@ -60,14 +61,7 @@ def cluster() -> Iterator[Cluster]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def wait_until(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.05)
+wait_until = partial(wait, timeout=30.0)
 
 
 def _connects(url: str) -> bool:
