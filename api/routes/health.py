@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 
+import psycopg
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool
@@ -38,9 +39,24 @@ def _probe_database(pool: ConnectionPool) -> ComponentHealth:
         with map_errors("health check"), pool.connection(timeout=HEALTH_TIMEOUT_S) as conn:
             ping(conn)
     except StorageError as exc:
+        # After a restart of the server the pool reconnects with backoff; the server itself decides.
+        if _answers_directly(pool):
+            logger.warning("health: the API's pool is still reconnecting: %s", exc)
+            return ComponentHealth("database", True, "answers; the API's connections are being re-established")
         logger.warning("health: %s", exc)
         return ComponentHealth("database", False, "the database does not answer")
     return ComponentHealth("database", True)
+
+
+def _answers_directly(pool: ConnectionPool) -> bool:
+    """Does the server answer a connection of its own, outside the pool?"""
+    kwargs = {**(pool.kwargs or {}), "connect_timeout": int(HEALTH_TIMEOUT_S), "autocommit": True}
+    try:
+        with psycopg.connect(pool.conninfo, **kwargs) as conn:
+            ping(conn)
+    except (psycopg.Error, StorageError):
+        return False
+    return True
 
 
 def component_health(app: FastAPI) -> list[ComponentHealth]:
