@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 
 import paho.mqtt.client as paho
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from lab_probes import wait
 from paho.mqtt.enums import CallbackAPIVersion
 from testbed import DynsecBroker, broker_accepts, make_tenant
 
@@ -108,10 +108,8 @@ def test_integration_login_publishes_its_topics_only_and_ingest_stores_own_dev_e
         # any other topic is refused by the broker: 135 not authorised
         assert _puback(network_server, "v3/other-app@city/devices/x/up", _uplink("0004A30B001C0530", "x", 3)) == 135
         assert _puback(network_server, f"lab/{city.slug}/node-1/up", b"[]") == 135
-        deadline = time.monotonic() + 20
-        while service.totals["packs_stored"] + service.totals["packs_dead_lettered"] < 3:
-            assert time.monotonic() < deadline, service.totals
-            time.sleep(0.05)
+        wait(lambda: service.totals["packs_stored"] + service.totals["packs_dead_lettered"] >= 3, 20,
+             "three uplinks taken")
     finally:
         if network_server is not None:
             network_server.loop_stop()
@@ -144,10 +142,7 @@ def test_a_refused_subscription_is_reported(testbed_settings: Settings, dynsec: 
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not service.client.refused_subscriptions:
-            assert time.monotonic() < deadline, "no SUBACK refusal seen"
-            time.sleep(0.05)
+        wait(lambda: service.client.refused_subscriptions, 20, "a SUBACK refusal")
         assert set(service.client.refused_subscriptions) == set(LORAWAN_FILTERS)
         assert all("authori" in code.lower() for code in service.client.refused_subscriptions.values())
         assert not service.client.connected.is_set()
@@ -258,10 +253,8 @@ def test_chirpstack_documentation_events_through_its_integration_login(
         for event, doc in events.items():
             topic = f"application/{app}/device/0101010101010101/event/{event}"
             assert _puback(network_server, topic, json.dumps(doc).encode()) < 128
-        deadline = time.monotonic() + 20
-        while service.totals["packs_stored"] + service.totals["packs_dead_lettered"] < 3:
-            assert time.monotonic() < deadline, service.totals
-            time.sleep(0.05)
+        wait(lambda: service.totals["packs_stored"] + service.totals["packs_dead_lettered"] >= 3, 20,
+             "three uplinks taken")
     finally:
         if network_server is not None:
             network_server.loop_stop()

@@ -14,7 +14,6 @@ import secrets
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import paho.mqtt.client as paho
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
+from lab_probes import wait
 from paho.mqtt.enums import CallbackAPIVersion
 from testbed import Tenant, make_tenant
 
@@ -117,10 +117,7 @@ def _service(database: str, mqtt_broker, org: str) -> tuple[IngestService, threa
 
 
 def _wait(condition, what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
+    wait(condition, timeout, what)
 
 
 def _subscribed(service: IngestService, integration_id: int) -> bool:

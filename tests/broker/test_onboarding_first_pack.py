@@ -15,6 +15,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 from stack import running_stack  # noqa: E402
+from lab_probes import wait
 from testbed import DYNSEC_ADMIN, dynsec_broker, make_tenant  # noqa: E402
 
 from citylab.settings import Settings  # noqa: E402
@@ -46,9 +47,7 @@ def test_each_onboarded_device_first_pack_is_stored(database: str, services_dir:
                 device = api.post("/v1/devices", headers=tenant.headers, json={"device": f"g-{i}"}).json()
                 pack = f'[{{"bt": {now}, "bn": "g-{i}/", "bid": "b", "seq": 0, "n": "t", "u": "Cel", "v": {i}}}]'
                 _publish(device["mqtt"], f"{device['topic_prefix']}up", pack)
-                deadline = time.monotonic() + 20
-                while totals["packs_received"] <= i and time.monotonic() < deadline:
-                    time.sleep(0.02)
+                wait(lambda i=i: totals["packs_received"] > i, 20, f"g-{i}'s pack to be received")
             assert (totals["packs_received"], totals["packs_stored"], totals["packs_dead_lettered"]) == \
                 (DEVICES, DEVICES, 0)
             with psycopg.connect(database) as conn:

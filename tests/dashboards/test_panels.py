@@ -18,6 +18,7 @@ import pytest
 
 from dashboards import Query, all_dashboards, expand_macros
 from demo_lab import DEMO_ORG, DemoLab, publish_demo_product
+from lab_probes import wait
 
 from citylab.broker_security import DynSec
 from storage import capabilities, connect
@@ -48,12 +49,10 @@ def _publish_garbage(lab: DemoLab) -> None:
     finally:
         client.loop_stop()
         client.disconnect()
-    deadline = time.monotonic() + 30
     with connect(lab.database_url, autocommit=True) as conn:
-        while not conn.execute("SELECT 1 FROM dead_letters WHERE topic = %s",
-                               (f"lab/{DEMO_ORG}/not-a-device/up",)).fetchone():
-            assert time.monotonic() < deadline, "ingest wrote no dead letter for the garbage pack"
-            time.sleep(0.2)
+        wait(lambda: conn.execute("SELECT 1 FROM dead_letters WHERE topic = %s",
+                                  (f"lab/{DEMO_ORG}/not-a-device/up",)).fetchone(), 30,
+             "ingest's dead letter for the garbage pack")
 
 
 @pytest.fixture(scope="module")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import time
 
 import psycopg
 import pytest
+from lab_probes import wait
 from sta_lab import ROOT, StaLab, client_of
 
 
@@ -91,7 +91,5 @@ def test_the_write_pipeline_closes_with_the_app(fresh_lab: StaLab):
                                json={"result": 1.0, "phenomenonTime": "2025-03-02T10:00:00Z"})
         assert response.status_code == 201
         assert ingest_connections() == 2
-    deadline = time.monotonic() + 10   # a closed connection's backend leaves pg_stat_activity soon after
-    while ingest_connections() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ingest_connections() == 0
+    # a closed connection's backend leaves pg_stat_activity soon after
+    wait(lambda: ingest_connections() == 0, 10, "the face's ingest connections to close")
