@@ -5,13 +5,20 @@ device of another organisation (`other`) that `lab` may not read."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
+import pytest
+from fastapi.testclient import TestClient
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
+from testbed import Tenant, make_tenant
+
+from api import create_app
+from citylab.settings import Settings
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 SDM = Path(__file__).resolve().parents[3] / "shared" / "data" / "smart-data-models"
@@ -86,3 +93,23 @@ REGISTRY = _registry()
 def validator(model: str) -> Draft202012Validator:
     schema = json.loads((SDM / DOMAIN[model] / model / "schema.json").read_text())
     return Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker())
+
+
+# The fixtures of a lab seeded for the NGSI-LD face, its provider and a client allowed loopback
+# notification endpoints and @context URLs.
+
+@pytest.fixture
+def ngsi_lab(database: str) -> NgsiLab:
+    return seed(database)
+
+
+@pytest.fixture
+def tenant(ngsi_lab: NgsiLab) -> Tenant:
+    return make_tenant(ngsi_lab.url, name="Lab", kind="provider", slug="lab")
+
+
+@pytest.fixture
+def client(ngsi_lab: NgsiLab, tenant: Tenant) -> Iterator[TestClient]:
+    settings = Settings(database_url=ngsi_lab.url, outbound_allow_loopback=True)
+    with TestClient(create_app(settings), headers=tenant.headers) as client:
+        yield client

@@ -13,11 +13,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from ngsild_lab import ERR, T0, NgsiLab, link, seed, validator
-from testbed import Tenant, add_key, make_tenant
+from ngsild_lab import ERR, T0, NgsiLab, client, link, ngsi_lab, tenant, validator  # noqa: F401 (fixtures)
+from testbed import Tenant, add_key
 
-from api import create_app
-from citylab.settings import Settings
 
 BASE = "/ngsi-ld/v1"
 LD = {"Content-Type": "application/ld+json"}
@@ -29,23 +27,6 @@ BUILDING_CONTEXT = {"Building": "https://example.org/city#Building", "floors": "
 
 def iso(t) -> str:
     return t.isoformat().replace("+00:00", "Z")
-
-
-@pytest.fixture
-def ngsi_lab(database: str) -> NgsiLab:
-    return seed(database)
-
-
-@pytest.fixture
-def tenant(ngsi_lab: NgsiLab) -> Tenant:
-    return make_tenant(ngsi_lab.url, name="Lab", kind="provider", slug="lab")
-
-
-@pytest.fixture
-def client(ngsi_lab: NgsiLab, tenant: Tenant) -> Iterator[TestClient]:
-    settings = Settings(database_url=ngsi_lab.url, outbound_allow_loopback=True)
-    with TestClient(create_app(settings), headers=tenant.headers) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")

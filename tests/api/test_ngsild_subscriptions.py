@@ -19,9 +19,9 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from lab_probes import wait
-from ngsild_lab import ERR, T0, NgsiLab, context_url, link, seed
+from ngsild_lab import ERR, T0, NgsiLab, client, context_url, link, ngsi_lab, tenant  # noqa: F401 (fixtures)
 from paho.mqtt.enums import CallbackAPIVersion
-from testbed import Tenant, make_tenant
+from testbed import Tenant
 
 from api import create_app
 from citylab.settings import Settings
@@ -78,23 +78,6 @@ def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture
-def ngsi_lab(database: str) -> NgsiLab:
-    return seed(database)
-
-
-@pytest.fixture
-def tenant(ngsi_lab: NgsiLab) -> Tenant:
-    return make_tenant(ngsi_lab.url, name="Lab", kind="provider", slug="lab")
-
-
-@pytest.fixture
-def client(ngsi_lab: NgsiLab, tenant: Tenant) -> Iterator[TestClient]:
-    settings = Settings(database_url=ngsi_lab.url, outbound_allow_loopback=True)
-    with TestClient(create_app(settings), headers=tenant.headers) as client:
-        yield client
 
 
 def subscription(uri: str, **extra) -> dict:
