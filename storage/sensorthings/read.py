@@ -200,18 +200,28 @@ def _json_object(b: Builder, entity: EntitySet, alias: sql.Identifier, members: 
     already computed, as a column; `texts`: fields whose JSON text is already computed)."""
     if link is None:
         link = _self_link(b, entity, alias, b.param(json.dumps(base)[1:-1], "text"))
-    parts: list[sql.Composable] = []
+    parts: list[str | sql.Composable] = []   # str: constant JSON text
     for i, (key, kind, name) in enumerate(members):
-        parts.append(sql.Literal(("{" if i == 0 else ",") + json.dumps(key) + ":"))
-        if kind == "field":
-            parts.append(texts[name] if texts and name in texts else _json_value(b, entity, alias, name))
+        parts.append(("{" if i == 0 else ",") + json.dumps(key) + ":")
+        if kind == "field" and texts and name in texts:
+            parts.append(texts[name])
+        elif kind == "field" and name == "id" and entity.name == "Observations":   # digits and '-'
+            parts += ['"', b.output(entity, alias, name), '"']
+        elif kind == "field":
+            parts.append(_json_value(b, entity, alias, name))
         elif kind == "self":
-            parts += [sql.Literal('"'), link, sql.Literal('"')]
+            parts += ['"', link, '"']
         else:
-            parts += [sql.Literal('"'), link, sql.Literal(json.dumps(f"/{name}")[1:])]
-    parts.append(sql.Literal("}" if members else "{}"))
+            parts += ['"', link, json.dumps(f"/{name}")[1:]]
+    parts.append("}" if members else "{}")
+    merged: list[str | sql.Composable] = []   # adjacent constant pieces as one literal: fewer arguments
+    for part in parts:
+        if merged and isinstance(part, str) and isinstance(merged[-1], str):
+            merged[-1] += part
+        else:
+            merged.append(part)
     # concat() copies once; a chain of || copies the growing text at every step
-    return sql.SQL("concat({})").format(sql.SQL(", ").join(parts))
+    return sql.SQL("concat({})").format(sql.SQL(", ").join(sql.Literal(p) if isinstance(p, str) else p for p in merged))
 
 
 def read_entities_json(
@@ -257,7 +267,7 @@ class JsonText:
 
     text: bytes
     more: bool                      # entities beyond this page exist
-    last: tuple | None              # the keys asked for, of the page's last entity
+    last: tuple | None              # the keys asked for, of the page's last entity when more follow
     per_series: dict[int, int]      # Observations: how many of the page's entities each series holds
 
 
@@ -266,47 +276,68 @@ def read_entities_text(
     members: Sequence[Member], base: str, keys: Sequence[str], limit: int,
 ) -> JsonText:
     """Like read_entities_json, the whole page joined by PostgreSQL into one text: one row
-    crosses the wire, and no Python touches an entity (the fast path for Observations)."""
+    crosses the wire, and no Python touches an entity (the fast path for Observations).
+
+    One pass: the page in order (one more entity than asked, to know whether more follow),
+    numbered, then one aggregate over it that joins the texts in that order, counts, and picks
+    the last entity's keys and, for Observations, where each run of one series starts.
+    """
     entity = ENTITY_SETS[steps[-1].entity]
+    observations = entity.name == "Observations"
     b = Builder(params)
     alias, page, ordered = b.alias(), b.alias(), b.alias()
     order = b.order(query.orderby, entity, alias)
-    n = b.column(page, "_n")
-    # The page in order (one more entity than asked, to know whether more follow), numbered ...
+    window = sql.SQL("(ORDER BY {})").format(order)
+    # lag() shares row_number()'s window: the runs of one series cost no second sort.
+    prev = sql.SQL(", lag({}) OVER {} AS _prev").format(b.column(alias, "_series"), window) if observations else sql.SQL("")
     inner = sql.SQL(
-        "SELECT {}.*, row_number() OVER (ORDER BY {}) AS _n FROM {} AS {} WHERE {} ORDER BY {} OFFSET {} LIMIT {}"
-    ).format(alias, order, b.source(entity), alias, _where(b, entity, alias, steps, query), order,
+        "SELECT {}.*, row_number() OVER {} AS _n{} FROM {} AS {} WHERE {} ORDER BY {} OFFSET {} LIMIT {}"
+    ).format(alias, window, prev, b.source(entity), alias, _where(b, entity, alias, steps, query), order,
              b.param(query.skip), b.param(limit + 1))
-    # ... then its JSON, joined in the order of the sorted subquery (sorted on the number alone,
-    # before the texts are built, so that the sort never holds the texts).
-    limit_p = b.param(query.skip + limit)   # the numbers count from the first entity, before OFFSET
     # The self link, which the navigation links repeat, is computed once per entity, and so is
-    # the text of a field always equal to another (an Observation's resultTime is its phenomenonTime).
+    # the text of a field always equal to another (an Observation's resultTime is its
+    # phenomenonTime); OFFSET 0 keeps them columns (not inlined three times into the aggregate).
     link = _self_link(b, entity, page, b.param(json.dumps(base)[1:-1], "text"))
     shared = {name: entity.fields[name].same_as or name for _, kind, name in members
               if kind == "field" and entity.fields[name].type == "time"}
     sources = sorted(set(shared.values()))
     once = [sql.SQL("{} AS {}").format(_json_value(b, entity, page, f), sql.Identifier(f"_text_{f}")) for f in sources]
-    text = sql.SQL(
-        "(SELECT string_agg({}, ',') FROM (SELECT *, {} AS _link{} FROM page AS {} WHERE {} <= {} ORDER BY {}) AS {})"
-    ).format(_json_object(b, entity, ordered, members, base, link=b.column(ordered, "_link"),
-                          texts={name: b.column(ordered, f"_text_{f}") for name, f in shared.items()}),
-             link, sql.SQL("").join(sql.SQL(", ") + c for c in once), page, n, limit_p, n, ordered)
-    # The last entity's keys, and the page's count per series, without sorting the page again.
-    last = sql.SQL(", ").join([b.column(page, k) for k in keys] or [sql.SQL("NULL")])
-    if entity.name == "Observations":
-        counts = sql.SQL("SELECT array_agg(g.s ORDER BY g.s), array_agg(g.c ORDER BY g.s) FROM"
-                         " (SELECT {s} AS s, count(*) AS c FROM page AS {p} WHERE {n} <= {lim} GROUP BY 1) AS g").format(
-            s=b.column(page, "_series"), p=page, n=n, lim=limit_p)
+    middle = sql.SQL("SELECT {}.*, {} AS _link{} FROM ({}) AS {} OFFSET 0").format(
+        page, link, sql.SQL("").join(sql.SQL(", ") + c for c in once), inner, page)
+    n = b.column(ordered, "_n")
+    in_page = sql.SQL("{} <= {}").format(n, b.param(query.skip + limit))   # numbered before OFFSET
+    at_last = sql.SQL("{} = {}").format(n, b.param(query.skip + limit))
+    text = _json_object(b, entity, ordered, members, base, link=b.column(ordered, "_link"),
+                        texts={name: b.column(ordered, f"_text_{f}") for name, f in shared.items()})
+    if observations:
+        series = b.column(ordered, "_series")
+        # lag() looks past OFFSET too: the page's first entity starts a run whatever precedes it
+        starts = sql.SQL("{} AND ({} = {} OR {} IS DISTINCT FROM {})").format(
+            in_page, n, b.param(query.skip + 1), series, b.column(ordered, "_prev"))
+        runs = sql.SQL("array_agg({s}) FILTER (WHERE {w}), array_agg({n}) FILTER (WHERE {w}), "
+                       "count(*) FILTER (WHERE {p})").format(s=series, n=n, w=starts, p=in_page)
     else:
-        counts = sql.SQL("SELECT NULL, NULL")
-    statement = sql.SQL(
-        "WITH page AS MATERIALIZED ({}) SELECT {}, (SELECT count(*) FROM page) > {}, c.*, l.* FROM ({}) AS c"
-        " LEFT JOIN (SELECT {} FROM page AS {} WHERE {} = (SELECT least(max(_n), {}) FROM page)) AS l ON true"
-    ).format(inner, text, b.param(limit), counts, last, page, n, limit_p)
+        runs = sql.SQL("NULL, NULL, NULL")
+    last = [sql.SQL("(array_agg({}) FILTER (WHERE {}))[1]").format(b.column(ordered, k), at_last) for k in keys]
+    # The aggregate reads the page in the order the subquery returns it (a plain aggregate
+    # over a LIMIT: no parallel plan, no reordering).
+    statement = sql.SQL("SELECT string_agg({}, ',') FILTER (WHERE {}), count(*) > {}, {}{} FROM ({}) AS {}").format(
+        text, in_page, b.param(limit), runs, sql.SQL("").join(sql.SQL(", ") + c for c in last), middle, ordered)
     with map_errors(f"read {entity.name}"), conn.cursor() as cur:
         cur.adapters.register_loader("text", _Utf8Bytes)   # no decoding and encoding again of the page
         row = cur.execute(statement, b.params).fetchone()
-    body, more, series, numbers, *tail = row
+    body, more, run_series, run_starts, served, *tail = row
     last_keys = tuple(tail) if keys and tail and tail[0] is not None else None
-    return JsonText(body or b"", more, last_keys, dict(zip(series or [], numbers or [])))
+    return JsonText(body or b"", more, last_keys, _per_series(run_series or [], run_starts or [], served or 0))
+
+
+def _per_series(run_series: list[int], run_starts: list[int], served: int) -> dict[int, int]:
+    """Entities per series from the runs of one series: run k starts at number run_starts[k]
+    and ends where the next starts (the last one after the `served`-th entity of the page)."""
+    counts: dict[int, int] = {}
+    if not run_starts:
+        return counts
+    ends = [*run_starts[1:], run_starts[0] + served]
+    for s, start, end in zip(run_series, run_starts, ends):
+        counts[s] = counts.get(s, 0) + end - start
+    return counts
