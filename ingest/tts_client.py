@@ -18,8 +18,9 @@ server sent while ingest was away is not sent again (its Storage Integration kee
 them for a backfill). The pipeline de-duplicates by reception time, so the same
 application also bridged to citylab's broker, or subscribed by several workers, is
 stored once. A refused CONNACK (a wrong API key) or SUBACK (a key without the right
-to the application's traffic) is logged and kept in `refused()`: the metric
-`citylab_subscription_refused` and `/health` name it. A message on a topic outside
+to the application's traffic), and a server that does not answer (until it does), are
+logged and kept in `refused()`: the metric `citylab_subscription_refused` and `/health`
+name it. A message on a topic outside
 the integration's own filters is logged, counted and not taken: one organisation's
 server cannot speak for another's application.
 """
@@ -80,6 +81,7 @@ class ServerClient:
 
     # -- paho's network thread ---------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.refused = {}   # reachable again: the CONNACK and the SUBACK say what holds now
         if reason_code.is_failure:
             self.refused = {f: f"connection refused: {reason_code}" for f in self.filters}
             logger.error("%s: %s:%d refused the connection as %s: %s", self.server, self.address.host,
@@ -88,6 +90,9 @@ class ServerClient:
         _, self._subscribe_mid = client.subscribe([(f, 0) for f in self.filters])
 
     def _on_connect_fail(self, client, userdata) -> None:
+        # Counted as a refusal of every filter, so that /health names the server, until it answers.
+        self.refused = {f: f"unreachable: {self.address.host}:{self.address.port} does not answer"
+                        for f in self.filters}
         logger.warning("%s: cannot reach %s:%d; retrying", self.server, self.address.host, self.address.port)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:

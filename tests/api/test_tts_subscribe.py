@@ -27,7 +27,7 @@ from testbed import Tenant, make_tenant
 
 from api import create_app
 from citylab.broker_security import DynSec
-from citylab.embedded import MosquittoServer, start_mosquitto
+from citylab.embedded import MosquittoServer, free_port, start_mosquitto
 from citylab.settings import Settings
 from ingest import IngestOptions, IngestService
 from protocol.topics import ingest_filters
@@ -258,3 +258,41 @@ def test_a_refused_subscription_makes_health_degraded(database: str, mqtt_broker
     finally:
         stop.set()
         thread.join(15)
+
+
+def test_an_unreachable_network_server_is_named_until_it_answers(database: str, mqtt_broker, org: str,
+                                                                 services_dir: Path) -> None:
+    """A subscribe-mode integration whose server does not answer (nothing listens on its port)
+    shows in /health as refused with the reason `unreachable`, and is gone from it once a server
+    answers there and grants the subscriptions."""
+    port = free_port()
+    city = make_tenant(database, name=f"Far {secrets.token_hex(3)}", kind="provider")
+    app = f"far-{secrets.token_hex(3)}"
+    with TestClient(create_app(Settings(database_url=database))) as api:
+        answer = api.post("/v1/integrations", headers=city.headers, json={
+            "kind": "tts", "application_id": app, "tenant_id": "city",
+            "server": {"url": f"mqtt://127.0.0.1:{port}", "username": f"{app}@city", "api_key": "NNSXS.FAR"}})
+        assert answer.status_code == 201, answer.text
+        server = f"integration-{answer.json()['id']}"
+    service, stop, thread = _service(database, mqtt_broker, org)
+    revived = None
+    try:
+        _wait(lambda: any(s == server for s, _ in service.refused_subscriptions()), "the server found unreachable")
+        metrics_url = f"http://127.0.0.1:{service.metrics.port}/metrics"
+        with TestClient(create_app(Settings(database_url=database, ingest_metrics_url=metrics_url))) as api:
+            health = api.get("/health")
+        assert health.status_code == 503
+        ingest = health.json()["components"]["ingest"]
+        mine = [r for r in ingest["refused_subscriptions"] if r["server"] == server]
+        assert {r["filter"] for r in mine} == {f"v3/{app}@city/devices/+/up", f"v3/{app}@city/devices/+/location/solved"}
+        assert all(r["reason"] == f"unreachable: 127.0.0.1:{port} does not answer" for r in mine)
+        assert server in ingest["detail"]
+        revived = start_mosquitto(services_dir, port=port, name=f"mosquitto-far-{port}")   # anonymous: grants all
+        _wait(lambda: not any(s == server for s, _ in service.refused_subscriptions()), "the server answering",
+              timeout=40)
+        assert _subscribed(service, int(server.split("-")[1]))
+    finally:
+        stop.set()
+        thread.join(15)
+        if revived is not None:
+            revived.stop()
