@@ -15,14 +15,23 @@ import httpx
 __all__ = ["health_if", "read_json", "stop_lab", "wait"]
 
 
-def wait(probe: Callable[[], object], timeout: float = 30.0, what: str = "a condition") -> object:
-    """`probe()`'s first true value, asked every 0.1 s for up to `timeout` seconds."""
+def wait(
+    probe: Callable[[], object],
+    timeout: float = 30.0,
+    what: str = "a condition",
+    *,
+    detail: Callable[[], object] | None = None,
+) -> object:
+    """`probe()`'s first true value, asked every 0.1 s for up to `timeout` seconds; on a timeout
+    the failure names `what` and carries `detail()` (a log tail, say) when given."""
     deadline = time.monotonic() + timeout
     while True:
         value = probe()
         if value:
             return value
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
+        if time.monotonic() >= deadline:
+            message = f"timed out after {timeout:.0f} s waiting for {what}"
+            raise AssertionError(message if detail is None else f"{message}\n{detail()}")
         time.sleep(0.1)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
@@ -24,6 +23,7 @@ from api.app import create_app
 from citylab.settings import Settings
 from firmware_sim import Ledger, SerialSensor, read_ledger
 from ingest import IngestOptions, IngestService
+from lab_probes import wait
 from protocol.senml import decode_pack
 from protocol.topics import ingest_filters, up_topic
 from storage.registry import register_device
@@ -83,20 +83,19 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
         # pyserial flushes the port when it opens it: emit only once the agent says it has opened it
         agent_log: list[str] = []
         threading.Thread(target=lambda: agent_log.extend(iter(edge.stdout.readline, b"")), daemon=True).start()
-        _wait(lambda: any(f"opened {sensor.path}".encode() in line for line in agent_log), 30,
+        wait(lambda: any(f"opened {sensor.path}".encode() in line for line in agent_log), 30,
               "the edge agent to open the serial port")
         sensor.start()
-        _wait(lambda: len(read_ledger(tmp_path / "ledger.sqlite")) >= 40, 30, "the firmware to emit 40 readings")
+        wait(lambda: len(read_ledger(tmp_path / "ledger.sqlite")) >= 40, 30, "the firmware to emit 40 readings")
         sensor.stop()
         emitted = read_ledger(tmp_path / "ledger.sqlite")
         assert len(emitted) >= 40
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+
+        def stored() -> int:
             with psycopg.connect(database) as conn:
-                stored = conn.execute("SELECT count(*) FROM readings").fetchone()[0]
-            if stored >= len(emitted):
-                break
-            time.sleep(0.2)
+                return conn.execute("SELECT count(*) FROM readings").fetchone()[0]
+
+        wait(lambda: stored() >= len(emitted), 30, f"{len(emitted)} readings in the database")
     finally:
         edge.terminate()
         edge.wait(15)
@@ -135,13 +134,6 @@ def test_one_device_end_to_end(tmp_path: Path, database: str, mqtt_broker, org: 
             assert got == want, s["quantity"]
             # the values are the firmware's, in the order it emitted them
             assert [v for _, v in got] == ledger_values[s["quantity"]]
-
-
-def _wait(probe, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _iso_to_us(text: str) -> int:

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from lab_probes import wait
+
 pytestmark = pytest.mark.slow
 
 
@@ -75,12 +77,8 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
                 break
         assert api_url, "".join(output)
 
-        status = {}
-        while time.monotonic() - started < 120:
-            status = _status(env)
-            if status.get("readings_stored", 0) > 0:
-                break
-            time.sleep(0.5)
+        status = wait(lambda: (st := _status(env)).get("readings_stored", 0) > 0 and st,
+                      120 - (time.monotonic() - started), "the first stored readings", detail=lambda: _status(env))
         first_readings_s = time.monotonic() - started
         assert status["readings_stored"] > 0, status
         (artifacts_dir / "up_demo_first_readings.json").write_text(
@@ -92,14 +90,15 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
                                "consumer", "--json"], env=env, capture_output=True, text=True, timeout=30)
         assert made.returncode == 0, made.stderr
         headers = {"Authorization": f"Bearer {json.loads(made.stdout)['api_key']}"}
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def every_gateway() -> list[dict] | None:
             series = httpx.get(f"{api_url}/v1/series", headers=headers, timeout=10).json()
-            devices = {s["device"].split("-")[0] for s in series}
             lora = [s for s in series if s["device"].startswith("lora-")]
-            if lora and len({s["device"] for s in series}) >= 30:
-                break
-            time.sleep(1)
+            return series if lora and len({s["device"] for s in series}) >= 30 else None
+
+        series = wait(every_gateway, 60, "the series of every gateway, the LoRa one's among them",
+                      detail=lambda: httpx.get(f"{api_url}/v1/series", headers=headers, timeout=10).json())
+        devices = {s["device"].split("-")[0] for s in series}
+        lora = [s for s in series if s["device"].startswith("lora-")]
         assert lora, series
         assert len({s["device"] for s in series}) >= 30, devices
 
@@ -113,14 +112,13 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         def as_(name: str) -> dict[str, str]:
             return {"Authorization": f"Bearer {keys[name]}"}
 
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        def meters_and_grants() -> tuple[set[str], list[dict]]:
             meters = {s["device"] for s in httpx.get(f"{api_url}/v1/series", headers=as_("fjord-energi (provider)"),
                                                      timeout=10).json() if s["provider"] == "fjord-energi"}
-            grants = httpx.get(f"{api_url}/v1/grants", headers=as_("uis (consumer)"), timeout=10).json()
-            if len(meters) == 4 and len(grants) == 2:
-                break
-            time.sleep(1)
+            return meters, httpx.get(f"{api_url}/v1/grants", headers=as_("uis (consumer)"), timeout=10).json()
+
+        meters, grants = wait(lambda: (m := meters_and_grants()) and len(m[0]) == 4 and len(m[1]) == 2 and m,
+                              60, "the second SME's four meters and the research grants", detail=meters_and_grants)
         assert meters == {f"meter-{i:03d}" for i in range(1, 5)}
         assert [g["status"] for g in grants] == ["active", "active"]
         listed = httpx.get(f"{api_url}/v1/products", headers=as_("stavanger (consumer)"), timeout=10).json()
@@ -175,8 +173,7 @@ def test_up_demo_runs_the_district_and_stops_cleanly(artifacts_dir: Path) -> Non
         output.append(rest or "")
         (artifacts_dir / "up_demo.log").write_text("".join(output))
     assert lab.returncode == 0, "".join(output)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and any(_alive(p) for p in tree):
-        time.sleep(0.2)
+    wait(lambda: not any(_alive(p) for p in tree), 10, "the lab's processes to exit",
+         detail=lambda: [p for p in tree if _alive(p)])
     assert not [p for p in tree if _alive(p)], "processes left behind"
     shutil.rmtree(home, ignore_errors=True)

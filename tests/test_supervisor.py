@@ -5,21 +5,18 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from pathlib import Path
 
 from citylab.supervisor import RestartPolicy, Supervisor, read_snapshot
+from lab_probes import wait
 
 CRASH = ["/bin/sh", "-c", "exit 3"]
 LIVE = [sys.executable, "-c", "import time; time.sleep(60)"]
 
 
 def _poll_until(supervisor: Supervisor, probe, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        supervisor.poll()
-        time.sleep(0.02)
+    """`probe()` true, the supervisor polled between the asks (it restarts children only when polled)."""
+    wait(lambda: probe() or supervisor.poll(), timeout, what)
 
 
 def test_backoff_doubles_up_to_its_cap() -> None:

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import DynSec, ingest_client_id, new_password, url_with_credentials
 from ingest import IngestOptions, IngestService
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import committed_topic, ingest_filters, up_topic
 from storage.registry import register_device
@@ -55,15 +56,6 @@ class Session:
     def close(self) -> None:
         self.client.disconnect()
         self.client.loop_stop()
-
-
-def _wait(condition, timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _stored(url: str, org: str) -> int:
@@ -133,8 +125,8 @@ def test_no_login_can_use_a_client_id_that_is_not_its_own(database: str, secured
         owner_a.client.subscribe(committed_topic(org, "dev-a"), qos=1)
         pack = encode_pack(Pack("boot-1", 0, (Record("dev-a/temperature", 21.5, time.time(), "Cel"),)))
         owner_a.client.publish(up_topic(org, "dev-a"), pack, qos=1).wait_for_publish(10)
-        assert _wait(lambda: _stored(database, org) == 1), "ingest stopped storing"
-        assert _wait(lambda: any(t == committed_topic(org, "dev-a") for t, _ in owner_a.messages))
+        wait(lambda: _stored(database, org) == 1, 20, "the reading stored (ingest stopped storing)")
+        wait(lambda: any(t == committed_topic(org, "dev-a") for t, _ in owner_a.messages), 20, "the commit watermark")
         # none of the refused sessions received anything
         assert all(not s.messages for s in intruders)
         assert service.client.connected.is_set()
@@ -205,14 +197,16 @@ def test_a_share_group_worker_takes_a_client_id_only_its_login_can_use(
     intruder = None
     try:
         assert publisher.outcome()
-        sent = 0
-        deadline = time.monotonic() + 60
-        while _stored(database, org) < 3 and time.monotonic() < deadline:
-            record = Record("dev-s/temperature", float(sent), time.time(), "Cel")
-            publisher.client.publish(up_topic(org, "dev-s"), encode_pack(Pack("boot-s", sent, (record,))),
+        sent: list[Record] = []
+
+        def publish_one() -> None:
+            record = Record("dev-s/temperature", float(len(sent)), time.time(), "Cel")
+            publisher.client.publish(up_topic(org, "dev-s"), encode_pack(Pack("boot-s", len(sent), (record,))),
                                      qos=1).wait_for_publish(10)
-            sent += 1
-            time.sleep(0.1)
+            sent.append(record)
+
+        # a reading every 0.1 s until the worker has stored three
+        wait(lambda: _stored(database, org) >= 3 or publish_one(), 60, "the worker to store three readings")
         assert _stored(database, org) >= 3, "the worker stores nothing"
         intruder = Session(secured_broker, device.username, device.password, worker_id)
         assert intruder.outcome() is False

@@ -18,6 +18,7 @@ from stack import running_stack  # noqa: E402
 from testbed import DYNSEC_ADMIN, dynsec_broker, make_tenant  # noqa: E402
 
 from citylab.settings import Settings  # noqa: E402
+from lab_probes import wait  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -45,11 +46,7 @@ def test_onboarded_devices_through_broker_and_ingest(database: str, services_dir
             _pub(dev_a["mqtt"], f"{dev_b['topic_prefix']}up", forged)
             own = f'[{{"bt": {now}, "bn": "a-1/", "bid": "x", "seq": 0, "n": "t", "u": "Cel", "v": 1}}]'
             assert _pub(dev_a["mqtt"], f"{dev_a['topic_prefix']}up", own).returncode == 0
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                if api.get("/v1/series", headers=a.headers).json():
-                    break
-                time.sleep(0.1)
+            wait(lambda: api.get("/v1/series", headers=a.headers).json(), 20, "a series of the own reading")
             assert [s["device"] for s in api.get("/v1/series", headers=a.headers).json()] == ["a-1"]
             with psycopg.connect(database) as conn:
                 assert conn.execute("SELECT count(*) FROM series WHERE device = 'b-1'").fetchone()[0] == 0

@@ -16,6 +16,6 @@ from demo_lab import DemoLab, demo_lab, publish_demo_product  # noqa: E402
 
 @pytest.fixture(scope="session")
 def console_lab(artifacts_dir: Path) -> Iterator[DemoLab]:
-    with demo_lab(artifacts_dir, name="console", wait_readings=200, settle_s=5.0) as lab:
+    with demo_lab(artifacts_dir, name="console", wait_readings=200, every_device=True) as lab:
         publish_demo_product(lab.database_url)
         yield lab

@@ -11,6 +11,7 @@ import paho.mqtt.client as mqtt
 from psycopg_pool import ConnectionPool
 
 from api.console.status import StatusListener, parse_status
+from lab_probes import wait
 from storage import connect
 from storage.console import fleet, gateway_statuses, record_gateway_status
 from storage.registry import register_device
@@ -66,23 +67,16 @@ def test_listener_records_retained_status_from_the_broker(database: str, mqtt_br
     listener = StatusListener(mqtt_broker.url, pool)
     listener.start()
     try:
-        deadline = time.monotonic() + 20
-        rows = []
-        while time.monotonic() < deadline:
+        def statuses() -> list:
             with pool.connection() as conn:
-                rows = [s for s in gateway_statuses(conn) if s.org == org]
-            if rows:
-                break
-            time.sleep(0.1)
+                return [s for s in gateway_statuses(conn) if s.org == org]
+
+        rows = wait(statuses, 20, "the gateway's status in the database")
         assert [(s.device, s.state, s.buffer_depth) for s in rows] == [("gw-9", "online", 42)]
         # the will message of a vanished gateway replaces it
         publisher.publish(f"lab/{org}/gw-9/status", b'{"state":"offline"}', qos=1, retain=True).wait_for_publish(10)
-        while time.monotonic() < deadline:
-            with pool.connection() as conn:
-                rows = [s for s in gateway_statuses(conn) if s.org == org]
-            if rows[0].state == "offline":
-                break
-            time.sleep(0.1)
+        rows = wait(lambda: (r := statuses()) and r[0].state == "offline" and r, 20,
+                    "the gateway's will message in the database")
         assert rows[0].state == "offline"
         assert listener.dropped == 0 and listener.failed == 0
     finally:

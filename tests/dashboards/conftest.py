@@ -12,6 +12,6 @@ from demo_lab import DemoLab, demo_lab
 
 @pytest.fixture(scope="session")
 def filled_lab(artifacts_dir: Path) -> Iterator[DemoLab]:
-    """`citylab up --demo` until readings are stored, then ~15 s more of district."""
-    with demo_lab(artifacts_dir, name="dashboards", wait_readings=200, settle_s=15.0) as lab:
+    """`citylab up --demo` until readings are stored and every device of the district has reported."""
+    with demo_lab(artifacts_dir, name="dashboards", wait_readings=200, every_device=True) as lab:
         yield lab

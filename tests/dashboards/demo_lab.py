@@ -8,7 +8,6 @@ database, so that the console sees the demo devices.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -21,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from lab_probes import read_json, wait
 
 DEMO_ORG = "lab"
 
@@ -48,9 +49,25 @@ def _admin_key(database_url: str) -> str:
     return key
 
 
+def district_reported(database_url: str) -> bool:
+    """Every gateway of the demo has said it is online and every other device has a stored reading."""
+    from storage import connect
+
+    with connect(database_url, autocommit=True) as conn:
+        silent = conn.execute(
+            "SELECT count(*) FROM devices d WHERE CASE WHEN d.kind = 'gateway'"
+            " THEN NOT EXISTS (SELECT 1 FROM gateway_status g"
+            "                  WHERE g.org = d.org AND g.device = d.device AND g.state = 'online')"
+            " ELSE NOT EXISTS (SELECT 1 FROM series s JOIN readings r ON r.series_id = s.id"
+            "                  WHERE s.org = d.org AND s.device = d.device) END").fetchone()[0]
+    return silent == 0
+
+
 @contextmanager
 def demo_lab(artifacts: Path, *, name: str, wait_readings: int = 1, timeout_s: float = 150.0,
-             settle_s: float = 0.0) -> Iterator[DemoLab]:
+             every_device: bool = False) -> Iterator[DemoLab]:
+    """The lab once `wait_readings` readings are stored and, with `every_device`, once every device
+    of the district has reported (`district_reported`)."""
     home = Path(tempfile.mkdtemp(prefix=f"citylab-{name}-"))
     home.chmod(0o755)
     env = {**os.environ, "CITYLAB_HOME": str(home), "CITYLAB_API_PORT": "0"}
@@ -62,27 +79,26 @@ def demo_lab(artifacts: Path, *, name: str, wait_readings: int = 1, timeout_s: f
                            stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + timeout_s
-        state = None
-        while time.monotonic() < deadline and lab.poll() is None:
-            try:
-                state = json.loads((home / "lab.json").read_text())
-                break
-            except (OSError, ValueError):
-                time.sleep(0.3)
+        # a lab that exits stops the waits: the checks below then fail with its log
+        wait(lambda: lab.poll() is not None or read_json(home / "lab.json"), timeout_s, "the lab to start",
+             detail=log.read_text)
+        state = read_json(home / "lab.json")
         assert state, f"the lab did not start: {log.read_text()}"
         key = _admin_key(state["database_url"])
         headers = {"Authorization": f"Bearer {key}"}
-        stored = 0
-        while time.monotonic() < deadline and lab.poll() is None:
+
+        def stored() -> int:
             try:
-                stored = httpx.get(f"{state['api_url']}/v1/status", headers=headers, timeout=5).json()["readings_stored"]
+                return httpx.get(f"{state['api_url']}/v1/status", headers=headers, timeout=5).json()["readings_stored"]
             except (httpx.HTTPError, KeyError, ValueError):
-                stored = 0
-            if stored >= wait_readings:
-                break
-            time.sleep(0.5)
-        assert stored >= wait_readings, f"no readings stored within {timeout_s} s: {log.read_text()[-3000:]}"
-        time.sleep(settle_s)
+                return 0
+
+        wait(lambda: lab.poll() is not None or stored() >= wait_readings, max(0.0, deadline - time.monotonic()),
+             f"{wait_readings} stored readings", detail=lambda: log.read_text()[-3000:])
+        assert stored() >= wait_readings, f"no readings stored within {timeout_s} s: {log.read_text()[-3000:]}"
+        if every_device:
+            wait(lambda: district_reported(state["database_url"]), 60,
+                 "every gateway online and a reading of every device", detail=lambda: log.read_text()[-3000:])
         yield DemoLab(home, state["api_url"], state["database_url"], state["mqtt_url"], key, log)
     finally:
         lab.send_signal(signal.SIGINT)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +24,7 @@ from citylab.embedded import free_port
 from citylab.supervisor import _own_group_and_death_signal
 from dashboards import PromQuery, all_dashboards
 from dashboards.fleet import API_METRICS, INGEST_METRICS
+from lab_probes import wait
 
 pytestmark = pytest.mark.slow
 
@@ -59,17 +59,18 @@ def scraped(filled_lab: DemoLab, tmp_path_factory) -> Iterator[tuple[str, set[st
     url = f"http://127.0.0.1:{port}"
     try:
         httpx.get(f"{filled_lab.api_url}/health", timeout=15)  # a request for the request counters
-        deadline = time.monotonic() + 60
-        while True:
+
+        def two_scrapes_of_each() -> bool:
             try:
                 samples = httpx.get(f"{url}/api/v1/query", params={"query": "count_over_time(up[1m]) >= 2 and up == 1"},
                                     timeout=5).json()["data"]["result"]
             except (httpx.HTTPError, KeyError, ValueError):
                 samples = []
-            if {s["metric"]["job"] for s in samples} == {"citylab-api", "citylab-ingest"}:
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, (root / "prometheus.log").read_text()[-2000:]
-            time.sleep(0.5)
+            return {s["metric"]["job"] for s in samples} == {"citylab-api", "citylab-ingest"}
+
+        wait(lambda: proc.poll() is not None or two_scrapes_of_each(), 60, "two scrapes of each job",
+             detail=lambda: (root / "prometheus.log").read_text()[-2000:])
+        assert proc.poll() is None, (root / "prometheus.log").read_text()[-2000:]
         exported = _families(f"{filled_lab.api_url}/metrics") | _families(f"http://{ingest}/metrics")
         yield url, exported
     finally:

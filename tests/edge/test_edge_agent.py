@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sqlite3
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from edge_lab import queued_packs, rows_in
+from lab_probes import wait
 
 from firmware_sim import Ledger, SerialSensor, read_ledger
 from firmware_sim.lora import LoraNode, LoraRadioModule
@@ -61,11 +61,11 @@ def _packs(collector: Any, org: str) -> dict[tuple[str | None, int | None], Pack
 
 
 def _queued(db: Path) -> int:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return conn.execute("SELECT count(*) FROM packs").fetchone()[0]
-    finally:
-        conn.close()
+    return rows_in(db, "packs")
+
+
+def _buffered_readings(db: Path) -> int:
+    return sum(len(decode_pack(body).records) for _, _, body in queued_packs(db))
 
 
 def _wait_open(collector: Any, org: str, paths: list[str]) -> dict[str, Any]:
@@ -99,11 +99,19 @@ def test_ledger_readings_arrive_exactly_and_watermark_prunes(
         air.start()
         stranger.start()
         radio.start()
-        time.sleep(1.0)
+        collector.wait_for(
+            lambda: {r.sensor_id for r in read_ledger(ledger.path)} >= {"air-001", "lora-001", "lora-002"}
+            and _packs(collector, org),
+            15, "the stream under way: readings emitted and published",
+        )
         air.faults.garbage(count=2)
         air.faults.truncate()
         radio.write_raw(b"+RCV=9,2,0167,-50,5.0\r\n")  # a node nobody registered
-        time.sleep(1.0)
+        collector.wait_for(
+            lambda: rows_in(ledger.path, "faults") >= 3 and stranger.lines_written >= 4
+            and sum(r.sensor_id.startswith("lora-") for r in read_ledger(ledger.path)) >= 10,
+            15, "the faulty lines, four of the stranger and ten LoRa readings emitted",
+        )
         for device in (air, stranger, radio):
             device.stop()
         emitted = read_ledger(ledger.path)
@@ -130,7 +138,12 @@ def test_ledger_readings_arrive_exactly_and_watermark_prunes(
                 assert r.unit == QUANTITIES[quantity].unit
         assert {m.content_type for m in collector.on(up_topic(org, GW))} == {SENML_CBOR}
 
+        # a status published after the last pack reached the collector counts every pack published
+        statuses_before = len(collector.on(status_topic(org, GW)))
+
         def counted() -> dict[str, Any] | None:
+            if len(collector.on(status_topic(org, GW))) <= statuses_before:
+                return None
             st = collector.last_status(status_topic(org, GW))
             bad = st["bad_lines"] if st else {}
             if (
@@ -180,15 +193,13 @@ def test_store_and_forward_across_restart(
     agent = start_agent(offline_cfg)
     try:
         db = tmp_path / "buffer.sqlite"
-        deadline = time.monotonic() + 10
-        while "opened" not in agent.log():
-            assert time.monotonic() < deadline, agent.log()
-            time.sleep(0.05)
+        wait(lambda: "opened" in agent.log(), 10, "the agent to open its port", detail=agent.log)
         first_boot = (tmp_path / "boot_id").read_text().strip()
         sensor.start()
-        time.sleep(1.0)
+        wait(lambda: len(read_ledger(ledger.path)) >= 10 and _queued(db) >= 1, 15, "readings queued offline")
         sensor.stop()
-        time.sleep(0.4)  # the last pack seals after pack_max_age_ms
+        # the last pack seals after pack_max_age_ms: then the buffer holds every emitted reading
+        wait(lambda: _buffered_readings(db) >= len(read_ledger(ledger.path)), 10, "the last pack sealed")
         assert agent.stop() == 0, agent.log()
         offline = len(read_ledger(ledger.path))
         assert offline >= 10

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from citylab.demo import demo_commands, demo_devices
 from edge.config import load_config
 from protocol.senml import decode_pack
-from protocol.topics import up_topic
+from protocol.topics import status_topic, up_topic
 
 
 def test_demo_devices_are_deterministic() -> None:
@@ -49,7 +48,10 @@ def test_demo_processes_publish_for_every_gateway(
         assert load_config(argv[-1]).gateway.org == org
     # agents first: they must wait for the simulator's symlinks
     procs = [subprocess.Popen(argv, stderr=subprocess.DEVNULL) for argv in commands[1:]]
-    time.sleep(0.3)
+    collector.wait_for(
+        lambda: all((collector.last_status(status_topic(org, gw)) or {}).get("state") == "online" for gw in GATEWAYS),
+        30, "every agent online before the simulator starts",
+    )
     procs.append(subprocess.Popen(commands[0], stderr=subprocess.DEVNULL))
     try:
         def names_by_gateway() -> dict[str, set[str]]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_lab import Line, Platform, Witness, ledger_lines, queued_packs, wait_until
+from edge_lab import Line, Platform, Witness, ledger_lines, queued_packs, rows_in
+from lab_probes import wait
 
 from firmware_sim import Ledger, SerialSensor
 from protocol.senml import decode_pack
@@ -48,7 +49,7 @@ def _rig(tmp_path: Path, *, org: str, url: str, drain_rate: int = 100) -> tuple[
 
 
 def _wait_ready(agent: Any, ports: int) -> None:
-    wait_until(
+    wait(
         lambda: agent.log().count("opened ") >= ports and "connected to" in agent.log(),
         20,
         "the agent to open its ports and connect",
@@ -73,9 +74,17 @@ def _all_stored(platform: Platform, want: dict[str, list[Line]]) -> bool:
     return _size(platform.lines(SENSORS)) >= _size(want)
 
 
-def _assert_exact(platform: Platform, want: dict[str, list[Line]]) -> None:
-    wait_until(lambda: _all_stored(platform, want), 60, f"{_size(want)} lines in the database")
-    time.sleep(0.5)  # a duplicate would show up now
+def _stored(platform: Platform, sensor: str) -> int:
+    return len(platform.lines([sensor])[sensor])
+
+
+def _assert_exact(platform: Platform, want: dict[str, list[Line]], buffer: Path) -> None:
+    wait(lambda: _all_stored(platform, want), 60, f"{_size(want)} lines in the database")
+    # a duplicate is a pack published again before its commit; once every pack is committed and
+    # pruned the agent publishes none again, and ingest has stored every pack it received
+    wait(lambda: not queued_packs(buffer), 20, "the buffer to be pruned")
+    wait(lambda: (c := platform.counters())["packs_received"] == c["packs_stored"], 20,
+         "ingest to store every pack it received")
     got = platform.lines(SENSORS)
     assert got == want, _diff(want, got)
     counters = platform.counters()
@@ -94,17 +103,19 @@ def test_broker_sigkill_mid_stream(
         _wait_ready(agent, len(sensors))
         for s in sensors:
             s.start()
-        time.sleep(1.5)
+        wait(lambda: _size(platform.lines(SENSORS)) >= 20 and _size(ledger_lines(ledger.path)) >= 75, 30,
+             "packs in flight: lines stored and more emitted")
         private_broker.kill()  # whatever was not in its last snapshot is gone
-        time.sleep(1.0)
+        time.sleep(1.0)  # the scenario: the broker is down this long while the sensors emit
+        stored = _size(platform.lines(SENSORS))
         private_broker.start()
-        time.sleep(1.5)
+        wait(lambda: agent.log().count("connected to") >= 2 and _size(platform.lines(SENSORS)) > stored
+             and _size(ledger_lines(ledger.path)) >= 150, 30, "the agent back on the broker, streaming")
         for s in sensors:
             s.stop()
         want = ledger_lines(ledger.path)
         assert _size(want) >= 150
-        _assert_exact(platform, want)
-        wait_until(lambda: not queued_packs(tmp_path / "buffer.sqlite"), 20, "the buffer to be pruned")
+        _assert_exact(platform, want, tmp_path / "buffer.sqlite")
         assert agent.log().count("connected to") >= 2, "the agent lost the broker mid-stream and came back"
         assert agent.stop() == 0, agent.log()
     finally:
@@ -124,24 +135,22 @@ def test_broker_stopped_then_back_drains_in_order(
     db = tmp_path / "buffer.sqlite"
     try:
         _wait_ready(agent, len(sensors))
-        wait_until(lambda: witness.client.is_connected(), 10, "the witness")
+        wait(lambda: witness.client.is_connected(), 10, "the witness")
         for s in sensors:
             s.start()
-        time.sleep(1.0)
+        wait(lambda: _size(platform.lines(SENSORS)) >= 20, 30, "the stream to reach the database")
         private_broker.stop()
         before = len(queued_packs(db))
-        time.sleep(2.0)
-        backlog = len(queued_packs(db))
-        assert backlog > before + 5, "packs pile up in the buffer while the broker is away"
+        backlog = wait(lambda: (n := len(queued_packs(db))) > before + 5 and n, 30,
+                       "packs to pile up in the buffer while the broker is away")
         private_broker.start()
-        time.sleep(1.0)
+        wait(lambda: agent.log().count("connected to") >= 2, 30, "the agent back on the broker")
         for s in sensors:
             s.stop()
         want = ledger_lines(ledger.path)
-        _assert_exact(platform, want)
-        wait_until(lambda: not queued_packs(db), 20, "the buffer to be pruned")
+        _assert_exact(platform, want, db)
         boot_id = (tmp_path / "boot_id").read_text().strip()
-        sealed = wait_until(
+        sealed = wait(
             lambda: len(witness.first_arrivals()) >= backlog and witness.first_arrivals(), 10, "the witness"
         )
         assert {b for b, _ in sealed} == {boot_id}
@@ -170,23 +179,26 @@ def test_agent_sigkill_mid_stream(
         first_boot = (tmp_path / "boot_id").read_text().strip()
         for s in sensors:
             s.start()
-        time.sleep(1.5)
+        wait(lambda: _size(platform.lines(SENSORS)) >= 20 and len(queued_packs(db)) >= 10, 30,
+             "lines stored and a backlog of packs in the buffer")
         agent.proc.kill()
         agent.proc.wait()
         queued = queued_packs(db)  # what the dead agent had stored (committed or not)
-        time.sleep(0.5)
+        at_kill = _size(ledger_lines(ledger.path))
+        time.sleep(0.5)  # the scenario: the agent is dead this long while the sensors emit
         config.write_text(config.read_text().replace("drain_rate_packs_per_s = 8", "drain_rate_packs_per_s = 100"))
         agent = start_agent(config)
         _wait_ready(agent, len(sensors))
-        time.sleep(1.5)
+        # more lines stored than were emitted before the kill: the new boot reads and delivers
+        wait(lambda: _size(platform.lines(SENSORS)) > at_kill, 60, "lines of the restarted agent in the database")
         for s in sensors:
             s.stop()
         want = ledger_lines(ledger.path)
         last = {sensor: lines[-1] for sensor, lines in want.items()}
-        wait_until(
+        wait(
             lambda: all(platform.lines(SENSORS)[s][-1:] == [last[s]] for s in SENSORS), 60, "the last lines"
         )
-        wait_until(lambda: not queued_packs(db), 20, "both boots' packs to be committed and pruned")
+        wait(lambda: not queued_packs(db), 20, "both boots' packs to be committed and pruned")
         assert (tmp_path / "boot_id").read_text().strip() != first_boot
         assert agent.stop() == 0, agent.log()
     finally:
@@ -231,26 +243,28 @@ def test_garbage_truncation_and_unplugged_port_are_counted(
         _wait_ready(agent, len(sensors))
         for s in sensors:
             s.start()
-        time.sleep(0.5)
+        wait(lambda: all(platform.lines(SENSORS).values()), 30, "lines of both sensors in the database")
         air.faults.garbage(count=3)
         air.faults.truncate(count=2)
         energy.faults.garbage()
-        time.sleep(0.5)
+        wait(lambda: rows_in(ledger.path, "faults") >= 6, 10, "the six faulty lines on the wire")
         energy.stop()
-        time.sleep(0.5)  # the agent reads what is on the wire
+        emitted = len(ledger_lines(ledger.path)["energy-001"])
+        # the agent reads what is on the wire: every line energy emitted is stored
+        wait(lambda: _stored(platform, "energy-001") >= emitted, 30, "energy's lines in the database")
         energy.unplug()
-        wait_until(lambda: status()["port_losses"].get(energy.path) == 1, 10, "the lost port in the status")
-        wait_until(lambda: status()["sources"].get(energy.path) == "waiting", 10, "the port to be awaited")
+        wait(lambda: status()["port_losses"].get(energy.path) == 1, 10, "the lost port in the status")
+        wait(lambda: status()["sources"].get(energy.path) == "waiting", 10, "the port to be awaited")
         energy.replug()
-        wait_until(lambda: status()["sources"].get(energy.path) == "open", 15, "the port to be reopened")
+        wait(lambda: status()["sources"].get(energy.path) == "open", 15, "the port to be reopened")
         energy.start()
-        time.sleep(1.0)
+        wait(lambda: _stored(platform, "energy-001") > emitted, 30, "lines of the replugged sensor in the database")
         for s in sensors:
             s.stop()
         want = ledger_lines(ledger.path)
         assert energy.boot == 1
-        _assert_exact(platform, want)
-        st = wait_until(
+        _assert_exact(platform, want, tmp_path / "buffer.sqlite")
+        st = wait(
             lambda: status()["readings_read"] == sum(len(line) for v in want.values() for line in v) and status(),
             10, "a status after the last line",
         )

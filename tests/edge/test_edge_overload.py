@@ -22,7 +22,8 @@ from typing import Any
 
 import psycopg
 import pytest
-from edge_lab import ledger_lines, queued_packs, wait_until
+from edge_lab import ledger_lines, queued_packs
+from lab_probes import wait
 
 from edge import Agent
 from edge.config import BufferConfig, EdgeConfig, GatewayConfig, MqttConfig
@@ -68,7 +69,7 @@ class LoadDevices:
     def start(self) -> None:
         for t in self.threads:
             t.start()
-        wait_until(lambda: len(self.agents) == LOAD_DEVICES, 20, "the load agents to start")
+        wait(lambda: len(self.agents) == LOAD_DEVICES, 20, "the load agents to start")
         self.feeder.start()
 
     def _feed(self) -> None:
@@ -155,16 +156,16 @@ def test_overload_with_the_database_stalled_and_the_broker_dropping_loses_nothin
     load = LoadDevices(tmp_path, org, private_broker.port)
     blocker = psycopg.connect(database)
     try:
-        wait_until(lambda: agent.log().count("opened ") >= len(SENSORS) and "connected to" in agent.log(), 20,
-                   "the real agent to open its ports and connect")
+        wait(lambda: agent.log().count("opened ") >= len(SENSORS) and "connected to" in agent.log(), 20,
+             "the real agent to open its ports and connect")
         for s in sensors:
             s.start()
         load.start()
-        wait_until(lambda: service.totals["packs_stored"] > 100, 30, "ingest to store the first packs")
+        wait(lambda: service.totals["packs_stored"] > 100, 30, "ingest to store the first packs")
 
         blocker.execute("LOCK TABLE ingest_counters IN ACCESS EXCLUSIVE MODE")
         with psycopg.connect(database, autocommit=True) as watch:
-            wait_until(lambda: watch.execute(
+            wait(lambda: watch.execute(
                 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE NOT l.granted AND a.application_name = 'citylab-ingest'").fetchone()[0] > 0,
                 30, "ingest to wait for the lock")
@@ -183,8 +184,8 @@ def test_overload_with_the_database_stalled_and_the_broker_dropping_loses_nothin
         load.stop_feeding()
         for s in sensors:
             s.stop()
-        wait_until(load.drained, 120, "every load device's packs to be committed and pruned")
-        wait_until(lambda: not queued_packs(tmp_path / "real.sqlite"), 120, "the real agent's buffer to be pruned")
+        wait(load.drained, 120, "every load device's packs to be committed and pruned")
+        wait(lambda: not queued_packs(tmp_path / "real.sqlite"), 120, "the real agent's buffer to be pruned")
         assert load.republished() > 0, "the dropped packs were sent again"
         # the SensorThings feed ran all along (on by default), off ingest's critical path
         assert service.feed is not None and service.feed.published > 0

@@ -10,14 +10,12 @@ from edge.config import LoraSourceConfig, SerialSourceConfig
 from edge.sources import LoraSource, SerialSource, SourceStats
 from firmware_sim import SerialSensor
 from firmware_sim.lora import LoraNode, LoraRadioModule
+from lab_probes import wait
 from protocol.senml import Record
 
 
 def _wait(predicate, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    wait(predicate, timeout, "the source's counters and states")
 
 
 def _drain(q: queue.Queue[tuple[Record, ...]]) -> list[Record]:

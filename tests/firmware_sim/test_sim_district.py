@@ -6,13 +6,13 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import serial
 
 from firmware_sim.district import lora_node_ids, serial_sensor_specs
+from lab_probes import wait
 from protocol.lora_uart import parse_radio_line
 from protocol.serial_line import parse_line
 
@@ -32,10 +32,8 @@ def test_district_process(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 10
-        while not (d / "manifest.json").exists():
-            assert time.monotonic() < deadline and proc.poll() is None, "no manifest"
-            time.sleep(0.05)
+        wait(lambda: (d / "manifest.json").exists() or proc.poll() is not None, 10, "the manifest")
+        assert (d / "manifest.json").exists(), "no manifest"
         manifest = json.loads((d / "manifest.json").read_text())
         assert [s["sensor_id"] for s in manifest["serial"]] == [s.sensor_id for s in serial_sensor_specs(6)]
         assert manifest["lora"]["nodes"] == {"1": "lora-001", "2": "lora-002", "3": "lora-003"}

@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import IngestOptions, IngestService
 from ingest.notify import sign
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import ingest_filters, up_topic
 from storage.alarm_rules import RuleScope
@@ -27,15 +28,6 @@ pytestmark = pytest.mark.slow
 
 T0 = 1_790_000_000.0
 SECRET = "hook-secret"
-
-
-def _wait_for(probe, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -71,7 +63,7 @@ def ingest(database: str, mqtt_broker, org: str) -> Iterator[IngestService]:
     stop = threading.Event()
     thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
     thread.start()
-    _wait_for(service.client.connected.is_set, what="ingest to connect")
+    wait(service.client.connected.is_set, what="ingest to connect")
     yield service
     stop.set()
     thread.join(10)
@@ -95,7 +87,7 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
 
     try:
         publish([12.0], T0)  # until ingest subscribed and stored it: the series exists
-        sid = _wait_for(lambda: series_id() or (publish([12.0], T0), None)[1], what="the series")
+        sid = wait(lambda: series_id() or (publish([12.0], T0), None)[1], what="the series")
         with psycopg.connect(database) as conn:
             create_rule(conn, org=org, name="pm25", series_id=sid, on=25.0, off=20.0, hold_s=300)
             create_channel(conn, org=org, kind="webhook", target=f"http://127.0.0.1:{hook.server_address[1]}/h",
@@ -103,11 +95,11 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
             create_channel(conn, org=org, kind="mqtt", target=f"lab/{org}/alarms")
         # ingest reloads its rules at most every 5 s, when it commits a batch: keep it committing
         rules = ingest._pipeline.processor.rules
-        _wait_for(lambda: len(rules) == 1 or (publish([12.0], T0 + 60), time.sleep(0.2))[0], what="the rule")
+        wait(lambda: len(rules) == 1 or (publish([12.0], T0 + 60), None)[1], what="the rule")
         publish([30.0] * 8, T0 + 600)  # 7 minutes above 25: opens at the 6th reading (5 minutes held)
-        _wait_for(lambda: hook.received, what="the open notification")
+        wait(lambda: hook.received, what="the open notification")
         publish([24.0, 19.0], T0 + 1200)
-        _wait_for(lambda: len(hook.received) >= 2, what="the clear notification")
+        wait(lambda: len(hook.received) >= 2, what="the clear notification")
         # a subscriber that comes later sees the alarm's current state, retained
         retained: list[tuple[str, dict]] = []
         watcher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
@@ -115,7 +107,7 @@ def test_an_episode_is_one_alarm_and_its_notifications_arrive(ingest, hook, data
         watcher.connect("127.0.0.1", mqtt_broker.port)
         watcher.loop_start()
         watcher.subscribe(f"lab/{org}/alarms/#", qos=1)
-        _wait_for(lambda: any(p["state"] == "cleared" for _, p in retained), what="the retained alarm state")
+        wait(lambda: any(p["state"] == "cleared" for _, p in retained), what="the retained alarm state")
         watcher.loop_stop()
         watcher.disconnect()
     finally:
@@ -153,14 +145,14 @@ def test_anomaly_and_silence_alarms_from_a_real_broker(ingest, hook, database, m
         pack = Pack("boot-1", 0, tuple(Record("air-1/pm2_5", v, now - 30 + i, "ug/m3") for i, v in enumerate(values)))
         client.publish(up_topic(org, "gw-1"), encode_pack(pack), qos=1).wait_for_publish(10)
         # then nothing: four expected intervals later the timer opens the silence alarm
-        _wait_for(lambda: ("air-1-silent", "open") in notes(), what="the silence alarm")
+        wait(lambda: ("air-1-silent", "open") in notes(), what="the silence alarm")
         assert ("pm-range", "open") in notes()
         with psycopg.connect(database) as conn:
             (silent,) = list_alarms(conn, org=org, where=AlarmFilter(kind="silence"))
         assert silent.state == "open" and silent.opened_at.timestamp() == pytest.approx(now - 1 + 4, abs=0.5)
         pack = Pack("boot-1", 1, (Record("air-1/pm2_5", 13.0, time.time(), "ug/m3"),))
         client.publish(up_topic(org, "gw-1"), encode_pack(pack), qos=1).wait_for_publish(10)
-        _wait_for(lambda: ("air-1-silent", "cleared") in notes(), what="the silence to clear")
+        wait(lambda: ("air-1-silent", "cleared") in notes(), what="the silence to clear")
     finally:
         client.loop_stop()
         client.disconnect()
@@ -195,9 +187,9 @@ def test_gateway_offline_alarm_from_its_status_messages(ingest, hook, database, 
     try:
         status("online")
         status("offline")  # what the broker publishes as the gateway's will
-        _wait_for(lambda: ("gw-offline", "open") in notes(), what="the offline alarm")
+        wait(lambda: ("gw-offline", "open") in notes(), what="the offline alarm")
         status("online")
-        _wait_for(lambda: ("gw-offline", "cleared") in notes(), what="the alarm to clear")
+        wait(lambda: ("gw-offline", "cleared") in notes(), what="the alarm to clear")
     finally:
         gateway.publish(topic, b"", qos=1, retain=True).wait_for_publish(10)
         gateway.loop_stop()

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
 from storage.registry import register_device
@@ -63,14 +64,6 @@ class LedgerPublisher(threading.Thread):
         self.client.disconnect()
 
 
-def _wait_until(probe, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def _start_ingest(database: str, mqtt_url: str, org: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "CITYLAB_DATABASE_URL": database, "CITYLAB_MQTT_URL": mqtt_url,
            "CITYLAB_INGEST_CLIENT_ID": f"ingest-{org}", "CITYLAB_INGEST_ORG": org,
@@ -78,7 +71,7 @@ def _start_ingest(database: str, mqtt_url: str, org: str, log: Path) -> subproce
     start = log.stat().st_size if log.exists() else 0
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "citylab", "ingest"], env=env, stdout=out, stderr=out)
-    _wait_until(lambda: b"subscribed to" in log.read_bytes()[start:] or proc.poll() is not None, 60,
+    wait(lambda: b"subscribed to" in log.read_bytes()[start:] or proc.poll() is not None, 60,
                 "ingest to subscribe")
     assert proc.poll() is None, log.read_text()[-2000:]
     return proc
@@ -102,14 +95,14 @@ def test_ingest_sigkilled_ten_times_under_load_loses_and_duplicates_nothing(
         with psycopg.connect(database, autocommit=True) as watch:
             for _ in range(KILLS):
                 before = _stored_packs(watch)
-                _wait_until(lambda: _stored_packs(watch) > before, 30, "ingest to store something new")
+                wait(lambda: _stored_packs(watch) > before, 30, "ingest to store something new")
                 time.sleep(rng.uniform(0.0, 0.3))  # an arbitrary moment of its work
                 ingest.send_signal(signal.SIGKILL)
                 ingest.wait(10)
                 ingest = _start_ingest(database, mqtt_broker.url, org, log)
             publisher.close()
             sent = publisher.acked
-            _wait_until(lambda: _stored_packs(watch) >= sent, 60, f"all {sent} packs to be stored")
+            wait(lambda: _stored_packs(watch) >= sent, 60, f"all {sent} packs to be stored")
             rows = watch.execute("SELECT value, count(*) FROM readings GROUP BY value").fetchall()
             counters = dict(watch.execute("SELECT name, value FROM ingest_counters").fetchall())
     finally:

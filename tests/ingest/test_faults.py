@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.embedded import start_postgres
 from ingest import IngestOptions, IngestService
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import ingest_filters, up_topic
 from storage.migrate import migrate
@@ -88,14 +88,6 @@ def _check_ledger(url: str, ledger: list[tuple[int, float, float]]) -> None:
     assert counters["packs_received"] == counters["packs_stored"] + counters["packs_dead_lettered"]
 
 
-def _wait_until(probe, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
-
-
 def _ingest_process(database: str, mqtt_url: str, org: str) -> subprocess.Popen:
     env = {**os.environ, "CITYLAB_DATABASE_URL": database, "CITYLAB_MQTT_URL": mqtt_url,
            "CITYLAB_INGEST_CLIENT_ID": f"ingest-{org}", "CITYLAB_INGEST_ORG": org,
@@ -105,7 +97,7 @@ def _ingest_process(database: str, mqtt_url: str, org: str) -> subprocess.Popen:
     with open(path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "citylab", "ingest"], env=env, stdout=log, stderr=log)
     # its persistent session holds the subscription once the broker granted it (SUBACK)
-    _wait_until(lambda: b"subscribed to" in path.read_bytes()[start:], 30, "ingest's subscription")
+    wait(lambda: b"subscribed to" in path.read_bytes()[start:], 30, "ingest's subscription")
     return proc
 
 
@@ -115,13 +107,13 @@ def test_ingest_killed_between_receive_and_commit(database: str, mqtt_broker, or
     ingest = _ingest_process(database, mqtt_broker.url, org)
     try:
         publisher.publish(20)
-        _wait_until(lambda: len(_stored(database)) == 200, 30, "the first packs to be stored")
+        wait(lambda: len(_stored(database)) == 200, 30, "the first packs to be stored")
         # Hold the commit: ingest receives, decodes and writes, then waits on this lock.
         blocker = psycopg.connect(database)
         blocker.execute("LOCK TABLE ingest_counters IN ACCESS EXCLUSIVE MODE")
         publisher.publish(30)
         with psycopg.connect(database, autocommit=True) as watch:
-            _wait_until(lambda: watch.execute(
+            wait(lambda: watch.execute(
                 "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
                 " WHERE NOT l.granted AND a.application_name = 'citylab-ingest'").fetchone()[0] > 0,
                 30, "ingest to wait for its commit")
@@ -132,7 +124,7 @@ def test_ingest_killed_between_receive_and_commit(database: str, mqtt_broker, or
         assert len(_stored(database)) == 200  # the killed transaction left nothing behind
         publisher.publish(10)  # while no ingest runs: the broker keeps them for the session
         ingest = _ingest_process(database, mqtt_broker.url, org)
-        _wait_until(lambda: len(_stored(database)) >= 600, 60, "redelivery after the restart")
+        wait(lambda: len(_stored(database)) >= 600, 60, "redelivery after the restart")
         _check_ledger(database, publisher.ledger)
     finally:
         ingest.kill()
@@ -164,19 +156,19 @@ def test_postgres_stopped_under_load_and_restarted(private_postgres, mqtt_broker
     thread.start()
     publisher = Publisher(mqtt_broker.port, org)
     try:
-        _wait_until(service.client.connected.is_set, 20, "ingest's subscription (SUBACK)")
+        wait(service.client.connected.is_set, 20, "ingest's subscription (SUBACK)")
         publisher.publish(20)
-        _wait_until(lambda: len(_stored(server.url)) == 200, 30, "the first packs to be stored")
+        wait(lambda: len(_stored(server.url)) == 200, 30, "the first packs to be stored")
         server.stop()  # fast shutdown while packs keep coming
         publisher.publish(40)
-        _wait_until(lambda: any("unavailable" in r.getMessage() for r in caplog.records
+        wait(lambda: any("unavailable" in r.getMessage() for r in caplog.records
                                 if r.name == "citylab.ingest"), 30, "ingest to find the database away")
         acked_during_outage = service.totals["packs_stored"]
         assert acked_during_outage == 20  # nothing more was committed, so nothing more acknowledged
         restarted = start_postgres(root, port=server.port, durable=False)
         server.process = restarted.process
         publisher.publish(10)
-        _wait_until(lambda: len(_stored(server.url)) >= 700, 60, "recovery after the restart")
+        wait(lambda: len(_stored(server.url)) >= 700, 60, "recovery after the restart")
         _check_ledger(server.url, publisher.ledger)
     finally:
         stop.set()

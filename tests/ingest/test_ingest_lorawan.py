@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import threading
-import time
 
 import paho.mqtt.client as paho
 import psycopg
@@ -13,6 +12,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import IngestOptions, IngestService
+from lab_probes import wait
 from protocol.lorawan import LORAWAN_FILTERS
 from protocol.lpp import encode_lpp
 from protocol.topics import ingest_filters
@@ -68,13 +68,14 @@ def test_uplinks_from_both_network_servers_are_stored_once(database: str, mqtt_b
         ]
         for topic, payload in messages:
             client.publish(topic, payload, qos=1).wait_for_publish(5)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+
+        def read_counters() -> dict[str, int]:
             with psycopg.connect(database) as conn:
-                counters = dict(conn.execute("SELECT name, value FROM ingest_counters").fetchall())
-            if counters["packs_received"] == 4:
-                break
-            time.sleep(0.1)
+                return dict(conn.execute("SELECT name, value FROM ingest_counters").fetchall())
+
+        wait(lambda: read_counters()["packs_received"] == 4, 20, "ingest to receive the four uplinks",
+             detail=read_counters)
+        counters = read_counters()
         with psycopg.connect(database) as conn:
             rows = conn.execute(
                 "SELECT s.device, s.quantity, s.unit, r.value, r.time FROM readings r JOIN series s ON s.id = r.series_id"

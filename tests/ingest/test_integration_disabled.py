@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import paho.mqtt.client as paho
 import psycopg
@@ -14,6 +13,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import IngestOptions, IngestService
+import lab_probes
 from protocol.lorawan import LORAWAN_FILTERS
 from storage.integrations import create_integration, set_integration_enabled
 from storage.registry import register_device, set_dev_eui
@@ -56,10 +56,7 @@ def test_a_disabled_integration_stops_being_ingested(database: str, mqtt_broker,
         client.publish(*_uplink(app, second), qos=1).wait_for_publish(5)
 
     def wait(what: str, condition) -> None:
-        deadline = time.monotonic() + 20
-        while not condition():
-            assert time.monotonic() < deadline, f"{what}: {service.totals}"
-            time.sleep(0.05)
+        lab_probes.wait(condition, 20, what, detail=lambda: service.totals)
 
     try:
         assert service.client.connected.wait(20)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import IngestOptions, IngestService
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import ingest_filters, up_topic
 from storage.alarms import create_channel, create_rule
@@ -52,15 +52,6 @@ class _Hook(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-def _wait_for(probe, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 def _rows(database: str, sql: str) -> list[tuple]:
@@ -97,7 +88,7 @@ def test_killed_between_commit_and_send_notifies_once(database, mqtt_broker, org
     try:
         assert child.stdout.readline().strip() == "ready"
         publish(0)
-        _wait_for(lambda: _rows(database, "SELECT status, attempts FROM notifications") == [("pending", 0)],
+        wait(lambda: _rows(database, "SELECT status, attempts FROM notifications") == [("pending", 0)],
                   what="the alarm and its notification to commit")
         child.send_signal(signal.SIGKILL)  # between the commit and the send
         child.wait(10)
@@ -107,10 +98,10 @@ def test_killed_between_commit_and_send_notifies_once(database, mqtt_broker, org
             batch_max_age_ms=50, notify_allow_loopback=True, notify_interval_s=0.2))
         worker = threading.Thread(target=service.run, args=(stop,), daemon=True)
         worker.start()
-        _wait_for(service.client.connected.is_set, what="ingest to connect again")
+        wait(service.client.connected.is_set, what="ingest to connect again")
         publish(1)  # still above the limit: the fresh stream state opens the episode again
-        _wait_for(lambda: _rows(database, "SELECT count(*) FROM readings")[0][0] == 6, what="the next pack")
-        _wait_for(lambda: _rows(database, "SELECT status FROM notifications") == [("delivered",)],
+        wait(lambda: _rows(database, "SELECT count(*) FROM readings")[0][0] == 6, what="the next pack")
+        wait(lambda: _rows(database, "SELECT status FROM notifications") == [("delivered",)],
                   what="the delivery")
     finally:
         stop.set()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import urllib.request
 
 import paho.mqtt.client as paho
@@ -23,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import IngestOptions, IngestService, Message, Pipeline
 from ingest.validate import PackLimits
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import Watermark, ingest_filters, up_topic
 from storage.registry import register_device
@@ -146,17 +146,6 @@ def test_times_outside_a_configured_window_are_refused(database: str, org: str) 
     assert result.dead_letters[0].reason == "time_out_of_range"
 
 
-def _wait_for(probe, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def _scrape(port: int) -> dict[str, float]:
     """Samples of ingest's /metrics, read over HTTP as Prometheus would."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
@@ -193,11 +182,11 @@ def test_each_poison_pack_is_followed_by_a_canary_stored_within_seconds(database
                 publisher.publish(up_topic(org, "gw-1"), payload, qos=1).wait_for_publish(10)
                 canary = encode_pack(Pack("canary-boot", i, (Record("canary/temperature", float(i), T0 + i, "Cel"),)))
                 publisher.publish(up_topic(org, "canary"), canary, qos=1).wait_for_publish(10)
-                _wait_for(lambda: watch.execute(
+                wait(lambda: watch.execute(
                     "SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id"
                     " WHERE s.device = 'canary' AND r.value = %s", (float(i),)).fetchone()[0] == 1,
                     10, f"the canary after the poison pack {name!r}")
-            letters = _wait_for(lambda: watch.execute(
+            letters = wait(lambda: watch.execute(
                 "SELECT reason FROM dead_letters ORDER BY id").fetchall() if watch.execute(
                 "SELECT count(*) FROM dead_letters").fetchone()[0] == len(poisons) else None, 10, "every dead letter")
         assert sorted(r for (r,) in letters) == sorted(reason for _, reason in poisons.values())
@@ -208,7 +197,7 @@ def test_each_poison_pack_is_followed_by_a_canary_stored_within_seconds(database
             dead = sum(v for k, v in m.items() if k.startswith("citylab_packs_dead_lettered_total{"))
             return m if (m["citylab_packs_stored_total"], dead) == (len(poisons), len(poisons)) else None
 
-        metrics = _wait_for(settled, 10, "the metrics to count every pack")
+        metrics = wait(settled, 10, "the metrics to count every pack")
         assert metrics["citylab_packs_received_total"] == 2 * len(poisons)
         assert metrics["citylab_packs_stored_total"] == len(poisons)
         assert metrics["citylab_readings_stored_total"] == len(poisons)

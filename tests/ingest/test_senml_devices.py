@@ -226,6 +226,7 @@ def test_rfc8428_examples_through_a_real_broker(database: str, mqtt_broker, org:
     from paho.mqtt.properties import Properties
 
     from ingest import IngestOptions, IngestService
+    from lab_probes import wait
     from protocol.topics import ingest_filters
 
     orgs = {"json": org, "cbor": f"{org}-c"}
@@ -247,11 +248,8 @@ def test_rfc8428_examples_through_a_real_broker(database: str, mqtt_broker, org:
     thread.start()
     publisher = paho.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
     try:
-        deadline = time.monotonic() + 20
-        while not service.client.connected.is_set():
-            assert time.monotonic() < deadline, "ingest did not connect"
-            time.sleep(0.05)
-        time.sleep(0.2)  # let the subscription settle
+        # set once the broker granted the subscriptions (ingest's on_subscribe)
+        wait(service.client.connected.is_set, 20, "ingest to connect and be granted its subscriptions")
         publisher.connect("127.0.0.1", mqtt_broker.port)
         publisher.loop_start()
         before = time.time()
@@ -261,11 +259,9 @@ def test_rfc8428_examples_through_a_real_broker(database: str, mqtt_broker, org:
             publisher.publish(up_topic(orgs["json"], "gw"), json.dumps(pack), qos=1,
                               properties=json_props).wait_for_publish(10)
             publisher.publish(up_topic(orgs["cbor"], "gw", suffix="cbor"), _cbor(pack), qos=1).wait_for_publish(10)
-        deadline = time.monotonic() + 30
-        while (service.totals["packs_stored"] + service.totals["packs_dead_lettered"]
-               + service.totals["packs_duplicate"]) < 2 * len(EXAMPLES):
-            assert time.monotonic() < deadline, f"ingest stored {service.totals}"
-            time.sleep(0.1)
+        wait(lambda: (service.totals["packs_stored"] + service.totals["packs_dead_lettered"]
+                      + service.totals["packs_duplicate"]) >= 2 * len(EXAMPLES),
+             30, f"ingest to handle {2 * len(EXAMPLES)} packs", detail=lambda: f"ingest stored {service.totals}")
         after = time.time()
     finally:
         publisher.loop_stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 
 import paho.mqtt.client as paho
@@ -12,6 +11,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest import IngestOptions, IngestService
+from lab_probes import wait
 from protocol.lpp import encode_lpp
 from protocol.senml import SENML_JSON, Pack, Record, encode_pack
 from protocol.topics import committed_topic, decode_watermark, ingest_filters, lpp_topic, up_topic
@@ -31,14 +31,14 @@ def _publisher(url_port: int) -> paho.Client:
 
 def _wait_for(probe, done=bool, timeout: float = 20.0, what: str = "condition"):
     """Call `probe` until `done(value)`; return that value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last seen: {value!r}")
-        time.sleep(0.1)
+    seen = [None]
+
+    def settled() -> bool:
+        seen[0] = probe()
+        return done(seen[0])
+
+    wait(settled, timeout, what, detail=lambda: f"last seen: {seen[0]!r}")
+    return seen[0]
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.supervisor import RestartPolicy, Supervisor
+from lab_probes import wait
 from protocol.senml import Pack, Record, encode_pack
 from protocol.topics import up_topic
 from raw_aggregates import assert_aggregates_equal_raw
@@ -78,11 +79,7 @@ class Publisher(threading.Thread):
 
 def _wait(supervisor: Supervisor, probe: Callable[[], object], timeout: float, what: str) -> None:
     """Wait for `probe`, letting the supervisor restart what died meanwhile."""
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        supervisor.poll()
-        time.sleep(0.05)
+    wait(lambda: probe() or supervisor.poll(), timeout, what)
 
 
 def _stored_packs(conn: psycopg.Connection) -> int:

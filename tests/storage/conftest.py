@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from citylab.embedded import free_port
 from citylab.supervisor import _own_group_and_death_signal
+from lab_probes import wait
 
 TOOLS = Path(__file__).resolve().parents[2] / "tools" / "pglite"
 
@@ -34,15 +34,17 @@ def timescale_url() -> Iterator[str]:
     line = proc.stdout.readline()
     assert line.startswith("listening"), line + proc.stdout.read()
     url = f"postgresql://postgres:postgres@127.0.0.1:{port}/postgres?sslmode=disable"
-    deadline = time.monotonic() + 30
-    while True:
+    refusals: list[psycopg.OperationalError] = []
+
+    def connects() -> bool:
         try:
             psycopg.connect(url, connect_timeout=5).close()
-            break
-        except psycopg.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+        except psycopg.OperationalError as exc:
+            refusals.append(exc)
+            return False
+        return True
+
+    wait(connects, 30, "the TimescaleDB test engine to accept connections", detail=lambda: refusals[-1])
     yield url
     proc.terminate()
     try:
