@@ -48,6 +48,7 @@ from storage.packs import (
 )
 from storage.gdpr import apply_series_retention, erased_ranges, erased_readings
 from storage.ngsild.changes import record_device_changes
+from storage.preceding import latest_readings
 from storage.registry import series_quantities
 from storage.retention import RetentionPolicy, drop_expired_partitions
 from storage.typed import insert_typed_readings
@@ -99,6 +100,7 @@ class Pipeline:
         self.writer = TimeSeriesWriter(capabilities(self._conn))
         self._conn.rollback()  # capabilities() opened a transaction
         self.processor = StreamProcessor(widths_s=tuple(widths_s))
+        self._primed = np.zeros(0, bool)   # by series id: its stream state is this pipeline's (_prime)
         self.resolver = SeriesResolver(self._meta, on_new_series=self._set_bounds)
         rows = series_quantities(self._meta)
         self._set_bounds([r[0] for r in rows], [r[1] for r in rows])
@@ -131,6 +133,7 @@ class Pipeline:
         one transaction; raises DatabaseUnavailable when the database is away."""
         self.rules.refresh()
         with map_errors("check alarms"), self._conn.transaction():
+            self._prime(self._conn, self.rules.silence_series())   # a sensor dead since before a restart
             self.rules.tick(self._conn, int(time.time() * 1_000_000) if now_us is None else now_us)
 
     def reconnect(self) -> None:
@@ -354,7 +357,7 @@ class Pipeline:
             letters = [d for d in dead if id(d) not in repeated]
             stored = [packs[i] for i in np.flatnonzero(fresh)]
             series_id, time_us, value = _columns(stored)
-            result = self._process(messages, fresh, series_id, time_us, value)
+            result = self._process(conn, messages, fresh, series_id, time_us, value)
             readings = self.writer.write_readings(conn, series_id, time_us, value)
             readings += _write_typed(conn, stored)
             if stored:   # the outbox of NGSI-LD subscriptions: notified after this commit
@@ -402,13 +405,40 @@ class Pipeline:
             dead_letters=tuple(letters),
         )
 
-    def _process(self, messages: Sequence[Message], fresh: np.ndarray, series_id, time_us, value) -> BatchResult:
+    def _process(self, conn: psycopg.Connection, messages: Sequence[Message], fresh: np.ndarray, series_id, time_us,
+                 value) -> BatchResult:
         key = (tuple(messages), fresh.tobytes())  # holds the messages: their identities stay unique
         if self._retry is not None and _same(self._retry[0], key):
             return self._retry[1]
+        self._prime(conn, series_id)
         result = self.processor.process(series_id, time_us, value)
         self._retry = (key, result)
         return result
+
+
+    def _prime(self, conn: psycopg.Connection, series_id: np.ndarray) -> None:
+        """Rebuild the stream state of the series this pipeline meets for the first time (after a
+        restart, or a series new to this worker) from their newest stored readings: enough of them
+        for the detector's warm-up and the expected interval, replayed through the processor in
+        time order. What the replay scores, flags and aggregates was stored when those readings
+        were committed, so it is dropped; the detector and the expected interval are what the next
+        reading meets. The threshold rules start afresh, as before (a rule may be younger than the
+        readings: replayed, it would open an episode no alarm was made for)."""
+        ids = np.unique(np.asarray(series_id, np.int32))
+        if ids.size == 0:
+            return
+        if ids[-1] >= self._primed.size:
+            grown = np.zeros(max(int(ids[-1]) + 1, 2 * self._primed.size), bool)
+            grown[:self._primed.size] = self._primed
+            self._primed = grown
+        new = ids[~self._primed[ids]]
+        if new.size == 0:
+            return
+        depth = max(p.warmup + p.gap_warmup + 1 for p in {self.processor.params_of(int(s)) for s in new})
+        sid, time_us, value = latest_readings(conn, new, depth=depth)
+        self._primed[new] = True
+        if sid.size:
+            self.processor.process(sid, time_us, value, rules=False)
 
 
 class _TooManyDays(Exception):

@@ -112,6 +112,11 @@ class RuleHook:
         self._device = {r.id: r for r in rules.values() if r.kind == "device"}
         self._set_silent({(k[0], k[1]) for k in open_alarm_keys(meta, "silence")})
 
+    def silence_series(self) -> np.ndarray:
+        """The series some silence rule watches (int32, unique)."""
+        watched = [series for rules in self._silence.values() for _, series in rules]
+        return np.unique(np.concatenate(watched)) if watched else _NO_SERIES
+
     def _load_thresholds(self, rules: dict[int, AlertRule], scopes: dict[int, list[int]]) -> None:
         wanted = {(r.id, s): (s, r.on_value, r.off_value, r.hold_s, r.above)
                   for r in rules.values() if r.kind == "threshold" for s in scopes.get(r.id, ())}

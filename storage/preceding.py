@@ -5,6 +5,9 @@ a flag that depends on the readings before it (a gap, a stuck run, a new pattern
 against what all workers stored (``ingest.context_flags``). One statement answers every
 candidate of a batch: for each (series, instant) the times of the ``depth`` newest stored
 readings before that instant, and how many of the ``run`` newest equal a given value.
+
+A worker that starts, or meets a series for the first time, rebuilds the series' stream state
+from its newest stored readings (``latest_readings``, replayed through its detector).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import psycopg
 
 from storage.errors import map_errors
 
-__all__ = ["NO_READING", "preceding_readings"]
+__all__ = ["NO_READING", "latest_readings", "preceding_readings"]
 
 NO_READING = int(np.iinfo(np.int64).min)
 """The time in ``preceding_readings``'s matrix where fewer readings are stored."""
@@ -56,3 +59,27 @@ def preceding_readings(
         times[i, :len(stored)] = stored
         repeats[i] = equal
     return times, repeats
+
+
+_LATEST = """
+SELECT u.sid, x.t_us, x.value
+FROM unnest(%(sid)s::integer[]) AS u(sid)
+CROSS JOIN LATERAL (SELECT (extract(epoch FROM r.time) * 1000000)::bigint AS t_us, r.value FROM readings r
+                    WHERE r.series_id = u.sid ORDER BY r.time DESC LIMIT %(depth)s) AS x
+"""
+
+
+def latest_readings(conn: psycopg.Connection, series_id: np.ndarray, *, depth: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The `depth` newest stored readings of each series as columns (series_id int32, time_us
+    int64, value float64) in (series, time) order: one round trip (an index probe per series),
+    in the caller's transaction."""
+    if len(series_id) == 0 or depth <= 0:
+        return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.float64)
+    with map_errors("read latest readings"), conn.cursor(binary=True) as cur:
+        rows = cur.execute(_LATEST, {"sid": np.asarray(series_id).tolist(), "depth": depth}).fetchall()
+    sid = np.fromiter((r[0] for r in rows), np.int32, len(rows))
+    time_us = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    value = np.fromiter((r[2] for r in rows), np.float64, len(rows))
+    order = np.lexsort((time_us, sid))
+    return sid[order], time_us[order], value[order]

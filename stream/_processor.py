@@ -135,8 +135,9 @@ class StreamProcessor:
         self._state.low[sid] = lo
         self._state.high[sid] = hi
 
-    def process(self, series_id: Any, time: Any, value: Any) -> BatchResult:
-        """Aggregate and score one batch; advances the per-series detector state."""
+    def process(self, series_id: Any, time: Any, value: Any, *, rules: bool = True) -> BatchResult:
+        """Aggregate and score one batch; advances the per-series detector state, and with
+        `rules` the threshold rules' episodes (without: a replay of readings they already saw)."""
         sid, t, v, sid_min, sid_max = validated_batch(series_id, time, value)
         if sid.size == 0:
             return BatchResult(
@@ -146,7 +147,8 @@ class StreamProcessor:
         batch = sort_runs(sid, t, v, self._scratch, sid_min, sid_max)
         buffers = AggregateBuffers(self.widths_s, row_bounds(batch, self._width_us))
         # aggregates and threshold rules in the same walk, each series run while it is in cache
-        scores, anomalies, events = score_batch(self._state, self._table, batch, buffers, self._hits, self.rules)
+        scores, anomalies, events = score_batch(self._state, self._table, batch, buffers, self._hits,
+                                                self.rules if rules else None)
         return BatchResult(buffers.results(), anomalies, _readonly(scores), events)
 
 

@@ -149,3 +149,14 @@ def test_the_api_queries_run_on_timescaledb(conn: psycopg.Connection, hourly) ->
     assert queries.lab_status(conn).devices == 1
     anomalies = queries.read_anomalies(conn, now - timedelta(days=60), end, limit=10)
     assert sorted(a.kind for a in anomalies) == ["spike", "stuck"]
+
+
+def test_a_restarted_worker_reads_the_newest_readings_back(conn: psycopg.Connection, hourly) -> None:
+    from storage.preceding import latest_readings
+
+    sid, time_us = hourly
+    ids, times, values = latest_readings(conn, np.array([sid, sid + 999], np.int32), depth=5)
+    stored = conn.execute("SELECT (extract(epoch FROM time) * 1000000)::bigint FROM readings WHERE series_id = %s"
+                          " ORDER BY time DESC LIMIT 5", (sid,)).fetchall()
+    assert ids.tolist() == [sid] * 5 and times.tolist() == sorted(r[0] for r in stored)
+    assert times[-1] == time_us[-1] and values.dtype == np.float64

@@ -135,3 +135,14 @@ def test_rules_on_their_own_equal_rules_in_the_walk() -> None:
     for f in ("rule_id", "time", "value", "opened"):
         np.testing.assert_array_equal(getattr(walked, f), getattr(own, f))
     assert alone.active().tolist() == proc.rules.active().tolist()
+
+
+def test_a_batch_without_rules_leaves_their_episodes_alone() -> None:
+    proc = StreamProcessor(widths_s=(60,))
+    proc.rules.add(7, 0, on=30.0, off=20.0)
+    t = np.arange(4, dtype=np.int64) * 1_000_000
+    replay = proc.process(np.zeros(4, np.int32), t, np.array([10.0, 40.0, 41.0, 42.0]), rules=False)
+    assert len(replay.rule_events) == 0 and proc.rules.active().tolist() == []
+    assert proc.n_series == 1 and len(replay.aggregates[0]) == 1   # the detector and windows still ran
+    live = proc.process(np.zeros(1, np.int32), t[-1:] + 1_000_000, np.array([43.0]))
+    assert live.rule_events.rule_id.tolist() == [7] and live.rule_events.opened.tolist() == [True]
