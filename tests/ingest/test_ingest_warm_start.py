@@ -100,3 +100,21 @@ def test_the_detector_goes_on_where_it_was_and_nothing_is_stored_twice(devices, 
     assert flagged[0][2] in ("spike", "level_shift")
     # the replayed readings were aggregated once, when they were first committed
     assert count == n + 3 and total == pytest.approx(values.sum() + values[-1] + 40.0 + values[-2])
+
+
+def test_a_threshold_alarm_open_before_a_restart_clears_at_the_next_reading_below(devices, database, org) -> None:
+    with psycopg.connect(database) as conn:
+        create_rule(conn, org=org, name="pm-high", scope=RuleScope(quantity="pm2_5"), on=25.0, off=20.0)
+    _before_restart(database, org, [12.0, 13.0, 30.0, 31.0])
+    with psycopg.connect(database) as conn:
+        (alarm,) = list_alarms(conn, org=org, where=AlarmFilter())
+    assert (alarm.state, alarm.open_value) == ("open", 30.0)
+    restarted = Pipeline(database)
+    try:
+        restarted.commit(_messages(org, 1000, [32.0, 15.0], BASE_T + 240))   # still above, then back below
+    finally:
+        restarted.close()
+    with psycopg.connect(database) as conn:
+        (alarm,) = list_alarms(conn, org=org, where=AlarmFilter())
+    assert (alarm.state, alarm.clear_value, alarm.cleared_at.timestamp()) == ("cleared", 15.0, BASE_T + 300)
+    assert alarm.hits == 3   # 30 and 31 before the restart, 32 after it
