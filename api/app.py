@@ -9,6 +9,7 @@ away; requests then get 503 problems until it is back. With a read replica
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -21,6 +22,7 @@ from api.catalog import router as catalog_router
 from api.console import router as console_router
 from api.open import router as open_router
 from api.errors import ConfigurationError, install_problem_handlers
+from api.ingest_door import IngestDoor
 from api.inputs import InputEdge
 from api.metrics import ApiMetrics, RequestMetrics
 from api.metrics import router as metrics_router
@@ -119,6 +121,7 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         try:
             yield
         finally:
+            app.state.ingest_door.close()
             for each in (reader, pool):
                 if each is not None:
                     each.close()
@@ -138,6 +141,8 @@ def create_app(settings: Settings | None = None, *, pool_timeout_s: float = 5.0,
         DynSec(settings.mqtt_url, username=settings.dynsec_username, password=settings.dynsec_password)
         if settings.mqtt_url and settings.dynsec_password else None
     )
+    app.state.ingest_door = IngestDoor(settings, app.state.dynsec)   # every HTTP inlet's pipeline
+    weakref.finalize(app, app.state.ingest_door.close)   # also for an app served without its lifespan
     install_problem_handlers(app)
     app.add_middleware(InputEdge, max_body_bytes=settings.api_max_body_bytes)
     app.state.metrics = ApiMetrics(health=lambda: health.component_health(app),

@@ -85,6 +85,9 @@ class CommitResult:
                    dead_letters=tuple(d for r in results for d in r.dead_letters))
 
 
+PRIME_SERIES_PER_READ = 500   # series whose newest readings one statement of _prime reads
+
+
 class Pipeline:
     def __init__(self, database_url: str, *, widths_s: Sequence[int] = (60,), limits: PackLimits = PackLimits(),
                  on_commit: Callable[[np.ndarray, np.ndarray, np.ndarray], None] | None = None,
@@ -435,10 +438,12 @@ class Pipeline:
         if new.size == 0:
             return
         depth = max(p.warmup + p.gap_warmup + 1 for p in {self.processor.params_of(int(s)) for s in new})
-        sid, time_us, value = latest_readings(conn, new, depth=depth)
-        self._primed[new] = True
-        if sid.size:
-            self.processor.process(sid, time_us, value, rules=False)
+        for lo in range(0, new.size, PRIME_SERIES_PER_READ):   # bounded memory for a lab of many series
+            part = new[lo:lo + PRIME_SERIES_PER_READ]
+            sid, time_us, value = latest_readings(conn, part, depth=depth)
+            self._primed[part] = True
+            if sid.size:
+                self.processor.process(sid, time_us, value, rules=False)
 
 
 class _TooManyDays(Exception):

@@ -139,6 +139,10 @@ class RuleHook:
             slots = np.array([s for s, _ in items], np.int64)
             sid, on, off, hold = (np.array([spec[i] for _, spec in items]) for i in range(4))
             self._processor.rules.add(slots, sid.astype(np.int32), on=on, off=off, hold_s=hold, above=above)
+        if changed:   # a rule slot starts with the episode its alarm says (open after a restart: it clears)
+            open_keys = {(k[0], k[1]) for k in open_alarm_keys(self._meta(), "threshold")}
+            self._processor.rules.resume([slot for items in changed.values() for slot, _ in items
+                                          if self._slot_key[slot] in open_keys])
 
     def _set_silent(self, pairs: set[tuple[int, int]]) -> None:
         self._silent = pairs

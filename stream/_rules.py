@@ -167,6 +167,14 @@ class ThresholdRules:
             setattr(self, name, getattr(self, name)[keep])
         self._index()
 
+    def resume(self, rule_ids) -> None:
+        """Take these rules' episodes as open (their alarms are, from before a restart): the next
+        reading back beyond ``off`` clears them, one beyond ``on`` opens nothing. Unknown ids are
+        ignored."""
+        hit = np.isin(self._ids, np.asarray(rule_ids, np.int64))
+        self._active[hit] = True
+        self._pending[hit] = NO_TIME
+
     def active(self) -> np.ndarray:
         """Ids of the rules whose episode is open."""
         return self._ids[self._active].copy()

@@ -20,7 +20,6 @@ from api.ngsild.backfill import router as backfill_router
 from api.ngsild.context import ContextResolver
 from api.ngsild.errors import NgsiLdError, install_error_handlers
 from api.ngsild.notifier import Notifier
-from api.ngsild.observations import IngestDoor
 from citylab.outbound import OutboundPolicy
 from api.ngsild.provision import router as provision_router
 from api.ngsild.routes import router
@@ -38,8 +37,6 @@ def install(app: FastAPI) -> None:
     resolver = ContextResolver(policy)
     app.state.ngsild_contexts = resolver
     app.state.ngsild_outbound = policy
-    door = IngestDoor(settings.database_url, widths_s=settings.window_widths_s)
-    app.state.ngsild_ingest = door
     notifier = Notifier(app.state.pool, resolver, policy)
     app.state.ngsild_notifier = notifier
     app.include_router(router)
@@ -59,6 +56,5 @@ def install(app: FastAPI) -> None:
                 yield state
             finally:
                 notifier.close()
-                door.close()
 
     app.router.lifespan_context = lifespan

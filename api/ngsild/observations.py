@@ -1,5 +1,6 @@
-"""Observations from NGSI-LD producers become readings through the one ingest
-pipeline (`ingest.Pipeline.commit`), exactly as MQTT packs do.
+"""Observations from NGSI-LD producers become readings through the API's one ingest
+pipeline (`api.ingest_door`, shared with /v1/ingest and SensorThings), exactly as
+MQTT packs do.
 
 Each entity's readings become one SenML pack on `lab/{org}/{device}/up` with
 boot id `ngsi-ld` and a sequence number derived from its content, so that a
@@ -25,21 +26,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from api.ingest_door import IngestDoor
 from api.ngsild.errors import NgsiLdError
 from api.ngsild.vocabulary import MODELS, Model, ModelAttribute
-from ingest import CommitResult, Message, Pipeline
+from ingest import Message
 from protocol.quantities import QUANTITIES
 from protocol.senml import SENML_JSON, Pack, Record, encode_pack
 from protocol.units import UNITS, convert, convertible
 
-__all__ = ["IngestDoor", "Reading", "linked_readings", "model_readings", "now_s", "quantity_of", "seconds_of"]
+__all__ = ["Reading", "commit_readings", "linked_readings", "model_readings", "now_s", "quantity_of", "seconds_of"]
 
 BOOT_ID = "ngsi-ld"
 RECORDS_PER_PACK = 5_000
@@ -160,56 +160,27 @@ def linked_readings(attributes: dict[str, Any]) -> list[Reading]:
     return readings
 
 
-class IngestDoor:
-    """The face's door into the ingest pipeline: one `Pipeline`, made on first
-    use and used by one request at a time (the pipeline keeps per-series stream
-    state and its own connections)."""
-
-    def __init__(self, database_url: str, *, widths_s: Sequence[int]) -> None:
-        self._url = database_url
-        self._widths = tuple(widths_s)
-        self._pipeline: Pipeline | None = None
-        self._lock = threading.Lock()
-        self._stale = False
-
-    def registry_changed(self) -> None:
-        """A device was onboarded: the next commit uses a pipeline that has read
-        the registry since (its public surface has no reload; onboarding is rare)."""
-        self._stale = True
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pipeline is not None:
-                self._pipeline.close()
-                self._pipeline = None
-
-    def commit(self, packs: list[tuple[str, str, list[Reading]]], *, units: dict[tuple[str, str], str | None]
-               ) -> tuple[CommitResult, list[str | None]]:
-        """Commit (org, device, readings) packs; (result, reason per pack or None when stored)."""
-        messages: list[Message] = []
-        owners: list[int] = []
-        for index, (org, device, readings) in enumerate(packs):
-            for start in range(0, len(readings), RECORDS_PER_PACK):
-                chunk = readings[start:start + RECORDS_PER_PACK]
-                messages.append(_message(org, device, chunk, units))
-                owners.append(index)
-        if not messages:
-            return CommitResult(0, 0, 0, 0, 0, 0), [None] * len(packs)
-        with self._lock:
-            if self._stale and self._pipeline is not None:
-                self._pipeline.close()
-                self._pipeline = None
-            self._stale = False
-            if self._pipeline is None:
-                self._pipeline = Pipeline(self._url, widths_s=self._widths)
-            result = self._pipeline.commit(messages)
-        reasons: list[str | None] = [None] * len(packs)
-        by_payload = {(m.topic, m.payload): owners[i] for i, m in enumerate(messages)}
-        for dead in result.dead_letters:
-            owner = by_payload.get((dead.topic, dead.payload))
-            if owner is not None and reasons[owner] is None:
-                reasons[owner] = f"{dead.reason}: {dead.detail}"
-        return result, reasons
+def commit_readings(door: IngestDoor, packs: list[tuple[str, str, list[Reading]]], *,
+                    units: dict[tuple[str, str], str | None]) -> list[str | None]:
+    """Commit (org, device, readings) packs through the app's ingest door; the reason each pack
+    was refused, None where it was stored."""
+    messages: list[Message] = []
+    owners: list[int] = []
+    for index, (org, device, readings) in enumerate(packs):
+        for start in range(0, len(readings), RECORDS_PER_PACK):
+            chunk = readings[start:start + RECORDS_PER_PACK]
+            messages.append(_message(org, device, chunk, units))
+            owners.append(index)
+    reasons: list[str | None] = [None] * len(packs)
+    if not messages:
+        return reasons
+    result = door.commit(messages)
+    by_payload = {(m.topic, m.payload): owners[i] for i, m in enumerate(messages)}
+    for dead in result.dead_letters:
+        owner = by_payload.get((dead.topic, dead.payload))
+        if owner is not None and reasons[owner] is None:
+            reasons[owner] = f"{dead.reason}: {dead.detail}"
+    return reasons
 
 
 def _message(org: str, device: str, readings: list[Reading], units: dict[tuple[str, str], str | None]) -> Message:

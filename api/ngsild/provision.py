@@ -14,7 +14,7 @@
 
 An entity with one of our device ids (`urn:ngsi-ld:<Model>:<org>:<device>`)
 is an observation of that device: its measured attributes become readings
-through the ingest pipeline (`observations.IngestDoor`, via `writes.Write`); creating one for an
+through the ingest pipeline (`api.ingest_door`, via `writes.Write`); creating one for an
 unknown device onboards the device (a provider or admin key, as
 `POST /v1/devices`). Any other entity is a context entity of the caller's
 organisation (`storage.ngsild.context`); its numeric Properties with

@@ -24,8 +24,8 @@ from api.deps import actor
 from api.errors import Problem
 from api.ngsild.entities import LOCATION, NativeEntity, check_uri, context_native, parse_entity_id
 from api.ngsild.errors import NgsiLdError
-from api.ngsild.observations import IngestDoor, Reading, linked_readings, model_readings, now_s, quantity_of, \
-    seconds_of
+from api.ngsild.observations import Reading, commit_readings, linked_readings, model_readings, now_s, \
+    quantity_of, seconds_of
 from api.ngsild.payload import instant, normalize_entity, point_of
 from api.ngsild.request import vocabulary
 from api.ngsild.vocabulary import MODELS
@@ -40,10 +40,6 @@ __all__ = ["DATE_OBSERVED", "Planned", "Write", "delete_one", "device_of", "link
 
 DEVICE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 DATE_OBSERVED = "https://smartdatamodels.org/dateObserved"
-
-
-def door_of(request: Request) -> IngestDoor:
-    return request.app.state.ngsild_ingest
 
 
 def tenant_of(principal: Principal, request: Request) -> str:
@@ -65,7 +61,7 @@ class Write:
         self.conn = conn
         self.principal = principal
         self.org = tenant_of(principal, request)
-        self.door = door_of(request)
+        self.door = request.app.state.ingest_door
         self.packs: list[tuple[str, str, list[Reading]]] = []
         self.owners: list[str] = []      # entity id of each pack
         self.notifier = request.app.state.ngsild_notifier
@@ -117,7 +113,6 @@ class Write:
                                    dev_eui=None, lora_channels=None, sensors=[])
         except tenants.DeviceConflict:
             raise NgsiLdError("AlreadyExists", f"{entity_id}: the device name {key.device!r} is taken") from None
-        self.door.registry_changed()
 
     def check(self, key: store.EntityKey, attributes: dict[str, Any], entity_id: str) -> None:
         """Refuse what our device entity cannot take: nothing is silently dropped."""
@@ -171,7 +166,7 @@ class Write:
         if not self.packs:
             return {}
         units = store.device_units(self.conn, org=self.org, devices=sorted({d for _, d, _ in self.packs}))
-        _, reasons = self.door.commit(self.packs, units=units)
+        reasons = commit_readings(self.door, self.packs, units=units)
         return {self.owners[i]: r for i, r in enumerate(reasons) if r is not None}
 
 

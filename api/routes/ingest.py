@@ -16,18 +16,18 @@ counters as a pack that came over MQTT. The answer comes after the commit: 201 w
 what was stored, 200 for a pack stored before (a retry), or a problem document
 carrying the dead letter's `reason`.
 
-One pipeline per API process (one connection, commits serialised): its anomaly
-detectors learn from the HTTP packs only; aggregates and rows are shared in the
-database like those of several ingest workers.
+The API process's one pipeline (`api.ingest_door`, shared with the SensorThings and
+NGSI-LD inlets; commits serialised): its anomaly detectors learn from every HTTP
+inlet's packs; aggregates and rows are shared in the database like those of several
+ingest workers. With the SensorThings MQTT feed on, the stored readings reach
+SensorThings MQTT subscribers like those of any inlet.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import threading
 import time
-import weakref
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
@@ -39,7 +39,6 @@ from api.deps import ConnDep, ProviderDep, actor
 from api.errors import Problem, problem_response
 from api.routes import problem_responses
 from ingest.message import Message
-from ingest.pipeline import Pipeline
 from protocol.senml import SENML_CBOR, SENML_JSON
 from protocol.topics import lpp_topic, up_topic
 from storage import tenants
@@ -90,30 +89,6 @@ class SenMLNamesPublic(SenMLNamesUpdate):
     device: str
 
 
-def _pipeline(request: Request) -> tuple[Pipeline, threading.Lock]:
-    state = request.app.state
-    with _CREATE:
-        if getattr(state, "ingest_pipeline", None) is None:
-            pipeline = Pipeline(state.settings.database_url)
-            weakref.finalize(request.app, pipeline.close)
-            state.ingest_pipeline = (pipeline, threading.Lock())
-    return state.ingest_pipeline
-
-
-_CREATE = threading.Lock()
-
-
-def _commit(request: Request, message: Message):
-    pipeline, lock = _pipeline(request)
-    with lock:
-        try:
-            return pipeline.commit([message])
-        except Exception:  # the database went away (503): the next request starts on new connections
-            pipeline.close()
-            request.app.state.ingest_pipeline = None
-            raise
-
-
 def _device_of(conn, authorization: str) -> tuple[str, str] | None:
     """(org, device) a device token or a device's broker login names, else None."""
     scheme, _, credentials = authorization.partition(" ")
@@ -156,7 +131,7 @@ async def create_ingest(request: Request, conn: ConnDep,
         raise Problem(415, f"Content-Type must be {SENML_JSON}, {SENML_CBOR} or {LPP} (LPP, with ?port=)")
     message = Message(topic=topic, payload=body, mid=0, qos=1, content_type=content_type,
                       received_us=time.time_ns() // 1000)
-    result = await run_in_threadpool(_commit, request, message)
+    result = await run_in_threadpool(request.app.state.ingest_door.commit, [message])
     if result.dead_letters:
         letter = result.dead_letters[0]
         return problem_response(403 if letter.reason in _FORBIDDEN else 422, letter.detail,

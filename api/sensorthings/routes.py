@@ -13,11 +13,9 @@ The handlers only adapt HTTP to the functions of resources.py and writes.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Request
+from fastapi import APIRouter, Body, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from api.deps import ConnDep, ReadConnDep
@@ -29,20 +27,14 @@ from api.sensorthings.onboarding import audit
 from api.sensorthings.query import parse_options
 from api.sensorthings.resources import read_resource
 from api.sensorthings.updates import delete_entity, update_entity
-from api.sensorthings.writes import close_ingest, create
+from api.sensorthings.writes import create
 from storage.sensorthings import ENTITY_SETS, NotSupported, QueryError, own_feature_ids, own_thing_ids, readable_series_ids
 
 __all__ = ["ROOT", "router"]
 
 ROOT = "/sta/v1.1"
 
-@asynccontextmanager
-async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-    yield
-    close_ingest(app)
-
-
-router = APIRouter(prefix=ROOT, tags=["sensorthings"], lifespan=_lifespan)
+router = APIRouter(prefix=ROOT, tags=["sensorthings"])
 
 
 def service_root(request: Request) -> str:

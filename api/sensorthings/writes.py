@@ -5,18 +5,17 @@
     POST CreateObservations              the dataArray extension: one self link or "error" per row
 
 An Observation becomes a SenML reading of its Datastream's series, published
-as a pack of that device (`lab/{org}/{device}/up`) into the same ingest
-pipeline as MQTT (ingest.Pipeline.commit): the same decoding, authorisation,
-de-duplication, dead letters and counters, committed before the answer. Only
-a provider or admin key may write, and only to its own organisation's
-Datastreams; the organisation comes from the key.
+as a pack of that device (`lab/{org}/{device}/up`) into the API's one ingest
+pipeline (api.ingest_door, shared with /v1/ingest and NGSI-LD): the same
+decoding, authorisation, de-duplication, dead letters and counters as MQTT,
+committed before the answer. Only a provider or admin key may write, and only
+to its own organisation's Datastreams; the organisation comes from the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,89 +30,18 @@ from api.sensorthings.mapping import self_link
 from api.sensorthings.onboarding import create_datastream, create_thing
 from api.sensorthings.paths import PathError, parse_path
 from api.sensorthings.resources import read_created
-from api.sensorthings.mqtt import FeedPublisher
-from citylab.broker_security import DynSec
-from ingest import Message, Pipeline
-from ingest.observation_feed import FEED_PROPERTIES, FeatureIndex, ObservationFeed
+from ingest import Message
 from protocol.senml import SENML_JSON, Pack, Record, decode_pack, encode_pack
 from protocol.topics import thing_datastreams_topic, up_topic
 from storage.sensorthings import ENTITY_SETS, datastream_target, writable_datastream
 from storage.sensorthings.write import thing_of_device
 from storage.tenants import Principal
 
-__all__ = ["close_ingest", "create"]
+__all__ = ["create"]
 
 _OBSERVATIONS = ENTITY_SETS["Observations"]
 _ROW_ERROR = "error"
 STA_BOOT_ID = "sta"   # the boot id of packs written through SensorThings (seq: a hash of the content)
-
-
-class _Ingest:
-    """One ingest pipeline per app, used by one request at a time."""
-
-    def __init__(self, database_url: str, dynsec: DynSec | None, *, feed: bool) -> None:
-        self._url = database_url
-        self._dynsec = dynsec if feed else None   # the feed needs the broker's dynamic security
-        self._lock = threading.Lock()
-        self._pipeline: Pipeline | None = None
-        self._publisher: FeedPublisher | None = None
-        self._feed: ObservationFeed | None = None
-        self._features: FeatureIndex | None = None
-
-    def _open_feed(self) -> None:
-        if self._publisher is None and self._dynsec is not None:
-            self._publisher = FeedPublisher(self._dynsec)   # committed Observations on the broker
-            self._features = FeatureIndex(self._url)
-            self._feed = ObservationFeed(self._publisher.client, features=self._features)
-
-    def publish(self, topic: str, entity: dict) -> None:
-        """A created entity on its topic, QoS 0, like the feed (nothing when the feed is off)."""
-        with self._lock:
-            self._open_feed()
-            if self._publisher is not None:
-                self._publisher.client.publish(topic, json.dumps(entity, separators=(",", ":")).encode(), qos=0,
-                                               properties=FEED_PROPERTIES)
-
-    def commit(self, messages: list[Message]):
-        with self._lock:
-            if self._pipeline is None:
-                self._open_feed()
-                self._pipeline = Pipeline(self._url, on_commit=self._feed)
-            # An HTTP writer expects the registry as it is now (a device just onboarded or disabled),
-            # not as the pipeline cached it up to a second or two ago.
-            self._pipeline.resolver.forget()
-            try:
-                return self._pipeline.commit(messages)
-            except Exception:
-                self._pipeline.close()
-                self._pipeline = None
-                raise
-
-    def close(self) -> None:
-        with self._lock:
-            if self._pipeline is not None:
-                self._pipeline.close()
-                self._pipeline = None
-            if self._publisher is not None:
-                self._feed.close()
-                self._features.close()
-                self._publisher.close()
-                self._publisher = self._feed = self._features = None
-
-
-def close_ingest(app: FastAPI) -> None:
-    """Close the app's pipeline (its database connections), if a write opened one."""
-    found = getattr(app.state, "sta_ingest", None)
-    if found is not None:
-        found.close()
-
-
-def _ingest(app: FastAPI) -> _Ingest:
-    found = getattr(app.state, "sta_ingest", None)
-    if found is None:
-        found = app.state.sta_ingest = _Ingest(app.state.settings.database_url, getattr(app.state, "dynsec", None),
-                                               feed=app.state.settings.sta_mqtt_feed)
-    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +111,7 @@ def _commit(app: FastAPI, conn: psycopg.Connection, principal: Principal,
         messages.append(Message(topic=up_topic(principal.org_slug, device), payload=payload, mid=0, qos=1,
                                 content_type=SENML_JSON, received_us=now_us))
         indexes.append((series, rows))
-    result = _ingest(app).commit(messages)
+    result = app.state.ingest_door.commit(messages)
     refused = {letter.payload for letter in result.dead_letters}
     for message, (series, rows), micros in zip(messages, indexes, times):
         if message.payload in refused:
@@ -214,7 +142,7 @@ def create(app: FastAPI, conn: psycopg.Connection, principal: Principal, *, base
         if dynsec is not None:   # the device's login may create its Observations over MQTT
             dynsec.allow_datastreams(principal.org_slug, device, [series])
         created = _created(conn, principal, base, "Datastreams", series)
-        _ingest(app).publish(thing_datastreams_topic(thing_of_device(conn, org=principal.org_slug, device=device)),
+        app.state.ingest_door.publish(thing_datastreams_topic(thing_of_device(conn, org=principal.org_slug, device=device)),
                              json.loads(created.body))
         return created
     if name != "Observations":

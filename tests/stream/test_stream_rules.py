@@ -146,3 +146,13 @@ def test_a_batch_without_rules_leaves_their_episodes_alone() -> None:
     assert proc.n_series == 1 and len(replay.aggregates[0]) == 1   # the detector and windows still ran
     live = proc.process(np.zeros(1, np.int32), t[-1:] + 1_000_000, np.array([43.0]))
     assert live.rule_events.rule_id.tolist() == [7] and live.rule_events.opened.tolist() == [True]
+
+
+def test_a_resumed_episode_clears_and_does_not_open_again() -> None:
+    proc = StreamProcessor(widths_s=(60,))
+    proc.rules.add([1, 2], [0, 0], on=30.0, off=20.0)
+    proc.rules.resume([2, 99])   # 99: unknown, ignored
+    assert proc.rules.active().tolist() == [2]
+    t = np.arange(3, dtype=np.int64) * 1_000_000
+    events = proc.process(np.zeros(3, np.int32), t, np.array([40.0, 41.0, 10.0])).rule_events
+    assert list(zip(events.rule_id.tolist(), events.opened.tolist())) == [(1, True), (1, False), (2, False)]

@@ -1,6 +1,7 @@
 """The SensorThings MQTT extension (OGC 18-088 §14) on the lab's real Mosquitto with
 dynamic security: real paho subscribers receive each Observation as it is committed,
-whether it came over MQTT (the ingest worker) or HTTP (the API's pipeline), and the
+whether it came over MQTT (the ingest worker) or HTTP (the API's one pipeline, for
+SensorThings, /v1/ingest and NGSI-LD writes alike), and the
 broker gives each API key's login only the Datastreams that key may read.
 
 One test per requirement of the two MQTT conformance classes, named by its id:
@@ -22,6 +23,7 @@ import httpx
 import paho.mqtt.client as paho
 import psycopg
 import pytest
+from ngsild_lab import link
 from sta_lab import ROOT, StaLab
 from stack import running_stack
 from testbed import DYNSEC_ADMIN, DynsecBroker
@@ -183,6 +185,33 @@ def test_req_receive_updates_via_mqtt_receive_updates(stack, fresh_lab: StaLab):
         assert created.status_code == 201, created.text
         got_topic, body = sub.next()
     assert got_topic == datastreams and body == created.json()
+
+
+def test_req_receive_updates_via_mqtt_from_every_http_inlet(stack, fresh_lab: StaLab):
+    """A reading POSTed to /v1/ingest with a device token, and one an NGSI-LD producer writes,
+    reach the SensorThings subscribers of their Datastream: the API has one pipeline and one feed."""
+    series = fresh_lab.series["noise-2/noise"]
+    topic = f"v1.1/Datastreams({series})/Observations"
+    token = httpx.post(f"{stack.api}/v1/ingest/tokens", headers=fresh_lab.lab.headers, json={"device": "noise-2"},
+                       timeout=30)
+    assert token.status_code == 201, token.text
+    with subscriber(credentials(stack.api, fresh_lab.lab.headers)) as sub:
+        assert sub.subscribe(topic)
+        pack = [{"n": "noise-2/noise", "u": "dB", "v": 64.25, "t": 1741176000}]   # 2025-03-05T12:00:00Z
+        posted = httpx.post(f"{stack.api}/v1/ingest", content=json.dumps(pack), timeout=90, headers={
+            "Authorization": f"Bearer {token.json()['token']}", "Content-Type": SENML_JSON})
+        assert posted.status_code == 201, posted.text
+        assert sub.next() == (topic, {"@iot.id": f"{series}-1741176000000000",
+                                      "phenomenonTime": "2025-03-05T12:00:00.000000Z",
+                                      "resultTime": "2025-03-05T12:00:00.000000Z", "result": 64.25})
+        patched = httpx.patch(
+            f"{stack.api}/ngsi-ld/v1/entities/urn:ngsi-ld:NoiseLevelObserved:lab:noise-2/attrs", timeout=30,
+            headers={**fresh_lab.lab.headers, **link("Environment")},
+            json={"LAeq": {"type": "Property", "value": 66.5, "observedAt": "2025-03-05T12:01:00Z"}})
+        assert patched.status_code == 204, patched.text
+        assert sub.next() == (topic, {"@iot.id": f"{series}-1741176060000000",
+                                      "phenomenonTime": "2025-03-05T12:01:00.000000Z",
+                                      "resultTime": "2025-03-05T12:01:00.000000Z", "result": 66.5})
 
 
 def test_req_create_observations_via_mqtt_observations_creation(stack, fresh_lab: StaLab):
