@@ -4,28 +4,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from broker_lab import ADMIN, SecuredBroker
 
-from citylab.broker_security import DynSec
-from citylab.embedded import MosquittoServer, start_mosquitto
-
-ADMIN = "citylab-admin"
-
-
-@dataclass
-class SecuredBroker:
-    server: MosquittoServer
-    admin_password: str
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def dynsec(self) -> DynSec:
-        return DynSec(self.url, username=ADMIN, password=self.admin_password)
+from citylab.embedded import start_mosquitto
 
 
 @pytest.fixture(scope="session")

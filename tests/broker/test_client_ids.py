@@ -12,7 +12,7 @@ import uuid
 import paho.mqtt.client as paho
 import psycopg
 import pytest
-from conftest import ADMIN, SecuredBroker
+from broker_lab import ADMIN, SecuredBroker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import DynSec, ingest_client_id, new_password, url_with_credentials

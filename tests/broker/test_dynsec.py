@@ -12,7 +12,7 @@ import uuid
 
 import paho.mqtt.client as paho
 import pytest
-from conftest import SecuredBroker
+from broker_lab import SecuredBroker
 from paho.mqtt.enums import CallbackAPIVersion
 
 from citylab.broker_security import BrokerSecurityError, DynSec

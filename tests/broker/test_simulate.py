@@ -19,7 +19,7 @@ from ingest import IngestOptions, IngestService
 from lab_probes import wait
 from protocol.topics import ingest_filters
 
-from conftest import ADMIN, SecuredBroker
+from broker_lab import ADMIN, SecuredBroker
 
 pytestmark = pytest.mark.slow
 
