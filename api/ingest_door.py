@@ -24,6 +24,8 @@ from citylab.broker_security import DynSec
 from citylab.settings import Settings
 from ingest import CommitResult, Message, Pipeline
 from ingest.observation_feed import FEED_PROPERTIES, FeatureIndex, ObservationFeed
+from protocol.errors import TopicError
+from protocol.topics import parse_topic
 
 __all__ = ["IngestDoor"]
 
@@ -67,9 +69,9 @@ class IngestDoor:
             if self._pipeline is None:
                 self._open_feed()
                 self._pipeline = Pipeline(self._url, widths_s=self._widths, on_commit=self._feed)
-            # An HTTP writer expects the registry as it is now (a device just onboarded or disabled),
-            # not as the pipeline cached it up to a second or two ago.
-            self._pipeline.resolver.forget()
+            # An HTTP writer expects the registry as it is now (a device just onboarded, disabled or
+            # moved), not as the pipeline cached it up to a second or two ago: its publishers again.
+            self._pipeline.resolver.recheck(_publishers(messages))
             try:
                 return self._pipeline.commit(messages)
             except Exception:
@@ -88,3 +90,15 @@ class IngestDoor:
                 self._features.close()
                 self._publisher.close()
                 self._publisher = self._feed = self._features = None
+
+
+def _publishers(messages: Sequence[Message]) -> list[tuple[str, str]]:
+    """(org, device) of each message's topic (a bad topic is the pipeline's dead letter)."""
+    found = []
+    for m in messages:
+        try:
+            topic = parse_topic(m.topic)
+        except TopicError:
+            continue
+        found.append((topic.org, topic.device))
+    return found

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 
 import numpy as np
@@ -175,10 +175,7 @@ class SeriesResolver:
         if not self.rereads.allow(("senml", org, publisher)):
             return False
         cached = self.senml_names(org, publisher)
-        found = load_senml_names(self._conn, org=org, publisher=publisher)
-        self.registry_reads += 1
-        own = found.pop((org, publisher), None)
-        names = ((own,) if own is not None else ()) + tuple(found.values())
+        names = self._family_names(org, publisher)
         if names == cached:
             return False
         self._senml[(org, publisher)] = names
@@ -224,6 +221,31 @@ class SeriesResolver:
         self._integrations_loaded_at = float("-inf")
         self._devices = None
         self._lorawan = None
+
+    def recheck(self, publishers: Iterable[tuple[str, str]]) -> None:
+        """Decide again, from the registry as it is now, for packs of these (org, publisher)
+        pairs: the publisher, the devices behind it and their SenML names are read again (one
+        small statement each), its cached series decisions dropped. For writers that expect a
+        device just onboarded, disabled or moved to count at once (the API's HTTP inlets), at a
+        cost that does not grow with the registry, unlike ``forget``."""
+        for org, publisher in set(publishers):
+            self._known.pop((org, publisher), None)
+            self._convert.pop((org, publisher), None)
+            if self._devices is not None:
+                for key in [k for k, d in self._devices.items()
+                            if k[0] == org and (k[1] == publisher or d.gateway == publisher)]:
+                    del self._devices[key]
+                self._devices.update(load_devices(self._conn, org=org, publisher=publisher))
+                self.registry_reads += 1
+            if self._senml is not None:
+                self._senml[(org, publisher)] = self._family_names(org, publisher)
+
+    def _family_names(self, org: str, publisher: str) -> tuple[SenMLNames, ...]:
+        """The SenML names of `publisher` (first) and of the devices behind it, as registered now."""
+        found = load_senml_names(self._conn, org=org, publisher=publisher)
+        self.registry_reads += 1
+        own = found.pop((org, publisher), None)
+        return ((own,) if own is not None else ()) + tuple(found.values())
 
     def _device(self, org: str, device: str) -> Device | None:
         """`org`'s device as cached (the registry is read whole on first use)."""

@@ -153,10 +153,15 @@ def registry_version(conn: psycopg.Connection) -> tuple[int, int]:
         ).fetchone())
 
 
-def load_devices(conn: psycopg.Connection) -> dict[tuple[str, str], Device]:
-    """(org, device) -> device, for every device of the lab."""
+def load_devices(conn: psycopg.Connection, *, org: str | None = None,
+                 publisher: str | None = None) -> dict[tuple[str, str], Device]:
+    """(org, device) -> device, for every device of the lab; with `org` and `publisher`, only
+    that device of `org` and the devices behind it (its primary key and the gateway index)."""
+    sql, params = "SELECT device, org, gateway, kind, enabled FROM devices", ()
+    if org is not None and publisher is not None:
+        sql, params = sql + " WHERE org = %s AND (device = %s OR gateway = %s)", (org, publisher, publisher)
     with map_errors("load devices"):
-        rows = conn.execute("SELECT device, org, gateway, kind, enabled FROM devices").fetchall()
+        rows = conn.execute(sql, params).fetchall()
     return {(row[1], row[0]): Device(*row) for row in rows}
 
 

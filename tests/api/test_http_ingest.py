@@ -82,3 +82,34 @@ def test_lpp_with_a_port(empty_client: TestClient, database: str) -> None:
     assert _post(empty_client, auth, frame, "application/octet-stream").status_code == 422  # no port
     answer = _post(empty_client, auth, frame, "application/octet-stream", port=2)
     assert answer.status_code == 201 and answer.json()["readings_stored"] == 2
+
+
+def test_a_change_of_the_registry_counts_at_the_next_pack(empty_client: TestClient, database: str) -> None:
+    """The API's pipeline caches the registry; each HTTP pack re-reads its publisher and the
+    devices behind it, so a sensor moved away from its gateway or disabled a moment ago is
+    refused at once (not a second or two later, when the cache would notice)."""
+    with psycopg.connect(database) as conn:
+        register_device(conn, org="lab", device="gw-9", kind="gateway")
+        register_device(conn, org="lab", device="s-1", gateway="gw-9", kind="serial")
+        register_device(conn, org="lab", device="s-2", gateway="gw-9", kind="serial")
+    answer = empty_client.post("/v1/ingest/tokens", json={"device": "gw-9"})
+    auth = {"Authorization": f"Bearer {answer.json()['token']}"}
+
+    def pack(t: float) -> bytes:
+        return json.dumps([{"n": "s-1/temperature", "u": "Cel", "v": 20.0, "t": t},
+                           {"n": "s-2/temperature", "u": "Cel", "v": 21.0, "t": t}]).encode()
+
+    assert _post(empty_client, auth, pack(T0), "application/senml+json").status_code == 201
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE devices SET enabled = false WHERE org = 'lab' AND device = 's-2'")
+    answer = _post(empty_client, auth, pack(T0 + 1), "application/senml+json")
+    assert answer.status_code == 403 and answer.json()["reason"] == "device_disabled", answer.text
+    with psycopg.connect(database) as conn:
+        conn.execute("UPDATE devices SET enabled = true WHERE org = 'lab' AND device = 's-2'")
+        conn.execute("UPDATE devices SET gateway = NULL WHERE org = 'lab' AND device = 's-1'")
+    answer = _post(empty_client, auth, pack(T0 + 2), "application/senml+json")
+    assert answer.status_code == 403 and answer.json()["reason"] == "not_behind_gateway", answer.text
+    with psycopg.connect(database) as conn:
+        stored = conn.execute("SELECT count(*) FROM readings r JOIN series s ON s.id = r.series_id"
+                              " WHERE s.org = 'lab' AND s.device IN ('s-1', 's-2')").fetchone()[0]
+    assert stored == 2   # the first pack only
