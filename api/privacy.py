@@ -135,7 +135,8 @@ def purpose_refusals(conn: psycopg.Connection, principal: Principal, series_ids,
     ids = sorted(set(series_ids))
     if not ids or principal.anonymous:
         return set()
-    through = [sid for sid in ids if sid not in _own_or_open(conn, principal, ids)]
+    own = _own_or_open(conn, principal, ids)   # once: one statement for every series
+    through = [sid for sid in ids if sid not in own]
     if not through:
         return set()
     personal = {sid for sid, c in gdpr.classifications(conn, through).items() if c.personal}
@@ -166,7 +167,8 @@ def minimisation_of(conn: psycopg.Connection, principal: Principal, series_ids) 
     ids = sorted(set(series_ids))
     if not ids or principal.anonymous:
         return {}
-    through = [sid for sid in ids if sid not in _own_or_open(conn, principal, ids)]
+    own = _own_or_open(conn, principal, ids)
+    through = [sid for sid in ids if sid not in own]
     return gdpr.minimisations(conn, consumer_org=principal.org_id, series_ids=through) if through else {}
 
 

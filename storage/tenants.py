@@ -366,6 +366,16 @@ def device_series(conn: psycopg.Connection, *, org: str, device: str) -> list[tu
         ).fetchall()
 
 
+def org_device_series(conn: psycopg.Connection, *, org: str) -> dict[str, list[tuple[int, str, str | None]]]:
+    """device -> its (series id, quantity, unit), for every device of `org` (one statement)."""
+    found: dict[str, list[tuple[int, str, str | None]]] = {}
+    with map_errors("device series"):
+        for device, sid, quantity, unit in conn.execute(
+                "SELECT device, id, quantity, unit FROM series WHERE org = %s ORDER BY id", (org,)):
+            found.setdefault(device, []).append((sid, quantity, unit))
+    return found
+
+
 def ensure_org(conn: psycopg.Connection, *, slug: str, name: str, kind: str) -> Organisation:
     """The organisation with `slug`, created when missing (the demo district's)."""
     with map_errors("ensure organisation"):

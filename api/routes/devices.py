@@ -135,15 +135,18 @@ def _broker_url(settings: Settings) -> str:
     return parts._replace(netloc=netloc).geturl()
 
 
-def _public(conn, record: tenants.DeviceRecord) -> DevicePublic:
+def _public(conn, record: tenants.DeviceRecord,
+            series: list[tuple[int, str, str | None]] | None = None) -> DevicePublic:
+    """The device as the API shows it (`series`: its series when the caller read them already)."""
+    if series is None:
+        series = tenants.device_series(conn, org=record.org, device=record.device)
     location = Location(lat=record.lat, lon=record.lon) if record.lat is not None and record.lon is not None else None
     lora = {"dev_eui": record.dev_eui, "channels": record.lora_channels} if record.dev_eui or record.lora_channels else None
     return DevicePublic(
         device=record.device, org=record.org, gateway=record.gateway, kind=record.kind, enabled=record.enabled,
         location=location, lora=lora, mqtt_username=record.mqtt_username,
         topic_prefix=f"lab/{record.org}/{record.device}/", created_at=record.created_at, last_seen=record.last_seen,
-        series=[{"id": i, "quantity": q, "unit": u}
-                for i, q, u in tenants.device_series(conn, org=record.org, device=record.device)],
+        series=[{"id": i, "quantity": q, "unit": u} for i, q, u in series],
     )
 
 
@@ -211,7 +214,8 @@ def create_device(conn: ConnDep, principal: ProviderDep, settings: SettingsDep, 
 @router.get("", response_model=list[DevicePublic], summary="Your organisation's devices",
             responses=problem_responses(401, 503))
 def read_devices(conn: ConnDep, principal: PrincipalDep) -> list[DevicePublic]:
-    return [_public(conn, r) for r in tenants.list_org_devices(conn, org=principal.org_slug)]
+    series = tenants.org_device_series(conn, org=principal.org_slug)   # one statement, not one per device
+    return [_public(conn, r, series.get(r.device, [])) for r in tenants.list_org_devices(conn, org=principal.org_slug)]
 
 
 @router.get("/{device}", response_model=DevicePublic, summary="One of your devices",

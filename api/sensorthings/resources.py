@@ -91,6 +91,9 @@ def _expand(conn: psycopg.Connection, params: dict, base: str, entity: EntitySet
         found = read_linked(conn, params, link, keys, inner, fields=fields_for(target, inner.select),
                             keys=_keys(target, inner), limit=top + 1)
         counts = count_linked(conn, params, link, keys, inner) if inner.count and link.many else {}
+        # the children of every row, so that the next level is one statement too (not one per row)
+        every_child: list[dict] = []
+        every_shaped: list[dict] = []
         for row, body in zip(rows, out):
             key = row.get(link.source_key)
             children = found.get(key, [])
@@ -98,7 +101,8 @@ def _expand(conn: psycopg.Connection, params: dict, base: str, entity: EntitySet
             children = children[:top]
             served.add(target, children)
             shaped = _shape(base, target, children, inner)
-            _expand(conn, params, base, target, children, shaped, inner, served)
+            every_child += children
+            every_shaped += shaped
             if link.many:
                 body[item.link] = shaped
                 if inner.count:
@@ -110,6 +114,7 @@ def _expand(conn: psycopg.Connection, params: dict, base: str, entity: EntitySet
             else:
                 body[item.link] = shaped[0] if shaped else None
             body.pop(f"{item.link}@iot.navigationLink", None)
+        _expand(conn, params, base, target, every_child, every_shaped, inner, served)
 
 
 def _data_array(base: str, rows: list[dict], query: Query) -> list[dict]:
