@@ -14,6 +14,7 @@ readable by everyone, with or without a key (`OPEN_SERIES`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -39,6 +40,7 @@ __all__ = [
     "list_products",
     "meter_usage",
     "product_quality",
+    "products_quality",
     "readable_series",
     "request_access",
     "revoke_grant",
@@ -334,7 +336,15 @@ def meter_usage(conn: psycopg.Connection, usage: dict[int, int]) -> None:
 def product_quality(
     conn: psycopg.Connection, product_id: int, *, days: int, width_s: int, now: datetime
 ) -> QualityWindow:
-    """Quality of a product's series over the last `days`, computed from the stored data.
+    """Quality of a product's series over the last `days` (``products_quality`` of one)."""
+    return products_quality(conn, [product_id], days=days, width_s=width_s, now=now)[product_id]
+
+
+def products_quality(
+    conn: psycopg.Connection, product_ids: Sequence[int], *, days: int, width_s: int, now: datetime
+) -> dict[int, QualityWindow]:
+    """Quality of each product's series over the last `days`, computed from the stored data, for
+    every product in one statement (a catalogue of many products costs no statement per product).
 
         completeness = mean over series with a declared interval of
                        min(1, readings / (covered seconds / interval_s))
@@ -347,14 +357,14 @@ def product_quality(
     """
     start = now - timedelta(days=days)
     with map_errors("product quality"):
-        row = conn.execute(
+        rows = conn.execute(
             """
             WITH s AS (
-                SELECT se.id, se.interval_s, greatest(se.created_at, %(start)s) AS since
+                SELECT ps.product_id, se.id, se.interval_s, greatest(se.created_at, %(start)s) AS since
                 FROM data_product_series ps JOIN series se ON se.id = ps.series_id
-                WHERE ps.product_id = %(product)s
+                WHERE ps.product_id = ANY(%(products)s)
             ), counts AS (
-                SELECT s.id, s.interval_s, s.since,
+                SELECT s.product_id, s.id, s.interval_s, s.since,
                        coalesce((SELECT sum(a.count) FROM aggregates a WHERE a.width_s = %(width)s
                                  AND a.series_id = s.id AND a.bucket > s.since - make_interval(secs => %(width)s) AND a.bucket < %(now)s), 0) AS n,
                        (SELECT count(DISTINCT date_trunc('hour', a.bucket)) FROM aggregates a
@@ -367,6 +377,7 @@ def product_quality(
                 FROM s
             )
             SELECT
+                product_id,
                 avg(least(1.0, n / greatest(extract(epoch FROM %(now)s - since) / interval_s, 1)))
                     FILTER (WHERE interval_s IS NOT NULL),
                 max(extract(epoch FROM %(now)s - coalesce(newest, since))),
@@ -374,17 +385,21 @@ def product_quality(
                 avg(least(1.0, hours / greatest(ceil(extract(epoch FROM %(now)s - since) / 3600), 1))),
                 coalesce(sum(n), 0)::bigint,
                 coalesce(sum(anomalies), 0)::bigint
-            FROM counts
+            FROM counts GROUP BY product_id
             """,
-            {"product": product_id, "start": start, "now": now, "width": width_s},
-        ).fetchone()
-    completeness, freshness, anomaly_rate, uptime, readings, anomalies = row
-    return QualityWindow(
-        days=days,
-        completeness=float(completeness) if completeness is not None else None,
-        freshness_s=float(freshness) if freshness is not None else None,
-        anomaly_rate=float(anomaly_rate) if anomaly_rate is not None else None,
-        uptime=float(uptime) if uptime is not None else None,
-        readings=int(readings),
-        anomalies=int(anomalies),
-    )
+            {"products": list(product_ids), "start": start, "now": now, "width": width_s},
+        ).fetchall()
+    empty = QualityWindow(days=days, completeness=None, freshness_s=None, anomaly_rate=None, uptime=None,
+                          readings=0, anomalies=0)   # a product without series
+    found = dict.fromkeys(product_ids, empty)
+    for product, completeness, freshness, anomaly_rate, uptime, readings, anomalies in rows:
+        found[product] = QualityWindow(
+            days=days,
+            completeness=float(completeness) if completeness is not None else None,
+            freshness_s=float(freshness) if freshness is not None else None,
+            anomaly_rate=float(anomaly_rate) if anomaly_rate is not None else None,
+            uptime=float(uptime) if uptime is not None else None,
+            readings=int(readings),
+            anomalies=int(anomalies),
+        )
+    return found

@@ -12,7 +12,7 @@ from citylab.settings import Settings
 from storage import catalog as store
 from api.privacy import CATALOGUE_PRECISION, coarsen
 from storage.gdpr import CATEGORIES, classifications
-from storage.products import list_products, product_quality
+from storage.products import list_products, products_quality
 
 __all__ = ["FACES", "load_content", "served_faces"]
 
@@ -62,8 +62,9 @@ def load_content(
     for row in store.product_series(conn, [p.id for p in products]):
         series.setdefault(row.product_id, []).append(row)
     width = min(settings.window_widths_s)
-    quality = {p.id: [product_quality(conn, p.id, days=d, width_s=width, now=now) for d in QUALITY_DAYS]
-               for p in products}
+    windows = [products_quality(conn, [p.id for p in products], days=d, width_s=width, now=now)
+               for d in QUALITY_DAYS]   # one statement per window length, not one per product
+    quality = {p.id: [w[p.id] for w in windows] for p in products}
     classes = classifications(conn, {s.series_id for rows in series.values() for s in rows})
     privacy = {pid: max((classes[s.series_id] for s in rows if s.series_id in classes),
                         key=lambda c: CATEGORIES.index(c.personal_data))
