@@ -168,16 +168,21 @@ _SCOPE_MATCH = """
 """
 
 
+def _rule_orgs(conn: psycopg.Connection, *, device: bool) -> list[dict[str, object]]:
+    """The query parameters (org_slug, org_id) of every organisation with enabled device rules
+    (`device`) or enabled series rules, in one statement."""
+    kind = "r.kind = 'device'" if device else "r.kind <> 'device'"
+    return [{"org_slug": slug, "org_id": org_id} for slug, org_id in conn.execute(
+        f"SELECT DISTINCT r.org, o.id FROM alert_rules r LEFT JOIN organisations o ON o.slug = r.org"
+        f" WHERE r.enabled AND {kind} ORDER BY r.org").fetchall()]
+
+
 def rule_series(conn: psycopg.Connection) -> list[tuple[int, int]]:
     """(rule id, series id) of every enabled series rule and each series it watches now: its
     scope, intersected with what its organisation may read."""
     out: list[tuple[int, int]] = []
     with map_errors("expand rule scopes"):
-        orgs = [r[0] for r in conn.execute(
-            "SELECT DISTINCT org FROM alert_rules WHERE enabled AND kind <> 'device' ORDER BY org").fetchall()]
-        for org in orgs:
-            params = {"org_slug": org}
-            params["org_id"] = conn.execute(f"SELECT {_ORG_ID}", params).fetchone()[0]
+        for params in _rule_orgs(conn, device=False):
             out += conn.execute(
                 f"SELECT r.id, s.id FROM alert_rules r JOIN series s ON {_SCOPE_MATCH}"
                 f" WHERE r.org = %(org_slug)s AND r.enabled AND r.kind <> 'device'"
@@ -203,11 +208,7 @@ def rule_devices(conn: psycopg.Connection) -> list[DeviceState]:
     see (its own, and those carrying series it may read), with their newest status."""
     out: list[DeviceState] = []
     with map_errors("expand device rules"):
-        orgs = [r[0] for r in conn.execute(
-            "SELECT DISTINCT org FROM alert_rules WHERE enabled AND kind = 'device' ORDER BY org").fetchall()]
-        for org in orgs:
-            params = {"org_slug": org}
-            params["org_id"] = conn.execute(f"SELECT {_ORG_ID}", params).fetchone()[0]
+        for params in _rule_orgs(conn, device=True):
             rows = conn.execute(
                 f"SELECT r.id, d.org, d.device, g.state, g.buffer_depth, g.received_at FROM alert_rules r"
                 f" JOIN devices d ON d.kind = 'gateway' AND (r.device IS NULL OR (d.org = r.device_org"
