@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import pytest
 from pydantic import ValidationError
 from catalog_lab import Market, seed_market
+from guarded_page import guarded_page
 from test_catalog_harvest import serving
 from tile_server import TileServer, tile_server
 
@@ -34,23 +35,8 @@ def tiles() -> Iterator[TileServer]:
 
 def _signed_in(browser, api: str, key: str, allowed: set[str]):
     """The console at `/` signed in with `key`, its map drawn; every error and outside request kept."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    errors: list[str] = []
-    outside: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-    def guard(route) -> None:
-        if urlsplit(route.request.url).netloc in allowed:
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    page.set_default_timeout(30_000)
-    page.goto(f"{api}/")
+    context, page, errors, outside = guarded_page(browser, f"{api}/", allowed,
+                                                  viewport={"width": 1400, "height": 1000})
     page.wait_for_selector("#signin-banner:not([hidden])")
     page.fill("#api-key", key)
     page.click("#use-key")

@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from catalog_lab import Market, seed_market
+from guarded_page import guarded_page
 from test_catalog_harvest import serving
 from tile_server import TileServer, tile_server
 
@@ -37,25 +38,9 @@ def tiles() -> Iterator[TileServer]:
 
 
 def _page(browser, url: str, allowed: set[str], *, phone: bool = False):
-    context = browser.new_context(**({"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
-                                       "is_mobile": True, "has_touch": True} if phone
-                                    else {"viewport": {"width": 1280, "height": 900}}))
-    page = context.new_page()
-    errors: list[str] = []
-    outside: list[str] = []
-    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-
-    def guard(route) -> None:
-        if urlsplit(route.request.url).netloc in allowed:
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", guard)
-    page.set_default_timeout(30_000)
-    page.goto(url)
+    options = ({"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+                "has_touch": True} if phone else {"viewport": {"width": 1280, "height": 900}})
+    context, page, errors, outside = guarded_page(browser, url, allowed, **options)
     page.wait_for_selector("body[data-ready=true]")
     return context, page, errors, outside
 
